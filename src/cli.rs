@@ -1,0 +1,142 @@
+//! The command line as the user typed it: clap derive, validated, no I/O.
+//! Nothing past [`crate::settings`] sees these types.
+
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use url::Url;
+
+/// The version string: the crate version and, when built from git, the commit.
+pub const VERSION: &str = env!("MASTDL_VERSION");
+
+/// Fast, resumable bulk downloads from MAST, the Mikulski Archive for Space Telescopes.
+#[derive(Debug, Parser)]
+#[command(name = "mastdl", version = VERSION, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download the files an input names into DEST, with MANIFEST.HTML and MANIFEST.json.
+    Fetch(FetchArgs),
+    /// Print the download plan (URI, URL, PATH; TAB-separated) and download nothing.
+    Plan(FetchArgs),
+    /// Generate shell completions.
+    Completions {
+        /// bash, zsh or fish.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: ShellKind,
+    },
+}
+
+/// Shells completions are generated for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShellKind {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// When to draw progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// Only when stderr is a terminal.
+    Auto,
+    Always,
+    Never,
+}
+
+/// How messages on stderr look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Options shared by `fetch` and `plan`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// A URI list, MAST download script or product table (CSV/ECSV); `-` or none reads standard input.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Payload folder.
+    #[arg(short = 'd', long, value_name = "DIR", default_value = "mastDownload")]
+    pub dest: PathBuf,
+
+    /// MAST API token [default: env MAST_API_TOKEN, else a hidden prompt on a terminal].
+    #[arg(short = 't', long, value_name = "TOKEN", hide_default_value = true)]
+    pub token: Option<String>,
+
+    /// Concurrent transfers.
+    #[arg(short = 'j', long, value_name = "N", default_value = "4")]
+    pub jobs: NonZeroUsize,
+
+    /// Retries per file on transient errors.
+    #[arg(long, value_name = "N", default_value_t = crate::retry::DEFAULT_RETRIES)]
+    pub retries: u32,
+
+    /// Stall timeout: a transfer receiving no bytes for SECS is aborted and retried.
+    #[arg(long, value_name = "SECS", default_value = "60")]
+    pub timeout: NonZeroU64,
+
+    /// Archive root.
+    #[arg(long, value_name = "URL", env = "MASTDL_BASE_URL")]
+    pub base_url: Option<Url>,
+
+    /// Put files straight into DEST (no COLL/OBS_ID folders).
+    #[arg(long)]
+    pub flat: bool,
+
+    /// Keep only files whose name ends with EXT (case-insensitive; repeatable).
+    #[arg(long, value_name = "EXT")]
+    pub extension: Vec<String>,
+
+    /// Only the K-th (0-based) of N disjoint shards; `auto` reads SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX (+ MASTDL_SHARD_COUNT).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+
+    /// Re-download files even if complete.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Same as `plan`: print the plan, download nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Only errors and the final summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Progress bars.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub progress: ProgressMode,
+
+    /// Also send the token on redirects to HOST (repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub trusted_host: Vec<String>,
+
+    /// Extra CA certificates (PEM file).
+    #[arg(long, value_name = "PATH")]
+    pub cacert: Option<PathBuf>,
+
+    /// stderr as human lines or one JSON object per event.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,219 @@
+//! The payload folder's own bookkeeping, under `DEST/.mastdl/`: the lock
+//! that keeps two runs apart, and the state record of completed files.
+//!
+//! The lock is an OS file lock (`flock`/`LockFileEx` via std), so it dies
+//! with the process: a run killed with `kill -9` leaves nothing stale. A
+//! whole run locks `lock` exclusively; a shard run locks it shared and its
+//! own `lock.K-of-N` exclusively, so shards can share DEST but never with a
+//! whole run or a twin of themselves.
+//!
+//! The state record is append-only JSON lines (`state.jsonl`, or
+//! `state.K-of-N.jsonl` for a shard), one line per file completed, written
+//! with one `write` each. A crash mid-write leaves at most a torn last
+//! line, which reading skips. The last record for a path wins.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Shard, Source};
+
+/// The bookkeeping folder's name inside DEST.
+pub const META_DIR: &str = ".mastdl";
+
+/// What was known about a file when it was completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRecord {
+    /// The path below DEST, `/`-separated.
+    pub path: String,
+    pub uri: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    pub source: Source,
+}
+
+/// DEST is held by another running mastdl.
+#[derive(Debug, thiserror::Error)]
+#[error("`{}` is in use by another running mastdl{}", dest.display(), shard.map(|s| format!(" (shard {s})")).unwrap_or_default())]
+pub struct Locked {
+    pub dest: PathBuf,
+    pub shard: Option<Shard>,
+}
+
+/// An open, locked DEST.
+pub struct Dest {
+    root: PathBuf,
+    shard: Option<Shard>,
+    state: Mutex<Option<File>>,
+    _locks: Vec<File>,
+}
+
+fn try_lock(path: &Path, shared: bool) -> io::Result<Option<File>> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    let r = if shared { f.try_lock_shared() } else { f.try_lock() };
+    match r {
+        Ok(()) => Ok(Some(f)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+impl Dest {
+    /// Creates DEST if needed and takes its lock.
+    pub fn open(root: &Path, shard: Option<Shard>) -> anyhow::Result<Dest> {
+        let meta = root.join(META_DIR);
+        fs::create_dir_all(&meta)
+            .map_err(|e| anyhow::anyhow!("Cannot create `{}`: {e}", meta.display()))?;
+        let locked = || Locked {
+            dest: root.to_path_buf(),
+            shard,
+        };
+        let mut locks = Vec::new();
+        let whole = try_lock(&meta.join("lock"), shard.is_some())?.ok_or_else(locked)?;
+        locks.push(whole);
+        if let Some(s) = shard {
+            let own = try_lock(&meta.join(format!("lock.{}", s.tag())), false)?.ok_or_else(locked)?;
+            locks.push(own);
+        }
+        Ok(Dest {
+            root: root.to_path_buf(),
+            shard,
+            state: Mutex::new(None),
+            _locks: locks,
+        })
+    }
+
+    /// Returns DEST.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Returns the manifest's file stem: `MANIFEST`, or `MANIFEST.K-of-N` for a shard.
+    pub fn manifest_stem(&self) -> String {
+        match self.shard {
+            None => "MANIFEST".into(),
+            Some(s) => format!("MANIFEST.{}", s.tag()),
+        }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        let name = match self.shard {
+            None => "state.jsonl".to_string(),
+            Some(s) => format!("state.{}.jsonl", s.tag()),
+        };
+        self.root.join(META_DIR).join(name)
+    }
+
+    /// Reads every state record in DEST (all shards'), the last per path winning.
+    pub fn load_state(&self) -> HashMap<String, StateRecord> {
+        let mut out = HashMap::new();
+        let Ok(dir) = fs::read_dir(self.root.join(META_DIR)) else {
+            return out;
+        };
+        let mut files: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("state") && n.ends_with(".jsonl"))
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let Ok(text) = fs::read_to_string(&f) else {
+                continue;
+            };
+            for line in text.lines() {
+                if let Ok(r) = serde_json::from_str::<StateRecord>(line) {
+                    out.insert(r.path.clone(), r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Appends one record. A failure here loses only the record, not the file.
+    pub fn record(&self, r: &StateRecord) -> io::Result<()> {
+        let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut guard = self.state.lock().map_err(|_| io::Error::other("state lock poisoned"))?;
+        if guard.is_none() {
+            let path = self.state_path();
+            let f = OpenOptions::new().create(true).append(true).open(path)?;
+            // A torn last line from a crash must not swallow this record.
+            let needs_newline = f.metadata().map(|m| m.len() > 0).unwrap_or(false)
+                && fs::read(self.state_path())
+                    .ok()
+                    .and_then(|b| b.last().copied())
+                    .is_some_and(|b| b != b'\n');
+            *guard = Some(f);
+            if needs_newline {
+                line.insert(0, b'\n');
+            }
+        }
+        match guard.as_mut() {
+            Some(f) => f.write_all(&line),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(path: &str, size: u64) -> StateRecord {
+        StateRecord {
+            path: path.into(),
+            uri: format!("mast:X/{path}"),
+            size,
+            etag: None,
+            last_modified: None,
+            source: Source::Mast,
+        }
+    }
+
+    #[test]
+    fn second_open_is_locked_and_shards_coexist() {
+        let d = tempfile::tempdir().unwrap();
+        let a = Dest::open(d.path(), None).unwrap();
+        let err = Dest::open(d.path(), None).err().unwrap();
+        assert!(err.downcast_ref::<Locked>().is_some());
+        drop(a);
+        let s0 = Dest::open(d.path(), Some(Shard { k: 0, n: 2 })).unwrap();
+        let _s1 = Dest::open(d.path(), Some(Shard { k: 1, n: 2 })).unwrap();
+        assert!(Dest::open(d.path(), Some(Shard { k: 0, n: 2 })).is_err());
+        assert!(Dest::open(d.path(), None).is_err());
+        drop(s0);
+    }
+
+    #[test]
+    fn state_survives_a_torn_line() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = Dest::open(d.path(), None).unwrap();
+        dest.record(&rec("a", 1)).unwrap();
+        drop(dest);
+        let p = d.path().join(META_DIR).join("state.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"path\":\"b\",\"si").unwrap();
+        drop(f);
+        let dest = Dest::open(d.path(), None).unwrap();
+        dest.record(&rec("c", 3)).unwrap();
+        dest.record(&rec("a", 5)).unwrap();
+        let s = dest.load_state();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s["a"].size, 5);
+        assert_eq!(s["c"].size, 3);
+    }
+}

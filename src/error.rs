@@ -1,0 +1,37 @@
+//! Exit codes, named, and the errors that decide them.
+
+use crate::dest::Locked;
+use crate::input::InputError;
+
+/// The process exit codes of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every file COMPLETE or SKIPPED.
+    Success = 0,
+    /// At least one file FAILED.
+    Failed = 1,
+    /// Usage or input error; nothing downloaded.
+    Usage = 2,
+    /// DEST is locked by another running mastdl.
+    Locked = 3,
+    /// Interrupted by SIGINT (Ctrl-C).
+    Interrupted = 130,
+    /// Terminated by SIGTERM.
+    Terminated = 143,
+}
+
+/// A usage error found after parsing (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Returns the exit code for an error that ended the run early.
+pub fn exit_for(err: &anyhow::Error) -> Exit {
+    if err.downcast_ref::<Locked>().is_some() {
+        Exit::Locked
+    } else if err.downcast_ref::<InputError>().is_some() || err.downcast_ref::<UsageError>().is_some() {
+        Exit::Usage
+    } else {
+        Exit::Failed
+    }
+}

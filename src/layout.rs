@@ -1,0 +1,202 @@
+//! Where a product lands on disk, and which URIs and paths are acceptable.
+//!
+//! Pure functions: the contract layout `COLL/OBS_ID/FILENAME`, the checks
+//! that keep every path inside DEST, and the mapping of names Windows forbids.
+
+use std::borrow::Cow;
+
+/// Returns the URI's path (before any `?`) split at `/`, after `mast:`,
+/// or an error saying what is wrong with it.
+pub fn check_uri(uri: &str) -> Result<(), String> {
+    if uri.chars().any(char::is_control) {
+        return Err("control character in URI".into());
+    }
+    if uri.contains('\\') {
+        return Err("backslash in URI".into());
+    }
+    let rest = uri
+        .get(5..)
+        .filter(|_| uri[..5].eq_ignore_ascii_case("mast:"))
+        .ok_or("not a `mast:` URI")?;
+    let path = rest.split('?').next().unwrap_or("");
+    if path.starts_with('/') {
+        return Err("absolute path in URI".into());
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() < 2 {
+        return Err("URI names no file (expected `mast:COLLECTION/.../FILE`)".into());
+    }
+    for s in &segments {
+        check_segment(s)?;
+    }
+    Ok(())
+}
+
+fn check_segment(s: &str) -> Result<(), String> {
+    match s {
+        "" => Err("empty path segment".into()),
+        "." | ".." => Err(format!("`{s}` path segment")),
+        _ if s.chars().any(char::is_control) => Err("control character in path".into()),
+        _ if s.contains('\\') => Err("backslash in path".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Returns the collection: the first segment after `mast:`.
+pub fn collection(uri: &str) -> &str {
+    uri.get(5..).unwrap_or("").split(['/', '?']).next().unwrap_or("")
+}
+
+/// Returns the file name: the URI path's last segment, followed by the
+/// URI's own query (`?…`) when it has one, with any `/` in that query
+/// replaced by `_` so it stays one path component.
+pub fn filename(uri: &str) -> Cow<'_, str> {
+    let rest = uri.get(5..).unwrap_or("");
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let last = path.rsplit('/').next().unwrap_or(path);
+    match query {
+        None => Cow::Borrowed(last),
+        Some(q) => Cow::Owned(format!("{last}?{}", q.replace('/', "_"))),
+    }
+}
+
+/// Returns the observation id for a file name: the name up to its last `_`,
+/// or, without `_`, up to its first `.` (`lwp13058.mxlo.gz` → `lwp13058`).
+/// A query part (`?…`) is ignored.
+pub fn obs_id(filename: &str) -> &str {
+    let name = filename.split('?').next().unwrap_or(filename);
+    if let Some(i) = name.rfind('_') {
+        &name[..i]
+    } else if let Some(i) = name.find('.') {
+        &name[..i]
+    } else {
+        name
+    }
+}
+
+/// Splits a relative `/`-separated path and checks every component: no
+/// empty, `.` or `..` components, no absolute path, backslash or control
+/// character. Returns the components.
+pub fn checked_components(path: &str) -> Result<Vec<&str>, String> {
+    if path.starts_with('/') {
+        return Err(format!("absolute path `{}`", escape(path)));
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    for p in &parts {
+        check_segment(p).map_err(|e| format!("{e} in `{}`", escape(path)))?;
+    }
+    Ok(parts)
+}
+
+/// Returns `name` made safe for the local file system. On Windows the
+/// characters `<>:"|?*` become `_`, trailing dots and spaces are dropped and
+/// reserved device names (`CON`, `NUL`, `COM1`…) get a `_` appended;
+/// elsewhere the name is kept as it is.
+pub fn portable(name: &str) -> Cow<'_, str> {
+    if cfg!(windows) {
+        windows_safe(name)
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// Returns `name` as Windows accepts it (see [`portable`]).
+pub fn windows_safe(name: &str) -> Cow<'_, str> {
+    const RESERVED: [&str; 22] = [
+        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7",
+        "COM8", "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    ];
+    let bad = |c: char| matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*') || c.is_control();
+    let trimmed = name.trim_end_matches(['.', ' ']);
+    let stem = trimmed.split('.').next().unwrap_or("");
+    let reserved = RESERVED.iter().any(|r| r.eq_ignore_ascii_case(stem));
+    if trimmed.len() == name.len() && !reserved && !name.contains(bad) {
+        return Cow::Borrowed(name);
+    }
+    let mut out: String = trimmed.chars().map(|c| if bad(c) { '_' } else { c }).collect();
+    if reserved {
+        out.insert(stem.len(), '_');
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    Cow::Owned(out)
+}
+
+/// Returns `s` with control characters escaped, for messages.
+pub fn escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_parts_follow_the_contract() {
+        let u = "mast:JWST/product/jw01409-o031_t014_nircam_clear-f212n_i2d.fits";
+        assert_eq!(collection(u), "JWST");
+        assert_eq!(filename(u), "jw01409-o031_t014_nircam_clear-f212n_i2d.fits");
+        assert_eq!(obs_id(&filename(u)), "jw01409-o031_t014_nircam_clear-f212n");
+        assert_eq!(obs_id("lwp13058.mxlo.gz"), "lwp13058");
+        assert_eq!(obs_id("README"), "README");
+        let hla = "mast:HLA/url/cgi-bin/fitscut.cgi?red=hst_1/x&blue=b";
+        assert_eq!(collection(hla), "HLA");
+        assert_eq!(filename(hla), "fitscut.cgi?red=hst_1_x&blue=b");
+        assert_eq!(obs_id(&filename(hla)), "fitscut");
+    }
+
+    #[test]
+    fn hostile_uris_are_refused() {
+        for bad in [
+            "mast:HST/../etc/passwd",
+            "mast:/etc/passwd",
+            "mast:HST//a.fits",
+            "mast:HST/a\\b.fits",
+            "mast:HST/a\u{0}b.fits",
+            "mast:HST/a\nb.fits",
+            "mast:HST",
+            "mast:HST/",
+            "http://x/y",
+            "mast:HST/./a.fits",
+        ] {
+            assert!(check_uri(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_uri("mast:HST/product/a_b.fits").is_ok());
+        assert!(check_uri("MAST:hst/product/a_b.fits").is_ok());
+        assert!(check_uri("mast:HLA/url/cgi-bin/fitscut.cgi?red=a&blue=../b").is_ok());
+    }
+
+    #[test]
+    fn components_stay_relative() {
+        assert_eq!(checked_components("A/b/c.fits").unwrap(), ["A", "b", "c.fits"]);
+        assert!(checked_components("../x").is_err());
+        assert!(checked_components("/x").is_err());
+        assert!(checked_components("a//x").is_err());
+        assert!(checked_components("").is_err());
+    }
+
+    #[test]
+    fn windows_names_are_mapped_in_one_place() {
+        assert_eq!(windows_safe("a_b.fits"), "a_b.fits");
+        assert_eq!(windows_safe("fitscut.cgi?red=a&blue=b"), "fitscut.cgi_red=a&blue=b");
+        assert_eq!(windows_safe("a:b*c\"d<e>f|g"), "a_b_c_d_e_f_g");
+        assert_eq!(windows_safe("name. . "), "name");
+        assert_eq!(windows_safe("CON"), "CON_");
+        assert_eq!(windows_safe("nul.txt"), "nul_.txt");
+        assert_eq!(windows_safe("COM1.fits"), "COM1_.fits");
+        assert_eq!(windows_safe("CONSOLE.fits"), "CONSOLE.fits");
+        assert_eq!(windows_safe(".."), "_");
+    }
+}

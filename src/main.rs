@@ -1,0 +1,32 @@
+//! The `mastdl` binary: parse, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mastdl::cli::Cli;
+use mastdl::error::{exit_for, Exit};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(Exit::Failed as u8);
+        }
+    };
+    match runtime.block_on(mastdl::main(cli)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  Caused by: {cause}");
+            }
+            let code = exit_for(&err);
+            if code == Exit::Usage {
+                eprintln!("hint: nothing was downloaded; fix the input and run again");
+            }
+            ExitCode::from(code as u8)
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The plan: entries from any input become download jobs.
+//!
+//! Pure: filters, deduplication by URI, the local path of every file (the
+//! contract layout, a table's columns or a script's `--output`), collision
+//! checks, the download URL, and the shard a URI belongs to. Nothing here
+//! touches the network or the disk.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use url::Url;
+
+use crate::input::{Entry, InputError, LocalHint, Origin};
+use crate::layout;
+
+/// Where a job's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The MAST archive (or, from a script, the URL it names).
+    Mast,
+    /// MAST's public AWS Open Data bucket.
+    Cloud,
+}
+
+/// One file to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The identity of the file: its `mast:` URI.
+    pub uri: String,
+    /// The URL to fetch it from.
+    pub url: Url,
+    /// The path below DEST, `/`-separated.
+    pub rel: String,
+    /// The size the input promised, if any.
+    pub size: Option<u64>,
+    /// Where the bytes come from.
+    pub source: Source,
+    /// The ETag the source is expected to send (an S3 object's MD5).
+    pub expect_md5: Option<String>,
+    /// Where the entry was read.
+    pub origin: Origin,
+}
+
+/// One of N disjoint parts of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based index.
+    pub k: u32,
+    /// Number of shards.
+    pub n: u32,
+}
+
+impl Shard {
+    /// Returns true if and only if `uri` belongs to this shard.
+    pub fn contains(&self, uri: &str) -> bool {
+        shard_of(uri, self.n) == self.k
+    }
+
+    /// Returns the file-name tag of this shard: `K-of-N`.
+    pub fn tag(&self) -> String {
+        format!("{}-of-{}", self.k, self.n)
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
+impl FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("expected K/N (e.g. 0/4), got `{s}`"))?;
+        let k: u32 = k.trim().parse().map_err(|_| format!("bad shard index `{k}`"))?;
+        let n: u32 = n.trim().parse().map_err(|_| format!("bad shard count `{n}`"))?;
+        if n == 0 || k >= n {
+            return Err(format!("shard index must be below the count: `{s}` (0-based K/N)"));
+        }
+        Ok(Shard { k, n })
+    }
+}
+
+/// Returns the shard (0..n) of a URI: FNV-1a 64 of its bytes, modulo n.
+/// Stable across runs, versions and platforms.
+pub fn shard_of(uri: &str, n: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in uri.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % u64::from(n.max(1))) as u32
+}
+
+/// What shapes the plan besides the entries.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// The archive root.
+    pub base: Url,
+    /// True if and only if the user set the base URL: script URLs then get
+    /// its scheme, host and port.
+    pub rebase: bool,
+    /// `--flat`: every file straight into DEST.
+    pub flat: bool,
+    /// `--extension`: keep names ending with one of these (case-insensitive).
+    pub extensions: Vec<String>,
+    /// `--product-type`: keep entries of these types (when the input says).
+    pub product_types: Vec<String>,
+    /// `--calib-level`: keep entries at these levels (when the input says).
+    pub calib_levels: Vec<i64>,
+    /// `--mrp-only`: keep Minimum Recommended Products (when the input says).
+    pub mrp_only: bool,
+    /// `--shard K/N`.
+    pub shard: Option<Shard>,
+}
+
+impl PlanOptions {
+    /// Returns options with only the base URL set.
+    pub fn new(base: Url) -> PlanOptions {
+        PlanOptions {
+            base,
+            rebase: false,
+            flat: false,
+            extensions: Vec::new(),
+            product_types: Vec::new(),
+            calib_levels: Vec::new(),
+            mrp_only: false,
+            shard: None,
+        }
+    }
+}
+
+/// Characters percent-encoded in the `uri=` value: all but unreserved, `:` and `/`.
+const URI_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'/');
+
+/// Returns the archive download URL of a `mast:` URI below `base`.
+pub fn download_url(base: &Url, uri: &str) -> Result<Url, url::ParseError> {
+    let root = base.as_str().trim_end_matches('/');
+    Url::parse(&format!(
+        "{root}/api/v0.1/Download/file?uri={}",
+        utf8_percent_encode(uri, URI_VALUE)
+    ))
+}
+
+/// Builds the jobs for `entries`: the whole plan, or one shard of it.
+/// Every entry is checked before any is dropped by a shard, so all shards
+/// refuse the same bad input.
+pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputError> {
+    let mut seen: HashSet<String> = HashSet::with_capacity(entries.len());
+    let mut paths: HashMap<String, (String, Origin)> = HashMap::with_capacity(entries.len());
+    let mut jobs = Vec::with_capacity(entries.len());
+    for e in entries {
+        let bad = |m: String| InputError {
+            origin: e.origin.clone(),
+            message: m,
+        };
+        let is_mast = e.uri.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("mast:"));
+        if is_mast {
+            layout::check_uri(&e.uri)
+                .map_err(|m| bad(format!("{m}: `{}`", layout::escape(&e.uri))))?;
+        }
+        if !keep(&e, opts) || seen.contains(&e.uri) {
+            continue;
+        }
+        let rel = local_path(&e, opts.flat).map_err(bad)?;
+        if let Some((other, at)) = paths.get(&rel) {
+            return Err(bad(format!(
+                "`{}` and `{other}` (at {at}) both map to the local path `{rel}`",
+                layout::escape(&e.uri)
+            )));
+        }
+        let url = match &e.url {
+            Some(u) => script_url(u, opts).map_err(bad)?,
+            None if is_mast => download_url(&opts.base, &e.uri)
+                .map_err(|err| bad(format!("cannot build a URL: {err}")))?,
+            None => return Err(bad(format!("Not a `mast:` URI: `{}`", layout::escape(&e.uri)))),
+        };
+        seen.insert(e.uri.clone());
+        paths.insert(rel.clone(), (e.uri.clone(), e.origin.clone()));
+        jobs.push(Job {
+            uri: e.uri,
+            url,
+            rel,
+            size: e.size,
+            source: Source::Mast,
+            expect_md5: None,
+            origin: e.origin,
+        });
+    }
+    if let Some(shard) = opts.shard {
+        jobs.retain(|j| shard.contains(&j.uri));
+    }
+    Ok(jobs)
+}
+
+/// Returns true if and only if the filters keep `e`. Filters on table
+/// metadata pass entries that carry none.
+fn keep(e: &Entry, opts: &PlanOptions) -> bool {
+    let name = match &e.local {
+        LocalHint::Parts {
+            filename: Some(f), ..
+        } => f.clone(),
+        LocalHint::Path(p) => p.rsplit('/').next().unwrap_or(p).to_string(),
+        _ => layout::filename(&e.uri).into_owned(),
+    };
+    let name = name.to_ascii_lowercase();
+    let ext_ok = opts.extensions.is_empty()
+        || opts
+            .extensions
+            .iter()
+            .any(|x| name.ends_with(&x.to_ascii_lowercase()));
+    let type_ok = opts.product_types.is_empty()
+        || e.meta.product_type.as_ref().is_none_or(|t| {
+            opts.product_types.iter().any(|w| w.eq_ignore_ascii_case(t))
+        });
+    let level_ok = opts.calib_levels.is_empty()
+        || e.meta.calib_level.is_none_or(|l| opts.calib_levels.contains(&l));
+    let mrp_ok = !opts.mrp_only
+        || e.meta
+            .group
+            .as_ref()
+            .is_none_or(|g| g.contains("Minimum Recommended Products"));
+    ext_ok && type_ok && level_ok && mrp_ok
+}
+
+/// Returns the checked `/`-separated path of an entry below DEST.
+fn local_path(e: &Entry, flat: bool) -> Result<String, String> {
+    let uri_name = || layout::filename(&e.uri).into_owned();
+    let parts: Vec<String> = match &e.local {
+        LocalHint::Path(p) => {
+            let comps = layout::checked_components(p.trim_start_matches("./"))?;
+            if flat {
+                vec![comps.last().map(|s| s.to_string()).unwrap_or_default()]
+            } else {
+                comps.into_iter().map(str::to_string).collect()
+            }
+        }
+        LocalHint::Parts {
+            collection,
+            obs_id,
+            filename,
+        } => {
+            let name = filename.clone().unwrap_or_else(uri_name);
+            if flat {
+                vec![name]
+            } else {
+                let coll = collection
+                    .clone()
+                    .unwrap_or_else(|| layout::collection(&e.uri).to_string());
+                let obs = obs_id
+                    .clone()
+                    .unwrap_or_else(|| layout::obs_id(&name).to_string());
+                vec![coll, obs, name]
+            }
+        }
+        LocalHint::None => {
+            let name = uri_name();
+            if flat {
+                vec![name]
+            } else {
+                vec![
+                    layout::collection(&e.uri).to_string(),
+                    layout::obs_id(&name).to_string(),
+                    name,
+                ]
+            }
+        }
+    };
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|p| layout::portable(p).into_owned())
+        .collect();
+    let rel = parts.join("/");
+    layout::checked_components(&rel)?;
+    Ok(rel)
+}
+
+/// Returns a script's URL, re-rooted at the base URL when the user set one.
+fn script_url(raw: &str, opts: &PlanOptions) -> Result<Url, String> {
+    let mut url = Url::parse(raw).map_err(|e| format!("bad URL `{}`: {e}", layout::escape(raw)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("not an http(s) URL: `{}`", layout::escape(raw)));
+    }
+    if opts.rebase {
+        let b = &opts.base;
+        url.set_scheme(b.scheme())
+            .and_then(|_| url.set_host(b.host_str()).map_err(|_| ()))
+            .and_then(|_| url.set_port(b.port()))
+            .map_err(|_| format!("cannot re-root `{}` at the base URL", layout::escape(raw)))?;
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::list;
+
+    fn opts() -> PlanOptions {
+        PlanOptions::new(Url::parse("https://mast.stsci.edu").unwrap())
+    }
+
+    fn plan(text: &str, o: &PlanOptions) -> Result<Vec<Job>, InputError> {
+        build(list::parse("u.txt", text).unwrap(), o)
+    }
+
+    #[test]
+    fn download_url_encodes_all_but_colon_and_slash() {
+        let b = Url::parse("http://127.0.0.1:8080/").unwrap();
+        let u = download_url(&b, "mast:HLA/url/cgi-bin/fitscut.cgi?red=a b&blue=c").unwrap();
+        assert_eq!(
+            u.as_str(),
+            "http://127.0.0.1:8080/api/v0.1/Download/file?uri=mast:HLA/url/cgi-bin/fitscut.cgi%3Fred%3Da%20b%26blue%3Dc"
+        );
+        let b = Url::parse("http://h/prefix/").unwrap();
+        assert_eq!(
+            download_url(&b, "mast:HST/product/a_b.fits").unwrap().as_str(),
+            "http://h/prefix/api/v0.1/Download/file?uri=mast:HST/product/a_b.fits"
+        );
+    }
+
+    #[test]
+    fn layout_dedupe_and_flat() {
+        let text = "mast:JWST/product/jw1_t2_i2d.fits\nmast:IUE/url/pub/lwp13058.mxlo.gz\nmast:JWST/product/jw1_t2_i2d.fits\n";
+        let jobs = plan(text, &opts()).unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0].rel, "JWST/jw1_t2/jw1_t2_i2d.fits");
+        assert_eq!(jobs[1].rel, "IUE/lwp13058/lwp13058.mxlo.gz");
+        let mut o = opts();
+        o.flat = true;
+        assert_eq!(plan(text, &o).unwrap()[1].rel, "lwp13058.mxlo.gz");
+    }
+
+    #[test]
+    fn collisions_name_both_uris_and_hostile_uris_name_the_line() {
+        let e = plan("mast:A/x/f_1.fits\nmast:A/y/f_1.fits\n", &opts()).unwrap_err();
+        assert_eq!(e.origin.line, 2);
+        assert!(e.message.contains("mast:A/x/f_1.fits") && e.message.contains("mast:A/y/f_1.fits"));
+        let e = plan("mast:A/x/f_1.fits\nmast:A/../f.fits\n", &opts()).unwrap_err();
+        assert_eq!(e.origin.line, 2);
+    }
+
+    #[test]
+    fn extension_filter_is_a_case_insensitive_suffix() {
+        let mut o = opts();
+        o.extensions = vec!["FITS".into()];
+        let jobs = plan("mast:A/x/f_1.fits\nmast:A/x/f_1.jpg\n", &o).unwrap();
+        assert_eq!(jobs.len(), 1);
+    }
+
+    #[test]
+    fn script_urls_are_rerooted_only_when_asked() {
+        let mut e = Entry::from_uri(
+            "mast:JWST/product/a_b.fits".into(),
+            Origin { file: "s.sh".into(), line: 3 },
+        );
+        e.url = Some("https://mast.stsci.edu/jwst/api/v0.1/Download/file?bundle_name=B&uri=mast:JWST/product/a_b.fits".into());
+        e.local = LocalHint::Path("JWST/a/a_b.fits".into());
+        let mut o = opts();
+        let j = build(vec![e.clone()], &o).unwrap();
+        assert_eq!(j[0].url.host_str(), Some("mast.stsci.edu"));
+        assert_eq!(j[0].rel, "JWST/a/a_b.fits");
+        o.base = Url::parse("http://127.0.0.1:9/").unwrap();
+        o.rebase = true;
+        let j = build(vec![e.clone()], &o).unwrap();
+        assert_eq!(
+            j[0].url.as_str(),
+            "http://127.0.0.1:9/jwst/api/v0.1/Download/file?bundle_name=B&uri=mast:JWST/product/a_b.fits"
+        );
+        e.local = LocalHint::Path("../../etc/passwd".into());
+        assert!(build(vec![e], &o).is_err());
+    }
+
+    #[test]
+    fn shards_are_disjoint_and_cover() {
+        let uris: Vec<String> = (0..10_000).map(|i| format!("mast:HST/product/f{i}_x.fits")).collect();
+        for n in 1..=16u32 {
+            for u in &uris {
+                let owners = (0..n).filter(|&k| Shard { k, n }.contains(u)).count();
+                assert_eq!(owners, 1, "{u} in {owners} of {n} shards");
+            }
+        }
+        // Through the planner too, in a shuffled order: the same files per shard.
+        let text = uris.join("\n");
+        let mut rev = uris.clone();
+        rev.reverse();
+        let rev = rev.join("\n");
+        let mut total = 0;
+        for k in 0..3 {
+            let mut o = opts();
+            o.shard = Some(Shard { k, n: 3 });
+            let mut a: Vec<String> = plan(&text, &o).unwrap().into_iter().map(|j| j.uri).collect();
+            let mut b: Vec<String> = plan(&rev, &o).unwrap().into_iter().map(|j| j.uri).collect();
+            a.sort();
+            b.sort();
+            assert_eq!(a, b);
+            total += a.len();
+        }
+        assert_eq!(total, 10_000);
+        assert_eq!("2/3".parse::<Shard>().unwrap(), Shard { k: 2, n: 3 });
+        assert!("3/3".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().is_err());
+    }
+}

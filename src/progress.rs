@@ -1,0 +1,316 @@
+//! Progress and messages: the core emits events to a [`Reporter`]; only
+//! this module knows indicatif, plain log lines or JSON.
+//!
+//! Three renderings of the same facts: [`Bars`] for a person at a terminal,
+//! [`Lines`] for logs (CI, cron: no escape codes, one line per finished
+//! file and a summary), and [`Json`] (one object per event on stderr).
+//! Everything printed here goes to stderr; stdout is for data.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::layout::escape;
+use crate::manifest::{human_bytes, FileRecord, Status};
+
+/// How serious a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// The run's totals.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub complete: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// Body bytes transferred.
+    pub bytes: u64,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+}
+
+impl Summary {
+    /// Returns the summary line: `N complete, M skipped, K failed, X in T (R/s)`.
+    pub fn line(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 { (self.bytes as f64 / secs) as u64 } else { 0 };
+        format!(
+            "{} complete, {} skipped, {} failed, {} in {:.1}s ({}/s){}",
+            self.complete,
+            self.skipped,
+            self.failed,
+            human_bytes(self.bytes),
+            secs,
+            human_bytes(rate),
+            if self.interrupted { " (interrupted)" } else { "" }
+        )
+    }
+}
+
+/// Receives the run's events. Every method has a do-nothing default.
+pub trait Reporter: Send + Sync {
+    /// The plan is built: `files` to consider, `to_fetch` of them not yet complete.
+    fn planned(&self, _files: usize, _to_fetch: usize) {}
+    /// A transfer's body starts (`offset` bytes were already there).
+    fn started(&self, _id: usize, _label: &str, _total: Option<u64>, _offset: u64) {}
+    /// `bytes` more arrived.
+    fn progress(&self, _id: usize, _bytes: u64) {}
+    /// A transfer failed and will be tried again after `delay`.
+    fn retrying(&self, _id: usize, _label: &str, _attempt: u32, _reason: &str, _delay: Duration) {}
+    /// A file reached its final status.
+    fn finished(&self, _id: usize, _row: &FileRecord, _elapsed: Duration) {}
+    /// A message for the user.
+    fn message(&self, _level: Level, _text: &str) {}
+    /// The run is over.
+    fn summary(&self, _s: &Summary) {}
+    /// Runs `f` (a terminal prompt) with the bars hidden.
+    fn suspend(&self, f: &mut dyn FnMut()) {
+        f()
+    }
+}
+
+/// A reporter that says nothing (library use, tests).
+pub struct Silent;
+impl Reporter for Silent {}
+
+/// Human log lines on stderr, for CI and cron: no escape codes.
+pub struct Lines {
+    /// `--quiet`: only errors and the summary.
+    pub quiet: bool,
+}
+
+fn finished_line(row: &FileRecord, elapsed: Duration) -> String {
+    let mut line = format!(
+        "{:<8} {}",
+        row.status.as_str(),
+        escape(&row.path)
+    );
+    if row.status == Status::Complete {
+        line.push_str(&format!(" ({}, {:.1}s)", human_bytes(row.bytes), elapsed.as_secs_f64()));
+    }
+    if let Some(m) = &row.message {
+        line.push_str(": ");
+        line.push_str(&escape(m));
+    }
+    line
+}
+
+impl Reporter for Lines {
+    fn retrying(&self, _id: usize, label: &str, attempt: u32, reason: &str, delay: Duration) {
+        if !self.quiet {
+            eprintln!(
+                "retry    {} (attempt {} after {}): waiting {:.1}s",
+                escape(label),
+                attempt + 1,
+                escape(reason),
+                delay.as_secs_f64()
+            );
+        }
+    }
+    fn finished(&self, _id: usize, row: &FileRecord, elapsed: Duration) {
+        if !self.quiet || row.status == Status::Failed {
+            eprintln!("{}", finished_line(row, elapsed));
+        }
+    }
+    fn message(&self, level: Level, text: &str) {
+        if !self.quiet || level == Level::Error {
+            eprintln!("{}: {}", level.as_str(), escape(text));
+        }
+    }
+    fn summary(&self, s: &Summary) {
+        eprintln!("{}", s.line());
+    }
+}
+
+/// One JSON object per event on stderr (`--log-format json`).
+pub struct Json;
+
+fn emit(v: serde_json::Value) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{v}");
+}
+
+fn ts() -> String {
+    crate::manifest::now_rfc3339()
+}
+
+impl Reporter for Json {
+    fn planned(&self, files: usize, to_fetch: usize) {
+        emit(json!({"ts": ts(), "event": "plan", "files": files, "to_fetch": to_fetch}));
+    }
+    fn started(&self, id: usize, label: &str, total: Option<u64>, offset: u64) {
+        emit(json!({"ts": ts(), "event": "start", "id": id, "path": label, "total": total, "offset": offset}));
+    }
+    fn retrying(&self, id: usize, label: &str, attempt: u32, reason: &str, delay: Duration) {
+        emit(json!({"ts": ts(), "event": "retry", "id": id, "path": label, "attempt": attempt,
+            "reason": reason, "delay_ms": delay.as_millis() as u64}));
+    }
+    fn finished(&self, id: usize, row: &FileRecord, elapsed: Duration) {
+        emit(json!({"ts": ts(), "event": "finish", "id": id, "uri": row.uri, "path": row.path,
+            "status": row.status, "bytes": row.bytes, "http_status": row.http_status,
+            "attempts": row.attempts, "source": row.source, "message": row.message,
+            "duration_ms": elapsed.as_millis() as u64}));
+    }
+    fn message(&self, level: Level, text: &str) {
+        emit(json!({"ts": ts(), "event": "message", "level": level.as_str(), "message": text}));
+    }
+    fn summary(&self, s: &Summary) {
+        emit(json!({"ts": ts(), "event": "summary", "complete": s.complete, "skipped": s.skipped,
+            "failed": s.failed, "bytes": s.bytes, "duration_ms": s.elapsed.as_millis() as u64,
+            "interrupted": s.interrupted}));
+    }
+}
+
+/// indicatif bars: an overall bar (files, bytes, rate, ETA) and one line
+/// per active transfer.
+pub struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    active: Mutex<HashMap<usize, ProgressBar>>,
+    done: Mutex<usize>,
+    quiet: bool,
+}
+
+impl Bars {
+    /// Returns bars drawn on stderr.
+    pub fn new(quiet: bool) -> Bars {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        Bars {
+            multi,
+            overall,
+            active: Mutex::new(HashMap::new()),
+            done: Mutex::new(0),
+            quiet,
+        }
+    }
+
+    fn transfer_style() -> ProgressStyle {
+        ProgressStyle::with_template("  {msg:40!} {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+    }
+}
+
+impl Reporter for Bars {
+    fn planned(&self, files: usize, to_fetch: usize) {
+        self.overall.set_prefix(format!("0/{to_fetch} files"));
+        self.overall.set_length(0);
+        let _ = files;
+        if let Ok(mut d) = self.done.lock() {
+            *d = 0;
+        }
+        self.overall.set_message(to_fetch.to_string());
+    }
+    fn started(&self, id: usize, label: &str, total: Option<u64>, offset: u64) {
+        if let Some(t) = total {
+            self.overall.inc_length(t.saturating_sub(offset));
+        }
+        let bar = self.multi.add(ProgressBar::new(total.unwrap_or(0)));
+        bar.set_style(Self::transfer_style());
+        bar.set_position(offset);
+        bar.set_message(escape(label));
+        if let Ok(mut a) = self.active.lock() {
+            if let Some(old) = a.insert(id, bar) {
+                old.finish_and_clear();
+                self.multi.remove(&old);
+            }
+        }
+    }
+    fn progress(&self, id: usize, bytes: u64) {
+        self.overall.inc(bytes);
+        if let Ok(a) = self.active.lock() {
+            if let Some(b) = a.get(&id) {
+                b.inc(bytes);
+            }
+        }
+    }
+    fn retrying(&self, id: usize, label: &str, attempt: u32, reason: &str, delay: Duration) {
+        if let Ok(mut a) = self.active.lock() {
+            if let Some(b) = a.remove(&id) {
+                b.finish_and_clear();
+                self.multi.remove(&b);
+            }
+        }
+        if !self.quiet {
+            let _ = self.multi.println(format!(
+                "retry    {} (attempt {} after {}): waiting {:.1}s",
+                escape(label),
+                attempt + 1,
+                escape(reason),
+                delay.as_secs_f64()
+            ));
+        }
+    }
+    fn finished(&self, id: usize, row: &FileRecord, elapsed: Duration) {
+        if let Ok(mut a) = self.active.lock() {
+            if let Some(b) = a.remove(&id) {
+                b.finish_and_clear();
+                self.multi.remove(&b);
+            }
+        }
+        if let Ok(mut d) = self.done.lock() {
+            *d += 1;
+            let total = self.overall.message();
+            self.overall.set_prefix(format!("{}/{} files", *d, total));
+        }
+        if row.status == Status::Failed {
+            let _ = self.multi.println(finished_line(row, elapsed));
+        }
+    }
+    fn message(&self, level: Level, text: &str) {
+        if !self.quiet || level == Level::Error {
+            let _ = self.multi.println(format!("{}: {}", level.as_str(), escape(text)));
+        }
+    }
+    fn summary(&self, s: &Summary) {
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+        eprintln!("{}", s.line());
+    }
+    fn suspend(&self, f: &mut dyn FnMut()) {
+        self.multi.suspend(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_shape() {
+        let s = Summary {
+            complete: 2,
+            skipped: 1,
+            failed: 0,
+            bytes: 2048,
+            elapsed: Duration::from_secs(2),
+            interrupted: false,
+        };
+        assert_eq!(s.line(), "2 complete, 1 skipped, 0 failed, 2.00 KiB in 2.0s (1.00 KiB/s)");
+    }
+}

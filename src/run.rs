@@ -1,0 +1,522 @@
+//! The orchestrator: input → plan → (skip, fetch with retries) → manifest.
+//!
+//! One reqwest client for the whole run; at most `--jobs` transfers at once
+//! (fewer after a 429, see [`Throttle`]); each file's outcome is collected,
+//! never `?`-propagated, so one bad file never stops the others. SIGINT and
+//! SIGTERM cancel the run: running transfers stop, `.part` files stay, the
+//! manifest is written, and a second signal exits at once.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::Method;
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::dest::{Dest, StateRecord};
+use crate::error::{Exit, UsageError};
+use crate::fetch::{self, FetchError, Http, Transfer, Trust};
+use crate::input::{self, Entry};
+use crate::manifest::{self, FileRecord, HtmlContext, Manifest, Status, Timing};
+use crate::plan::{self, Job, Source};
+use crate::progress::{Bars, Json, Level, Lines, Reporter, Summary};
+use crate::retry::{self, Backoff, Throttle};
+use crate::settings::{InputSource, Output, Settings};
+use crate::token::{self, Token};
+
+/// Where to get a token, for messages.
+pub const TOKEN_HELP: &str = "set `MAST_API_TOKEN` or pass `--token` (tokens: https://auth.mast.stsci.edu/token)";
+
+/// Reads every input and returns their entries, in order.
+pub fn read_inputs(sources: &[InputSource]) -> anyhow::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for src in sources {
+        let (name, text) = match src {
+            InputSource::Stdin => {
+                if io::stdin().is_terminal() {
+                    return Err(UsageError(
+                        "No input: name a URI list, script or table, or pipe one into `mastdl`".into(),
+                    )
+                    .into());
+                }
+                let mut buf = Vec::new();
+                io::stdin()
+                    .read_to_end(&mut buf)
+                    .context("Cannot read standard input")?;
+                ("<stdin>".to_string(), String::from_utf8_lossy(&buf).into_owned())
+            }
+            InputSource::File(p) => {
+                let bytes = fs::read(p)
+                    .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", p.display())))?;
+                (p.display().to_string(), String::from_utf8_lossy(&bytes).into_owned())
+            }
+        };
+        entries.extend(input::parse(&name, &text)?);
+    }
+    Ok(entries)
+}
+
+/// Reads the inputs and builds the plan.
+pub fn plan_jobs(settings: &Settings) -> anyhow::Result<Vec<Job>> {
+    let entries = read_inputs(&settings.inputs)?;
+    Ok(plan::build(entries, &settings.plan)?)
+}
+
+/// Prints the plan on stdout: URI, URL, PATH, TAB-separated.
+pub fn print_plan(jobs: &[Job]) -> anyhow::Result<Exit> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let res = (|| -> io::Result<()> {
+        for j in jobs {
+            writeln!(out, "{}\t{}\t{}", j.uri, j.url, j.rel)?;
+        }
+        out.flush()
+    })();
+    match res {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Exit::Success),
+        other => other.map(|_| Exit::Success).context("Cannot write the plan"),
+    }
+}
+
+/// Returns the reporter the settings ask for.
+pub fn reporter(settings: &Settings) -> Arc<dyn Reporter> {
+    match settings.output {
+        Output::Bars => Arc::new(Bars::new(settings.quiet)),
+        Output::Lines => Arc::new(Lines { quiet: settings.quiet }),
+        Output::Json => Arc::new(Json),
+    }
+}
+
+/// The token as the run knows it, and the one-time prompt for it.
+struct Auth {
+    token: std::sync::RwLock<Option<Token>>,
+    prompted: Mutex<bool>,
+    interactive: bool,
+}
+
+impl Auth {
+    fn current(&self) -> Option<Token> {
+        self.token.read().ok().and_then(|t| t.clone())
+    }
+
+    /// After a 401/403 without a token: asks once for the whole run (other
+    /// transfers that hit it meanwhile wait here) and returns the token.
+    async fn ask(&self, reporter: &dyn Reporter) -> Option<Token> {
+        let mut prompted = self.prompted.lock().await;
+        if let Some(t) = self.current() {
+            return Some(t);
+        }
+        if *prompted || !self.interactive {
+            return None;
+        }
+        *prompted = true;
+        let mut answer = None;
+        tokio::task::block_in_place(|| reporter.suspend(&mut || answer = token::prompt()));
+        if let (Some(t), Ok(mut slot)) = (answer.clone(), self.token.write()) {
+            *slot = Some(t);
+        }
+        answer
+    }
+}
+
+/// Everything the transfers share.
+struct Ctx {
+    http: Http,
+    dest: Dest,
+    auth: Auth,
+    reporter: Arc<dyn Reporter>,
+    throttle: Throttle,
+    backoff: Backoff,
+    retries: u32,
+    cancel: CancellationToken,
+    origin: Instant,
+    received: AtomicU64,
+}
+
+/// One file's outcome.
+struct Outcome {
+    row: FileRecord,
+    timing: Option<Timing>,
+    access: &'static str,
+}
+
+/// Builds the shared HTTP client: redirects off (followed by hand), a
+/// connect timeout, the extra CA certificates.
+pub fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("mastdl/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(settings.stall.min(Duration::from_secs(30)))
+        .pool_max_idle_per_host(settings.jobs.max(16))
+        .tcp_nodelay(true);
+    if let Some(path) = &settings.cacert {
+        let pem = fs::read(path)
+            .map_err(|e| UsageError(format!("Cannot read `--cacert` `{}`: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| UsageError(format!("`--cacert` `{}` holds no PEM certificate: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(UsageError(format!("`--cacert` `{}` holds no PEM certificate", path.display())).into());
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    Ok(b.build()?)
+}
+
+/// Returns the local path of `rel` below `root`.
+fn local(root: &Path, rel: &str) -> PathBuf {
+    let mut p = root.to_path_buf();
+    p.extend(rel.split('/'));
+    p
+}
+
+/// Asks `/whoami` who the token belongs to. Returns the ezid, or `None`
+/// when MAST did not accept the token; no answer is not an error.
+async fn whoami(http: &Http, base: &url::Url, token: &Token, reporter: &dyn Reporter) -> String {
+    let Ok(url) = url::Url::parse(&format!("{}/whoami", base.as_str().trim_end_matches('/'))) else {
+        return "unknown".into();
+    };
+    let mut extra = HeaderMap::new();
+    if let Ok(mut v) = HeaderValue::from_str(&format!("mast_token={}", token.expose())) {
+        v.set_sensitive(true);
+        extra.insert(header::COOKIE, v);
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(15), http.send(Method::GET, &url, Some(token), extra)).await;
+    let Ok(Ok(a)) = answer else {
+        return "unknown".into();
+    };
+    if !a.response.status().is_success() {
+        return "unknown".into();
+    }
+    let Ok(body) = a.response.bytes().await else {
+        return "unknown".into();
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return "unknown".into();
+    };
+    if v.get("anon").and_then(|a| a.as_bool()) == Some(true) {
+        reporter.message(
+            Level::Warn,
+            "MAST did not accept the token (expired or revoked; tokens expire after 10 days unused or 60 days after creation): public files still download, protected ones will fail; get a new token at https://auth.mast.stsci.edu/token",
+        );
+        return "anonymous".into();
+    }
+    v.get("ezid")
+        .and_then(|e| e.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Returns the size of `job`'s file when it is already complete in DEST.
+fn complete_size(path: &Path, job: &Job, state: &HashMap<String, StateRecord>) -> Option<u64> {
+    let meta = fs::metadata(path).ok().filter(|m| m.is_file())?;
+    let expect = job.size.or_else(|| state.get(&job.rel).map(|r| r.size));
+    match expect {
+        Some(s) if s != meta.len() => None,
+        _ => Some(meta.len()),
+    }
+}
+
+fn row(job: &Job, status: Status, bytes: u64, http_status: Option<u16>, attempts: u32, message: Option<String>) -> FileRecord {
+    FileRecord {
+        uri: job.uri.clone(),
+        url: job.url.to_string(),
+        path: job.rel.clone(),
+        status,
+        bytes,
+        http_status,
+        attempts,
+        message,
+        source: job.source,
+    }
+}
+
+/// Downloads one job with retries.
+async fn fetch_one(ctx: &Ctx, id: usize, job: &Job) -> Outcome {
+    let path = local(ctx.dest.root(), &job.rel);
+    let name = job.rel.rsplit('/').next().unwrap_or(&job.rel);
+    let binary = !fetch::is_text_product(name);
+    let mut token = match job.source {
+        Source::Mast => ctx.auth.current(),
+        Source::Cloud => None,
+    };
+    let mut attempts = 0u32;
+    let mut failures = 0u32;
+    let start = ctx.origin.elapsed();
+    let timing = |received: u64| {
+        Some(Timing {
+            start_ms: start.as_millis() as u64,
+            end_ms: ctx.origin.elapsed().as_millis() as u64,
+            received,
+        })
+    };
+    let mut received_total = 0u64;
+    loop {
+        attempts += 1;
+        let transfer = Transfer {
+            url: &job.url,
+            path: &path,
+            token: token.as_ref(),
+            expect_size: job.size,
+            expect_md5: job.expect_md5.as_deref(),
+            binary,
+            resume: true,
+            label: &job.rel,
+            reporter: ctx.reporter.as_ref(),
+            id,
+        };
+        let result = tokio::select! {
+            r = fetch::download(&ctx.http, transfer) => r,
+            _ = ctx.cancel.cancelled() => Err(FetchError::Interrupted),
+        };
+        let err = match result {
+            Ok(done) => {
+                ctx.received.fetch_add(done.received, Ordering::Relaxed);
+                received_total += done.received;
+                ctx.throttle.success();
+                let _ = ctx.dest.record(&StateRecord {
+                    path: job.rel.clone(),
+                    uri: job.uri.clone(),
+                    size: done.size,
+                    etag: done.etag.clone(),
+                    last_modified: done.last_modified.clone(),
+                    source: job.source,
+                });
+                let message = done.withheld.map(|h| format!("token withheld from untrusted host `{h}`"));
+                return Outcome {
+                    row: row(job, Status::Complete, done.size, Some(done.http_status), attempts, message),
+                    timing: timing(received_total),
+                    access: if token.is_some() { "token" } else { "public" },
+                };
+            }
+            Err(e) => e,
+        };
+        let status = err.status();
+        if matches!(status, Some(401 | 403)) && token.is_none() && job.source == Source::Mast {
+            if let Some(t) = ctx.auth.ask(ctx.reporter.as_ref()).await {
+                token = Some(t);
+                continue;
+            }
+        }
+        if retry::is_transient(&err) && failures < ctx.retries && !ctx.cancel.is_cancelled() {
+            failures += 1;
+            let retry_after = match &err {
+                FetchError::Status { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            if status == Some(429) {
+                let now = ctx.throttle.slow_down();
+                ctx.reporter.message(
+                    Level::Warn,
+                    &format!("the archive asks to slow down (HTTP 429): {now} transfer(s) at once for a while"),
+                );
+            }
+            let delay = ctx.backoff.delay(failures, retry_after);
+            ctx.reporter.retrying(id, &job.rel, attempts, &err.to_string(), delay);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => continue,
+                _ = ctx.cancel.cancelled() => {}
+            }
+        }
+        let interrupted = ctx.cancel.is_cancelled();
+        let message = if interrupted {
+            "interrupted".to_string()
+        } else {
+            failure_message(&err, token.is_some(), failures)
+        };
+        return Outcome {
+            row: row(job, Status::Failed, 0, status, attempts, Some(message)),
+            timing: timing(received_total),
+            access: if matches!(status, Some(401 | 403)) { "denied" } else if token.is_some() { "token" } else { "public" },
+        };
+    }
+}
+
+/// Returns the manifest message of a failure, with what to do about it.
+fn failure_message(err: &FetchError, had_token: bool, retries: u32) -> String {
+    let base = err.to_string();
+    let hint = match (err.status(), had_token) {
+        (Some(401), true) => " — the token was rejected: MAST tokens expire after 10 days unused or 60 days after creation; get a new one at https://auth.mast.stsci.edu/token".to_string(),
+        (Some(403), true) => " — the token does not grant access to this file (exclusive-access data?)".to_string(),
+        (Some(401 | 403), false) => format!(" — this file needs a MAST token: {TOKEN_HELP}"),
+        _ => String::new(),
+    };
+    if retries > 0 {
+        format!("{base}{hint} (after {retries} retries)")
+    } else {
+        format!("{base}{hint}")
+    }
+}
+
+/// Waits for SIGINT or (on Unix) SIGTERM; returns the exit code it means.
+async fn signal() -> Exit {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => Exit::Interrupted,
+                _ = term.recv() => Exit::Terminated,
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    Exit::Interrupted
+}
+
+/// Runs `fetch`: plan, lock, download, manifest. Returns the exit code.
+pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
+    let jobs = plan_jobs(&settings)?;
+    let client = client(&settings)?;
+    let dest = Dest::open(&settings.dest, settings.plan.shard)?;
+    let reporter = reporter(&settings);
+    let started_at = manifest::now_rfc3339();
+    let origin = Instant::now();
+
+    let cancel = CancellationToken::new();
+    let signalled = Arc::new(AtomicI32::new(0));
+    {
+        let cancel = cancel.clone();
+        let signalled = signalled.clone();
+        tokio::spawn(async move {
+            let first = signal().await;
+            signalled.store(first as i32, Ordering::SeqCst);
+            cancel.cancel();
+            signal().await;
+            std::process::exit(first as i32);
+        });
+    }
+
+    let http = Http {
+        client,
+        trust: Trust::new(settings.plan.base.clone(), settings.trusted_hosts.clone()),
+        stall: settings.stall,
+    };
+    let user = match &settings.token {
+        Some(t) => whoami(&http, &settings.plan.base, t, reporter.as_ref()).await,
+        None => "anonymous".to_string(),
+    };
+    let ctx = Arc::new(Ctx {
+        http,
+        dest,
+        auth: Auth {
+            token: std::sync::RwLock::new(settings.token.clone()),
+            prompted: Mutex::new(false),
+            interactive: settings.interactive,
+        },
+        reporter: reporter.clone(),
+        throttle: Throttle::new(settings.jobs),
+        backoff: Backoff::from_env(),
+        retries: settings.retries,
+        cancel: cancel.clone(),
+        origin,
+        received: AtomicU64::new(0),
+    });
+
+    let state = ctx.dest.load_state();
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(jobs.len());
+    let mut todo = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let path = local(ctx.dest.root(), &job.rel);
+        match complete_size(&path, job, &state) {
+            Some(size) if !settings.force => outcomes.push(Some(Outcome {
+                row: row(job, Status::Skipped, size, None, 0, None),
+                timing: None,
+                access: "",
+            })),
+            _ => {
+                outcomes.push(None);
+                todo.push(i);
+            }
+        }
+    }
+    reporter.planned(jobs.len(), todo.len());
+    for o in outcomes.iter().flatten() {
+        reporter.finished(usize::MAX, &o.row, Duration::ZERO);
+    }
+
+    let jobs = Arc::new(jobs);
+    let mut set: JoinSet<(usize, Outcome)> = JoinSet::new();
+    for i in todo {
+        let permit = tokio::select! {
+            p = ctx.throttle.acquire() => p,
+            _ = cancel.cancelled() => None,
+        };
+        let Some(permit) = permit else {
+            outcomes[i] = Some(Outcome {
+                row: row(&jobs[i], Status::Failed, 0, None, 0, Some("interrupted".into())),
+                timing: None,
+                access: "",
+            });
+            continue;
+        };
+        let (ctx, jobs) = (ctx.clone(), jobs.clone());
+        set.spawn(async move {
+            let t0 = Instant::now();
+            let out = fetch_one(&ctx, i, &jobs[i]).await;
+            ctx.throttle.release(permit);
+            ctx.reporter.finished(i, &out.row, t0.elapsed());
+            (i, out)
+        });
+        while let Some(done) = set.try_join_next() {
+            if let Ok((i, out)) = done {
+                outcomes[i] = Some(out);
+            }
+        }
+    }
+    while let Some(done) = set.join_next().await {
+        if let Ok((i, out)) = done {
+            outcomes[i] = Some(out);
+        }
+    }
+
+    let mut rows = Vec::with_capacity(outcomes.len());
+    let mut timings = Vec::with_capacity(outcomes.len());
+    let mut access = Vec::with_capacity(outcomes.len());
+    for (i, o) in outcomes.into_iter().enumerate() {
+        let o = o.unwrap_or_else(|| Outcome {
+            row: row(&jobs[i], Status::Failed, 0, None, 0, Some("interrupted".into())),
+            timing: None,
+            access: "",
+        });
+        rows.push(o.row);
+        timings.push(o.timing);
+        access.push(o.access.to_string());
+    }
+    let elapsed = origin.elapsed();
+    let received = ctx.received.load(Ordering::Relaxed);
+    let m = Manifest::new(started_at, manifest::now_rfc3339(), received, rows);
+    let signal_code = signalled.load(Ordering::SeqCst);
+    let summary = Summary {
+        complete: m.complete,
+        skipped: m.skipped,
+        failed: m.failed,
+        bytes: received,
+        elapsed,
+        interrupted: signal_code != 0,
+    };
+    let ctx_html = HtmlContext {
+        user,
+        seconds: elapsed.as_secs_f64(),
+        timings,
+        access,
+    };
+    manifest::save(ctx.dest.root(), &ctx.dest.manifest_stem(), &m, &ctx_html)
+        .with_context(|| format!("Cannot write the manifest in `{}`", ctx.dest.root().display()))?;
+    reporter.summary(&summary);
+    Ok(match signal_code {
+        130 => Exit::Interrupted,
+        143 => Exit::Terminated,
+        _ if m.failed > 0 => Exit::Failed,
+        _ => Exit::Success,
+    })
+}

@@ -1,0 +1,136 @@
+//! The resolved configuration: built once from the command line and the
+//! environment (defaults, token, shard, output mode). Nothing past this
+//! module sees clap types.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::cli::{FetchArgs, LogFormat, ProgressMode};
+use crate::error::UsageError;
+use crate::plan::{PlanOptions, Shard};
+use crate::token::{self, Token};
+
+/// The archive root when none is given.
+pub const DEFAULT_BASE_URL: &str = "https://mast.stsci.edu";
+
+/// How stderr looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// indicatif bars.
+    Bars,
+    /// Plain lines.
+    Lines,
+    /// JSON lines.
+    Json,
+}
+
+/// One input to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource {
+    Stdin,
+    File(PathBuf),
+}
+
+/// Everything a run needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub inputs: Vec<InputSource>,
+    pub dest: PathBuf,
+    pub token: Option<Token>,
+    /// True if and only if a prompt may ask for a token (stdin is a terminal).
+    pub interactive: bool,
+    pub jobs: usize,
+    pub retries: u32,
+    pub stall: Duration,
+    pub plan: PlanOptions,
+    pub force: bool,
+    pub output: Output,
+    pub quiet: bool,
+    pub trusted_hosts: Vec<String>,
+    pub cacert: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Resolves `args` against the environment.
+    pub fn resolve(args: FetchArgs) -> Result<Settings, UsageError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let rebase = args.base_url.is_some();
+        let base = match args.base_url {
+            Some(u) => u,
+            None => Url::parse(DEFAULT_BASE_URL).map_err(|e| UsageError(e.to_string()))?,
+        };
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(UsageError(format!("`--base-url` must be an http(s) URL, got `{base}`")));
+        }
+        let shard = args.shard.as_deref().map(resolve_shard).transpose()?;
+        let mut inputs: Vec<InputSource> = args
+            .inputs
+            .into_iter()
+            .map(|p| {
+                if p.as_os_str() == "-" {
+                    InputSource::Stdin
+                } else {
+                    InputSource::File(p)
+                }
+            })
+            .collect();
+        if inputs.is_empty() {
+            inputs.push(InputSource::Stdin);
+        }
+        let stderr_tty = std::io::stderr().is_terminal();
+        let output = match (args.log_format, args.progress) {
+            (LogFormat::Json, _) => Output::Json,
+            (_, ProgressMode::Always) if !args.quiet => Output::Bars,
+            (_, ProgressMode::Auto) if stderr_tty && !args.quiet => Output::Bars,
+            _ => Output::Lines,
+        };
+        let mut plan = PlanOptions::new(base);
+        plan.rebase = rebase;
+        plan.flat = args.flat;
+        plan.extensions = args.extension;
+        plan.shard = shard;
+        Ok(Settings {
+            inputs,
+            dest: args.dest,
+            token: token::resolve(args.token.as_deref(), env(token::TOKEN_ENV).as_deref()),
+            interactive: std::io::stdin().is_terminal(),
+            jobs: args.jobs.get(),
+            retries: args.retries,
+            stall: Duration::from_secs(args.timeout.get()),
+            plan,
+            force: args.force,
+            output,
+            quiet: args.quiet,
+            trusted_hosts: args.trusted_host,
+            cacert: args.cacert,
+        })
+    }
+}
+
+/// Resolves `--shard`: `K/N`, or `auto` from the environment of Slurm job
+/// arrays (`SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN`, `SLURM_ARRAY_TASK_COUNT`)
+/// or Kubernetes Indexed Jobs (`JOB_COMPLETION_INDEX` with `MASTDL_SHARD_COUNT`).
+fn resolve_shard(s: &str) -> Result<Shard, UsageError> {
+    if s != "auto" {
+        return s.parse().map_err(|e: String| UsageError(format!("`--shard`: {e}")));
+    }
+    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<u32>().ok());
+    let found = if let (Some(id), Some(count)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
+        Some((id.saturating_sub(var("SLURM_ARRAY_TASK_MIN").unwrap_or(0)), count))
+    } else if let (Some(id), Some(count)) = (var("JOB_COMPLETION_INDEX"), var("MASTDL_SHARD_COUNT")) {
+        Some((id, count))
+    } else {
+        None
+    };
+    let (k, n) = found.ok_or_else(|| {
+        UsageError(
+            "`--shard auto` found no shard in the environment: set SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (Slurm), or JOB_COMPLETION_INDEX and MASTDL_SHARD_COUNT (Kubernetes Indexed Job)".into(),
+        )
+    })?;
+    format!("{k}/{n}")
+        .parse()
+        .map_err(|e: String| UsageError(format!("`--shard auto`: {e}")))
+}
