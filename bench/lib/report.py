@@ -39,7 +39,8 @@ def summary(rs):
         word = "FAILED" if r["status"] == "FAILED" else "n/a"
         return None, "%s (%s)" % (word, r["note"]) if r["note"] else word
     med = lambda k: statistics.median(r[k] for r in rs)
-    s = dict(wall=med("wall"), cpu=med("cpu"), rss=med("rss"), n=len(rs))
+    s = dict(wall=med("wall"), cpu=med("cpu"), rss=med("rss"), n=len(rs),
+             lo=min(r["wall"] for r in rs), hi=max(r["wall"] for r in rs))
     reqs = [r["reqs"] for r in rs if r["reqs"] is not None]
     body = [r["body"] for r in rs if r["body"] is not None]
     s["reqs"] = statistics.median(reqs) if reqs else None
@@ -65,9 +66,10 @@ def main():
     w("## Transfers\n")
     w("Median of the repetitions; CPU = user + sys of the tool and its children; "
       "RSS = peak resident set of the largest process; ratio = mastdl median wall / this tool's "
-      "(< 1 means mastdl is faster). Requests and MiB served come from nginx's access log.\n")
-    w("| workload | tool | median wall s | median CPU s | median peak RSS MiB | ratio mastdl/tool (wall) | requests | MiB served |")
-    w("|---|---|---:|---:|---:|---:|---:|---:|")
+      "(< 1 means mastdl is faster). Wall min–max shows the spread over the repetitions. "
+      "Requests and MiB served (per run, median) come from nginx's access log.\n")
+    w("| workload | tool | median wall s | median CPU s | median peak RSS MiB | ratio mastdl/tool (wall) | wall min–max s | requests | MiB served |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     sums = {}
     for wl in WL_ORDER:
         for tool in TOOL_ORDER:
@@ -77,7 +79,7 @@ def main():
             sums[(wl, tool)] = s
             name = tool + (" (re-run of completed pull)" if wl.startswith("rerun") else "")
             if s is None:
-                w("| %s | %s | %s | | | | | |" % (wl, name, verdict))
+                w("| %s | %s | %s | | | | | | |" % (wl, name, verdict))
                 continue
             m = sums.get((wl, "mastdl"))
             if tool == "mastdl" or wl.startswith("rerun"):
@@ -88,8 +90,9 @@ def main():
                 ratio = fmt(m["wall"] / s["wall"], 2) if s["wall"] > 0 else "n/a"
             reqs = "%d" % s["reqs"] if s["reqs"] is not None else ""
             mib = fmt(s["body_med"] / 2**20, 1) if s["body_med"] is not None else ""
-            w("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                wl, name, fmt(s["wall"]), fmt(s["cpu"]), fmt(s["rss"], 1), ratio, reqs, mib))
+            spread = "%s–%s" % (fmt(s["lo"]), fmt(s["hi"]))
+            w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                wl, name, fmt(s["wall"]), fmt(s["cpu"]), fmt(s["rss"], 1), ratio, spread, reqs, mib))
     w("")
 
     plans = sorted((int(wl.split("-")[1]), wl) for (wl, t) in runs if wl.startswith("plan-"))
@@ -168,7 +171,6 @@ def main():
         body = m["body_max"]
         if body is None:
             raise _NA("no access-log figure")
-        n = len(runs[("small", "mastdl")]) if ("small", "mastdl") in runs else 0
         return "%s s, %d body bytes (max over runs)" % (fmt(m["wall"]), body), m["wall"] <= 0.5 and body == 0
 
     check("re-run of completed small pull", "≤ 0.5 s, 0 body bytes", rerun)

@@ -1,1 +1,375 @@
-fn main(){}
+//! Binary-level tests: the real `mastdl` executable against the mock MAST
+//! archive on loopback. One test binary (see `Cargo.toml`, `autotests = false`).
+
+mod mock;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use mock::{bytes, Mock, Product, Redirect, TOKEN};
+use serde_json::Value;
+
+/// The result of one run of the binary.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// A scratch folder with the command builder pointed at it.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn dest(&self) -> PathBuf {
+        self.path().join("out")
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `mastdl` with a scrubbed environment: no token, no base URL, no retry sleeps.
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mastdl"));
+        c.current_dir(self.path())
+            .env_remove("MAST_API_TOKEN")
+            .env_remove("MASTDL_BASE_URL")
+            .env_remove("MASTDL_CLOUD")
+            .env_remove("MASTDL_S3_URL")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("SLURM_ARRAY_TASK_COUNT")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env("HOME", self.path())
+            .env("NO_COLOR", "1")
+            .env("MASTDL_RETRY_BASE_MS", "0")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `mastdl fetch --base-url BASE -d out ARGS…`.
+    fn fetch(&self, m: &Mock, args: &[&str]) -> Run {
+        let mut c = self.cmd();
+        c.arg("fetch").arg("--base-url").arg(&m.base).arg("-d").arg(self.dest()).args(args);
+        Run::from(c.output().unwrap())
+    }
+
+    fn manifest(&self) -> Value {
+        let text = std::fs::read_to_string(self.dest().join("MANIFEST.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn html(&self) -> String {
+        std::fs::read_to_string(self.dest().join("MANIFEST.HTML")).unwrap()
+    }
+}
+
+fn row<'a>(m: &'a Value, uri: &str) -> &'a Value {
+    m["files"].as_array().unwrap().iter().find(|f| f["uri"] == uri).unwrap_or_else(|| panic!("no row for {uri}: {m}"))
+}
+
+const A: &str = "mast:JWST/product/jw01409-o031_t014_nircam_clear-f212n_i2d.fits";
+const B: &str = "mast:HST/product/ib1f01020_raw.fits";
+const IUE: &str = "mast:IUE/url/pub/iue/data/lwp/13000/lwp13058.mxlo.gz";
+
+fn archive_with(products: &[(&str, Product)]) -> Mock {
+    let m = Mock::start();
+    for (u, p) in products {
+        m.add(u, p.clone());
+    }
+    m
+}
+
+// ---- issue 2: the core pipeline --------------------------------------------
+
+#[test]
+fn fetch_lays_out_files_and_writes_both_manifests() {
+    let body_a = bytes(1, 300_000);
+    let m = archive_with(&[(A, Product::new(body_a.clone())), (B, Product::new(bytes(2, 10))), (IUE, Product::new(bytes(3, 77)))]);
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("# my files\n\n  {A}  \n{B}\n{IUE}\n{A}\n"));
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let a = e.dest().join("JWST/jw01409-o031_t014_nircam_clear-f212n/jw01409-o031_t014_nircam_clear-f212n_i2d.fits");
+    assert_eq!(std::fs::read(&a).unwrap(), body_a);
+    assert!(e.dest().join("HST/ib1f01020/ib1f01020_raw.fits").is_file());
+    assert!(e.dest().join("IUE/lwp13058/lwp13058.mxlo.gz").is_file());
+    let man = e.manifest();
+    assert_eq!(man["tool"], "mastdl");
+    assert_eq!(man["requested"], 3, "duplicates are listed once");
+    assert_eq!(man["complete"], 3);
+    assert_eq!(man["skipped"], 0);
+    assert_eq!(man["failed"], 0);
+    assert_eq!(man["bytes"], 300_000 + 10 + 77);
+    for key in ["started", "finished", "version"] {
+        assert!(man[key].is_string(), "{key}");
+    }
+    let ra = row(&man, A);
+    assert_eq!(ra["status"], "COMPLETE");
+    assert_eq!(ra["bytes"], 300_000);
+    assert_eq!(ra["http_status"], 200);
+    assert_eq!(ra["attempts"], 1);
+    assert_eq!(ra["source"], "mast");
+    assert!(ra["message"].is_null());
+    assert_eq!(ra["path"], "JWST/jw01409-o031_t014_nircam_clear-f212n/jw01409-o031_t014_nircam_clear-f212n_i2d.fits");
+    assert_eq!(ra["url"], format!("{}/api/v0.1/Download/file?uri={A}", m.base));
+    assert_eq!(m.seen_for(A).len(), 1, "a duplicate URI is fetched once");
+    let html = e.html();
+    assert!(html.contains("Total Files: 3"));
+    for col in ["URI", "File", "Access", "Status", "Logged In User"] {
+        assert!(html.contains(&format!("<th>{col}</th>")), "{col}");
+    }
+    assert!(!html.contains("<script"), "self-contained, no scripts");
+    assert!(!e.dest().read_dir().unwrap().any(|f| f.unwrap().file_name().to_string_lossy().ends_with(".part")));
+    // Not a terminal: no escape codes, one line per file, then the summary.
+    assert!(!r.stderr.contains('\u{1b}'), "{}", r.stderr);
+    assert!(r.stderr.lines().last().unwrap().starts_with("3 complete, 0 skipped, 0 failed"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().filter(|l| l.starts_with("COMPLETE")).count(), 3);
+}
+
+#[test]
+fn stdin_dash_and_no_input_read_standard_input() {
+    let m = archive_with(&[(B, Product::new(bytes(2, 1000)))]);
+    let e = Env::new();
+    for args in [vec!["-"], vec![]] {
+        let _ = std::fs::remove_dir_all(e.dest());
+        let mut c = e.cmd();
+        c.arg("fetch").arg("--base-url").arg(&m.base).arg("-d").arg(e.dest()).args(&args);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(format!("{B}\n").as_bytes()).unwrap();
+        let r = Run::from(child.wait_with_output().unwrap());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(e.dest().join("HST/ib1f01020/ib1f01020_raw.fits").is_file());
+    }
+}
+
+#[test]
+fn bad_line_exits_2_naming_file_and_line_before_any_request() {
+    let m = archive_with(&[(B, Product::new(bytes(2, 10)))]);
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{B}\n# fine\nhttps://example.org/x.fits\n"));
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "-t", TOKEN]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("uris.txt:3"), "{}", r.stderr);
+    assert!(m.seen().is_empty(), "no request at all, not even /whoami: {:?}", m.seen());
+    assert!(!e.dest().exists());
+    for (text, line) in [
+        (format!("{B}\nmast:HST/../../etc/passwd\n"), 2),
+        ("mast:/etc/passwd\n".to_string(), 1),
+        ("mast:HST//x.fits\n".to_string(), 1),
+        ("mast:HST/a\\b.fits\n".to_string(), 1),
+        ("mast:HST/a\u{1}b.fits\n".to_string(), 1),
+    ] {
+        let list = e.write("bad.txt", &text);
+        let r = e.fetch(&m, &[list.to_str().unwrap()]);
+        assert_eq!(r.code, 2, "{text:?}: {}", r.stderr);
+        assert!(r.stderr.contains(&format!("bad.txt:{line}")), "{text:?}: {}", r.stderr);
+    }
+    let list = e.write("coll.txt", "mast:HST/a/x_1.fits\nmast:HST/b/x_1.fits\n");
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("mast:HST/a/x_1.fits") && r.stderr.contains("mast:HST/b/x_1.fits"), "{}", r.stderr);
+    assert!(m.seen().is_empty());
+}
+
+#[test]
+fn token_survives_trusted_cross_origin_redirects_and_is_withheld_from_strangers() {
+    let body = bytes(5, 5000);
+    let m = archive_with(&[
+        (A, Product { need_token: true, redirect: Some(Redirect::OtherPortSameHost), ..Product::new(body.clone()) }),
+        (B, Product { redirect: Some(Redirect::Other), ..Product::new(bytes(6, 100)) }),
+    ]);
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--token", TOKEN]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let hops: Vec<_> = m.seen_for(A);
+    assert_eq!(hops.len(), 2, "{hops:?}");
+    assert!(hops[1].path_and_query.starts_with("/files"), "{hops:?}");
+    assert!(hops.iter().all(|h| h.authorization.as_deref() == Some(&*format!("token {TOKEN}"))), "{hops:?}");
+    let stranger: Vec<_> = m.seen_for(B).into_iter().filter(|s| s.host.starts_with("localhost")).collect();
+    assert_eq!(stranger.len(), 1);
+    assert!(stranger[0].authorization.is_none(), "token leaked to another host");
+    let man = e.manifest();
+    assert!(row(&man, B)["message"].as_str().unwrap().contains("withheld"), "{man}");
+    // --trusted-host extends the rule.
+    std::fs::remove_dir_all(e.dest()).unwrap();
+    m.reset_log();
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--token", TOKEN, "--trusted-host", "localhost"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let stranger: Vec<_> = m.seen_for(B).into_iter().filter(|s| s.host.starts_with("localhost")).collect();
+    assert_eq!(stranger[0].authorization.as_deref(), Some(&*format!("token {TOKEN}")));
+}
+
+#[test]
+fn token_from_env_reaches_whoami_and_never_shows() {
+    let m = archive_with(&[(A, Product { need_token: true, ..Product::new(bytes(7, 64)) }), (B, Product { error_page: Some("<h1>oops</h1>"), ..Product::new(vec![]) })]);
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
+    let mut c = e.cmd();
+    c.args(["fetch", "--base-url", &m.base, "-d"]).arg(e.dest()).arg(&list).env("MAST_API_TOKEN", TOKEN);
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let who: Vec<_> = m.seen().into_iter().filter(|s| s.path_and_query == "/whoami").collect();
+    assert_eq!(who.len(), 1);
+    assert_eq!(who[0].authorization.as_deref(), Some(&*format!("token {TOKEN}")));
+    assert_eq!(who[0].cookie.as_deref(), Some(&*format!("mast_token={TOKEN}")));
+    assert!(e.html().contains("alice"));
+    let mut everything = format!("{}{}{}{}", r.stdout, r.stderr, e.html(), serde_json::to_string(&e.manifest()).unwrap());
+    for f in walk(&e.dest()) {
+        everything.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap()));
+    }
+    assert!(!everything.contains(TOKEN), "the token leaked");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn no_token_without_a_terminal_fails_with_a_hint() {
+    let m = archive_with(&[(A, Product { need_token: true, ..Product::new(bytes(7, 64)) }), (B, Product::new(bytes(8, 64)))]);
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let man = e.manifest();
+    let ra = row(&man, A);
+    assert_eq!(ra["status"], "FAILED");
+    assert_eq!(ra["http_status"], 401);
+    let msg = ra["message"].as_str().unwrap();
+    assert!(msg.contains("MAST_API_TOKEN") && msg.contains("--token"), "{msg}");
+    assert_eq!(row(&man, B)["status"], "COMPLETE");
+    assert!(r.stderr.contains("FAILED"));
+    assert!(e.html().contains("anonymous"));
+}
+
+#[test]
+fn rejected_token_says_so_and_how_to_get_a_new_one() {
+    let m = archive_with(&[(A, Product { need_token: true, ..Product::new(bytes(7, 64)) })]);
+    let e = Env::new();
+    let list = e.write("uris.txt", A);
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--token", "expired-token"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("did not accept the token"), "{}", r.stderr);
+    let msg = row(&e.manifest(), A)["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("rejected") && msg.contains("auth.mast.stsci.edu"), "{msg}");
+    assert!(!r.stderr.contains("expired-token"));
+}
+
+#[test]
+fn second_run_transfers_no_body_bytes() {
+    let m = archive_with(&[(A, Product::new(bytes(1, 100_000))), (B, Product::new(bytes(2, 5_000)))]);
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
+    assert_eq!(e.fetch(&m, &[list.to_str().unwrap()]).code, 0);
+    assert_eq!(m.body_bytes(), 105_000);
+    m.reset_log();
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(m.body_bytes(), 0);
+    assert!(m.seen().is_empty(), "{:?}", m.seen());
+    let man = e.manifest();
+    assert_eq!(man["skipped"], 2);
+    assert_eq!(man["bytes"], 0);
+    assert_eq!(row(&man, A)["bytes"], 100_000);
+    // --force fetches again.
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--force"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(e.manifest()["complete"], 2);
+}
+
+#[test]
+fn plan_and_dry_run_print_tab_lines_and_touch_nothing() {
+    let m = archive_with(&[]);
+    let e = Env::new();
+    let hla = "mast:HLA/url/cgi-bin/fitscut.cgi?red=hst_1&blue=hst_2";
+    let list = e.write("uris.txt", &format!("{A}\n{hla}\n"));
+    let mut c = e.cmd();
+    c.args(["plan", "--base-url", &m.base]).arg(&list);
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        lines[0],
+        format!("{A}\t{}/api/v0.1/Download/file?uri={A}\tJWST/jw01409-o031_t014_nircam_clear-f212n/jw01409-o031_t014_nircam_clear-f212n_i2d.fits", m.base)
+    );
+    assert!(lines[1].contains("uri=mast:HLA/url/cgi-bin/fitscut.cgi%3Fred%3Dhst_1%26blue%3Dhst_2\t"), "{}", lines[1]);
+    let dry = e.fetch(&m, &[list.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(dry.stdout, r.stdout.replace(&m.base, &m.base));
+    assert!(m.seen().is_empty());
+    assert!(!e.dest().exists());
+}
+
+#[test]
+fn flat_puts_files_straight_into_dest() {
+    let m = archive_with(&[(A, Product::new(bytes(1, 10))), (IUE, Product::new(bytes(2, 10)))]);
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{A}\n{IUE}\n"));
+    assert_eq!(e.fetch(&m, &[list.to_str().unwrap(), "--flat"]).code, 0);
+    assert!(e.dest().join("jw01409-o031_t014_nircam_clear-f212n_i2d.fits").is_file());
+    assert!(e.dest().join("lwp13058.mxlo.gz").is_file());
+}
+
+#[test]
+fn error_page_is_failed_not_saved_and_escaped_in_html() {
+    let m = archive_with(&[(A, Product { error_page: Some("<html><body><p>Access Denied <script>alert(1)</script></p></body></html>"), ..Product::new(vec![]) })]);
+    let e = Env::new();
+    let list = e.write("uris.txt", A);
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    let man = e.manifest();
+    let ra = row(&man, A);
+    assert_eq!(ra["status"], "FAILED");
+    assert!(ra["message"].as_str().unwrap().contains("Access Denied"), "{ra}");
+    assert!(walk(&e.dest()).iter().all(|p| !p.to_string_lossy().contains("i2d.fits")), "nothing saved");
+    assert!(!e.html().contains("<script>"));
+}
+
+#[test]
+fn completions_generate() {
+    let e = Env::new();
+    for sh in ["bash", "zsh", "fish"] {
+        let r = Run::from(e.cmd().args(["completions", sh]).output().unwrap());
+        assert_eq!(r.code, 0);
+        assert!(r.stdout.contains("mastdl"), "{sh}");
+    }
+}
