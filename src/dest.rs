@@ -61,7 +61,11 @@ fn try_lock(path: &Path, shared: bool) -> io::Result<Option<File>> {
         .truncate(false)
         .write(true)
         .open(path)?;
-    let r = if shared { f.try_lock_shared() } else { f.try_lock() };
+    let r = if shared {
+        f.try_lock_shared()
+    } else {
+        f.try_lock()
+    };
     match r {
         Ok(()) => Ok(Some(f)),
         Err(fs::TryLockError::WouldBlock) => Ok(None),
@@ -83,7 +87,8 @@ impl Dest {
         let whole = try_lock(&meta.join("lock"), shard.is_some())?.ok_or_else(locked)?;
         locks.push(whole);
         if let Some(s) = shard {
-            let own = try_lock(&meta.join(format!("lock.{}", s.tag())), false)?.ok_or_else(locked)?;
+            let own =
+                try_lock(&meta.join(format!("lock.{}", s.tag())), false)?.ok_or_else(locked)?;
             locks.push(own);
         }
         Ok(Dest {
@@ -147,7 +152,10 @@ impl Dest {
     pub fn record(&self, r: &StateRecord) -> io::Result<()> {
         let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
         line.push(b'\n');
-        let mut guard = self.state.lock().map_err(|_| io::Error::other("state lock poisoned"))?;
+        let mut guard = self
+            .state
+            .lock()
+            .map_err(|_| io::Error::other("state lock poisoned"))?;
         if guard.is_none() {
             let path = self.state_path();
             let f = OpenOptions::new().create(true).append(true).open(path)?;

@@ -29,7 +29,9 @@ pub struct UsageError(pub String);
 pub fn exit_for(err: &anyhow::Error) -> Exit {
     if err.downcast_ref::<Locked>().is_some() {
         Exit::Locked
-    } else if err.downcast_ref::<InputError>().is_some() || err.downcast_ref::<UsageError>().is_some() {
+    } else if err.downcast_ref::<InputError>().is_some()
+        || err.downcast_ref::<UsageError>().is_some()
+    {
         Exit::Usage
     } else {
         Exit::Failed

@@ -136,7 +136,7 @@ impl Trust {
         host == self.base.host_str().unwrap_or("").to_ascii_lowercase()
             || host == "stsci.edu"
             || host.ends_with(".stsci.edu")
-            || self.extra.iter().any(|h| *h == host)
+            || self.extra.contains(&host)
     }
 }
 
@@ -199,7 +199,12 @@ impl Http {
                 .headers()
                 .get(header::LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| FetchError::Redirect(format!("HTTP {} without a Location", resp.status().as_u16())))?;
+                .ok_or_else(|| {
+                    FetchError::Redirect(format!(
+                        "HTTP {} without a Location",
+                        resp.status().as_u16()
+                    ))
+                })?;
             let next = url
                 .join(location)
                 .map_err(|e| FetchError::Redirect(format!("bad redirect target: {e}")))?;
@@ -405,14 +410,22 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         // The .part may already hold every byte: re-validate against the total.
         if let Some((None, Some(total))) = content_range {
             if total == have {
-                return finish(&part, t.path, have, 0, t.expect_md5, None, Done {
-                    size: have,
-                    received: 0,
-                    http_status: status.as_u16(),
-                    etag,
-                    last_modified,
-                    withheld,
-                });
+                return finish(
+                    &part,
+                    t.path,
+                    have,
+                    0,
+                    t.expect_md5,
+                    None,
+                    Done {
+                        size: have,
+                        received: 0,
+                        http_status: status.as_u16(),
+                        etag,
+                        last_modified,
+                        withheld,
+                    },
+                );
             }
         }
         let _ = fs::remove_file(&part);
@@ -438,7 +451,9 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         (0, response.content_length())
     };
     if t.binary {
-        let ctype = header_str(&h, header::CONTENT_TYPE).unwrap_or_default().to_ascii_lowercase();
+        let ctype = header_str(&h, header::CONTENT_TYPE)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if ctype.starts_with("text/html") || ctype.starts_with("text/plain") {
             let body = body_prefix(&mut response, 4096, http.stall).await;
             return Err(FetchError::ErrorPage(first_line(&body)));
@@ -491,7 +506,8 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         if let Some(hs) = hasher.as_mut() {
             hs.update(&chunk);
         }
-        out.write_all(&chunk).map_err(|e| FetchError::disk(&part, e))?;
+        out.write_all(&chunk)
+            .map_err(|e| FetchError::disk(&part, e))?;
         t.reporter.progress(t.id, chunk.len() as u64);
     }
     out.flush().map_err(|e| FetchError::disk(&part, e))?;
@@ -499,23 +515,37 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
     let size = offset + received;
     if let Some(expected) = total {
         if size < expected {
-            return Err(FetchError::Truncated { got: size, expected });
+            return Err(FetchError::Truncated {
+                got: size,
+                expected,
+            });
         }
     }
     if let Some(expected) = t.expect_size {
         if expected != size {
             let _ = fs::remove_file(&part);
-            return Err(FetchError::SizeMismatch { expected, got: size });
+            return Err(FetchError::SizeMismatch {
+                expected,
+                got: size,
+            });
         }
     }
-    finish(&part, t.path, size, received, t.expect_md5, hasher, Done {
+    finish(
+        &part,
+        t.path,
         size,
         received,
-        http_status: status.as_u16(),
-        etag,
-        last_modified,
-        withheld,
-    })
+        t.expect_md5,
+        hasher,
+        Done {
+            size,
+            received,
+            http_status: status.as_u16(),
+            etag,
+            last_modified,
+            withheld,
+        },
+    )
 }
 
 /// Checks the MD5 (when known) and renames the `.part` over the final path.
@@ -563,7 +593,8 @@ mod tests {
 
     #[test]
     fn content_range_table() {
-        let cases: &[(&str, Option<(Option<u64>, Option<u64>)>)] = &[
+        type Parsed = Option<(Option<u64>, Option<u64>)>;
+        let cases: &[(&str, Parsed)] = &[
             ("bytes 0-99/100", Some((Some(0), Some(100)))),
             ("bytes 50-99/100", Some((Some(50), Some(100)))),
             ("bytes 50-99/*", Some((Some(50), None))),
@@ -581,7 +612,10 @@ mod tests {
 
     #[test]
     fn trust_rules() {
-        let t = Trust::new(Url::parse("https://mast.stsci.edu").unwrap(), vec!["Data.Example.org".into()]);
+        let t = Trust::new(
+            Url::parse("https://mast.stsci.edu").unwrap(),
+            vec!["Data.Example.org".into()],
+        );
         let ok = |u: &str| t.allows(&Url::parse(u).unwrap());
         assert!(ok("https://mast.stsci.edu:8443/x"));
         assert!(ok("https://archive.stsci.edu/x"));
@@ -596,8 +630,14 @@ mod tests {
 
     #[test]
     fn error_page_first_line() {
-        assert_eq!(first_line(b"<html><body>\n<h1>Access Denied</h1></body>"), "Access Denied");
-        assert_eq!(first_line(b"\n\n  dataset parameter is required\nmore"), "dataset parameter is required");
+        assert_eq!(
+            first_line(b"<html><body>\n<h1>Access Denied</h1></body>"),
+            "Access Denied"
+        );
+        assert_eq!(
+            first_line(b"\n\n  dataset parameter is required\nmore"),
+            "dataset parameter is required"
+        );
         assert_eq!(first_line(b""), "(empty body)");
     }
 

@@ -44,7 +44,11 @@ fn check_segment(s: &str) -> Result<(), String> {
 
 /// Returns the collection: the first segment after `mast:`.
 pub fn collection(uri: &str) -> &str {
-    uri.get(5..).unwrap_or("").split(['/', '?']).next().unwrap_or("")
+    uri.get(5..)
+        .unwrap_or("")
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("")
 }
 
 /// Returns the file name: the URI path's last segment, followed by the
@@ -106,8 +110,8 @@ pub fn portable(name: &str) -> Cow<'_, str> {
 /// Returns `name` as Windows accepts it (see [`portable`]).
 pub fn windows_safe(name: &str) -> Cow<'_, str> {
     const RESERVED: [&str; 22] = [
-        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7",
-        "COM8", "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+        "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
     ];
     let bad = |c: char| matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*') || c.is_control();
     let trimmed = name.trim_end_matches(['.', ' ']);
@@ -116,7 +120,10 @@ pub fn windows_safe(name: &str) -> Cow<'_, str> {
     if trimmed.len() == name.len() && !reserved && !name.contains(bad) {
         return Cow::Borrowed(name);
     }
-    let mut out: String = trimmed.chars().map(|c| if bad(c) { '_' } else { c }).collect();
+    let mut out: String = trimmed
+        .chars()
+        .map(|c| if bad(c) { '_' } else { c })
+        .collect();
     if reserved {
         out.insert(stem.len(), '_');
     }
@@ -180,7 +187,10 @@ mod tests {
 
     #[test]
     fn components_stay_relative() {
-        assert_eq!(checked_components("A/b/c.fits").unwrap(), ["A", "b", "c.fits"]);
+        assert_eq!(
+            checked_components("A/b/c.fits").unwrap(),
+            ["A", "b", "c.fits"]
+        );
         assert!(checked_components("../x").is_err());
         assert!(checked_components("/x").is_err());
         assert!(checked_components("a//x").is_err());
@@ -190,7 +200,10 @@ mod tests {
     #[test]
     fn windows_names_are_mapped_in_one_place() {
         assert_eq!(windows_safe("a_b.fits"), "a_b.fits");
-        assert_eq!(windows_safe("fitscut.cgi?red=a&blue=b"), "fitscut.cgi_red=a&blue=b");
+        assert_eq!(
+            windows_safe("fitscut.cgi?red=a&blue=b"),
+            "fitscut.cgi_red=a&blue=b"
+        );
         assert_eq!(windows_safe("a:b*c\"d<e>f|g"), "a_b_c_d_e_f_g");
         assert_eq!(windows_safe("name. . "), "name");
         assert_eq!(windows_safe("CON"), "CON_");

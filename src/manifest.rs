@@ -260,7 +260,12 @@ fn timeline(m: &Manifest, ctx: &HtmlContext) -> String {
     }
     const MAX_BARS: usize = 500;
     let shown = &bars[..bars.len().min(MAX_BARS)];
-    let end = shown.iter().map(|(_, t)| t.end_ms).max().unwrap_or(1).max(1) as f64;
+    let end = shown
+        .iter()
+        .map(|(_, t)| t.end_ms)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let (width, row) = (900.0, 6.0);
     let height = shown.len() as f64 * row + 20.0;
     let mut s = String::new();
@@ -275,7 +280,11 @@ aria-label=\"transfer timeline\">",
         let x = t.start_ms as f64 / end * width;
         let w = ((t.end_ms.saturating_sub(t.start_ms)) as f64 / end * width).max(1.0);
         let secs = (t.end_ms.saturating_sub(t.start_ms)) as f64 / 1000.0;
-        let rate = if secs > 0.0 { (t.received as f64 / secs) as u64 } else { t.received };
+        let rate = if secs > 0.0 {
+            (t.received as f64 / secs) as u64
+        } else {
+            t.received
+        };
         let colour = match f.status {
             Status::Complete => "#2e7d32",
             Status::Skipped => "#9e9e9e",
@@ -292,16 +301,20 @@ aria-label=\"transfer timeline\">",
             human_bytes(rate)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<text x=\"0\" y=\"{:.1}\" font-size=\"11\">0 s</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{:.1} s</text></svg>\n",
+        "<text x=\"0\" y=\"{:.1}\" font-size=\"11\">0 s</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{:.1} s</text></svg>",
         height - 4.0,
         width,
         height - 4.0,
         end / 1000.0
     );
     if bars.len() > MAX_BARS {
-        let _ = writeln!(s, "<p>(first {MAX_BARS} of {} transfers shown)</p>", bars.len());
+        let _ = writeln!(
+            s,
+            "<p>(first {MAX_BARS} of {} transfers shown)</p>",
+            bars.len()
+        );
     }
     s
 }
@@ -313,7 +326,8 @@ mod tests {
     fn record(status: Status, message: Option<&str>) -> FileRecord {
         FileRecord {
             uri: "mast:HST/product/a_b.fits".into(),
-            url: "https://mast.stsci.edu/api/v0.1/Download/file?uri=mast:HST/product/a_b.fits".into(),
+            url: "https://mast.stsci.edu/api/v0.1/Download/file?uri=mast:HST/product/a_b.fits"
+                .into(),
             path: "HST/a/a_b.fits".into(),
             status,
             bytes: 10,
@@ -326,18 +340,44 @@ mod tests {
 
     #[test]
     fn json_has_exactly_the_contract_fields() {
-        let m = Manifest::new("s".into(), "f".into(), 10, vec![record(Status::Complete, None)]);
+        let m = Manifest::new(
+            "s".into(),
+            "f".into(),
+            10,
+            vec![record(Status::Complete, None)],
+        );
         let v = serde_json::to_value(&m).unwrap();
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
-            ["bytes", "complete", "failed", "files", "finished", "requested", "skipped", "started", "tool", "version"]
+            [
+                "bytes",
+                "complete",
+                "failed",
+                "files",
+                "finished",
+                "requested",
+                "skipped",
+                "started",
+                "tool",
+                "version"
+            ]
         );
         let f = v["files"][0].as_object().unwrap();
         let keys: Vec<&String> = f.keys().collect();
         assert_eq!(
             keys,
-            ["attempts", "bytes", "http_status", "message", "path", "source", "status", "uri", "url"]
+            [
+                "attempts",
+                "bytes",
+                "http_status",
+                "message",
+                "path",
+                "source",
+                "status",
+                "uri",
+                "url"
+            ]
         );
         assert_eq!(v["files"][0]["status"], "COMPLETE");
         assert_eq!(v["files"][0]["source"], "mast");
@@ -352,7 +392,13 @@ mod tests {
             0,
             vec![record(Status::Failed, Some("<script>alert('x')</script>&"))],
         );
-        let page = html(&m, &HtmlContext { user: "<b>".into(), ..Default::default() });
+        let page = html(
+            &m,
+            &HtmlContext {
+                user: "<b>".into(),
+                ..Default::default()
+            },
+        );
         assert!(!page.contains("<script>"));
         assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"));
         assert!(page.contains("&lt;b&gt;"));

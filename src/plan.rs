@@ -77,10 +77,18 @@ impl FromStr for Shard {
         let (k, n) = s
             .split_once('/')
             .ok_or_else(|| format!("expected K/N (e.g. 0/4), got `{s}`"))?;
-        let k: u32 = k.trim().parse().map_err(|_| format!("bad shard index `{k}`"))?;
-        let n: u32 = n.trim().parse().map_err(|_| format!("bad shard count `{n}`"))?;
+        let k: u32 = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad shard index `{k}`"))?;
+        let n: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad shard count `{n}`"))?;
         if n == 0 || k >= n {
-            return Err(format!("shard index must be below the count: `{s}` (0-based K/N)"));
+            return Err(format!(
+                "shard index must be below the count: `{s}` (0-based K/N)"
+            ));
         }
         Ok(Shard { k, n })
     }
@@ -165,7 +173,10 @@ pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputE
             origin: e.origin.clone(),
             message: m,
         };
-        let is_mast = e.uri.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("mast:"));
+        let is_mast = e
+            .uri
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("mast:"));
         if is_mast {
             layout::check_uri(&e.uri)
                 .map_err(|m| bad(format!("{m}: `{}`", layout::escape(&e.uri))))?;
@@ -184,7 +195,12 @@ pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputE
             Some(u) => script_url(u, opts).map_err(bad)?,
             None if is_mast => download_url(&opts.base, &e.uri)
                 .map_err(|err| bad(format!("cannot build a URL: {err}")))?,
-            None => return Err(bad(format!("Not a `mast:` URI: `{}`", layout::escape(&e.uri)))),
+            None => {
+                return Err(bad(format!(
+                    "Not a `mast:` URI: `{}`",
+                    layout::escape(&e.uri)
+                )))
+            }
         };
         seen.insert(e.uri.clone());
         paths.insert(rel.clone(), (e.uri.clone(), e.origin.clone()));
@@ -221,11 +237,14 @@ fn keep(e: &Entry, opts: &PlanOptions) -> bool {
             .iter()
             .any(|x| name.ends_with(&x.to_ascii_lowercase()));
     let type_ok = opts.product_types.is_empty()
-        || e.meta.product_type.as_ref().is_none_or(|t| {
-            opts.product_types.iter().any(|w| w.eq_ignore_ascii_case(t))
-        });
+        || e.meta
+            .product_type
+            .as_ref()
+            .is_none_or(|t| opts.product_types.iter().any(|w| w.eq_ignore_ascii_case(t)));
     let level_ok = opts.calib_levels.is_empty()
-        || e.meta.calib_level.is_none_or(|l| opts.calib_levels.contains(&l));
+        || e.meta
+            .calib_level
+            .is_none_or(|l| opts.calib_levels.contains(&l));
     let mrp_ok = !opts.mrp_only
         || e.meta
             .group
@@ -325,7 +344,9 @@ mod tests {
         );
         let b = Url::parse("http://h/prefix/").unwrap();
         assert_eq!(
-            download_url(&b, "mast:HST/product/a_b.fits").unwrap().as_str(),
+            download_url(&b, "mast:HST/product/a_b.fits")
+                .unwrap()
+                .as_str(),
             "http://h/prefix/api/v0.1/Download/file?uri=mast:HST/product/a_b.fits"
         );
     }
@@ -363,7 +384,10 @@ mod tests {
     fn script_urls_are_rerooted_only_when_asked() {
         let mut e = Entry::from_uri(
             "mast:JWST/product/a_b.fits".into(),
-            Origin { file: "s.sh".into(), line: 3 },
+            Origin {
+                file: "s.sh".into(),
+                line: 3,
+            },
         );
         e.url = Some("https://mast.stsci.edu/jwst/api/v0.1/Download/file?bundle_name=B&uri=mast:JWST/product/a_b.fits".into());
         e.local = LocalHint::Path("JWST/a/a_b.fits".into());
@@ -384,7 +408,9 @@ mod tests {
 
     #[test]
     fn shards_are_disjoint_and_cover() {
-        let uris: Vec<String> = (0..10_000).map(|i| format!("mast:HST/product/f{i}_x.fits")).collect();
+        let uris: Vec<String> = (0..10_000)
+            .map(|i| format!("mast:HST/product/f{i}_x.fits"))
+            .collect();
         for n in 1..=16u32 {
             for u in &uris {
                 let owners = (0..n).filter(|&k| Shard { k, n }.contains(u)).count();
@@ -400,7 +426,11 @@ mod tests {
         for k in 0..3 {
             let mut o = opts();
             o.shard = Some(Shard { k, n: 3 });
-            let mut a: Vec<String> = plan(&text, &o).unwrap().into_iter().map(|j| j.uri).collect();
+            let mut a: Vec<String> = plan(&text, &o)
+                .unwrap()
+                .into_iter()
+                .map(|j| j.uri)
+                .collect();
             let mut b: Vec<String> = plan(&rev, &o).unwrap().into_iter().map(|j| j.uri).collect();
             a.sort();
             b.sort();

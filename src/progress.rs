@@ -51,7 +51,11 @@ impl Summary {
     /// Returns the summary line: `N complete, M skipped, K failed, X in T (R/s)`.
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
-        let rate = if secs > 0.0 { (self.bytes as f64 / secs) as u64 } else { 0 };
+        let rate = if secs > 0.0 {
+            (self.bytes as f64 / secs) as u64
+        } else {
+            0
+        };
         format!(
             "{} complete, {} skipped, {} failed, {} in {:.1}s ({}/s){}",
             self.complete,
@@ -60,7 +64,11 @@ impl Summary {
             human_bytes(self.bytes),
             secs,
             human_bytes(rate),
-            if self.interrupted { " (interrupted)" } else { "" }
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -98,13 +106,13 @@ pub struct Lines {
 }
 
 fn finished_line(row: &FileRecord, elapsed: Duration) -> String {
-    let mut line = format!(
-        "{:<8} {}",
-        row.status.as_str(),
-        escape(&row.path)
-    );
+    let mut line = format!("{:<8} {}", row.status.as_str(), escape(&row.path));
     if row.status == Status::Complete {
-        line.push_str(&format!(" ({}, {:.1}s)", human_bytes(row.bytes), elapsed.as_secs_f64()));
+        line.push_str(&format!(
+            " ({}, {:.1}s)",
+            human_bytes(row.bytes),
+            elapsed.as_secs_f64()
+        ));
     }
     if let Some(m) = &row.message {
         line.push_str(": ");
@@ -157,25 +165,33 @@ impl Reporter for Json {
         emit(json!({"ts": ts(), "event": "plan", "files": files, "to_fetch": to_fetch}));
     }
     fn started(&self, id: usize, label: &str, total: Option<u64>, offset: u64) {
-        emit(json!({"ts": ts(), "event": "start", "id": id, "path": label, "total": total, "offset": offset}));
+        emit(
+            json!({"ts": ts(), "event": "start", "id": id, "path": label, "total": total, "offset": offset}),
+        );
     }
     fn retrying(&self, id: usize, label: &str, attempt: u32, reason: &str, delay: Duration) {
-        emit(json!({"ts": ts(), "event": "retry", "id": id, "path": label, "attempt": attempt,
-            "reason": reason, "delay_ms": delay.as_millis() as u64}));
+        emit(
+            json!({"ts": ts(), "event": "retry", "id": id, "path": label, "attempt": attempt,
+            "reason": reason, "delay_ms": delay.as_millis() as u64}),
+        );
     }
     fn finished(&self, id: usize, row: &FileRecord, elapsed: Duration) {
-        emit(json!({"ts": ts(), "event": "finish", "id": id, "uri": row.uri, "path": row.path,
+        emit(
+            json!({"ts": ts(), "event": "finish", "id": id, "uri": row.uri, "path": row.path,
             "status": row.status, "bytes": row.bytes, "http_status": row.http_status,
             "attempts": row.attempts, "source": row.source, "message": row.message,
-            "duration_ms": elapsed.as_millis() as u64}));
+            "duration_ms": elapsed.as_millis() as u64}),
+        );
     }
     fn message(&self, level: Level, text: &str) {
         emit(json!({"ts": ts(), "event": "message", "level": level.as_str(), "message": text}));
     }
     fn summary(&self, s: &Summary) {
-        emit(json!({"ts": ts(), "event": "summary", "complete": s.complete, "skipped": s.skipped,
+        emit(
+            json!({"ts": ts(), "event": "summary", "complete": s.complete, "skipped": s.skipped,
             "failed": s.failed, "bytes": s.bytes, "duration_ms": s.elapsed.as_millis() as u64,
-            "interrupted": s.interrupted}));
+            "interrupted": s.interrupted}),
+        );
     }
 }
 
@@ -211,8 +227,10 @@ impl Bars {
     }
 
     fn transfer_style() -> ProgressStyle {
-        ProgressStyle::with_template("  {msg:40!} {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
+        ProgressStyle::with_template(
+            "  {msg:40!} {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
     }
 }
 
@@ -284,7 +302,9 @@ impl Reporter for Bars {
     }
     fn message(&self, level: Level, text: &str) {
         if !self.quiet || level == Level::Error {
-            let _ = self.multi.println(format!("{}: {}", level.as_str(), escape(text)));
+            let _ = self
+                .multi
+                .println(format!("{}: {}", level.as_str(), escape(text)));
         }
     }
     fn summary(&self, s: &Summary) {
@@ -311,6 +331,9 @@ mod tests {
             elapsed: Duration::from_secs(2),
             interrupted: false,
         };
-        assert_eq!(s.line(), "2 complete, 1 skipped, 0 failed, 2.00 KiB in 2.0s (1.00 KiB/s)");
+        assert_eq!(
+            s.line(),
+            "2 complete, 1 skipped, 0 failed, 2.00 KiB in 2.0s (1.00 KiB/s)"
+        );
     }
 }

@@ -58,7 +58,10 @@ pub fn is_fatal_network(err: &reqwest::Error) -> bool {
     let mut source: Option<&dyn std::error::Error> = Some(err);
     while let Some(e) = source {
         let text = e.to_string().to_ascii_lowercase();
-        if text.contains("certificate") || text.contains("tls handshake") || text.contains("invalid peer") {
+        if text.contains("certificate")
+            || text.contains("tls handshake")
+            || text.contains("invalid peer")
+        {
             return true;
         }
         source = e.source();
@@ -212,14 +215,25 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_jittered_and_zeroable() {
-        let b = Backoff { base: Duration::from_millis(500) };
+        let b = Backoff {
+            base: Duration::from_millis(500),
+        };
         for attempt in 1..40 {
             let d = b.delay(attempt, None);
             assert!(d <= MAX_DELAY);
             assert!(d <= Duration::from_millis(500) * 2u32.pow(attempt.min(16) - 1));
         }
-        assert_eq!(b.delay(3, Some(Duration::from_secs(2))), Duration::from_secs(2));
-        assert_eq!(Backoff { base: Duration::ZERO }.delay(5, None), Duration::ZERO);
+        assert_eq!(
+            b.delay(3, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            Backoff {
+                base: Duration::ZERO
+            }
+            .delay(5, None),
+            Duration::ZERO
+        );
     }
 
     #[test]

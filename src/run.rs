@@ -33,7 +33,8 @@ use crate::settings::{InputSource, Output, Settings};
 use crate::token::{self, Token};
 
 /// Where to get a token, for messages.
-pub const TOKEN_HELP: &str = "set `MAST_API_TOKEN` or pass `--token` (tokens: https://auth.mast.stsci.edu/token)";
+pub const TOKEN_HELP: &str =
+    "set `MAST_API_TOKEN` or pass `--token` (tokens: https://auth.mast.stsci.edu/token)";
 
 /// Reads every input and returns their entries, in order.
 pub fn read_inputs(sources: &[InputSource]) -> anyhow::Result<Vec<Entry>> {
@@ -43,7 +44,8 @@ pub fn read_inputs(sources: &[InputSource]) -> anyhow::Result<Vec<Entry>> {
             InputSource::Stdin => {
                 if io::stdin().is_terminal() {
                     return Err(UsageError(
-                        "No input: name a URI list, script or table, or pipe one into `mastdl`".into(),
+                        "No input: name a URI list, script or table, or pipe one into `mastdl`"
+                            .into(),
                     )
                     .into());
                 }
@@ -51,12 +53,18 @@ pub fn read_inputs(sources: &[InputSource]) -> anyhow::Result<Vec<Entry>> {
                 io::stdin()
                     .read_to_end(&mut buf)
                     .context("Cannot read standard input")?;
-                ("<stdin>".to_string(), String::from_utf8_lossy(&buf).into_owned())
+                (
+                    "<stdin>".to_string(),
+                    String::from_utf8_lossy(&buf).into_owned(),
+                )
             }
             InputSource::File(p) => {
                 let bytes = fs::read(p)
                     .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", p.display())))?;
-                (p.display().to_string(), String::from_utf8_lossy(&bytes).into_owned())
+                (
+                    p.display().to_string(),
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                )
             }
         };
         entries.extend(input::parse(&name, &text)?);
@@ -82,7 +90,9 @@ pub fn print_plan(jobs: &[Job]) -> anyhow::Result<Exit> {
     })();
     match res {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Exit::Success),
-        other => other.map(|_| Exit::Success).context("Cannot write the plan"),
+        other => other
+            .map(|_| Exit::Success)
+            .context("Cannot write the plan"),
     }
 }
 
@@ -90,7 +100,9 @@ pub fn print_plan(jobs: &[Job]) -> anyhow::Result<Exit> {
 pub fn reporter(settings: &Settings) -> Arc<dyn Reporter> {
     match settings.output {
         Output::Bars => Arc::new(Bars::new(settings.quiet)),
-        Output::Lines => Arc::new(Lines { quiet: settings.quiet }),
+        Output::Lines => Arc::new(Lines {
+            quiet: settings.quiet,
+        }),
         Output::Json => Arc::new(Json),
     }
 }
@@ -160,10 +172,18 @@ pub fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
     if let Some(path) = &settings.cacert {
         let pem = fs::read(path)
             .map_err(|e| UsageError(format!("Cannot read `--cacert` `{}`: {e}", path.display())))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| UsageError(format!("`--cacert` `{}` holds no PEM certificate: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            UsageError(format!(
+                "`--cacert` `{}` holds no PEM certificate: {e}",
+                path.display()
+            ))
+        })?;
         if certs.is_empty() {
-            return Err(UsageError(format!("`--cacert` `{}` holds no PEM certificate", path.display())).into());
+            return Err(UsageError(format!(
+                "`--cacert` `{}` holds no PEM certificate",
+                path.display()
+            ))
+            .into());
         }
         for c in certs {
             b = b.add_root_certificate(c);
@@ -182,7 +202,8 @@ fn local(root: &Path, rel: &str) -> PathBuf {
 /// Asks `/whoami` who the token belongs to. Returns the ezid, or `None`
 /// when MAST did not accept the token; no answer is not an error.
 async fn whoami(http: &Http, base: &url::Url, token: &Token, reporter: &dyn Reporter) -> String {
-    let Ok(url) = url::Url::parse(&format!("{}/whoami", base.as_str().trim_end_matches('/'))) else {
+    let Ok(url) = url::Url::parse(&format!("{}/whoami", base.as_str().trim_end_matches('/')))
+    else {
         return "unknown".into();
     };
     let mut extra = HeaderMap::new();
@@ -190,7 +211,11 @@ async fn whoami(http: &Http, base: &url::Url, token: &Token, reporter: &dyn Repo
         v.set_sensitive(true);
         extra.insert(header::COOKIE, v);
     }
-    let answer = tokio::time::timeout(Duration::from_secs(15), http.send(Method::GET, &url, Some(token), extra)).await;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(15),
+        http.send(Method::GET, &url, Some(token), extra),
+    )
+    .await;
     let Ok(Ok(a)) = answer else {
         return "unknown".into();
     };
@@ -226,7 +251,14 @@ fn complete_size(path: &Path, job: &Job, state: &HashMap<String, StateRecord>) -
     }
 }
 
-fn row(job: &Job, status: Status, bytes: u64, http_status: Option<u16>, attempts: u32, message: Option<String>) -> FileRecord {
+fn row(
+    job: &Job,
+    status: Status,
+    bytes: u64,
+    http_status: Option<u16>,
+    attempts: u32,
+    message: Option<String>,
+) -> FileRecord {
     FileRecord {
         uri: job.uri.clone(),
         url: job.url.to_string(),
@@ -291,9 +323,18 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job) -> Outcome {
                     last_modified: done.last_modified.clone(),
                     source: job.source,
                 });
-                let message = done.withheld.map(|h| format!("token withheld from untrusted host `{h}`"));
+                let message = done
+                    .withheld
+                    .map(|h| format!("token withheld from untrusted host `{h}`"));
                 return Outcome {
-                    row: row(job, Status::Complete, done.size, Some(done.http_status), attempts, message),
+                    row: row(
+                        job,
+                        Status::Complete,
+                        done.size,
+                        Some(done.http_status),
+                        attempts,
+                        message,
+                    ),
                     timing: timing(received_total),
                     access: if token.is_some() { "token" } else { "public" },
                 };
@@ -321,7 +362,8 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job) -> Outcome {
                 );
             }
             let delay = ctx.backoff.delay(failures, retry_after);
-            ctx.reporter.retrying(id, &job.rel, attempts, &err.to_string(), delay);
+            ctx.reporter
+                .retrying(id, &job.rel, attempts, &err.to_string(), delay);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => continue,
                 _ = ctx.cancel.cancelled() => {}
@@ -336,7 +378,13 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job) -> Outcome {
         return Outcome {
             row: row(job, Status::Failed, 0, status, attempts, Some(message)),
             timing: timing(received_total),
-            access: if matches!(status, Some(401 | 403)) { "denied" } else if token.is_some() { "token" } else { "public" },
+            access: if matches!(status, Some(401 | 403)) {
+                "denied"
+            } else if token.is_some() {
+                "token"
+            } else {
+                "public"
+            },
         };
     }
 }
@@ -453,7 +501,14 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
         };
         let Some(permit) = permit else {
             outcomes[i] = Some(Outcome {
-                row: row(&jobs[i], Status::Failed, 0, None, 0, Some("interrupted".into())),
+                row: row(
+                    &jobs[i],
+                    Status::Failed,
+                    0,
+                    None,
+                    0,
+                    Some("interrupted".into()),
+                ),
                 timing: None,
                 access: "",
             });
@@ -484,7 +539,14 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
     let mut access = Vec::with_capacity(outcomes.len());
     for (i, o) in outcomes.into_iter().enumerate() {
         let o = o.unwrap_or_else(|| Outcome {
-            row: row(&jobs[i], Status::Failed, 0, None, 0, Some("interrupted".into())),
+            row: row(
+                &jobs[i],
+                Status::Failed,
+                0,
+                None,
+                0,
+                Some("interrupted".into()),
+            ),
             timing: None,
             access: "",
         });
@@ -510,8 +572,14 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
         timings,
         access,
     };
-    manifest::save(ctx.dest.root(), &ctx.dest.manifest_stem(), &m, &ctx_html)
-        .with_context(|| format!("Cannot write the manifest in `{}`", ctx.dest.root().display()))?;
+    manifest::save(ctx.dest.root(), &ctx.dest.manifest_stem(), &m, &ctx_html).with_context(
+        || {
+            format!(
+                "Cannot write the manifest in `{}`",
+                ctx.dest.root().display()
+            )
+        },
+    )?;
     reporter.summary(&summary);
     Ok(match signal_code {
         130 => Exit::Interrupted,

@@ -63,7 +63,9 @@ impl Settings {
             None => Url::parse(DEFAULT_BASE_URL).map_err(|e| UsageError(e.to_string()))?,
         };
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(UsageError(format!("`--base-url` must be an http(s) URL, got `{base}`")));
+            return Err(UsageError(format!(
+                "`--base-url` must be an http(s) URL, got `{base}`"
+            )));
         }
         let shard = args.shard.as_deref().map(resolve_shard).transpose()?;
         let mut inputs: Vec<InputSource> = args
@@ -115,12 +117,24 @@ impl Settings {
 /// or Kubernetes Indexed Jobs (`JOB_COMPLETION_INDEX` with `MASTDL_SHARD_COUNT`).
 fn resolve_shard(s: &str) -> Result<Shard, UsageError> {
     if s != "auto" {
-        return s.parse().map_err(|e: String| UsageError(format!("`--shard`: {e}")));
+        return s
+            .parse()
+            .map_err(|e: String| UsageError(format!("`--shard`: {e}")));
     }
-    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<u32>().ok());
-    let found = if let (Some(id), Some(count)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
-        Some((id.saturating_sub(var("SLURM_ARRAY_TASK_MIN").unwrap_or(0)), count))
-    } else if let (Some(id), Some(count)) = (var("JOB_COMPLETION_INDEX"), var("MASTDL_SHARD_COUNT")) {
+    let var = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    };
+    let found = if let (Some(id), Some(count)) =
+        (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT"))
+    {
+        Some((
+            id.saturating_sub(var("SLURM_ARRAY_TASK_MIN").unwrap_or(0)),
+            count,
+        ))
+    } else if let (Some(id), Some(count)) = (var("JOB_COMPLETION_INDEX"), var("MASTDL_SHARD_COUNT"))
+    {
         Some((id, count))
     } else {
         None

@@ -57,7 +57,8 @@ impl fmt::Display for Token {
 /// Resolves the token from the command line, then the environment.
 /// Returns `None` when neither gives one; the prompt comes later, on a 401/403.
 pub fn resolve(cli: Option<&str>, env: Option<&str>) -> Option<Token> {
-    cli.and_then(Token::new).or_else(|| env.and_then(Token::new))
+    cli.and_then(Token::new)
+        .or_else(|| env.and_then(Token::new))
 }
 
 /// Asks for the token on the terminal without echo. Returns `None` when

@@ -12,8 +12,15 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        if !line.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("mast:")) {
-            let shown: String = line.chars().take(80).flat_map(char::escape_default).collect();
+        if !line
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("mast:"))
+        {
+            let shown: String = line
+                .chars()
+                .take(80)
+                .flat_map(char::escape_default)
+                .collect();
             return Err(InputError::new(
                 file,
                 i + 1,
@@ -37,7 +44,11 @@ mod tests {
 
     #[test]
     fn skips_blanks_and_comments_and_trims() {
-        let e = parse("u.txt", "# head\n\n  mast:HST/product/a_b.fits  \r\n#x\nmast:JWST/product/c_d.fits").unwrap();
+        let e = parse(
+            "u.txt",
+            "# head\n\n  mast:HST/product/a_b.fits  \r\n#x\nmast:JWST/product/c_d.fits",
+        )
+        .unwrap();
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].uri, "mast:HST/product/a_b.fits");
         assert_eq!(e[0].origin.line, 3);

@@ -171,12 +171,18 @@ mod tests {
     #[test]
     fn detects_each_kind_from_content() {
         assert_eq!(detect("mast:HST/product/a_b.fits\n"), Kind::UriList);
-        assert_eq!(detect("# my list\n\nmast:HST/product/a_b.fits\n"), Kind::UriList);
+        assert_eq!(
+            detect("# my list\n\nmast:HST/product/a_b.fits\n"),
+            Kind::UriList
+        );
         assert_eq!(detect(""), Kind::UriList);
         assert_eq!(detect("#!/bin/bash\necho hi\n"), Kind::Script);
         assert_eq!(detect("curl -o x 'https://x'\n"), Kind::Script);
         assert_eq!(detect("# %ECSV 1.0\n# ---\n"), Kind::Ecsv);
-        assert_eq!(detect("\u{feff}obsID,dataURI\n1,mast:X/y.fits\n"), Kind::Csv);
+        assert_eq!(
+            detect("\u{feff}obsID,dataURI\n1,mast:X/y.fits\n"),
+            Kind::Csv
+        );
         assert_eq!(detect("# comment\n\"obs_id\",\"dataURI\"\n"), Kind::Csv);
         assert_eq!(detect("a,b,c\n1,2,3\n"), Kind::Csv);
     }

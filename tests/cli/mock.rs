@@ -5,6 +5,9 @@
 //! cross-origin and untrusted redirects). Every request is recorded with
 //! the headers tests assert on; body bytes sent are counted.
 
+// Not every test uses every knob of the mock.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::TcpListener as StdListener;
@@ -126,7 +129,10 @@ impl Mock {
                 l
             })
             .collect();
-        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
         let state: Shared = Arc::new(Mutex::new(Inner {
             base_port: ports[0],
             other_port: ports[1],
@@ -168,7 +174,11 @@ impl Mock {
 
     /// Adds a product under `uri`.
     pub fn add(&self, uri: &str, p: Product) {
-        self.state.lock().unwrap().products.insert(uri.to_string(), p);
+        self.state
+            .lock()
+            .unwrap()
+            .products
+            .insert(uri.to_string(), p);
     }
 
     /// Returns every request seen so far.
@@ -178,7 +188,10 @@ impl Mock {
 
     /// Returns the requests for one URI.
     pub fn seen_for(&self, uri: &str) -> Vec<Seen> {
-        self.seen().into_iter().filter(|s| s.uri.as_deref() == Some(uri)).collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| s.uri.as_deref() == Some(uri))
+            .collect()
     }
 
     /// Returns the body bytes sent so far.
@@ -186,12 +199,11 @@ impl Mock {
         self.state.lock().unwrap().body_bytes
     }
 
-    /// Forgets recorded requests and byte counts.
+    /// Forgets recorded requests and byte counts (not the misbehaviour counters).
     pub fn reset_log(&self) {
         let mut s = self.state.lock().unwrap();
         s.seen.clear();
         s.body_bytes = 0;
-        s.hits.clear();
     }
 }
 
@@ -217,11 +229,19 @@ fn router(state: Shared) -> Router {
 }
 
 fn record(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, product: Option<&str>) {
-    let h = |n: header::HeaderName| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let h = |n: header::HeaderName| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     state.lock().unwrap().seen.push(Seen {
         method: method.to_string(),
         host: h(header::HOST).unwrap_or_default(),
-        path_and_query: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        path_and_query: uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         uri: product.map(str::to_string),
         authorization: h(header::AUTHORIZATION),
         cookie: h(header::COOKIE),
@@ -229,9 +249,16 @@ fn record(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, produ
     });
 }
 
-async fn whoami(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn whoami(
+    State(state): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     record(&state, &method, &uri, &headers, None);
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if auth == Some(&format!("token {TOKEN}")) {
         axum::Json(serde_json::json!({"ezid": "alice", "anon": false, "attrib": {"display_name": "A. User"}})).into_response()
     } else {
@@ -239,10 +266,23 @@ async fn whoami(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     }
 }
 
-async fn hop(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, axum::extract::Path(n): axum::extract::Path<usize>) -> Response {
+async fn hop(
+    State(state): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    axum::extract::Path(n): axum::extract::Path<usize>,
+) -> Response {
     record(&state, &method, &uri, &headers, None);
     let port = state.lock().unwrap().base_port;
-    (StatusCode::FOUND, [(header::LOCATION, format!("http://127.0.0.1:{port}/hop/{}", n + 1))]).into_response()
+    (
+        StatusCode::FOUND,
+        [(
+            header::LOCATION,
+            format!("http://127.0.0.1:{port}/hop/{}", n + 1),
+        )],
+    )
+        .into_response()
 }
 
 async fn download(
@@ -254,7 +294,12 @@ async fn download(
 ) -> Response {
     let Some(product_uri) = q.get("uri").cloned() else {
         record(&state, &method, &uri, &headers, None);
-        return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "dataset parameter is required").into_response();
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "dataset parameter is required",
+        )
+            .into_response();
     };
     record(&state, &method, &uri, &headers, Some(&product_uri));
     let (p, hit, ports) = {
@@ -269,49 +314,104 @@ async fn download(
         };
         (p, hit, (s.base_port, s.other_port, s.alt_port))
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let first_hop = uri.path() != "/files";
-    if p.need_token && headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(&format!("token {TOKEN}")) {
-        return (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "text/plain")], "Unauthorized: a MAST token is required").into_response();
+    if p.need_token
+        && headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            != Some(&format!("token {TOKEN}"))
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "Unauthorized: a MAST token is required",
+        )
+            .into_response();
     }
     if first_hop {
         let enc = urlencode(&product_uri);
         match &p.redirect {
             Some(Redirect::Other) => {
-                return (StatusCode::FOUND, [(header::LOCATION, format!("http://localhost:{}/files?uri={enc}", ports.1))]).into_response();
+                return (
+                    StatusCode::FOUND,
+                    [(
+                        header::LOCATION,
+                        format!("http://localhost:{}/files?uri={enc}", ports.1),
+                    )],
+                )
+                    .into_response();
             }
             Some(Redirect::OtherPortSameHost) => {
-                return (StatusCode::FOUND, [(header::LOCATION, format!("http://127.0.0.1:{}/files?uri={enc}", ports.2))]).into_response();
+                return (
+                    StatusCode::FOUND,
+                    [(
+                        header::LOCATION,
+                        format!("http://127.0.0.1:{}/files?uri={enc}", ports.2),
+                    )],
+                )
+                    .into_response();
             }
             Some(Redirect::Loop) => {
                 return (StatusCode::FOUND, [(header::LOCATION, uri.to_string())]).into_response();
             }
             Some(Redirect::Chain(_)) => {
-                return (StatusCode::FOUND, [(header::LOCATION, format!("http://127.0.0.1:{}/hop/1", ports.0))]).into_response();
+                return (
+                    StatusCode::FOUND,
+                    [(
+                        header::LOCATION,
+                        format!("http://127.0.0.1:{}/hop/1", ports.0),
+                    )],
+                )
+                    .into_response();
             }
             None => {}
         }
     }
     let _ = host;
     if hit <= p.fail_first.len() {
-        let code = StatusCode::from_u16(p.fail_first[hit - 1]).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut r = (code, format!("<html><body><h1>Error {}</h1></body></html>", code.as_u16())).into_response();
+        let code = StatusCode::from_u16(p.fail_first[hit - 1])
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = (
+            code,
+            format!("<html><body><h1>Error {}</h1></body></html>", code.as_u16()),
+        )
+            .into_response();
         if let Some(ra) = p.retry_after {
-            r.headers_mut().insert(header::RETRY_AFTER, ra.parse().unwrap());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, ra.parse().unwrap());
         }
         return r;
     }
     if let Some(page) = p.error_page {
-        return (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response();
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            page,
+        )
+            .into_response();
     }
     let total = p.body.len() as u64;
     let mut start = 0u64;
     let mut status = StatusCode::OK;
-    if let (Some(r), false) = (headers.get(header::RANGE).and_then(|v| v.to_str().ok()), p.no_range) {
-        if let Some(from) = r.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse::<u64>().ok()) {
+    if let (Some(r), false) = (
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        p.no_range,
+    ) {
+        if let Some(from) = r
+            .strip_prefix("bytes=")
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             if from >= total {
                 let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-                resp.headers_mut().insert(header::CONTENT_RANGE, format!("bytes */{total}").parse().unwrap());
+                resp.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    format!("bytes */{total}").parse().unwrap(),
+                );
                 return resp;
             }
             start = from;
@@ -322,11 +422,17 @@ async fn download(
     let len = slice.len();
     let mut builder = Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, p.content_type.unwrap_or("application/octet-stream"))
+        .header(
+            header::CONTENT_TYPE,
+            p.content_type.unwrap_or("application/octet-stream"),
+        )
         .header(header::CONTENT_LENGTH, len.to_string())
         .header(header::ACCEPT_RANGES, "bytes");
     if status == StatusCode::PARTIAL_CONTENT {
-        builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{total}", total - 1));
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{total}", total - 1),
+        );
     }
     if let Some(e) = &p.etag {
         builder = builder.header(header::ETAG, e.as_str());
@@ -352,33 +458,54 @@ async fn download(
     builder.body(body).unwrap()
 }
 
-fn async_stream(first: Bytes, stall: bool) -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+fn async_stream(
+    first: Bytes,
+    stall: bool,
+) -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     struct S {
         first: Option<Bytes>,
         stall: bool,
         sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     }
+    // The first half arrives, then (after a pause, as on a real link) the
+    // connection is cut or goes silent.
     impl futures_core::Stream for S {
         type Item = Result<Bytes, std::io::Error>;
-        fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
             if let Some(b) = self.first.take() {
                 return std::task::Poll::Ready(Some(Ok(b)));
             }
-            if self.stall {
-                let s = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_secs(3600))));
-                return s.as_mut().poll(cx).map(|_| None);
+            let wait = if self.stall {
+                Duration::from_secs(3600)
+            } else {
+                Duration::from_millis(200)
+            };
+            let s = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
+            if s.as_mut().poll(cx).is_pending() {
+                return std::task::Poll::Pending;
             }
             std::task::Poll::Ready(Some(Err(std::io::Error::other("cut"))))
         }
     }
     use std::future::Future;
-    S { first: Some(first), stall, sleep: None }
+    S {
+        first: Some(first),
+        stall,
+        sleep: None,
+    }
 }
 
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
