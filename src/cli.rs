@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use url::Url;
 
+use crate::query::Criteria;
+
 /// The version string: the crate version and, when built from git, the commit.
 pub const VERSION: &str = env!("MASTDL_VERSION");
 
@@ -24,6 +26,8 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Print the download plan (URI, URL, PATH; TAB-separated) and download nothing.
     Plan(FetchArgs),
+    /// Search MAST and print the products' `mast:` URIs (or write a product table).
+    Query(QueryArgs),
     /// Generate shell completions.
     Completions {
         /// bash, zsh or fish.
@@ -128,6 +132,40 @@ pub struct FetchArgs {
     /// stderr as human lines or one JSON object per event.
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Fetch what a MAST search returns (criteria below) instead of reading an input.
+    #[arg(long)]
+    pub query: bool,
+
+    #[command(flatten)]
+    pub criteria: Criteria,
+}
+
+/// Options of `query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub criteria: Criteria,
+
+    /// Keep only files whose name ends with EXT (case-insensitive; repeatable).
+    #[arg(long, value_name = "EXT")]
+    pub extension: Vec<String>,
+
+    /// Write the URI list to FILE instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE", conflicts_with = "table")]
+    pub output: Option<PathBuf>,
+
+    /// Write a product table (CSV) to FILE instead of a URI list.
+    #[arg(long, value_name = "FILE")]
+    pub table: Option<PathBuf>,
+
+    /// MAST API token [default: env MAST_API_TOKEN].
+    #[arg(short = 't', long, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// Archive root.
+    #[arg(long, value_name = "URL", env = "MASTDL_BASE_URL")]
+    pub base_url: Option<Url>,
 }
 
 #[cfg(test)]

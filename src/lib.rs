@@ -16,6 +16,7 @@ pub mod layout;
 pub mod manifest;
 pub mod plan;
 pub mod progress;
+pub mod query;
 pub mod retry;
 pub mod run;
 pub mod settings;
@@ -34,12 +35,13 @@ pub async fn main(cli: Cli) -> anyhow::Result<Exit> {
             let dry = args.dry_run;
             let settings = Settings::resolve(args)?;
             if dry {
-                run::print_plan(&run::plan_jobs(&settings)?)
+                run::plan(settings).await
             } else {
                 run::fetch(settings).await
             }
         }
-        Command::Plan(args) => run::print_plan(&run::plan_jobs(&Settings::resolve(args)?)?),
+        Command::Plan(args) => run::plan(Settings::resolve(args)?).await,
+        Command::Query(args) => run::query(args).await,
         Command::Completions { shell } => {
             let shell = match shell {
                 ShellKind::Bash => clap_complete::Shell::Bash,

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
 
-use crate::input::{Entry, InputError, LocalHint, Origin};
+use crate::input::{Entry, InputError, LocalHint, Origin, ProductMeta};
 use crate::layout;
 
 /// Where a job's bytes come from.
@@ -220,8 +220,9 @@ pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputE
     Ok(jobs)
 }
 
-/// Returns true if and only if the filters keep `e`. Filters on table
-/// metadata pass entries that carry none.
+/// Returns true if and only if the filters keep `e`. The product filters
+/// judge entries that carry product metadata (tables, searches) strictly;
+/// entries with none at all (URI lists, scripts) pass them.
 fn keep(e: &Entry, opts: &PlanOptions) -> bool {
     let name = match &e.local {
         LocalHint::Parts {
@@ -236,21 +237,24 @@ fn keep(e: &Entry, opts: &PlanOptions) -> bool {
             .extensions
             .iter()
             .any(|x| name.ends_with(&x.to_ascii_lowercase()));
+    if !ext_ok || e.meta == ProductMeta::default() {
+        return ext_ok;
+    }
     let type_ok = opts.product_types.is_empty()
         || e.meta
             .product_type
             .as_ref()
-            .is_none_or(|t| opts.product_types.iter().any(|w| w.eq_ignore_ascii_case(t)));
+            .is_some_and(|t| opts.product_types.iter().any(|w| w.eq_ignore_ascii_case(t)));
     let level_ok = opts.calib_levels.is_empty()
         || e.meta
             .calib_level
-            .is_none_or(|l| opts.calib_levels.contains(&l));
+            .is_some_and(|l| opts.calib_levels.contains(&l));
     let mrp_ok = !opts.mrp_only
         || e.meta
             .group
             .as_ref()
-            .is_none_or(|g| g.contains("Minimum Recommended Products"));
-    ext_ok && type_ok && level_ok && mrp_ok
+            .is_some_and(|g| g.contains("Minimum Recommended Products"));
+    type_ok && level_ok && mrp_ok
 }
 
 /// Returns the checked `/`-separated path of an entry below DEST.

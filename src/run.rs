@@ -21,15 +21,17 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::QueryArgs;
 use crate::dest::{Dest, StateRecord};
 use crate::error::{Exit, UsageError};
 use crate::fetch::{self, FetchError, Http, Transfer, Trust};
-use crate::input::{self, Entry};
+use crate::input::{self, Entry, Origin};
 use crate::manifest::{self, FileRecord, HtmlContext, Manifest, Status, Timing};
 use crate::plan::{self, Job, Source};
 use crate::progress::{Bars, Json, Level, Lines, Reporter, Summary};
+use crate::query;
 use crate::retry::{self, Backoff, Throttle};
-use crate::settings::{InputSource, Output, Settings};
+use crate::settings::{self, InputSource, Output, Settings};
 use crate::token::{self, Token};
 
 /// Where to get a token, for messages.
@@ -72,10 +74,109 @@ pub fn read_inputs(sources: &[InputSource]) -> anyhow::Result<Vec<Entry>> {
     Ok(entries)
 }
 
-/// Reads the inputs and builds the plan.
-pub fn plan_jobs(settings: &Settings) -> anyhow::Result<Vec<Job>> {
-    let entries = read_inputs(&settings.inputs)?;
+/// Reads the inputs (or runs the `--query` search) and builds the plan.
+pub async fn plan_jobs(settings: &Settings, client: &reqwest::Client) -> anyhow::Result<Vec<Job>> {
+    let entries = match &settings.query {
+        Some(criteria) => {
+            query_entries(
+                client,
+                &settings.plan.base,
+                settings.token.as_ref(),
+                criteria,
+            )
+            .await?
+        }
+        None => read_inputs(&settings.inputs)?,
+    };
     Ok(plan::build(entries, &settings.plan)?)
+}
+
+/// Runs a MAST search and returns its products as entries.
+async fn query_entries(
+    client: &reqwest::Client,
+    base: &url::Url,
+    token: Option<&Token>,
+    criteria: &query::Criteria,
+) -> anyhow::Result<Vec<Entry>> {
+    let products = query::products(client, base, token, criteria).await?;
+    Ok(products
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.to_entry(Origin {
+                file: "<query>".into(),
+                line: i + 1,
+            })
+        })
+        .collect())
+}
+
+/// Runs `plan` (or `fetch --dry-run`): prints the plan, downloads nothing.
+pub async fn plan(settings: Settings) -> anyhow::Result<Exit> {
+    let client = client(&settings)?;
+    print_plan(&plan_jobs(&settings, &client).await?)
+}
+
+/// Runs `query`: the search's products as a URI list or a product table.
+pub async fn query(args: QueryArgs) -> anyhow::Result<Exit> {
+    if args.criteria.is_empty() {
+        return Err(UsageError(
+            "`query` needs search criteria, e.g. `--collection JWST --proposal 1073 --instrument NIRCAM*`".into(),
+        )
+        .into());
+    }
+    let base = settings::base_url(args.base_url)?;
+    let token = settings::resolve_token(args.token.as_deref());
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("mastdl/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let mut products = query::products(&client, &base, token.as_ref(), &args.criteria).await?;
+    if !args.extension.is_empty() {
+        products.retain(|p| {
+            let name = p
+                .product_filename
+                .clone()
+                .unwrap_or_else(|| crate::layout::filename(&p.data_uri).into_owned())
+                .to_ascii_lowercase();
+            args.extension
+                .iter()
+                .any(|x| name.ends_with(&x.to_ascii_lowercase()))
+        });
+    }
+    let write = |w: &mut dyn Write| -> anyhow::Result<()> {
+        match &args.table {
+            Some(_) => query::write_table(w, &products),
+            None => {
+                for p in &products {
+                    writeln!(w, "{}", p.data_uri)?;
+                }
+                Ok(w.flush()?)
+            }
+        }
+    };
+    match args.table.as_ref().or(args.output.as_ref()) {
+        Some(path) => {
+            let mut f = io::BufWriter::new(
+                fs::File::create(path)
+                    .with_context(|| format!("Cannot create `{}`", path.display()))?,
+            );
+            write(&mut f)?;
+        }
+        None => {
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::new(stdout.lock());
+            if let Err(e) = write(&mut out) {
+                let broken = e
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe);
+                if !broken {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    eprintln!("{} products", products.len());
+    Ok(Exit::Success)
 }
 
 /// Prints the plan on stdout: URI, URL, PATH, TAB-separated.
@@ -398,7 +499,9 @@ fn failure_message(err: &FetchError, had_token: bool, retries: u32) -> String {
         (Some(401 | 403), false) => format!(" — this file needs a MAST token: {TOKEN_HELP}"),
         _ => String::new(),
     };
-    if retries > 0 {
+    if retries == 1 {
+        format!("{base}{hint} (after 1 retry)")
+    } else if retries > 1 {
         format!("{base}{hint} (after {retries} retries)")
     } else {
         format!("{base}{hint}")
@@ -423,8 +526,8 @@ async fn signal() -> Exit {
 
 /// Runs `fetch`: plan, lock, download, manifest. Returns the exit code.
 pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
-    let jobs = plan_jobs(&settings)?;
     let client = client(&settings)?;
+    let jobs = plan_jobs(&settings, &client).await?;
     let dest = Dest::open(&settings.dest, settings.plan.shard)?;
     let reporter = reporter(&settings);
     let started_at = manifest::now_rfc3339();

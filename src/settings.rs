@@ -11,6 +11,7 @@ use url::Url;
 use crate::cli::{FetchArgs, LogFormat, ProgressMode};
 use crate::error::UsageError;
 use crate::plan::{PlanOptions, Shard};
+use crate::query::Criteria;
 use crate::token::{self, Token};
 
 /// The archive root when none is given.
@@ -51,12 +52,13 @@ pub struct Settings {
     pub quiet: bool,
     pub trusted_hosts: Vec<String>,
     pub cacert: Option<PathBuf>,
+    /// `--query`: the search whose products are the input.
+    pub query: Option<Criteria>,
 }
 
 impl Settings {
     /// Resolves `args` against the environment.
     pub fn resolve(args: FetchArgs) -> Result<Settings, UsageError> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let rebase = args.base_url.is_some();
         let base = match args.base_url {
             Some(u) => u,
@@ -68,6 +70,26 @@ impl Settings {
             )));
         }
         let shard = args.shard.as_deref().map(resolve_shard).transpose()?;
+        let query = match (args.query, args.criteria.is_empty()) {
+            (true, true) => {
+                return Err(UsageError(
+                    "`--query` needs search criteria, e.g. `--collection JWST --proposal 1073`"
+                        .into(),
+                ))
+            }
+            (true, false) if !args.inputs.is_empty() => {
+                return Err(UsageError(
+                    "`--query` reads no INPUT: give either criteria or inputs".into(),
+                ))
+            }
+            (false, false) => {
+                return Err(UsageError(
+                    "Search criteria (`--collection`, `--proposal`, ...) need `--query`".into(),
+                ))
+            }
+            (true, false) => Some(args.criteria.clone()),
+            (false, true) => None,
+        };
         let mut inputs: Vec<InputSource> = args
             .inputs
             .into_iter()
@@ -94,10 +116,13 @@ impl Settings {
         plan.flat = args.flat;
         plan.extensions = args.extension;
         plan.shard = shard;
+        plan.product_types = args.criteria.product_type.clone();
+        plan.calib_levels = args.criteria.calib_level.clone();
+        plan.mrp_only = args.criteria.mrp_only;
         Ok(Settings {
             inputs,
             dest: args.dest,
-            token: token::resolve(args.token.as_deref(), env(token::TOKEN_ENV).as_deref()),
+            token: resolve_token(args.token.as_deref()),
             interactive: std::io::stdin().is_terminal(),
             jobs: args.jobs.get(),
             retries: args.retries,
@@ -108,8 +133,29 @@ impl Settings {
             quiet: args.quiet,
             trusted_hosts: args.trusted_host,
             cacert: args.cacert,
+            query,
         })
     }
+}
+
+/// Returns the archive root: `--base-url` (or `MASTDL_BASE_URL`), else MAST.
+pub fn base_url(given: Option<Url>) -> Result<Url, UsageError> {
+    let base = match given {
+        Some(u) => u,
+        None => Url::parse(DEFAULT_BASE_URL).map_err(|e| UsageError(e.to_string()))?,
+    };
+    if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+        return Err(UsageError(format!(
+            "`--base-url` must be an http(s) URL, got `{base}`"
+        )));
+    }
+    Ok(base)
+}
+
+/// Returns the token from `--token`, else `MAST_API_TOKEN`.
+pub fn resolve_token(given: Option<&str>) -> Option<Token> {
+    let env = std::env::var(token::TOKEN_ENV).ok();
+    token::resolve(given, env.as_deref())
 }
 
 /// Resolves `--shard`: `K/N`, or `auto` from the environment of Slurm job

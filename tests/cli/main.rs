@@ -2,10 +2,12 @@
 //! archive on loopback. One test binary (see `Cargo.toml`, `autotests = false`).
 
 mod mock;
+mod mock_invoke;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 
 use mock::{bytes, Mock, Product, Redirect, TOKEN};
 use serde_json::Value;
@@ -901,4 +903,305 @@ fn sigint_keeps_the_part_writes_the_manifest_exits_130_and_a_rerun_resumes() {
         "re-run resumed with Range"
     );
     assert_eq!(std::fs::read(&final_path).unwrap(), body);
+}
+
+// ---- issue 4: every list users already have ---------------------------------
+
+fn fixture(rel: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+#[test]
+fn portal_script_is_read_never_run_and_rerooted_at_the_base_url() {
+    let script = fixture("scripts/portal_token_multiline.sh");
+    let uris = [
+        "mast:JWST/product/jw01409-o031_t014_nircam_clear-f212n_i2d.fits",
+        "mast:JWST/product/jw01409-o031_t014_nircam_clear-f212n_cat.ecsv",
+        "mast:JWST/product/jw01409-o031_t014_nircam_clear-f212n_segm.fits",
+    ];
+    let m = Mock::start();
+    for (i, u) in uris.iter().enumerate() {
+        m.add(
+            u,
+            Product {
+                need_token: true,
+                ..Product::new(bytes(i as u64, 1000 + i))
+            },
+        );
+    }
+    let e = Env::new();
+    let path = e.write("MAST_2022-04-30T2153.sh", &script);
+    let r = e.fetch(&m, &[path.to_str().unwrap(), "--token", TOKEN]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let seen = m.seen_for(uris[0]);
+    assert!(
+        seen[0]
+            .path_and_query
+            .starts_with("/jwst/api/v0.1/Download/file?bundle_name="),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(&*format!("token {TOKEN}"))
+    );
+    assert!(e.dest().join("JWST/jw01409-o031_t014_nircam_clear-f212n/jw01409-o031_t014_nircam_clear-f212n_cat.ecsv").is_file());
+    assert_eq!(e.manifest()["requested"], 3);
+    assert!(
+        !e.dest().join("MANIFEST.HTML").read_dir().is_ok(),
+        "the script's heredocs are not run"
+    );
+}
+
+#[test]
+fn hla_cutouts_and_mission_search_scripts_land_where_the_script_says() {
+    let m = Mock::start();
+    let cut = "mast:HLA/url/cgi-bin/fitscut.cgi?red=hst_10188_10_acs_wfc_f814w&blue=hst_10188_10_acs_wfc_f435w&size=ALL&format=fits";
+    m.add(cut, Product::new(bytes(1, 500)));
+    m.add(
+        "mast:HLA/url/cgi-bin/getdata.cgi?dataset=hst_10268_05_acs_wfc_f606w_09_drz.fits",
+        Product::new(bytes(2, 500)),
+    );
+    m.add(
+        "mast:HST/product/j8y805grq_drz.fits",
+        Product::new(bytes(3, 500)),
+    );
+    let e = Env::new();
+    let path = e.write("hla.sh", &fixture("scripts/hla_cutout.sh"));
+    let r = e.fetch(&m, &[path.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(e
+        .dest()
+        .join("HLA/url/cgi-bin/hst_10188_10_acs_wfc_f814w_f435w.fits")
+        .is_file());
+    assert_eq!(m.seen_for(cut).len(), 1, "the cutout URI arrived whole");
+
+    for name in [
+        "N43C05030/n43c05030_asn.fits",
+        "N43C05030/n43c05030_mos.fits",
+        "N43C05030/i7k16544n_flt.fits",
+        "IB1F01020/ib1f01020_raw.fits",
+    ] {
+        m.add(name, Product::new(bytes(4, 300)));
+    }
+    let path = e.write(
+        "search.sh",
+        &fixture("scripts/mission_search_retrieve_product.sh"),
+    );
+    let r = e.fetch(&m, &[path.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(e.dest().join("HST/N43C05030/n43c05030_asn.fits").is_file());
+    assert!(e.dest().join("HST/IB1F01020/ib1f01020_raw.fits").is_file());
+}
+
+const TABLE: &str = "# saved from astroquery\r\n\u{feff}obsID,obs_collection,obs_id,description,dataURI,productType,productGroupDescription,productFilename,size,calib_level\r\n";
+
+#[test]
+fn product_tables_csv_and_ecsv_feed_the_same_plan_with_filters() {
+    let m = Mock::start();
+    m.add(
+        "mast:JWST/product/jw1_t1_i2d.fits",
+        Product::new(bytes(1, 100)),
+    );
+    m.add(
+        "mast:JWST/product/jw1_t1_cat.ecsv",
+        Product {
+            content_type: Some("text/plain"),
+            ..Product::new(bytes(2, 50))
+        },
+    );
+    m.add(
+        "mast:JWST/product/jw1_t1_i2d.jpg",
+        Product::new(bytes(3, 70)),
+    );
+    m.add(
+        "mast:JWST/product/jw1_u_cal.fits",
+        Product::new(bytes(4, 90)),
+    );
+    let csv = format!(
+        "{}1,JWST,jw1-obs,\"Level 3 image, combined\",mast:JWST/product/jw1_t1_i2d.fits,SCIENCE,Minimum Recommended Products,jw1_t1_i2d.fits,100,3\r\n\
+         1,JWST,jw1-obs,catalog,mast:JWST/product/jw1_t1_cat.ecsv,SCIENCE,Minimum Recommended Products,jw1_t1_cat.ecsv,50,3\r\n\
+         1,JWST,jw1-obs,preview,mast:JWST/product/jw1_t1_i2d.jpg,PREVIEW,,jw1_t1_i2d.jpg,70,3\r\n\
+         2,JWST,jw1-u,cal,mast:JWST/product/jw1_u_cal.fits,SCIENCE,,jw1_u_cal.fits,90,2\r\n",
+        TABLE.trim_start_matches("# saved from astroquery\r\n")
+    );
+    let e = Env::new();
+    let t = e.write("products.csv", &csv);
+    let r = e.fetch(&m, &[t.to_str().unwrap(), "--extension", "FITS"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        e.dest().join("JWST/jw1-obs/jw1_t1_i2d.fits").is_file(),
+        "obs_id column wins"
+    );
+    assert!(e.dest().join("JWST/jw1-u/jw1_u_cal.fits").is_file());
+    assert_eq!(e.manifest()["requested"], 2);
+    // Product filters and a size-based skip with no request at all.
+    m.reset_log();
+    let r = e.fetch(
+        &m,
+        &[t.to_str().unwrap(), "--mrp-only", "--calib-level", "3"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let man = e.manifest();
+    assert_eq!(man["requested"], 2, "{man}");
+    assert_eq!(
+        row(&man, "mast:JWST/product/jw1_t1_i2d.fits")["status"],
+        "SKIPPED"
+    );
+    assert_eq!(
+        row(&man, "mast:JWST/product/jw1_t1_cat.ecsv")["status"],
+        "COMPLETE",
+        "a text product may be text/plain"
+    );
+    assert_eq!(m.seen().len(), 1);
+    // The same table as ECSV.
+    let ecsv = "# %ECSV 1.0\n# ---\n# datatype:\n# - {name: dataURI, datatype: string}\n# - {name: size, datatype: int64}\n# delimiter: ','\ndataURI,size\nmast:JWST/product/jw1_t1_i2d.jpg,70\n";
+    let t = e.write("products.ecsv", ecsv);
+    let r = e.fetch(&m, &[t.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(e.dest().join("JWST/jw1_t1/jw1_t1_i2d.jpg").is_file());
+    // A table size that differs from the server's is FAILED and not saved.
+    let t = e.write(
+        "wrong.csv",
+        "dataURI,size\nmast:JWST/product/jw1_u_cal.fits,91\n",
+    );
+    let r = e.fetch(&m, &[t.to_str().unwrap(), "--flat"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!e.dest().join("jw1_u_cal.fits").exists());
+    // Missing dataURI: exit 2 naming the columns found.
+    let t = e.write("obs.csv", "obsid,obs_id,dataURL\n1,x,http://x\n");
+    let r = e.fetch(&m, &[t.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("obs.csv:1") && r.stderr.contains("dataURL"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn search_archive() -> (Mock, Arc<mock_invoke::MockInvoke>) {
+    use serde_json::json;
+    let obs: Vec<Value> = (0..7)
+        .map(|i| json!({"obsid": format!("{}", 1000 + i), "obs_collection": "JWST", "proposal_id": "1073", "instrument_name": "NIRCAM/IMAGE", "obs_id": format!("jw01073-o{i:03}")}))
+        .collect();
+    let products: Vec<(String, Vec<Value>)> = (0..7)
+        .map(|i| {
+            let o = format!("jw01073-o{i:03}");
+            (
+                format!("{}", 1000 + i),
+                vec![
+                    json!({"obsID": format!("{}", 1000 + i), "obs_collection": "JWST", "obs_id": o, "dataURI": format!("mast:JWST/product/{o}_i2d.fits"), "productFilename": format!("{o}_i2d.fits"), "size": 64, "productType": "SCIENCE", "calib_level": 3, "productGroupDescription": "Minimum Recommended Products"}),
+                    json!({"obsID": format!("{}", 1000 + i), "obs_collection": "JWST", "obs_id": o, "dataURI": format!("mast:JWST/product/{o}_i2d.jpg"), "productFilename": format!("{o}_i2d.jpg"), "size": 32, "productType": "PREVIEW", "calib_level": 3}),
+                    // Shared by every observation: listed once.
+                    json!({"obsID": format!("{}", 1000 + i), "obs_collection": "JWST", "obs_id": "jw01073-shared", "dataURI": "mast:JWST/product/jw01073-shared_asn.json", "productFilename": "jw01073-shared_asn.json", "size": 16, "productType": "AUXILIARY", "calib_level": 3}),
+                ],
+            )
+        })
+        .collect();
+    let inv = Arc::new(
+        mock_invoke::MockInvoke::new(obs, products)
+            .page_size(3)
+            .executing(1)
+            .fail_products(1),
+    );
+    let m = Mock::start_with(Some(inv.clone()));
+    for i in 0..7 {
+        let o = format!("jw01073-o{i:03}");
+        m.add(
+            &format!("mast:JWST/product/{o}_i2d.fits"),
+            Product::new(bytes(i, 64)),
+        );
+        m.add(
+            &format!("mast:JWST/product/{o}_i2d.jpg"),
+            Product::new(bytes(i, 32)),
+        );
+    }
+    m.add(
+        "mast:JWST/product/jw01073-shared_asn.json",
+        Product {
+            content_type: Some("text/plain"),
+            ..Product::new(bytes(9, 16))
+        },
+    );
+    (m, inv)
+}
+
+#[test]
+fn query_prints_uris_writes_tables_and_fetch_query_downloads() {
+    let (m, _inv) = search_archive();
+    let e = Env::new();
+    let mut c = e.cmd();
+    c.args([
+        "query",
+        "--base-url",
+        &m.base,
+        "--collection",
+        "JWST",
+        "--proposal",
+        "1073",
+        "--extension",
+        "fits",
+    ]);
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let uris: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(uris.len(), 7, "{}", r.stdout);
+    assert!(uris.iter().all(|u| u.ends_with("_i2d.fits")));
+    let mut c = e.cmd();
+    c.args([
+        "query",
+        "--base-url",
+        &m.base,
+        "--collection",
+        "JWST",
+        "--table",
+        "t.csv",
+    ]);
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let table = std::fs::read_to_string(e.path().join("t.csv")).unwrap();
+    assert_eq!(
+        table.lines().count(),
+        1 + 7 * 2 + 1,
+        "deduplicated by productFilename: {table}"
+    );
+    // The table feeds fetch; fetch --query does it in one go, with the same result.
+    let r = e.fetch(&m, &["t.csv", "--mrp-only"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let from_table = e.manifest();
+    std::fs::remove_dir_all(e.dest()).unwrap();
+    let r = e.fetch(
+        &m,
+        &[
+            "--query",
+            "--collection",
+            "JWST",
+            "--proposal",
+            "1073",
+            "--mrp-only",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let from_query = e.manifest();
+    assert_eq!(from_query["complete"], 7);
+    let paths = |v: &Value| {
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(paths(&from_table), paths(&from_query));
+    assert!(e
+        .dest()
+        .join("JWST/jw01073-o003/jw01073-o003_i2d.fits")
+        .is_file());
+    // Criteria without --query, or --query without criteria, are usage errors.
+    assert_eq!(e.fetch(&m, &["--collection", "JWST"]).code, 2);
+    assert_eq!(e.fetch(&m, &["--query"]).code, 2);
 }

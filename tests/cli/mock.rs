@@ -18,7 +18,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+
+use crate::mock_invoke::MockInvoke;
 use axum::Router;
 
 /// The token the mock accepts.
@@ -122,6 +124,11 @@ pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
 
 impl Mock {
     pub fn start() -> Mock {
+        Mock::start_with(None)
+    }
+
+    /// Starts the mock with MAST's search endpoint `/api/v0/invoke` too.
+    pub fn start_with(invoke: Option<Arc<MockInvoke>>) -> Mock {
         let listeners: Vec<StdListener> = (0..3)
             .map(|_| {
                 let l = StdListener::bind("127.0.0.1:0").expect("bind");
@@ -148,7 +155,7 @@ impl Mock {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let app = router(st);
+                let app = router(st, invoke);
                 let mut tasks = Vec::new();
                 for l in listeners {
                     let l = tokio::net::TcpListener::from_std(l).expect("listener");
@@ -218,9 +225,16 @@ impl Drop for Mock {
     }
 }
 
-fn router(state: Shared) -> Router {
-    Router::new()
-        .route("/api/v0.1/Download/file", get(download))
+fn router(state: Shared, invoke: Option<Arc<MockInvoke>>) -> Router {
+    let mut r = Router::new();
+    if let Some(inv) = invoke {
+        r = r.route(
+            "/api/v0/invoke",
+            post(crate::mock_invoke::invoke).with_state(inv),
+        );
+    }
+    r.route("/api/v0.1/Download/file", get(download))
+        .route("/search/{mission}/api/v0.1/retrieve_product", get(download))
         .route("/files", get(download))
         .route("/jwst/api/v0.1/Download/file", get(download))
         .route("/hop/{n}", get(hop))
@@ -292,7 +306,7 @@ async fn download(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some(product_uri) = q.get("uri").cloned() else {
+    let Some(product_uri) = q.get("uri").or_else(|| q.get("product_name")).cloned() else {
         record(&state, &method, &uri, &headers, None);
         return (
             StatusCode::OK,
