@@ -953,7 +953,9 @@ fn portal_script_is_read_never_run_and_rerooted_at_the_base_url() {
     assert_eq!(e.manifest()["requested"], 3);
     let folders: Vec<String> = std::fs::read_dir(e.path())
         .unwrap()
-        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|d| d.unwrap().path())
+        .filter(|p| p.is_dir())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert!(
         !folders.iter().any(|f| f.starts_with("MAST_")),
