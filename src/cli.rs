@@ -28,6 +28,12 @@ pub enum Command {
     Plan(FetchArgs),
     /// Search MAST and print the products' `mast:` URIs (or write a product table).
     Query(QueryArgs),
+    /// Merge the shard manifests in DEST into DEST/MANIFEST.json and MANIFEST.HTML.
+    Report {
+        /// The payload folder the shards wrote to.
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+    },
     /// Generate shell completions.
     Completions {
         /// bash, zsh or fish.

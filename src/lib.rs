@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod plan;
 pub mod progress;
 pub mod query;
+pub mod report;
 pub mod retry;
 pub mod run;
 pub mod settings;
@@ -42,6 +43,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Plan(args) => run::plan(Settings::resolve(args)?).await,
         Command::Query(args) => run::query(args).await,
+        Command::Report { dest } => report::report(&dest),
         Command::Completions { shell } => {
             let shell = match shell {
                 ShellKind::Bash => clap_complete::Shell::Bash,

@@ -58,6 +58,14 @@ pub struct Timing {
     pub received: u64,
 }
 
+/// One bar of the HTML timeline: a file's transfer, or a whole shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    pub label: String,
+    pub status: Status,
+    pub timing: Timing,
+}
+
 /// The whole manifest, exactly the contract's schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -100,8 +108,8 @@ pub struct HtmlContext {
     pub user: String,
     /// Seconds the run took.
     pub seconds: f64,
-    /// Per-file timings (same order as the rows), for the timeline.
-    pub timings: Vec<Option<Timing>>,
+    /// The timeline's bars.
+    pub bars: Vec<Bar>,
     /// Per-row access note (`public`, `token`, `denied`).
     pub access: Vec<String>,
 }
@@ -209,7 +217,7 @@ pub fn html(m: &Manifest, ctx: &HtmlContext) -> String {
         human_bytes(m.bytes),
         m.bytes
     );
-    h.push_str(&timeline(m, ctx));
+    h.push_str(&timeline(ctx));
     h.push_str(
         "<table>\n<tr><th>URI</th><th>File</th><th>Access</th><th>Status</th><th>Logged In User</th>\
 <th>Size</th><th>HTTP</th><th>Attempts</th><th>Source</th><th>Message</th></tr>\n",
@@ -245,16 +253,11 @@ pub fn html(m: &Manifest, ctx: &HtmlContext) -> String {
     h
 }
 
-/// Returns an inline SVG timeline: one bar per transferred file, coloured
-/// by status, with its throughput in the bar's tooltip. Empty when no
-/// file was transferred.
-fn timeline(m: &Manifest, ctx: &HtmlContext) -> String {
-    let bars: Vec<(usize, Timing)> = ctx
-        .timings
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| t.map(|t| (i, t)))
-        .collect();
+/// Returns an inline SVG timeline: one bar per transfer (or shard),
+/// coloured by status, with its throughput in the bar's tooltip. Empty
+/// when there is nothing to show.
+fn timeline(ctx: &HtmlContext) -> String {
+    let bars = &ctx.bars;
     if bars.is_empty() {
         return String::new();
     }
@@ -262,11 +265,11 @@ fn timeline(m: &Manifest, ctx: &HtmlContext) -> String {
     let shown = &bars[..bars.len().min(MAX_BARS)];
     let end = shown
         .iter()
-        .map(|(_, t)| t.end_ms)
+        .map(|b| b.timing.end_ms)
         .max()
         .unwrap_or(1)
         .max(1) as f64;
-    let (width, row) = (900.0, 6.0);
+    let (width, row) = (900.0, if shown.len() <= 40 { 14.0 } else { 6.0 });
     let height = shown.len() as f64 * row + 20.0;
     let mut s = String::new();
     let _ = write!(
@@ -275,8 +278,8 @@ fn timeline(m: &Manifest, ctx: &HtmlContext) -> String {
 aria-label=\"transfer timeline\">",
         width + 10.0
     );
-    for (row_i, (i, t)) in shown.iter().enumerate() {
-        let f = &m.files[*i];
+    for (i, b) in shown.iter().enumerate() {
+        let t = b.timing;
         let x = t.start_ms as f64 / end * width;
         let w = ((t.end_ms.saturating_sub(t.start_ms)) as f64 / end * width).max(1.0);
         let secs = (t.end_ms.saturating_sub(t.start_ms)) as f64 / 1000.0;
@@ -285,7 +288,7 @@ aria-label=\"transfer timeline\">",
         } else {
             t.received
         };
-        let colour = match f.status {
+        let colour = match b.status {
             Status::Complete => "#2e7d32",
             Status::Skipped => "#9e9e9e",
             Status::Failed => "#c62828",
@@ -293,10 +296,10 @@ aria-label=\"transfer timeline\">",
         let _ = write!(
             s,
             "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{} {} {:.2}s {}/s</title></rect>",
-            row_i as f64 * row,
+            i as f64 * row,
             row - 1.0,
-            escape_html(&f.path),
-            f.status.as_str(),
+            escape_html(&b.label),
+            b.status.as_str(),
             secs,
             human_bytes(rate)
         );

@@ -26,7 +26,7 @@ use crate::dest::{Dest, StateRecord};
 use crate::error::{Exit, UsageError};
 use crate::fetch::{self, FetchError, Http, Transfer, Trust};
 use crate::input::{self, Entry, Origin};
-use crate::manifest::{self, FileRecord, HtmlContext, Manifest, Status, Timing};
+use crate::manifest::{self, Bar, FileRecord, HtmlContext, Manifest, Status, Timing};
 use crate::plan::{self, Job, Source};
 use crate::progress::{Bars, Json, Level, Lines, Reporter, Summary};
 use crate::query;
@@ -638,7 +638,7 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
     }
 
     let mut rows = Vec::with_capacity(outcomes.len());
-    let mut timings = Vec::with_capacity(outcomes.len());
+    let mut bars = Vec::new();
     let mut access = Vec::with_capacity(outcomes.len());
     for (i, o) in outcomes.into_iter().enumerate() {
         let o = o.unwrap_or_else(|| Outcome {
@@ -653,8 +653,14 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
             timing: None,
             access: "",
         });
+        if let Some(timing) = o.timing {
+            bars.push(Bar {
+                label: o.row.path.clone(),
+                status: o.row.status,
+                timing,
+            });
+        }
         rows.push(o.row);
-        timings.push(o.timing);
         access.push(o.access.to_string());
     }
     let elapsed = origin.elapsed();
@@ -672,7 +678,7 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
     let ctx_html = HtmlContext {
         user,
         seconds: elapsed.as_secs_f64(),
-        timings,
+        bars,
         access,
     };
     manifest::save(ctx.dest.root(), &ctx.dest.manifest_stem(), &m, &ctx_html).with_context(

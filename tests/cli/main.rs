@@ -1211,3 +1211,140 @@ fn query_prints_uris_writes_tables_and_fetch_query_downloads() {
     assert_eq!(e.fetch(&m, &["--collection", "JWST"]).code, 2);
     assert_eq!(e.fetch(&m, &["--query"]).code, 2);
 }
+
+// ---- issue 6: shards, merged reports, machine-readable logs ------------------
+
+#[test]
+fn three_shards_share_one_dest_and_report_merges_them() {
+    let m = Mock::start();
+    let uris: Vec<String> = (0..30)
+        .map(|i| format!("mast:HST/product/o{i:03}_x{i}_raw.fits"))
+        .collect();
+    for (i, u) in uris.iter().enumerate() {
+        m.add(u, Product::new(bytes(i as u64, 100 + i)));
+    }
+    let e = Env::new();
+    let list = e.write("uris.txt", &uris.join("\n"));
+    let children: Vec<_> = (0..3)
+        .map(|k| {
+            let mut c = e.cmd();
+            c.args([
+                "fetch",
+                "--base-url",
+                &m.base,
+                "--shard",
+                &format!("{k}/3"),
+                "-d",
+            ])
+            .arg(e.dest())
+            .arg(&list)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for c in children {
+        let r = Run::from(c.wait_with_output().unwrap());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let mut all = Vec::new();
+    for k in 0..3 {
+        let text =
+            std::fs::read_to_string(e.dest().join(format!("MANIFEST.{k}-of-3.json"))).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        for f in v["files"].as_array().unwrap() {
+            all.push(f["uri"].as_str().unwrap().to_string());
+        }
+    }
+    all.sort();
+    let mut want = uris.clone();
+    want.sort();
+    assert_eq!(all, want, "shards are disjoint and cover the input");
+    assert_eq!(
+        m.body_bytes(),
+        (0..30).map(|i| 100 + i as u64).sum::<u64>(),
+        "no file fetched twice"
+    );
+    let r = Run::from(e.cmd().arg("report").arg(e.dest()).output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let man = e.manifest();
+    assert_eq!(man["requested"], 30);
+    assert_eq!(man["complete"], 30);
+    assert!(e.html().contains("<svg"), "timeline");
+    // A missing shard makes report fail, naming it.
+    std::fs::remove_file(e.dest().join("MANIFEST.1-of-3.json")).unwrap();
+    let r = Run::from(e.cmd().arg("report").arg(e.dest()).output().unwrap());
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("1/3"), "{}", r.stderr);
+    // --shard auto from a Slurm array's environment.
+    let mut c = e.cmd();
+    c.args(["plan", "--base-url", &m.base, "--shard", "auto"])
+        .arg(&list)
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .env("SLURM_ARRAY_TASK_COUNT", "3");
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut c = e.cmd();
+    c.args(["plan", "--base-url", &m.base, "--shard", "1/3"])
+        .arg(&list);
+    assert_eq!(Run::from(c.output().unwrap()).stdout, r.stdout);
+}
+
+#[test]
+fn json_log_lines_parse_and_carry_the_documented_fields() {
+    let m = archive_with(&[
+        (
+            A,
+            Product {
+                fail_first: vec![503],
+                ..Product::new(bytes(1, 100))
+            },
+        ),
+        (B, Product::new(bytes(2, 100))),
+    ]);
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--log-format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let events: Vec<Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|v| v["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds[0], "plan");
+    assert_eq!(*kinds.last().unwrap(), "summary");
+    assert!(kinds.contains(&"retry") && kinds.contains(&"start"));
+    for v in &events {
+        assert!(v["ts"].is_string());
+        match v["event"].as_str().unwrap() {
+            "plan" => assert_eq!(v["files"], 2),
+            "retry" => assert!(
+                v["reason"].as_str().unwrap().contains("503")
+                    && v["attempt"].is_u64()
+                    && v["delay_ms"].is_u64()
+            ),
+            "finish" => {
+                for k in [
+                    "uri",
+                    "path",
+                    "status",
+                    "bytes",
+                    "attempts",
+                    "source",
+                    "duration_ms",
+                ] {
+                    assert!(!v[k].is_null(), "{k} in {v}");
+                }
+            }
+            "summary" => {
+                assert_eq!(v["complete"], 2);
+                assert_eq!(v["bytes"], 200);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! `mastdl report DEST`: merges the shard manifests (`MANIFEST.K-of-N.json`)
+//! that `fetch --shard` runs left in DEST into `MANIFEST.json` and
+//! `MANIFEST.HTML`, and says whether the whole pull is complete.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context as _;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::error::{Exit, UsageError};
+use crate::manifest::{self, Bar, HtmlContext, Manifest, Status, Timing};
+
+/// Returns `(k, n)` for a file named `MANIFEST.K-of-N.json`.
+pub fn shard_of_name(name: &str) -> Option<(u32, u32)> {
+    let tag = name.strip_prefix("MANIFEST.")?.strip_suffix(".json")?;
+    let (k, n) = tag.split_once("-of-")?;
+    let (k, n) = (k.parse().ok()?, n.parse().ok()?);
+    (k < n).then_some((k, n))
+}
+
+fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+/// Merges the shard manifests in `dest`. Returns [`Exit::Failed`] when a
+/// file failed or a shard's manifest is missing.
+pub fn report(dest: &Path) -> anyhow::Result<Exit> {
+    let entries = fs::read_dir(dest)
+        .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", dest.display())))?;
+    let mut by_n: BTreeMap<u32, BTreeMap<u32, Manifest>> = BTreeMap::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some((k, n)) = shard_of_name(&name) {
+            let m = manifest::load(&e.path())
+                .with_context(|| format!("Cannot read `{}`", e.path().display()))?;
+            by_n.entry(n).or_default().insert(k, m);
+        }
+    }
+    let n = match by_n.len() {
+        0 => {
+            return Err(UsageError(format!(
+                "No shard manifests (`MANIFEST.K-of-N.json`) in `{}`: run `mastdl fetch --shard K/N -d {}` first",
+                dest.display(),
+                dest.display()
+            ))
+            .into())
+        }
+        1 => *by_n.keys().next().unwrap_or(&0),
+        _ => {
+            let ns: Vec<String> = by_n.keys().map(|n| n.to_string()).collect();
+            return Err(UsageError(format!(
+                "`{}` holds manifests of different shard counts (N = {}): remove the stale ones",
+                dest.display(),
+                ns.join(", ")
+            ))
+            .into());
+        }
+    };
+    let shards = by_n.remove(&n).unwrap_or_default();
+    let missing: Vec<u32> = (0..n).filter(|k| !shards.contains_key(k)).collect();
+
+    let started = shards
+        .values()
+        .map(|m| m.started.clone())
+        .min()
+        .unwrap_or_default();
+    let finished = shards
+        .values()
+        .map(|m| m.finished.clone())
+        .max()
+        .unwrap_or_default();
+    let t0 = parse_time(&started);
+    let ms = |s: &str| -> u64 {
+        match (t0, parse_time(s)) {
+            (Some(a), Some(b)) => (b - a).whole_milliseconds().max(0) as u64,
+            _ => 0,
+        }
+    };
+    let bars: Vec<Bar> = shards
+        .iter()
+        .map(|(k, m)| Bar {
+            label: format!("shard {k}/{n} ({} files)", m.requested),
+            status: if m.failed > 0 {
+                Status::Failed
+            } else {
+                Status::Complete
+            },
+            timing: Timing {
+                start_ms: ms(&m.started),
+                end_ms: ms(&m.finished).max(ms(&m.started) + 1),
+                received: m.bytes,
+            },
+        })
+        .collect();
+    let bytes = shards.values().map(|m| m.bytes).sum();
+    let files: Vec<_> = shards.into_values().flat_map(|m| m.files).collect();
+    let merged = Manifest::new(started, finished, bytes, files);
+    let seconds = bars.iter().map(|b| b.timing.end_ms).max().unwrap_or(0) as f64 / 1000.0;
+    let ctx = HtmlContext {
+        user: "(see each shard)".into(),
+        seconds,
+        bars,
+        access: Vec::new(),
+    };
+    manifest::save(dest, "MANIFEST", &merged, &ctx)
+        .with_context(|| format!("Cannot write the manifest in `{}`", dest.display()))?;
+    eprintln!(
+        "{} of {n} shards: {} requested, {} complete, {} skipped, {} failed, {} transferred",
+        n as usize - missing.len(),
+        merged.requested,
+        merged.complete,
+        merged.skipped,
+        merged.failed,
+        manifest::human_bytes(merged.bytes)
+    );
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|k| format!("{k}/{n}")).collect();
+        eprintln!("error: missing shard manifests: {}", list.join(", "));
+    }
+    Ok(if merged.failed > 0 || !missing.is_empty() {
+        Exit::Failed
+    } else {
+        Exit::Success
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_names() {
+        assert_eq!(shard_of_name("MANIFEST.0-of-3.json"), Some((0, 3)));
+        assert_eq!(shard_of_name("MANIFEST.12-of-16.json"), Some((12, 16)));
+        assert_eq!(shard_of_name("MANIFEST.3-of-3.json"), None);
+        assert_eq!(shard_of_name("MANIFEST.json"), None);
+        assert_eq!(shard_of_name("MANIFEST.0-of-3.HTML"), None);
+    }
+}
