@@ -446,4 +446,69 @@ mod tests {
         assert!("3/3".parse::<Shard>().is_err());
         assert!("x".parse::<Shard>().is_err());
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+        use std::path::{Component, Path};
+
+        fn hostile_line() -> impl Strategy<Value = String> {
+            let atoms = prop_oneof![
+                Just("mast:".to_string()),
+                Just("..".to_string()),
+                Just("/".to_string()),
+                Just("\\".to_string()),
+                Just(".".to_string()),
+                Just("?".to_string()),
+                Just("_".to_string()),
+                Just("\u{0}".to_string()),
+                Just("\n".to_string()),
+                Just("HST".to_string()),
+                Just("CON".to_string()),
+                "[a-z]{1,5}",
+                any::<char>().prop_map(|c| c.to_string()),
+            ];
+            proptest::collection::vec(atoms, 0..12).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// No input makes the reader or planner panic, and every planned
+            /// path stays below DEST: relative, with only normal components.
+            #[test]
+            fn no_panic_and_no_path_escapes(lines in proptest::collection::vec(hostile_line(), 0..6), flat in any::<bool>()) {
+                let text = lines.join("\n");
+                let mut o = opts();
+                o.flat = flat;
+                if let Ok(entries) = crate::input::parse("p.txt", &text) {
+                    if let Ok(jobs) = build(entries, &o) {
+                        for j in jobs {
+                            let p = Path::new(&j.rel);
+                            prop_assert!(p.components().all(|c| matches!(c, Component::Normal(_))), "{:?}", j.rel);
+                            prop_assert!(!j.rel.is_empty());
+                            prop_assert!(!j.rel.contains('\\'));
+                        }
+                    }
+                }
+            }
+
+            /// The same for a script's `--output` path and a table's columns.
+            #[test]
+            fn hostile_local_hints_never_escape(path in hostile_line(), coll in hostile_line(), obs in hostile_line(), name in hostile_line()) {
+                let origin = Origin { file: "s.sh".into(), line: 1 };
+                let mut a = Entry::from_uri("mast:HST/product/a_b.fits".into(), origin.clone());
+                a.local = LocalHint::Path(path);
+                let mut b = Entry::from_uri("mast:HST/product/c_d.fits".into(), origin);
+                b.local = LocalHint::Parts { collection: Some(coll), obs_id: Some(obs), filename: Some(name) };
+                for e in [a, b] {
+                    if let Ok(jobs) = build(vec![e], &opts()) {
+                        for j in jobs {
+                            prop_assert!(Path::new(&j.rel).components().all(|c| matches!(c, Component::Normal(_))), "{:?}", j.rel);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
