@@ -336,6 +336,10 @@ check_mastdl() {
 }
 
 # ---------------------------------------------------------------- 4. transfers
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_START%% *}" 'BEGIN {exit !(l > 0.5)}'; then
+  say "warning: load average is $LOAD_START before the runs; other work on this machine will skew the numbers"
+fi
 start_nginx
 [ ${#WLS[@]} -eq 0 ] || self_test
 check_mastdl
@@ -413,6 +417,7 @@ if has_wl plan; then
 fi
 
 stop_nginx
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- 6. report
 {
@@ -434,6 +439,10 @@ stop_nginx
     echo "- mastdl: $("$MASTDL" --version 2>&1 | head -n1) ($MASTDL)"
   else
     echo "- mastdl: $MASTDL_WHY"
+  fi
+  echo "- load average (1/5/15 min) before the runs: $LOAD_START; after: $LOAD_END"
+  if awk -v l="${LOAD_START%% *}" 'BEGIN {exit !(l > 0.5)}'; then
+    echo "- **warning: the machine was busy before the runs (load $LOAD_START); numbers are skewed**"
   fi
   echo "- repo commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo none)"
 } >"$WORK/machine.md"

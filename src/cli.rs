@@ -115,6 +115,10 @@ pub struct FetchArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Ask the archive whether complete files changed (reprocessed) and replace those that did.
+    #[arg(long, conflicts_with = "force")]
+    pub update: bool,
+
     /// Same as `plan`: print the plan, download nothing.
     #[arg(long)]
     pub dry_run: bool,

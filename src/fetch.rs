@@ -270,6 +270,60 @@ pub struct Done {
     pub withheld: Option<String>,
 }
 
+/// What a HEAD says about a source, for `--update`.
+#[derive(Debug, Clone, Default)]
+pub struct Head {
+    pub status: u16,
+    pub size: Option<u64>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// Asks `url` (with redirects, as for a download) for its size and validators.
+pub async fn head(http: &Http, url: &Url, token: Option<&Token>) -> Result<Head, FetchError> {
+    let Answer { response, .. } = http
+        .send(Method::HEAD, url, token, HeaderMap::new())
+        .await?;
+    if !response.status().is_success() {
+        return Err(status_error(response, http.stall).await);
+    }
+    let h = response.headers();
+    Ok(Head {
+        status: response.status().as_u16(),
+        size: h
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+        etag: header_str(h, header::ETAG),
+        last_modified: header_str(h, header::LAST_MODIFIED),
+    })
+}
+
+/// Returns why the source differs from the local copy described by `size`
+/// and the validators recorded when it was fetched, or `None` when it
+/// does not (validators the source or the record lacks are not compared).
+pub fn changed(
+    head: &Head,
+    size: u64,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+) -> Option<String> {
+    if let Some(s) = head.size.filter(|s| *s != size) {
+        return Some(format!("size {size} -> {s}"));
+    }
+    if let (Some(old), Some(new)) = (etag, head.etag.as_deref()) {
+        if old != new {
+            return Some(format!("ETag {old} -> {new}"));
+        }
+    }
+    if let (Some(old), Some(new)) = (last_modified, head.last_modified.as_deref()) {
+        if old != new {
+            return Some(format!("Last-Modified {old} -> {new}"));
+        }
+    }
+    None
+}
+
 /// Returns the `.part` path beside `path`.
 pub fn part_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
@@ -608,6 +662,32 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_content_range(input), *want, "{input}");
         }
+    }
+
+    #[test]
+    fn changes_are_seen_in_size_etag_or_date_only_when_both_sides_know() {
+        let h = Head {
+            status: 200,
+            size: Some(10),
+            etag: Some("\"b\"".into()),
+            last_modified: Some("Tue".into()),
+        };
+        assert!(changed(&h, 10, Some("\"b\""), Some("Tue")).is_none());
+        assert!(changed(&h, 10, None, None).is_none());
+        assert!(changed(&h, 11, Some("\"b\""), Some("Tue"))
+            .unwrap()
+            .contains("size"));
+        assert!(changed(&h, 10, Some("\"a\""), Some("Tue"))
+            .unwrap()
+            .contains("ETag"));
+        assert!(changed(&h, 10, None, Some("Mon"))
+            .unwrap()
+            .contains("Last-Modified"));
+        let bare = Head {
+            status: 200,
+            ..Head::default()
+        };
+        assert!(changed(&bare, 10, Some("x"), Some("y")).is_none());
     }
 
     #[test]

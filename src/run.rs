@@ -373,8 +373,108 @@ fn row(
     }
 }
 
-/// Downloads one job with retries.
-async fn fetch_one(ctx: &Ctx, id: usize, job: &Job) -> Outcome {
+/// What to do with a job.
+enum Task {
+    /// Download it (resuming a `.part`).
+    Fetch,
+    /// `--update`: it is complete; ask the source whether it changed.
+    Check {
+        size: u64,
+        record: Option<StateRecord>,
+    },
+}
+
+/// `--update` for one complete file: a HEAD to its source; a changed file
+/// is fetched again to `.part` and renamed over the old one only when
+/// complete, so a failed replacement leaves the old file as it was.
+async fn update_one(
+    ctx: &Ctx,
+    id: usize,
+    job: &Job,
+    size: u64,
+    record: Option<StateRecord>,
+) -> Outcome {
+    let token = match job.source {
+        Source::Mast => ctx.auth.current(),
+        Source::Cloud => None,
+    };
+    let mut failures = 0u32;
+    let head = loop {
+        let result = tokio::select! {
+            r = fetch::head(&ctx.http, &job.url, token.as_ref()) => r,
+            _ = ctx.cancel.cancelled() => Err(FetchError::Interrupted),
+        };
+        match result {
+            Ok(h) => break h,
+            Err(e)
+                if retry::is_transient(&e)
+                    && failures < ctx.retries
+                    && !ctx.cancel.is_cancelled() =>
+            {
+                failures += 1;
+                let delay = ctx.backoff.delay(failures, None);
+                ctx.reporter
+                    .retrying(id, &job.rel, failures, &e.to_string(), delay);
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => {
+                let message = if ctx.cancel.is_cancelled() {
+                    "interrupted".to_string()
+                } else {
+                    format!(
+                        "could not check for an update ({}); the local file is unchanged",
+                        failure_message(&e, token.is_some(), failures)
+                    )
+                };
+                return Outcome {
+                    row: row(
+                        job,
+                        Status::Failed,
+                        size,
+                        e.status(),
+                        failures + 1,
+                        Some(message),
+                    ),
+                    timing: None,
+                    access: "",
+                };
+            }
+        }
+    };
+    let (etag, modified) = match &record {
+        Some(r) => (r.etag.as_deref(), r.last_modified.as_deref()),
+        None => (None, None),
+    };
+    match fetch::changed(&head, size, etag, modified) {
+        Some(why) => fetch_one(ctx, id, job, false, Some(&format!("updated: {why}"))).await,
+        None => {
+            if record
+                .as_ref()
+                .is_none_or(|r| r.etag.is_none() && r.last_modified.is_none())
+            {
+                // Nothing was recorded to compare with: remember the source's
+                // validators now, so the next --update can.
+                let _ = ctx.dest.record(&StateRecord {
+                    path: job.rel.clone(),
+                    uri: job.uri.clone(),
+                    size,
+                    etag: head.etag.clone(),
+                    last_modified: head.last_modified.clone(),
+                    source: job.source,
+                });
+            }
+            Outcome {
+                row: row(job, Status::Skipped, size, Some(head.status), 0, None),
+                timing: None,
+                access: "",
+            }
+        }
+    }
+}
+
+/// Downloads one job with retries; `resume` continues a `.part` left
+/// behind, and `note` goes into the manifest message on success.
+async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, resume: bool, note: Option<&str>) -> Outcome {
     let path = local(ctx.dest.root(), &job.rel);
     let name = job.rel.rsplit('/').next().unwrap_or(&job.rel);
     let binary = !fetch::is_text_product(name);
@@ -402,7 +502,7 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job) -> Outcome {
             expect_size: job.size,
             expect_md5: job.expect_md5.as_deref(),
             binary,
-            resume: true,
+            resume: resume || attempts > 1,
             label: &job.rel,
             reporter: ctx.reporter.as_ref(),
             id,
@@ -424,9 +524,14 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job) -> Outcome {
                     last_modified: done.last_modified.clone(),
                     source: job.source,
                 });
-                let message = done
+                let withheld = done
                     .withheld
                     .map(|h| format!("token withheld from untrusted host `{h}`"));
+                let message = match (note, withheld) {
+                    (Some(n), Some(w)) => Some(format!("{n}; {w}")),
+                    (Some(n), None) => Some(n.to_string()),
+                    (None, w) => w,
+                };
                 return Outcome {
                     row: row(
                         job,
@@ -573,12 +678,22 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
         received: AtomicU64::new(0),
     });
 
-    let state = ctx.dest.load_state();
+    let mut state = ctx.dest.load_state();
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(jobs.len());
     let mut todo = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         let path = local(ctx.dest.root(), &job.rel);
         match complete_size(&path, job, &state) {
+            Some(size) if settings.update => {
+                outcomes.push(None);
+                todo.push((
+                    i,
+                    Task::Check {
+                        size,
+                        record: state.remove(&job.rel),
+                    },
+                ));
+            }
             Some(size) if !settings.force => outcomes.push(Some(Outcome {
                 row: row(job, Status::Skipped, size, None, 0, None),
                 timing: None,
@@ -586,10 +701,11 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
             })),
             _ => {
                 outcomes.push(None);
-                todo.push(i);
+                todo.push((i, Task::Fetch));
             }
         }
     }
+    drop(state);
     reporter.planned(jobs.len(), todo.len());
     for o in outcomes.iter().flatten() {
         reporter.finished(usize::MAX, &o.row, Duration::ZERO);
@@ -597,7 +713,7 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
 
     let jobs = Arc::new(jobs);
     let mut set: JoinSet<(usize, Outcome)> = JoinSet::new();
-    for i in todo {
+    for (i, task) in todo {
         let permit = tokio::select! {
             p = ctx.throttle.acquire() => p,
             _ = cancel.cancelled() => None,
@@ -620,7 +736,10 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
         let (ctx, jobs) = (ctx.clone(), jobs.clone());
         set.spawn(async move {
             let t0 = Instant::now();
-            let out = fetch_one(&ctx, i, &jobs[i]).await;
+            let out = match task {
+                Task::Fetch => fetch_one(&ctx, i, &jobs[i], true, None).await,
+                Task::Check { size, record } => update_one(&ctx, i, &jobs[i], size, record).await,
+            };
             ctx.throttle.release(permit);
             ctx.reporter.finished(i, &out.row, t0.elapsed());
             (i, out)

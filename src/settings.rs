@@ -48,6 +48,8 @@ pub struct Settings {
     pub stall: Duration,
     pub plan: PlanOptions,
     pub force: bool,
+    /// `--update`: HEAD complete files and replace changed ones.
+    pub update: bool,
     pub output: Output,
     pub quiet: bool,
     pub trusted_hosts: Vec<String>,
@@ -129,6 +131,7 @@ impl Settings {
             stall: Duration::from_secs(args.timeout.get()),
             plan,
             force: args.force,
+            update: args.update,
             output,
             quiet: args.quiet,
             trusted_hosts: args.trusted_host,

@@ -1348,3 +1348,74 @@ fn json_log_lines_parse_and_carry_the_documented_fields() {
         }
     }
 }
+
+// ---- issue 8: --update ---------------------------------------------------------
+
+#[test]
+fn update_replaces_a_same_size_reprocessed_file_and_keeps_unchanged_ones() {
+    let v1 = bytes(1, 2880 * 3);
+    let v2 = bytes(2, 2880 * 3);
+    let etagged = |body: &Vec<u8>, etag: &str| Product {
+        etag: Some(format!("\"{etag}\"")),
+        last_modified: Some("Tue, 01 Sep 2026 10:00:00 GMT".into()),
+        ..Product::new(body.clone())
+    };
+    let m = archive_with(&[
+        (A, etagged(&v1, "v1")),
+        (B, etagged(&bytes(3, 100), "b1")),
+        (IUE, Product::new(bytes(4, 10))),
+    ]);
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n{IUE}\n"));
+    assert_eq!(e.fetch(&m, &[list.to_str().unwrap()]).code, 0);
+    let a_path = e.dest().join(
+        "JWST/jw01409-o031_t014_nircam_clear-f212n/jw01409-o031_t014_nircam_clear-f212n_i2d.fits",
+    );
+    assert_eq!(std::fs::read(&a_path).unwrap(), v1);
+    // Without --update a re-run asks nothing.
+    m.reset_log();
+    assert_eq!(e.fetch(&m, &[list.to_str().unwrap()]).code, 0);
+    assert!(m.seen().is_empty());
+    // MAST reprocesses A under the same name and size.
+    m.add(A, etagged(&v2, "v2"));
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--update"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read(&a_path).unwrap(), v2);
+    let man = e.manifest();
+    assert_eq!(row(&man, A)["status"], "COMPLETE");
+    assert!(
+        row(&man, A)["message"]
+            .as_str()
+            .unwrap()
+            .contains("updated"),
+        "{man}"
+    );
+    assert_eq!(row(&man, B)["status"], "SKIPPED");
+    assert_eq!(row(&man, IUE)["status"], "SKIPPED");
+    assert_eq!(
+        m.body_bytes(),
+        v2.len() as u64,
+        "only the changed file's body was sent"
+    );
+    assert!(m.seen_for(B).iter().all(|s| s.method == "HEAD"));
+    // A replacement that fails leaves the old file byte for byte.
+    m.add(
+        A,
+        Product {
+            get_fail_first: vec![404],
+            ..etagged(&v1, "v3")
+        },
+    );
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--update"]);
+    assert_eq!(r.code, 1, "{}\n{:?}", r.stderr, m.seen_for(A));
+    assert_eq!(std::fs::read(&a_path).unwrap(), v2);
+    assert_eq!(row(&e.manifest(), A)["status"], "FAILED");
+    // Once it succeeds, the next --update sees nothing new.
+    m.add(A, etagged(&v1, "v3"));
+    assert_eq!(e.fetch(&m, &[list.to_str().unwrap(), "--update"]).code, 0);
+    assert_eq!(std::fs::read(&a_path).unwrap(), v1);
+    m.reset_log();
+    assert_eq!(e.fetch(&m, &[list.to_str().unwrap(), "--update"]).code, 0);
+    assert_eq!(m.body_bytes(), 0);
+    assert_eq!(e.manifest()["skipped"], 3);
+}

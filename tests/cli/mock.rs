@@ -62,6 +62,8 @@ pub struct Product {
     pub error_page: Option<&'static str>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// Statuses answered to the first GETs only (HEADs pass).
+    pub get_fail_first: Vec<u16>,
 }
 
 impl Product {
@@ -89,6 +91,7 @@ pub struct Seen {
 pub struct Inner {
     pub products: HashMap<String, Product>,
     pub hits: HashMap<String, usize>,
+    pub get_hits: HashMap<String, usize>,
     pub seen: Vec<Seen>,
     pub body_bytes: u64,
     pub other_port: u16,
@@ -179,13 +182,12 @@ impl Mock {
         }
     }
 
-    /// Adds a product under `uri`.
+    /// Adds (or replaces) a product under `uri`; its misbehaviour counters restart.
     pub fn add(&self, uri: &str, p: Product) {
-        self.state
-            .lock()
-            .unwrap()
-            .products
-            .insert(uri.to_string(), p);
+        let mut s = self.state.lock().unwrap();
+        s.products.insert(uri.to_string(), p);
+        s.hits.remove(uri);
+        s.get_hits.remove(uri);
     }
 
     /// Returns every request seen so far.
@@ -326,6 +328,18 @@ async fn download(
             *h += 1;
             *h
         };
+        let get_hit = if method == Method::GET {
+            let h = s.get_hits.entry(product_uri.clone()).or_insert(0);
+            *h += 1;
+            *h
+        } else {
+            0
+        };
+        if get_hit > 0 && get_hit <= p.get_fail_first.len() {
+            let code = StatusCode::from_u16(p.get_fail_first[get_hit - 1])
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (code, "failing GET").into_response();
+        }
         (p, hit, (s.base_port, s.other_port, s.alt_port))
     };
     let host = headers
