@@ -336,13 +336,23 @@ check_mastdl() {
 }
 
 # ---------------------------------------------------------------- 4. transfers
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-if awk -v l="${LOAD_START%% *}" 'BEGIN {exit !(l > 0.5)}'; then
-  say "warning: load average is $LOAD_START before the runs; other work on this machine will skew the numbers"
-fi
+# cpu_busy: percent of all CPUs busy over the next second (other work skews the numbers).
+cpu_busy() {
+  local a b
+  a=($(head -n1 /proc/stat)); sleep 1; b=($(head -n1 /proc/stat))
+  local i tot=0 idle
+  for i in 1 2 3 4 5 6 7 8; do tot=$((tot + b[i] - a[i])); done
+  idle=$((b[4] - a[4] + b[5] - a[5]))
+  echo $((tot > 0 ? 100 * (tot - idle) / tot : 0))
+}
 start_nginx
 [ ${#WLS[@]} -eq 0 ] || self_test
 check_mastdl
+BUSY_START=$(cpu_busy)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ "$BUSY_START" -gt 20 ]; then
+  say "warning: the CPUs are ${BUSY_START}% busy before the runs (load $LOAD_START); other work on this machine will skew the numbers"
+fi
 
 for w in "${WLS[@]}"; do
   in=$WORK/inputs/$w
@@ -418,6 +428,7 @@ fi
 
 stop_nginx
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+BUSY_END=$(cpu_busy)
 
 # ---------------------------------------------------------------- 6. report
 {
@@ -440,9 +451,9 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
   else
     echo "- mastdl: $MASTDL_WHY"
   fi
-  echo "- load average (1/5/15 min) before the runs: $LOAD_START; after: $LOAD_END"
-  if awk -v l="${LOAD_START%% *}" 'BEGIN {exit !(l > 0.5)}'; then
-    echo "- **warning: the machine was busy before the runs (load $LOAD_START); numbers are skewed**"
+  echo "- CPU busy in the second before the runs: ${BUSY_START}%, after: ${BUSY_END}%; load average (1/5/15 min) before: $LOAD_START, after: $LOAD_END"
+  if [ "$BUSY_START" -gt 20 ] || [ "$BUSY_END" -gt 20 ]; then
+    echo "- **warning: other work was running on the machine; the numbers are skewed**"
   fi
   echo "- repo commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo none)"
 } >"$WORK/machine.md"

@@ -1419,3 +1419,125 @@ fn update_replaces_a_same_size_reprocessed_file_and_keeps_unchanged_ones() {
     assert_eq!(m.body_bytes(), 0);
     assert_eq!(e.manifest()["skipped"], 3);
 }
+
+#[test]
+fn tls_with_cacert_and_an_https_to_http_redirect_drops_the_token() {
+    let m = archive_with(&[
+        (
+            A,
+            Product {
+                need_token: true,
+                ..Product::new(bytes(1, 1000))
+            },
+        ),
+        (
+            B,
+            Product {
+                redirect: Some(Redirect::Other),
+                ..Product::new(bytes(2, 100))
+            },
+        ),
+    ]);
+    let e = Env::new();
+    let ca = e.write("ca.pem", &m.cert_pem);
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
+    let run = |extra: &[&str]| {
+        let mut c = e.cmd();
+        c.args(["fetch", "--base-url", &m.tls_base, "--token", TOKEN, "-d"])
+            .arg(e.dest())
+            .arg(&list)
+            .args(extra);
+        Run::from(c.output().unwrap())
+    };
+    // An unknown CA is fatal: no retries.
+    let r = run(&[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(row(&e.manifest(), A)["attempts"], 1, "{}", e.manifest());
+    assert!(
+        row(&e.manifest(), A)["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("certificate"),
+        "{}",
+        e.manifest()
+    );
+    // With --cacert it works; the https -> http hop (same host!) gets no token.
+    m.reset_log();
+    let r = run(&["--cacert", ca.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        m.seen_for(A)[0].authorization.as_deref(),
+        Some(&*format!("token {TOKEN}"))
+    );
+    let hops = m.seen_for(B);
+    assert_eq!(hops.len(), 2, "{hops:?}");
+    assert!(hops[0].authorization.is_some());
+    assert!(
+        hops[1].authorization.is_none(),
+        "token sent over plain http: {hops:?}"
+    );
+    assert!(row(&e.manifest(), B)["message"]
+        .as_str()
+        .unwrap()
+        .contains("withheld"));
+    // A file that is not PEM is a usage error.
+    let r = run(&["--cacert", list.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+#[test]
+fn https_proxy_variable_is_honoured() {
+    // A proxy that is not there: the transfer must fail trying to reach it,
+    // proving the variable is read (NO_PROXY empties the default exclusions).
+    let m = archive_with(&[(A, Product::new(bytes(1, 10)))]);
+    let e = Env::new();
+    let list = e.write("uris.txt", A);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let mut c = e.cmd();
+    c.args([
+        "fetch",
+        "--base-url",
+        &m.base.replace("127.0.0.1", "localhost"),
+        "--retries",
+        "0",
+        "-d",
+    ])
+    .arg(e.dest())
+    .arg(&list)
+    .env("HTTP_PROXY", format!("http://127.0.0.1:{port}"))
+    .env("NO_PROXY", "");
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(m.seen().is_empty(), "the request bypassed the proxy");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn disk_full_fails_that_file_and_the_run_goes_on() {
+    // The .part of A is a link to /dev/full: every write to it gets ENOSPC
+    // from the kernel, as on a full disk.
+    let m = archive_with(&[
+        (A, Product::new(bytes(1, 300_000))),
+        (B, Product::new(bytes(2, 1000))),
+    ]);
+    let e = Env::new();
+    let final_path = e.dest().join(
+        "JWST/jw01409-o031_t014_nircam_clear-f212n/jw01409-o031_t014_nircam_clear-f212n_i2d.fits",
+    );
+    std::fs::create_dir_all(final_path.parent().unwrap()).unwrap();
+    let mut part = final_path.clone().into_os_string();
+    part.push(".part");
+    std::os::unix::fs::symlink("/dev/full", &part).unwrap();
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let man = e.manifest();
+    let msg = row(&man, A)["message"].as_str().unwrap();
+    assert!(msg.contains("No space left on device"), "{msg}");
+    assert_eq!(row(&man, A)["attempts"], 1, "a full disk is not retried");
+    assert_eq!(row(&man, B)["status"], "COMPLETE");
+    assert!(!final_path.exists());
+}

@@ -105,6 +105,10 @@ pub type Shared = Arc<Mutex<Inner>>;
 pub struct Mock {
     /// `http://127.0.0.1:PORT`: the archive.
     pub base: String,
+    /// `https://localhost:PORT`: the same archive over TLS (self-signed, see `cert_pem`).
+    pub tls_base: String,
+    /// The TLS listener's certificate (PEM), for `--cacert`.
+    pub cert_pem: String,
     /// `http://localhost:PORT`: another host.
     pub other: String,
     pub state: Shared,
@@ -143,6 +147,12 @@ impl Mock {
             .iter()
             .map(|l| l.local_addr().unwrap().port())
             .collect();
+        let tls_listener = StdListener::bind("127.0.0.1:0").expect("bind");
+        tls_listener.set_nonblocking(true).expect("nonblocking");
+        let tls_port = tls_listener.local_addr().unwrap().port();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+        let cert_pem = cert.cert.pem();
+        let tls_config = tls_server_config(&cert);
         let state: Shared = Arc::new(Mutex::new(Inner {
             base_port: ports[0],
             other_port: ports[1],
@@ -167,6 +177,8 @@ impl Mock {
                         let _ = axum::serve(l, app).await;
                     }));
                 }
+                let l = tokio::net::TcpListener::from_std(tls_listener).expect("listener");
+                tasks.push(tokio::spawn(serve_tls(l, tls_config, app.clone())));
                 let _ = rx.await;
                 for t in tasks {
                     t.abort();
@@ -175,6 +187,8 @@ impl Mock {
         });
         Mock {
             base: format!("http://127.0.0.1:{}", ports[0]),
+            tls_base: format!("https://localhost:{tls_port}"),
+            cert_pem,
             other: format!("http://localhost:{}", ports[1]),
             state,
             stop: Some(tx),
@@ -224,6 +238,47 @@ impl Drop for Mock {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+fn tls_server_config(
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+) -> Arc<tokio_rustls::rustls::ServerConfig> {
+    use tokio_rustls::rustls;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .expect("server config");
+    Arc::new(config)
+}
+
+/// Serves `app` over TLS on `listener`.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+    app: Router,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+        });
     }
 }
 
