@@ -34,6 +34,8 @@ pub enum Command {
         #[arg(value_name = "DEST")]
         dest: PathBuf,
     },
+    /// Print the man page (roff) on standard output: `mastdl man > mastdl.1`.
+    Man,
     /// Generate shell completions.
     Completions {
         /// bash, zsh or fish.

@@ -44,6 +44,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plan(args) => run::plan(Settings::resolve(args)?).await,
         Command::Query(args) => run::query(args).await,
         Command::Report { dest } => report::report(&dest),
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(Exit::Success)
+        }
         Command::Completions { shell } => {
             let shell = match shell {
                 ShellKind::Bash => clap_complete::Shell::Bash,

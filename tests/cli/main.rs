@@ -583,6 +583,16 @@ fn completions_generate() {
         assert_eq!(r.code, 0);
         assert!(r.stdout.contains("mastdl"), "{sh}");
     }
+    let r = Run::from(e.cmd().arg("man").output().unwrap());
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains(".TH mastdl"), "{}", r.stdout);
+    let r = Run::from(e.cmd().arg("--version").output().unwrap());
+    assert!(
+        r.stdout
+            .starts_with(&format!("mastdl {}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        r.stdout
+    );
 }
 
 // ---- issue 3: unbreakable transfers -----------------------------------------
