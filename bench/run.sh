@@ -100,6 +100,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ -x "$NGINX" ] || die "nginx still missing after apt-get"
 fi
 
+# Hermetic tools: no token (nothing may leave 127.0.0.1), no stray mastdl settings.
+unset MAST_API_TOKEN MASTDL_BASE_URL MASTDL_RETRY_BASE_MS MASTDL_SHARD_COUNT
+
 # Resolve the interpreter once (a pyenv shim costs ~0.2 s a call).
 PY=$(python3 -c 'import sys; print(sys.executable)')
 
@@ -277,7 +280,7 @@ run_one() {
   before=$(log_lines)
   t0=$EPOCHREALTIME
   set +e
-  (cd "$dest" && exec /usr/bin/time -v -o "$tf" timeout -k 5 "$TIMEOUT" "$@") >"${STDOUT:-$log}" 2>>"$log"
+  (cd "$dest" && exec /usr/bin/time -v -o "$tf" timeout -k 5 "$TIMEOUT" "$@") </dev/null >"${STDOUT:-$log}" 2>>"$log"
   rc=$?
   set -e
   t1=$EPOCHREALTIME

@@ -5,10 +5,20 @@
 
 use std::borrow::Cow;
 
-/// Returns the URI's path (before any `?`) split at `/`, after `mast:`,
-/// or an error saying what is wrong with it.
+/// Returns true if and only if `s` holds a control character (C0, DEL or C1).
+fn has_control(s: &str) -> bool {
+    if s.is_ascii() {
+        s.bytes().any(|b| b < 0x20 || b == 0x7f)
+    } else {
+        s.chars().any(char::is_control)
+    }
+}
+
+/// Checks a `mast:` URI: `mast:COLLECTION/.../FILE`, with no empty, `.` or
+/// `..` segments in its path (the part before any `?`), no absolute path,
+/// backslash or control character anywhere. Returns what is wrong.
 pub fn check_uri(uri: &str) -> Result<(), String> {
-    if uri.chars().any(char::is_control) {
+    if has_control(uri) {
         return Err("control character in URI".into());
     }
     if uri.contains('\\') {
@@ -22,12 +32,15 @@ pub fn check_uri(uri: &str) -> Result<(), String> {
     if path.starts_with('/') {
         return Err("absolute path in URI".into());
     }
-    let segments: Vec<&str> = path.split('/').collect();
-    if segments.len() < 2 {
+    if !path.contains('/') {
         return Err("URI names no file (expected `mast:COLLECTION/.../FILE`)".into());
     }
-    for s in &segments {
-        check_segment(s)?;
+    for s in path.split('/') {
+        match s {
+            "" => return Err("empty path segment".into()),
+            "." | ".." => return Err(format!("`{s}` path segment")),
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -36,7 +49,7 @@ fn check_segment(s: &str) -> Result<(), String> {
     match s {
         "" => Err("empty path segment".into()),
         "." | ".." => Err(format!("`{s}` path segment")),
-        _ if s.chars().any(char::is_control) => Err("control character in path".into()),
+        _ if has_control(s) => Err("control character in path".into()),
         _ if s.contains('\\') => Err("backslash in path".into()),
         _ => Ok(()),
     }

@@ -5,7 +5,7 @@
 //! checks, the download URL, and the shard a URI belongs to. Nothing here
 //! touches the network or the disk.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -154,21 +154,80 @@ const URI_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Returns the archive download URL of a `mast:` URI below `base`.
 pub fn download_url(base: &Url, uri: &str) -> Result<Url, url::ParseError> {
+    Ok(with_uri(&download_root(base)?, uri))
+}
+
+/// Returns `{base}/api/v0.1/Download/file`, to which [`with_uri`] adds the query.
+pub fn download_root(base: &Url) -> Result<Url, url::ParseError> {
     let root = base.as_str().trim_end_matches('/');
-    Url::parse(&format!(
-        "{root}/api/v0.1/Download/file?uri={}",
+    Url::parse(&format!("{root}/api/v0.1/Download/file"))
+}
+
+/// Returns `root?uri=…` with the URI percent-encoded except `:` and `/`.
+fn with_uri(root: &Url, uri: &str) -> Url {
+    let mut url = root.clone();
+    url.set_query(Some(&format!(
+        "uri={}",
         utf8_percent_encode(uri, URI_VALUE)
-    ))
+    )));
+    url
 }
 
 /// Builds the jobs for `entries`: the whole plan, or one shard of it.
 /// Every entry is checked before any is dropped by a shard, so all shards
 /// refuse the same bad input.
 pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputError> {
-    let mut seen: HashSet<String> = HashSet::with_capacity(entries.len());
-    let mut paths: HashMap<String, (String, Origin)> = HashMap::with_capacity(entries.len());
+    let mut planner = Planner::new(opts.clone());
     let mut jobs = Vec::with_capacity(entries.len());
     for e in entries {
+        if let Some(job) = planner.push(e)? {
+            jobs.push(job);
+        }
+    }
+    Ok(jobs)
+}
+
+/// Builds the plan one entry at a time, keeping only what deduplication
+/// and collision checks need: the accepted URIs packed in one string and
+/// two hash indexes into it. Memory stays near the size of the URIs
+/// themselves, so a million-line list plans in well under 200 MiB.
+pub struct Planner {
+    opts: PlanOptions,
+    /// The archive download URL without its query.
+    root: Result<Url, url::ParseError>,
+    /// Every accepted URI, each followed by `\n`.
+    arena: String,
+    /// Hash of a URI -> offset of that URI in the arena.
+    uris: HashMap<u64, usize>,
+    /// Hash of a local path -> offset in the arena of the URI that owns it.
+    paths: HashMap<u64, usize>,
+}
+
+fn hash(s: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(s)
+}
+
+impl Planner {
+    /// Returns a planner for `opts`.
+    pub fn new(opts: PlanOptions) -> Planner {
+        Planner {
+            root: download_root(&opts.base),
+            opts,
+            arena: String::new(),
+            uris: HashMap::new(),
+            paths: HashMap::new(),
+        }
+    }
+
+    fn arena_uri(&self, at: usize) -> &str {
+        let rest = &self.arena[at..];
+        &rest[..rest.find('\n').unwrap_or(rest.len())]
+    }
+
+    /// Checks `e` and returns its job, or `None` when a filter, a
+    /// duplicate URI or the shard drops it.
+    pub fn push(&mut self, e: Entry) -> Result<Option<Job>, InputError> {
         let bad = |m: String| InputError {
             origin: e.origin.clone(),
             message: m,
@@ -181,20 +240,30 @@ pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputE
             layout::check_uri(&e.uri)
                 .map_err(|m| bad(format!("{m}: `{}`", layout::escape(&e.uri))))?;
         }
-        if !keep(&e, opts) || seen.contains(&e.uri) {
-            continue;
+        if !keep(&e, &self.opts) {
+            return Ok(None);
         }
-        let rel = local_path(&e, opts.flat).map_err(bad)?;
-        if let Some((other, at)) = paths.get(&rel) {
+        let uri_hash = hash(&e.uri);
+        if let Some(&at) = self.uris.get(&uri_hash) {
+            if self.arena_uri(at) == e.uri {
+                return Ok(None);
+            }
+        }
+        let rel = local_path(&e, self.opts.flat).map_err(bad)?;
+        let rel_hash = hash(&rel);
+        if let Some(&at) = self.paths.get(&rel_hash) {
             return Err(bad(format!(
-                "`{}` and `{other}` (at {at}) both map to the local path `{rel}`",
-                layout::escape(&e.uri)
+                "`{}` and `{}` both map to the local path `{rel}`",
+                layout::escape(&e.uri),
+                layout::escape(self.arena_uri(at))
             )));
         }
         let url = match &e.url {
-            Some(u) => script_url(u, opts).map_err(bad)?,
-            None if is_mast => download_url(&opts.base, &e.uri)
-                .map_err(|err| bad(format!("cannot build a URL: {err}")))?,
+            Some(u) => script_url(u, &self.opts).map_err(bad)?,
+            None if is_mast => match &self.root {
+                Ok(root) => with_uri(root, &e.uri),
+                Err(err) => return Err(bad(format!("cannot build a URL: {err}"))),
+            },
             None => {
                 return Err(bad(format!(
                     "Not a `mast:` URI: `{}`",
@@ -202,9 +271,15 @@ pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputE
                 )))
             }
         };
-        seen.insert(e.uri.clone());
-        paths.insert(rel.clone(), (e.uri.clone(), e.origin.clone()));
-        jobs.push(Job {
+        let at = self.arena.len();
+        self.arena.push_str(&e.uri);
+        self.arena.push('\n');
+        self.uris.entry(uri_hash).or_insert(at);
+        self.paths.insert(rel_hash, at);
+        if self.opts.shard.is_some_and(|s| !s.contains(&e.uri)) {
+            return Ok(None);
+        }
+        Ok(Some(Job {
             uri: e.uri,
             url,
             rel,
@@ -212,18 +287,17 @@ pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputE
             source: Source::Mast,
             expect_md5: None,
             origin: e.origin,
-        });
+        }))
     }
-    if let Some(shard) = opts.shard {
-        jobs.retain(|j| shard.contains(&j.uri));
-    }
-    Ok(jobs)
 }
 
 /// Returns true if and only if the filters keep `e`. The product filters
 /// judge entries that carry product metadata (tables, searches) strictly;
 /// entries with none at all (URI lists, scripts) pass them.
 fn keep(e: &Entry, opts: &PlanOptions) -> bool {
+    if opts.extensions.is_empty() && e.meta == ProductMeta::default() {
+        return true;
+    }
     let name = match &e.local {
         LocalHint::Parts {
             filename: Some(f), ..

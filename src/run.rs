@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,9 +25,9 @@ use crate::cli::QueryArgs;
 use crate::dest::{Dest, StateRecord};
 use crate::error::{Exit, UsageError};
 use crate::fetch::{self, FetchError, Http, Transfer, Trust};
-use crate::input::{self, Entry, Origin};
+use crate::input::{self, Entry, InputError, Origin};
 use crate::manifest::{self, Bar, FileRecord, HtmlContext, Manifest, Status, Timing};
-use crate::plan::{self, Job, Source};
+use crate::plan::{Job, Planner, Source};
 use crate::progress::{Bars, Json, Level, Lines, Reporter, Summary};
 use crate::query;
 use crate::retry::{self, Backoff, Throttle};
@@ -38,11 +38,13 @@ use crate::token::{self, Token};
 pub const TOKEN_HELP: &str =
     "set `MAST_API_TOKEN` or pass `--token` (tokens: https://auth.mast.stsci.edu/token)";
 
-/// Reads every input and returns their entries, in order.
-pub fn read_inputs(sources: &[InputSource]) -> anyhow::Result<Vec<Entry>> {
-    let mut entries = Vec::new();
+/// Feeds every entry of every input to `f`, in order.
+pub fn for_each_entry(
+    sources: &[InputSource],
+    f: &mut dyn FnMut(Entry) -> Result<(), InputError>,
+) -> anyhow::Result<()> {
     for src in sources {
-        let (name, text) = match src {
+        let result = match src {
             InputSource::Stdin => {
                 if io::stdin().is_terminal() {
                     return Err(UsageError(
@@ -51,44 +53,72 @@ pub fn read_inputs(sources: &[InputSource]) -> anyhow::Result<Vec<Entry>> {
                     )
                     .into());
                 }
-                let mut buf = Vec::new();
-                io::stdin()
-                    .read_to_end(&mut buf)
-                    .context("Cannot read standard input")?;
-                (
-                    "<stdin>".to_string(),
-                    String::from_utf8_lossy(&buf).into_owned(),
-                )
+                let stdin = io::stdin();
+                let reader = io::BufReader::with_capacity(1 << 16, stdin.lock());
+                input::stream("<stdin>", reader, f).context("Cannot read standard input")?
             }
             InputSource::File(p) => {
-                let bytes = fs::read(p)
+                let file = fs::File::open(p)
                     .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", p.display())))?;
-                (
-                    p.display().to_string(),
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                )
+                let reader = io::BufReader::with_capacity(1 << 16, file);
+                input::stream(&p.display().to_string(), reader, f)
+                    .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", p.display())))?
             }
         };
-        entries.extend(input::parse(&name, &text)?);
+        result?;
     }
-    Ok(entries)
+    Ok(())
 }
 
-/// Reads the inputs (or runs the `--query` search) and builds the plan.
-pub async fn plan_jobs(settings: &Settings, client: &reqwest::Client) -> anyhow::Result<Vec<Job>> {
-    let entries = match &settings.query {
+/// Feeds the plan's jobs to `f`: the inputs' (or the `--query` search's)
+/// entries, through one [`Planner`].
+async fn plan_each(
+    settings: &Settings,
+    client: &reqwest::Client,
+    f: &mut dyn FnMut(Job) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut planner = Planner::new(settings.plan.clone());
+    let mut failed: Option<anyhow::Error> = None;
+    let mut push = |e: Entry| -> Result<(), InputError> {
+        if let Some(job) = planner.push(e)? {
+            if let Err(err) = f(job) {
+                failed = Some(err);
+                return Err(InputError::new("", 0, "stopped"));
+            }
+        }
+        Ok(())
+    };
+    let result = match &settings.query {
         Some(criteria) => {
-            query_entries(
+            let entries = query_entries(
                 client,
                 &settings.plan.base,
                 settings.token.as_ref(),
                 criteria,
             )
-            .await?
+            .await?;
+            entries
+                .into_iter()
+                .try_for_each(&mut push)
+                .map_err(anyhow::Error::from)
         }
-        None => read_inputs(&settings.inputs)?,
+        None => for_each_entry(&settings.inputs, &mut push),
     };
-    Ok(plan::build(entries, &settings.plan)?)
+    match failed {
+        Some(err) => Err(err),
+        None => result,
+    }
+}
+
+/// Reads the inputs (or runs the `--query` search) and builds the plan.
+pub async fn plan_jobs(settings: &Settings, client: &reqwest::Client) -> anyhow::Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    plan_each(settings, client, &mut |job| {
+        jobs.push(job);
+        Ok(())
+    })
+    .await?;
+    Ok(jobs)
 }
 
 /// Runs a MAST search and returns its products as entries.
@@ -111,10 +141,32 @@ async fn query_entries(
         .collect())
 }
 
-/// Runs `plan` (or `fetch --dry-run`): prints the plan, downloads nothing.
+/// Runs `plan` (or `fetch --dry-run`): prints the plan as it is built
+/// (URI, URL, PATH, TAB-separated), downloads nothing. A bad entry stops
+/// it with exit 2 after the lines before it.
 pub async fn plan(settings: Settings) -> anyhow::Result<Exit> {
     let client = client(&settings)?;
-    print_plan(&plan_jobs(&settings, &client).await?)
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let result = plan_each(&settings, &client, &mut |j| {
+        writeln!(out, "{}\t{}\t{}", j.uri, j.url, j.rel)?;
+        Ok(())
+    })
+    .await
+    .and_then(|()| Ok(out.flush()?));
+    match result {
+        Err(e)
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(Exit::Success)
+        }
+        Err(e) => {
+            let _ = out.flush();
+            Err(e)
+        }
+        Ok(()) => Ok(Exit::Success),
+    }
 }
 
 /// Runs `query`: the search's products as a URI list or a product table.
@@ -177,24 +229,6 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<Exit> {
     }
     eprintln!("{} products", products.len());
     Ok(Exit::Success)
-}
-
-/// Prints the plan on stdout: URI, URL, PATH, TAB-separated.
-pub fn print_plan(jobs: &[Job]) -> anyhow::Result<Exit> {
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let res = (|| -> io::Result<()> {
-        for j in jobs {
-            writeln!(out, "{}\t{}\t{}", j.uri, j.url, j.rel)?;
-        }
-        out.flush()
-    })();
-    match res {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Exit::Success),
-        other => other
-            .map(|_| Exit::Success)
-            .context("Cannot write the plan"),
-    }
 }
 
 /// Returns the reporter the settings ask for.

@@ -57,7 +57,7 @@ def main():
         more = " (+%d more)" % (len(bad) - 3) if len(bad) > 3 else ""
         print("BAD %d/%d wrong: %s%s" % (len(bad), len(want), "; ".join(bad[:3]), more))
         sys.exit(1)
-    note = (" e.g. " + extra[0]) if extra else ""
+    note = (" (" + ", ".join(sorted(extra)[:4]) + (", ..." if len(extra) > 4 else "") + ")") if extra else ""
     print("OK files=%d bytes=%d extra=%d%s%s" % (files, total, len(extra), note, " full" if full else ""))
 
 

@@ -8,34 +8,47 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+        if let Some(e) = parse_line(file, i + 1, raw)? {
+            out.push(e);
         }
-        if !line
-            .get(..5)
-            .is_some_and(|p| p.eq_ignore_ascii_case("mast:"))
-        {
-            let shown: String = line
-                .chars()
-                .take(80)
-                .flat_map(char::escape_default)
-                .collect();
-            return Err(InputError::new(
-                file,
-                i + 1,
-                format!("Not a `mast:` URI: `{shown}`"),
-            ));
-        }
-        out.push(Entry::from_uri(
-            line.to_string(),
-            Origin {
-                file: file.to_string(),
-                line: i + 1,
-            },
-        ));
     }
     Ok(out)
+}
+
+/// Reads line `line` (1-based) of a URI list: `None` for a blank or
+/// comment line.
+pub fn parse_line(file: &str, line: usize, raw: &str) -> Result<Option<Entry>, InputError> {
+    let raw = if line == 1 {
+        raw.strip_prefix('\u{feff}').unwrap_or(raw)
+    } else {
+        raw
+    };
+    let text = raw.trim();
+    if text.is_empty() || text.starts_with('#') {
+        return Ok(None);
+    }
+    if !text
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("mast:"))
+    {
+        let shown: String = text
+            .chars()
+            .take(80)
+            .flat_map(char::escape_default)
+            .collect();
+        return Err(InputError::new(
+            file,
+            line,
+            format!("Not a `mast:` URI: `{shown}`"),
+        ));
+    }
+    Ok(Some(Entry::from_uri(
+        text.to_string(),
+        Origin {
+            file: file.to_string(),
+            line,
+        },
+    )))
 }
 
 #[cfg(test)]

@@ -154,6 +154,43 @@ pub fn detect(text: &str) -> Kind {
     Kind::UriList
 }
 
+/// Reads one input (named `file` in messages) and hands each entry to `f`,
+/// in order. A URI list is read line by line, so its size does not count
+/// against memory; the other kinds are read whole.
+pub fn stream<R: std::io::BufRead>(
+    file: &str,
+    mut reader: R,
+    f: &mut dyn FnMut(Entry) -> Result<(), InputError>,
+) -> std::io::Result<Result<(), InputError>> {
+    let head = String::from_utf8_lossy(reader.fill_buf()?).into_owned();
+    if detect(&head) != Kind::UriList {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes)?;
+        let text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        return Ok(parse(file, &text).and_then(|entries| entries.into_iter().try_for_each(&mut *f)));
+    }
+    let mut buf = Vec::with_capacity(256);
+    let mut line = 0;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(Ok(()));
+        }
+        line += 1;
+        let text = String::from_utf8_lossy(&buf);
+        match list::parse_line(file, line, &text) {
+            Ok(Some(e)) => {
+                if let Err(err) = f(e) {
+                    return Ok(Err(err));
+                }
+            }
+            Ok(None) => {}
+            Err(err) => return Ok(Err(err)),
+        }
+    }
+}
+
 /// Reads `text` (named `file` in messages) as whatever kind it is.
 pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
     match detect(text) {
