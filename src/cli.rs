@@ -121,6 +121,18 @@ pub struct FetchArgs {
     #[arg(long, conflicts_with = "force")]
     pub update: bool,
 
+    /// Fetch public products from MAST's AWS Open Data bucket when they are there.
+    #[arg(long, env = "MASTDL_CLOUD", value_parser = clap::builder::BoolishValueParser::new())]
+    pub cloud: bool,
+
+    /// Like `--cloud`, and never download from the archive: what is not in the bucket is SKIPPED.
+    #[arg(long)]
+    pub cloud_only: bool,
+
+    /// Bucket endpoint (objects at `{URL}/{key}`).
+    #[arg(long, value_name = "URL", env = "MASTDL_S3_URL", default_value = crate::settings::DEFAULT_S3_URL)]
+    pub s3_url: Url,
+
     /// Same as `plan`: print the plan, download nothing.
     #[arg(long)]
     pub dry_run: bool,

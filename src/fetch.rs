@@ -241,8 +241,9 @@ pub struct Transfer<'a> {
     pub token: Option<&'a Token>,
     /// The size the input promised.
     pub expect_size: Option<u64>,
-    /// The ETag that is the MD5 of the bytes (S3 single-part objects).
-    pub expect_md5: Option<&'a str>,
+    /// True if and only if a single-part ETag is the MD5 of the bytes (S3)
+    /// and must be checked.
+    pub md5_from_etag: bool,
     /// True if and only if a text body is an error page (binary products).
     pub binary: bool,
     /// Whether to resume a `.part` left behind.
@@ -459,6 +460,10 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
     let etag = header_str(&h, header::ETAG);
     let last_modified = header_str(&h, header::LAST_MODIFIED);
     let content_range = header_str(&h, header::CONTENT_RANGE).and_then(|v| parse_content_range(&v));
+    let expect_md5 = match (t.md5_from_etag, &etag) {
+        (true, Some(e)) => crate::cloud::etag_md5(e),
+        _ => None,
+    };
 
     if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
         // The .part may already hold every byte: re-validate against the total.
@@ -469,7 +474,7 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
                     t.path,
                     have,
                     0,
-                    t.expect_md5,
+                    expect_md5.as_deref(),
                     None,
                     Done {
                         size: have,
@@ -529,7 +534,7 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         File::create(&part)
     }
     .map_err(|e| FetchError::disk(&part, e))?;
-    let mut hasher = t.expect_md5.map(|_| Md5::new());
+    let mut hasher = expect_md5.as_ref().map(|_| Md5::new());
     if let (Some(hs), true) = (hasher.as_mut(), offset > 0) {
         hash_existing(&part, hs).map_err(|e| FetchError::disk(&part, e))?;
     }
@@ -589,7 +594,7 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         t.path,
         size,
         received,
-        t.expect_md5,
+        expect_md5.as_deref(),
         hasher,
         Done {
             size,
@@ -600,6 +605,217 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
             withheld,
         },
     )
+}
+
+/// Objects larger than this are fetched as parallel byte ranges.
+pub const RANGED_MIN: u64 = 16 << 20;
+/// The size of one range.
+pub const RANGE_CHUNK: u64 = 8 << 20;
+/// The most ranges of one object in flight at once.
+pub const RANGES_PER_OBJECT: usize = 8;
+
+/// Returns the sidecar beside a ranged `.part` that lists its finished ranges.
+fn ranges_path(part: &Path) -> PathBuf {
+    let mut s = part.as_os_str().to_os_string();
+    s.push(".ranges");
+    PathBuf::from(s)
+}
+
+/// Returns the ranges of a pre-sized `.part` already finished: those its
+/// sidecar lists when written for the same ETag, or those wholly inside a
+/// plain `.part` prefix left by a sequential attempt.
+fn finished_ranges(part: &Path, size: u64, etag: &str) -> Vec<bool> {
+    let chunks = size.div_ceil(RANGE_CHUNK) as usize;
+    let mut done = vec![false; chunks];
+    let Ok(len) = fs::metadata(part).map(|m| m.len()) else {
+        return done;
+    };
+    match fs::read_to_string(ranges_path(part)) {
+        Ok(text) => {
+            let mut lines = text.lines();
+            if len == size && lines.next() == Some(etag) {
+                for i in lines.filter_map(|l| l.trim().parse::<usize>().ok()) {
+                    if let Some(d) = done.get_mut(i) {
+                        *d = true;
+                    }
+                }
+            }
+        }
+        Err(_) => {
+            for (i, d) in done.iter_mut().enumerate() {
+                *d = (i as u64 + 1) * RANGE_CHUNK <= len.min(size);
+            }
+        }
+    }
+    done
+}
+
+/// Downloads an object of known `size` as parallel byte ranges into one
+/// pre-sized `.part` (at most [`RANGES_PER_OBJECT`] at once, each holding a
+/// permit of `bucket`, the run-wide bound on connections to the bucket).
+/// Finished ranges are listed in `PATH.part.ranges`, so a retry or a later
+/// run fetches only the missing ones. A single-part ETag is checked as the
+/// MD5 of the whole file before the rename.
+pub async fn download_ranged(
+    http: &Http,
+    t: Transfer<'_>,
+    size: u64,
+    etag: &str,
+    bucket: &tokio::sync::Semaphore,
+) -> Result<Done, FetchError> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    let part = part_path(t.path);
+    let sidecar = ranges_path(&part);
+    if let Some(dir) = t.path.parent() {
+        fs::create_dir_all(dir).map_err(|e| FetchError::disk(dir, e))?;
+    }
+    let done = finished_ranges(&part, size, etag);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&part)
+        .map_err(|e| FetchError::disk(&part, e))?;
+    file.set_len(size).map_err(|e| FetchError::disk(&part, e))?;
+    drop(file);
+    let mut listed = String::with_capacity(16 * done.len());
+    listed.push_str(etag);
+    listed.push('\n');
+    for (i, _) in done.iter().enumerate().filter(|(_, d)| **d) {
+        listed.push_str(&format!("{i}\n"));
+    }
+    fs::write(&sidecar, listed).map_err(|e| FetchError::disk(&sidecar, e))?;
+    let sidecar_file = std::sync::Mutex::new(
+        OpenOptions::new()
+            .append(true)
+            .open(&sidecar)
+            .map_err(|e| FetchError::disk(&sidecar, e))?,
+    );
+    let have: u64 = done
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d)
+        .map(|(i, _)| RANGE_CHUNK.min(size - i as u64 * RANGE_CHUNK))
+        .sum();
+    t.reporter.started(t.id, t.label, Some(size), have);
+    let todo: Vec<usize> = (0..done.len()).filter(|i| !done[*i]).collect();
+    let tr = &t;
+    let received: u64 = stream::iter(todo.into_iter().map(|i| {
+        let (part, sidecar_file) = (&part, &sidecar_file);
+        async move {
+            let _permit = bucket
+                .acquire()
+                .await
+                .map_err(|_| FetchError::Interrupted)?;
+            let start = i as u64 * RANGE_CHUNK;
+            let end = (start + RANGE_CHUNK).min(size) - 1;
+            let got = fetch_range(http, tr, part, start, end, size).await?;
+            let mut f = sidecar_file
+                .lock()
+                .map_err(|_| FetchError::disk(part, io::Error::other("lock poisoned")))?;
+            f.write_all(format!("{i}\n").as_bytes())
+                .map_err(|e| FetchError::disk(part, e))?;
+            Ok::<u64, FetchError>(got)
+        }
+    }))
+    .buffer_unordered(RANGES_PER_OBJECT)
+    .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
+    .await?;
+    let md5 = crate::cloud::etag_md5(etag);
+    let done = finish(
+        &part,
+        t.path,
+        size,
+        received,
+        md5.as_deref(),
+        None,
+        Done {
+            size,
+            received,
+            http_status: StatusCode::PARTIAL_CONTENT.as_u16(),
+            etag: Some(etag.to_string()),
+            last_modified: None,
+            withheld: None,
+        },
+    );
+    if matches!(done, Ok(_) | Err(FetchError::Md5Mismatch { .. })) {
+        let _ = fs::remove_file(&sidecar);
+    }
+    done
+}
+
+/// Fetches bytes `start..=end` of an object of `size` bytes into `part` at
+/// their offset. Returns the bytes received.
+async fn fetch_range(
+    http: &Http,
+    t: &Transfer<'_>,
+    part: &Path,
+    start: u64,
+    end: u64,
+    size: u64,
+) -> Result<u64, FetchError> {
+    use std::io::{Seek, SeekFrom};
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
+        headers.insert(header::RANGE, v);
+    }
+    let Answer { mut response, .. } = http.send(Method::GET, t.url, None, headers).await?;
+    if response.status() != StatusCode::PARTIAL_CONTENT {
+        if !response.status().is_success() {
+            return Err(status_error(response, http.stall).await);
+        }
+        return Err(FetchError::RangeMismatch(format!(
+            "asked for bytes {start}-{end}, got HTTP {}",
+            response.status().as_u16()
+        )));
+    }
+    let range =
+        header_str(response.headers(), header::CONTENT_RANGE).and_then(|v| parse_content_range(&v));
+    if range != Some((Some(start), Some(size))) {
+        return Err(FetchError::RangeMismatch(format!(
+            "asked for bytes {start}-{end} of {size}, got Content-Range `{}` (did the object change?)",
+            header_str(response.headers(), header::CONTENT_RANGE).unwrap_or_default()
+        )));
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(part)
+        .map_err(|e| FetchError::disk(part, e))?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| FetchError::disk(part, e))?;
+    let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let want = end - start + 1;
+    let mut got = 0u64;
+    loop {
+        let chunk = match tokio::time::timeout(http.stall, response.chunk()).await {
+            Err(_) => return Err(FetchError::Stall(http.stall)),
+            Ok(Err(e)) if got < want => {
+                let _ = e;
+                return Err(FetchError::Truncated {
+                    got,
+                    expected: want,
+                });
+            }
+            Ok(Err(e)) => return Err(FetchError::network(&e)),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(c))) => c,
+        };
+        got += chunk.len() as u64;
+        if got > want {
+            return Err(FetchError::TooLong { expected: want });
+        }
+        out.write_all(&chunk)
+            .map_err(|e| FetchError::disk(part, e))?;
+        t.reporter.progress(t.id, chunk.len() as u64);
+    }
+    out.flush().map_err(|e| FetchError::disk(part, e))?;
+    if got < want {
+        return Err(FetchError::Truncated {
+            got,
+            expected: want,
+        });
+    }
+    Ok(got)
 }
 
 /// Checks the MD5 (when known) and renames the `.part` over the final path.

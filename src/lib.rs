@@ -8,6 +8,7 @@
 //! [`progress`]; [`manifest`] writes what happened.
 
 pub mod cli;
+pub mod cloud;
 pub mod dest;
 pub mod error;
 pub mod fetch;

@@ -38,8 +38,9 @@ pub struct Job {
     pub size: Option<u64>,
     /// Where the bytes come from.
     pub source: Source,
-    /// The ETag the source is expected to send (an S3 object's MD5).
-    pub expect_md5: Option<String>,
+    /// For a bucket object: the archive URL to fall back to when the
+    /// bucket does not have it after all (403/404).
+    pub fallback: Option<Url>,
     /// Where the entry was read.
     pub origin: Origin,
 }
@@ -285,7 +286,7 @@ impl Planner {
             rel,
             size: e.size,
             source: Source::Mast,
-            expect_md5: None,
+            fallback: None,
             origin: e.origin,
         }))
     }

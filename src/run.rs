@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::Method;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::QueryArgs;
+use crate::cloud;
 use crate::dest::{Dest, StateRecord};
 use crate::error::{Exit, UsageError};
 use crate::fetch::{self, FetchError, Http, Transfer, Trust};
@@ -31,8 +32,11 @@ use crate::plan::{Job, Planner, Source};
 use crate::progress::{Bars, Json, Level, Lines, Reporter, Summary};
 use crate::query;
 use crate::retry::{self, Backoff, Throttle};
-use crate::settings::{self, InputSource, Output, Settings};
+use crate::settings::{self, Cloud, InputSource, Output, Settings};
 use crate::token::{self, Token};
+
+/// The most connections to the bucket at once (S3 serves each at its own speed).
+pub const BUCKET_CONNECTIONS: usize = 16;
 
 /// Where to get a token, for messages.
 pub const TOKEN_HELP: &str =
@@ -141,11 +145,89 @@ async fn query_entries(
         .collect())
 }
 
+/// Points the jobs the bucket has at the bucket (`--cloud`): asks the
+/// archive's `path_lookup` for the cloud missions' URIs and gives each
+/// found job its object URL, keeping the archive URL as the fallback.
+/// Returns, per job, whether it is to be SKIPPED as "not in cloud"
+/// (`--cloud-only`).
+async fn resolve_cloud(
+    jobs: &mut [Job],
+    settings: &Settings,
+    client: &reqwest::Client,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Vec<bool>> {
+    let mut not_in_cloud = vec![settings.cloud == Cloud::Only; jobs.len()];
+    if settings.cloud == Cloud::Off {
+        return Ok(not_in_cloud);
+    }
+    let uris: Vec<String> = jobs
+        .iter()
+        .filter(|j| cloud::is_cloud_candidate(&j.uri))
+        .map(|j| j.uri.clone())
+        .collect();
+    if uris.is_empty() {
+        return Ok(not_in_cloud);
+    }
+    let keys =
+        match cloud::lookup(client, &settings.plan.base, settings.token.as_ref(), &uris).await {
+            Ok(k) => k,
+            Err(e) if settings.cloud == Cloud::Prefer => {
+                reporter.message(
+                    Level::Warn,
+                    &format!("bucket path lookup failed, fetching from the archive: {e:#}"),
+                );
+                return Ok(not_in_cloud);
+            }
+            Err(e) => return Err(e.context("Cannot look up which files the bucket has")),
+        };
+    let mut found = 0;
+    for (i, job) in jobs.iter_mut().enumerate() {
+        let Some(Some(key)) = keys.get(&job.uri) else {
+            continue;
+        };
+        let url = cloud::object_url(&settings.s3_url, key).map_err(|e| {
+            UsageError(format!(
+                "`--s3-url` `{}` cannot hold `{key}`: {e}",
+                settings.s3_url
+            ))
+        })?;
+        job.fallback = Some(std::mem::replace(&mut job.url, url));
+        job.source = Source::Cloud;
+        not_in_cloud[i] = false;
+        found += 1;
+    }
+    reporter.message(
+        Level::Info,
+        &format!("{found} of {} files are in the bucket", jobs.len()),
+    );
+    Ok(not_in_cloud)
+}
+
 /// Runs `plan` (or `fetch --dry-run`): prints the plan as it is built
 /// (URI, URL, PATH, TAB-separated), downloads nothing. A bad entry stops
 /// it with exit 2 after the lines before it.
 pub async fn plan(settings: Settings) -> anyhow::Result<Exit> {
     let client = client(&settings)?;
+    if settings.cloud != Cloud::Off {
+        // The bucket's answer is needed before the first line.
+        let mut jobs = plan_jobs(&settings, &client).await?;
+        let quiet = Lines { quiet: true };
+        let skip = resolve_cloud(&mut jobs, &settings, &client, &quiet).await?;
+        let stdout = io::stdout();
+        let mut out = io::BufWriter::new(stdout.lock());
+        let written = jobs
+            .iter()
+            .zip(skip)
+            .filter(|(_, skip)| !skip)
+            .try_for_each(|(j, _)| writeln!(out, "{}\t{}\t{}", j.uri, j.url, j.rel))
+            .and_then(|()| out.flush());
+        return match written {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Exit::Success),
+            other => other
+                .map(|()| Exit::Success)
+                .context("Cannot write the plan"),
+        };
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let result = plan_each(&settings, &client, &mut |j| {
@@ -286,6 +368,10 @@ struct Ctx {
     cancel: CancellationToken,
     origin: Instant,
     received: AtomicU64,
+    /// `--cloud` / `--cloud-only`.
+    cloud: Cloud,
+    /// The run-wide bound on connections to the bucket.
+    bucket: Semaphore,
 }
 
 /// One file's outcome.
@@ -394,16 +480,40 @@ fn row(
     attempts: u32,
     message: Option<String>,
 ) -> FileRecord {
+    row_from(
+        job,
+        &job.url,
+        job.source,
+        status,
+        bytes,
+        http_status,
+        attempts,
+        message,
+    )
+}
+
+/// Returns a manifest row for `job` fetched (or not) from `url` at `source`.
+#[allow(clippy::too_many_arguments)]
+fn row_from(
+    job: &Job,
+    url: &url::Url,
+    source: Source,
+    status: Status,
+    bytes: u64,
+    http_status: Option<u16>,
+    attempts: u32,
+    message: Option<String>,
+) -> FileRecord {
     FileRecord {
         uri: job.uri.clone(),
-        url: job.url.to_string(),
+        url: url.to_string(),
         path: job.rel.clone(),
         status,
         bytes,
         http_status,
         attempts,
         message,
-        source: job.source,
+        source,
     }
 }
 
@@ -507,15 +617,21 @@ async fn update_one(
 }
 
 /// Downloads one job with retries; `resume` continues a `.part` left
-/// behind, and `note` goes into the manifest message on success.
+/// behind, and `note` goes into the manifest message on success. A bucket
+/// object the bucket turns out not to have (403/404) comes from the archive
+/// instead (with `--cloud-only` it is SKIPPED).
 async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, resume: bool, note: Option<&str>) -> Outcome {
     let path = local(ctx.dest.root(), &job.rel);
     let name = job.rel.rsplit('/').next().unwrap_or(&job.rel);
     let binary = !fetch::is_text_product(name);
-    let mut token = match job.source {
+    let mut url = job.url.clone();
+    let mut source = job.source;
+    let mut token = match source {
         Source::Mast => ctx.auth.current(),
         Source::Cloud => None,
     };
+    // The bucket object's size and ETag, asked once with a HEAD.
+    let mut object: Option<(u64, String)> = None;
     let mut attempts = 0u32;
     let mut failures = 0u32;
     let start = ctx.origin.elapsed();
@@ -530,19 +646,46 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, resume: bool, note: Option<&
     loop {
         attempts += 1;
         let transfer = Transfer {
-            url: &job.url,
+            url: &url,
             path: &path,
             token: token.as_ref(),
             expect_size: job.size,
-            expect_md5: job.expect_md5.as_deref(),
+            md5_from_etag: source == Source::Cloud,
             binary,
             resume: resume || attempts > 1,
             label: &job.rel,
             reporter: ctx.reporter.as_ref(),
             id,
         };
+        let attempt = async {
+            if source == Source::Mast {
+                return fetch::download(&ctx.http, transfer).await;
+            }
+            if object.is_none() {
+                let _permit = ctx
+                    .bucket
+                    .acquire()
+                    .await
+                    .map_err(|_| FetchError::Interrupted)?;
+                let h = fetch::head(&ctx.http, &url, None).await?;
+                object = Some((h.size.unwrap_or(0), h.etag.unwrap_or_default()));
+            }
+            match &object {
+                Some((size, etag)) if *size > fetch::RANGED_MIN && !etag.is_empty() => {
+                    fetch::download_ranged(&ctx.http, transfer, *size, etag, &ctx.bucket).await
+                }
+                _ => {
+                    let _permit = ctx
+                        .bucket
+                        .acquire()
+                        .await
+                        .map_err(|_| FetchError::Interrupted)?;
+                    fetch::download(&ctx.http, transfer).await
+                }
+            }
+        };
         let result = tokio::select! {
-            r = fetch::download(&ctx.http, transfer) => r,
+            r = attempt => r,
             _ = ctx.cancel.cancelled() => Err(FetchError::Interrupted),
         };
         let err = match result {
@@ -556,7 +699,7 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, resume: bool, note: Option<&
                     size: done.size,
                     etag: done.etag.clone(),
                     last_modified: done.last_modified.clone(),
-                    source: job.source,
+                    source,
                 });
                 let withheld = done
                     .withheld
@@ -567,8 +710,10 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, resume: bool, note: Option<&
                     (None, w) => w,
                 };
                 return Outcome {
-                    row: row(
+                    row: row_from(
                         job,
+                        &url,
+                        source,
                         Status::Complete,
                         done.size,
                         Some(done.http_status),
@@ -582,7 +727,33 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, resume: bool, note: Option<&
             Err(e) => e,
         };
         let status = err.status();
-        if matches!(status, Some(401 | 403)) && token.is_none() && job.source == Source::Mast {
+        if source == Source::Cloud && matches!(status, Some(403 | 404)) {
+            match (&job.fallback, ctx.cloud) {
+                (Some(archive), Cloud::Prefer) => {
+                    url = archive.clone();
+                    source = Source::Mast;
+                    token = ctx.auth.current();
+                    continue;
+                }
+                _ => {
+                    return Outcome {
+                        row: row_from(
+                            job,
+                            &url,
+                            source,
+                            Status::Skipped,
+                            0,
+                            status,
+                            attempts,
+                            Some(format!("not in cloud ({err})")),
+                        ),
+                        timing: None,
+                        access: "public",
+                    };
+                }
+            }
+        }
+        if matches!(status, Some(401 | 403)) && token.is_none() && source == Source::Mast {
             if let Some(t) = ctx.auth.ask(ctx.reporter.as_ref()).await {
                 token = Some(t);
                 continue;
@@ -616,7 +787,16 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, resume: bool, note: Option<&
             failure_message(&err, token.is_some(), failures)
         };
         return Outcome {
-            row: row(job, Status::Failed, 0, status, attempts, Some(message)),
+            row: row_from(
+                job,
+                &url,
+                source,
+                Status::Failed,
+                0,
+                status,
+                attempts,
+                Some(message),
+            ),
             timing: timing(received_total),
             access: if matches!(status, Some(401 | 403)) {
                 "denied"
@@ -666,9 +846,10 @@ async fn signal() -> Exit {
 /// Runs `fetch`: plan, lock, download, manifest. Returns the exit code.
 pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
     let client = client(&settings)?;
-    let jobs = plan_jobs(&settings, &client).await?;
+    let mut jobs = plan_jobs(&settings, &client).await?;
     let dest = Dest::open(&settings.dest, settings.plan.shard)?;
     let reporter = reporter(&settings);
+    let not_in_cloud = resolve_cloud(&mut jobs, &settings, &client, reporter.as_ref()).await?;
     let started_at = manifest::now_rfc3339();
     let origin = Instant::now();
 
@@ -710,6 +891,8 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
         cancel: cancel.clone(),
         origin,
         received: AtomicU64::new(0),
+        cloud: settings.cloud,
+        bucket: Semaphore::new(BUCKET_CONNECTIONS),
     });
 
     let mut state = ctx.dest.load_state();
@@ -717,6 +900,21 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
     let mut todo = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         let path = local(ctx.dest.root(), &job.rel);
+        if not_in_cloud[i] {
+            outcomes.push(Some(Outcome {
+                row: row(
+                    job,
+                    Status::Skipped,
+                    0,
+                    None,
+                    0,
+                    Some("not in cloud".into()),
+                ),
+                timing: None,
+                access: "",
+            }));
+            continue;
+        }
         match complete_size(&path, job, &state) {
             Some(size) if settings.update => {
                 outcomes.push(None);

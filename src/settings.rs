@@ -14,6 +14,20 @@ use crate::plan::{PlanOptions, Shard};
 use crate::query::Criteria;
 use crate::token::{self, Token};
 
+/// MAST's public bucket on AWS Open Data.
+pub const DEFAULT_S3_URL: &str = "https://stpubdata.s3.us-east-1.amazonaws.com";
+
+/// Where public products may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    /// The archive only.
+    Off,
+    /// The bucket when it has the product, else the archive (`--cloud`).
+    Prefer,
+    /// The bucket only (`--cloud-only`).
+    Only,
+}
+
 /// The archive root when none is given.
 pub const DEFAULT_BASE_URL: &str = "https://mast.stsci.edu";
 
@@ -56,6 +70,10 @@ pub struct Settings {
     pub cacert: Option<PathBuf>,
     /// `--query`: the search whose products are the input.
     pub query: Option<Criteria>,
+    /// `--cloud` / `--cloud-only`.
+    pub cloud: Cloud,
+    /// `--s3-url`.
+    pub s3_url: Url,
 }
 
 impl Settings {
@@ -137,6 +155,12 @@ impl Settings {
             trusted_hosts: args.trusted_host,
             cacert: args.cacert,
             query,
+            cloud: match (args.cloud_only, args.cloud) {
+                (true, _) => Cloud::Only,
+                (false, true) => Cloud::Prefer,
+                (false, false) => Cloud::Off,
+            },
+            s3_url: args.s3_url,
         })
     }
 }

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::mock_invoke::MockInvoke;
+use crate::mock_s3::MockS3;
 use axum::Router;
 
 /// The token the mock accepts.
@@ -92,6 +93,10 @@ pub struct Inner {
     pub products: HashMap<String, Product>,
     pub hits: HashMap<String, usize>,
     pub get_hits: HashMap<String, usize>,
+    /// `path_lookup` answers: URI -> bucket path (None: `"path": null`).
+    pub cloud_paths: HashMap<String, Option<String>>,
+    /// `uri=` parameters per `path_lookup` request.
+    pub lookups: Vec<usize>,
     pub seen: Vec<Seen>,
     pub body_bytes: u64,
     pub other_port: u16,
@@ -109,6 +114,8 @@ pub struct Mock {
     pub tls_base: String,
     /// The TLS listener's certificate (PEM), for `--cacert`.
     pub cert_pem: String,
+    /// `http://127.0.0.1:PORT/stpubdata`: the bucket, for `--s3-url`.
+    pub s3_url: String,
     /// `http://localhost:PORT`: another host.
     pub other: String,
     pub state: Shared,
@@ -136,6 +143,15 @@ impl Mock {
 
     /// Starts the mock with MAST's search endpoint `/api/v0/invoke` too.
     pub fn start_with(invoke: Option<Arc<MockInvoke>>) -> Mock {
+        Mock::start_full(invoke, None)
+    }
+
+    /// Starts the mock with, optionally, the search endpoint and a bucket
+    /// (served on its own listener: `s3_url`).
+    pub fn start_full(invoke: Option<Arc<MockInvoke>>, s3: Option<Arc<MockS3>>) -> Mock {
+        let s3_listener = StdListener::bind("127.0.0.1:0").expect("bind");
+        s3_listener.set_nonblocking(true).expect("nonblocking");
+        let s3_port = s3_listener.local_addr().unwrap().port();
         let listeners: Vec<StdListener> = (0..3)
             .map(|_| {
                 let l = StdListener::bind("127.0.0.1:0").expect("bind");
@@ -177,6 +193,18 @@ impl Mock {
                         let _ = axum::serve(l, app).await;
                     }));
                 }
+                if let Some(s3) = s3 {
+                    let bucket = Router::new().route(
+                        "/{bucket}/{*key}",
+                        get(crate::mock_s3::get_object)
+                            .head(crate::mock_s3::head_object)
+                            .with_state(s3),
+                    );
+                    let l = tokio::net::TcpListener::from_std(s3_listener).expect("listener");
+                    tasks.push(tokio::spawn(async move {
+                        let _ = axum::serve(l, bucket).await;
+                    }));
+                }
                 let l = tokio::net::TcpListener::from_std(tls_listener).expect("listener");
                 tasks.push(tokio::spawn(serve_tls(l, tls_config, app.clone())));
                 let _ = rx.await;
@@ -188,6 +216,7 @@ impl Mock {
         Mock {
             base: format!("http://127.0.0.1:{}", ports[0]),
             tls_base: format!("https://localhost:{tls_port}"),
+            s3_url: format!("http://127.0.0.1:{s3_port}/stpubdata"),
             cert_pem,
             other: format!("http://localhost:{}", ports[1]),
             state,
@@ -202,6 +231,15 @@ impl Mock {
         s.products.insert(uri.to_string(), p);
         s.hits.remove(uri);
         s.get_hits.remove(uri);
+    }
+
+    /// Makes `path_lookup` answer `path` for `uri`.
+    pub fn cloud_path(&self, uri: &str, path: Option<&str>) {
+        self.state
+            .lock()
+            .unwrap()
+            .cloud_paths
+            .insert(uri.to_string(), path.map(str::to_string));
     }
 
     /// Returns every request seen so far.
@@ -296,6 +334,7 @@ fn router(state: Shared, invoke: Option<Arc<MockInvoke>>) -> Router {
         .route("/jwst/api/v0.1/Download/file", get(download))
         .route("/hop/{n}", get(hop))
         .route("/whoami", get(whoami))
+        .route("/api/v0.1/path_lookup/", get(path_lookup))
         .with_state(state)
 }
 
@@ -318,6 +357,28 @@ fn record(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, produ
         cookie: h(header::COOKIE),
         range: h(header::RANGE),
     });
+}
+
+async fn path_lookup(
+    State(state): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    record(&state, &method, &uri, &headers, None);
+    let query = uri.query().unwrap_or("");
+    let uris: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "uri")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let mut s = state.lock().unwrap();
+    s.lookups.push(uris.len());
+    let mut out = serde_json::Map::new();
+    for u in uris {
+        let path = s.cloud_paths.get(&u).cloned().flatten();
+        out.insert(u, serde_json::json!({"status_code": if path.is_some() { 200 } else { 404 }, "path": path}));
+    }
+    axum::Json(serde_json::Value::Object(out)).into_response()
 }
 
 async fn whoami(
