@@ -1755,3 +1755,37 @@ fn a_lasting_md5_mismatch_fails_and_leaves_nothing_at_the_path() {
         .iter()
         .all(|p| !p.to_string_lossy().ends_with("_cal.fits")));
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_exits_143_with_the_manifest_written() {
+    let m = archive_with(&[(
+        A,
+        Product {
+            stall_first: 1,
+            ..Product::new(bytes(3, 100_000))
+        },
+    )]);
+    let e = Env::new();
+    let list = e.write("uris.txt", A);
+    let mut c = e.cmd();
+    c.args(["fetch", "--base-url", &m.base, "--timeout", "30", "-d"])
+        .arg(e.dest())
+        .arg(&list)
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    wait_for(|| !m.seen_for(A).is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 143, "{}", r.stderr);
+    assert!(row(&e.manifest(), A)["message"]
+        .as_str()
+        .unwrap()
+        .contains("interrupted"));
+    assert!(r.stderr.contains("(interrupted)"), "{}", r.stderr);
+}
