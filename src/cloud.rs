@@ -44,6 +44,7 @@
 //!   character is refused (treated as not in the cloud): a URL parser would
 //!   otherwise resolve `..` and step outside the bucket's path.
 
+use crate::error::{chain, excerpt};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -399,30 +400,6 @@ impl Request {
                 message: format!("the answer is not JSON ({e}): {}", excerpt(&text)),
             }),
         }
-    }
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
-/// The start of a body, on one line, for messages.
-fn excerpt(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &one_line[..i]),
-        None => one_line,
     }
 }
 

@@ -80,19 +80,17 @@ impl FetchError {
     }
 
     fn network(e: &reqwest::Error) -> FetchError {
-        let mut message = if e.is_connect() {
-            "connection failed".to_string()
+        let kind = if e.is_connect() {
+            "connection failed"
         } else if e.is_timeout() {
-            "timed out".to_string()
+            "timed out"
         } else {
-            "network error".to_string()
+            "network error"
         };
-        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
+        let message = match std::error::Error::source(e) {
+            Some(cause) => format!("{kind}: {}", crate::error::chain(cause)),
+            None => kind.to_string(),
+        };
         FetchError::Network {
             message,
             fatal: retry::is_fatal_network(e),

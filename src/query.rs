@@ -97,8 +97,8 @@
 //!   transport error, HTTP 5xx, 408 or 429 (waits 1 s, 2 s, 4 s); product
 //!   chunks run 4 at a time; each HTTP exchange may take 300 s.
 
+use crate::error::{chain, excerpt};
 use std::collections::HashSet;
-use std::error::Error as StdError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -785,30 +785,6 @@ async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {
         retry: false,
         message: format!("the reply is not JSON ({e}): {}", excerpt(&text)),
     })
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn StdError) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
-/// The start of a reply body, on one line, for messages.
-fn excerpt(text: &str) -> String {
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &one_line[..i]),
-        None => one_line,
-    }
 }
 
 /// A string, number or boolean as text; `None` for null, blanks and the rest.

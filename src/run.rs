@@ -381,6 +381,17 @@ struct Outcome {
     access: &'static str,
 }
 
+impl Outcome {
+    /// Returns the outcome of a file that was not transferred.
+    fn untransferred(row: FileRecord) -> Outcome {
+        Outcome {
+            row,
+            timing: None,
+            access: "",
+        }
+    }
+}
+
 /// Builds the shared HTTP client: redirects off (followed by hand), a
 /// connect timeout, the extra CA certificates.
 pub fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
@@ -570,18 +581,14 @@ async fn update_one(
                         failure_message(&e, token.is_some(), failures)
                     )
                 };
-                return Outcome {
-                    row: row(
-                        job,
-                        Status::Failed,
-                        size,
-                        e.status(),
-                        failures + 1,
-                        Some(message),
-                    ),
-                    timing: None,
-                    access: "",
-                };
+                return Outcome::untransferred(row(
+                    job,
+                    Status::Failed,
+                    size,
+                    e.status(),
+                    failures + 1,
+                    Some(message),
+                ));
             }
         }
     };
@@ -607,11 +614,7 @@ async fn update_one(
                     source: job.source,
                 });
             }
-            Outcome {
-                row: row(job, Status::Skipped, size, Some(head.status), 0, None),
-                timing: None,
-                access: "",
-            }
+            Outcome::untransferred(row(job, Status::Skipped, size, Some(head.status), 0, None))
         }
     }
 }
@@ -926,11 +929,14 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
                     },
                 ));
             }
-            Some(size) if !settings.force => outcomes.push(Some(Outcome {
-                row: row(job, Status::Skipped, size, None, 0, None),
-                timing: None,
-                access: "",
-            })),
+            Some(size) if !settings.force => outcomes.push(Some(Outcome::untransferred(row(
+                job,
+                Status::Skipped,
+                size,
+                None,
+                0,
+                None,
+            )))),
             _ => {
                 outcomes.push(None);
                 todo.push((i, Task::Fetch));
