@@ -875,7 +875,7 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
         trust: Trust::new(settings.plan.base.clone(), settings.trusted_hosts.clone()),
         stall: settings.stall,
     };
-    let user = match &settings.token {
+    let mut user = match &settings.token {
         Some(t) => whoami(&http, &settings.plan.base, t, reporter.as_ref()).await,
         None => "anonymous".to_string(),
     };
@@ -1019,6 +1019,10 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
         }
         rows.push(o.row);
         access.push(o.access.to_string());
+    }
+    if let (None, Some(t)) = (&settings.token, ctx.auth.current()) {
+        // A token typed at the prompt: the manifest names its owner too.
+        user = whoami(&ctx.http, &settings.plan.base, &t, reporter.as_ref()).await;
     }
     let elapsed = origin.elapsed();
     let received = ctx.received.load(Ordering::Relaxed);
