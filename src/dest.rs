@@ -14,9 +14,10 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +52,7 @@ pub struct Locked {
 pub struct Dest {
     root: PathBuf,
     shard: Option<Shard>,
-    state: Mutex<Option<File>>,
+    state: Mutex<StateWriter>,
     _locks: Vec<File>,
 }
 
@@ -94,7 +95,11 @@ impl Dest {
         Ok(Dest {
             root: root.to_path_buf(),
             shard,
-            state: Mutex::new(None),
+            state: Mutex::new(StateWriter {
+                file: None,
+                pending: Vec::new(),
+                last: Instant::now(),
+            }),
             _locks: locks,
         })
     }
@@ -148,34 +153,82 @@ impl Dest {
         out
     }
 
-    /// Appends one record. A failure here loses only the record, not the file.
+    /// Appends one record. Records are written in batches (every
+    /// [`STATE_BATCH`] bytes or [`STATE_INTERVAL`], and by [`Dest::flush`]),
+    /// so a crash loses at most the last batch: those files stay complete
+    /// by construction and are only missing their recorded validators. A
+    /// failure here loses only records, never a file.
     pub fn record(&self, r: &StateRecord) -> io::Result<()> {
         let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
         line.push(b'\n');
-        let mut guard = self
+        let mut w = self
             .state
             .lock()
             .map_err(|_| io::Error::other("state lock poisoned"))?;
-        if guard.is_none() {
-            let path = self.state_path();
-            let f = OpenOptions::new().create(true).append(true).open(path)?;
-            // A torn last line from a crash must not swallow this record.
-            let needs_newline = f.metadata().map(|m| m.len() > 0).unwrap_or(false)
-                && fs::read(self.state_path())
-                    .ok()
-                    .and_then(|b| b.last().copied())
-                    .is_some_and(|b| b != b'\n');
-            *guard = Some(f);
-            if needs_newline {
-                line.insert(0, b'\n');
+        w.pending.extend_from_slice(&line);
+        if w.pending.len() >= STATE_BATCH || w.last.elapsed() >= STATE_INTERVAL {
+            self.write_pending(&mut w)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the records not yet written.
+    pub fn flush(&self) -> io::Result<()> {
+        let mut w = self
+            .state
+            .lock()
+            .map_err(|_| io::Error::other("state lock poisoned"))?;
+        self.write_pending(&mut w)
+    }
+
+    fn write_pending(&self, w: &mut StateWriter) -> io::Result<()> {
+        w.last = Instant::now();
+        if w.pending.is_empty() {
+            return Ok(());
+        }
+        if w.file.is_none() {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(self.state_path())?;
+            // A torn last line from a crash must not swallow the next record.
+            let len = f.metadata()?.len();
+            if len > 0 {
+                let mut last = [0u8; 1];
+                f.seek(SeekFrom::Start(len - 1))?;
+                f.read_exact(&mut last)?;
+                if last[0] != b'\n' {
+                    w.pending.insert(0, b'\n');
+                }
             }
+            w.file = Some(f);
         }
-        match guard.as_mut() {
-            Some(f) => f.write_all(&line),
-            None => Ok(()),
+        if let Some(f) = w.file.as_mut() {
+            f.write_all(&w.pending)?;
         }
+        w.pending.clear();
+        Ok(())
     }
 }
+
+impl Drop for Dest {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// The state record's pending writes.
+struct StateWriter {
+    file: Option<File>,
+    pending: Vec<u8>,
+    last: Instant,
+}
+
+/// Bytes of state records gathered before a write.
+pub const STATE_BATCH: usize = 64 << 10;
+/// The longest a state record waits before it is written.
+pub const STATE_INTERVAL: Duration = Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {
@@ -219,6 +272,7 @@ mod tests {
         let dest = Dest::open(d.path(), None).unwrap();
         dest.record(&rec("c", 3)).unwrap();
         dest.record(&rec("a", 5)).unwrap();
+        dest.flush().unwrap();
         let s = dest.load_state();
         assert_eq!(s.len(), 2);
         assert_eq!(s["a"].size, 5);

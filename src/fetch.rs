@@ -22,8 +22,18 @@ use crate::token::Token;
 
 /// The most redirects followed for one request.
 pub const MAX_REDIRECTS: usize = 10;
-/// The write buffer: large writes, few system calls.
+/// The largest write buffer: large writes, few system calls.
 const WRITE_BUFFER: usize = 1 << 20;
+/// The smallest write buffer.
+const MIN_WRITE_BUFFER: usize = 16 << 10;
+
+/// Returns the write buffer for `remaining` bytes: never more than the body
+/// (a 1 MiB buffer per small file would cost an mmap/munmap each).
+fn write_buffer(remaining: Option<u64>) -> usize {
+    remaining.map_or(WRITE_BUFFER, |r| {
+        (r as usize).clamp(MIN_WRITE_BUFFER, WRITE_BUFFER)
+    })
+}
 
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
@@ -536,7 +546,8 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
     if let (Some(hs), true) = (hasher.as_mut(), offset > 0) {
         hash_existing(&part, hs).map_err(|e| FetchError::disk(&part, e))?;
     }
-    let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut out =
+        io::BufWriter::with_capacity(write_buffer(total.map(|t| t.saturating_sub(offset))), file);
     let mut received: u64 = 0;
     loop {
         let chunk = match tokio::time::timeout(http.stall, response.chunk()).await {
@@ -781,8 +792,8 @@ async fn fetch_range(
         .map_err(|e| FetchError::disk(part, e))?;
     file.seek(SeekFrom::Start(start))
         .map_err(|e| FetchError::disk(part, e))?;
-    let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let want = end - start + 1;
+    let mut out = io::BufWriter::with_capacity(write_buffer(Some(want)), file);
     let mut got = 0u64;
     loop {
         let chunk = match tokio::time::timeout(http.stall, response.chunk()).await {

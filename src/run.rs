@@ -1024,6 +1024,15 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
         // A token typed at the prompt: the manifest names its owner too.
         user = whoami(&ctx.http, &settings.plan.base, &t, reporter.as_ref()).await;
     }
+    if let Err(e) = ctx.dest.flush() {
+        reporter.message(
+            Level::Warn,
+            &format!(
+                "cannot write the state record in `{}`: {e}",
+                ctx.dest.root().display()
+            ),
+        );
+    }
     let elapsed = origin.elapsed();
     let received = ctx.received.load(Ordering::Relaxed);
     let m = Manifest::new(started_at, manifest::now_rfc3339(), received, rows);
