@@ -5,9 +5,10 @@
 #
 #   bench/run.sh [--quick] [--reps N] [-j|--jobs N] [--work DIR]
 #                [--workloads small,mixed,large,plan] [--no-build] [--timeout S]
+#                [--dest-root DIR]
 #
-# Results: WORK/results.md (WORK/results-quick.md with --quick), raw runs in
-# WORK/raw.tsv, logs in WORK/logs/. See bench/README.md.
+# Results: WORK/results.md, raw runs in WORK/raw.tsv, logs in WORK/logs/
+# (results-quick.md, raw-quick.tsv, logs-quick/ with --quick). See bench/README.md.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,6 +19,7 @@ QUICK=0
 REPS=
 JOBS=4
 WORK=$HERE/work
+DEST_ROOT=
 WORKLOADS=small,mixed,large,plan
 BUILD=1
 TIMEOUT=
@@ -38,6 +40,8 @@ while [ $# -gt 0 ]; do
     --work=*) WORK=${1#*=} ;;
     --workloads) WORKLOADS=${2:?--workloads needs a list}; shift ;;
     --workloads=*) WORKLOADS=${1#*=} ;;
+    --dest-root) DEST_ROOT=${2:?--dest-root needs a directory}; shift ;;
+    --dest-root=*) DEST_ROOT=${1#*=} ;;
     --no-build) BUILD=0 ;;
     --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift ;;
     --timeout=*) TIMEOUT=${1#*=} ;;
@@ -59,6 +63,7 @@ if [ "$QUICK" = 1 ]; then
   SPEC_large=2x8388608
   PLAN_COUNTS="1000 10000"
   RESULTS=results-quick.md
+  SUFFIX=-quick
 else
   REPS=${REPS:-3}
   TIMEOUT=${TIMEOUT:-900}
@@ -68,6 +73,7 @@ else
   SPEC_large=4x268435456
   PLAN_COUNTS="1000 10000 100000 1000000"
   RESULTS=results.md
+  SUFFIX=
 fi
 for w in ${WORKLOADS//,/ }; do
   case $w in small|mixed|large|plan) ;; *) die "unknown workload '$w' (small, mixed, large, plan)";; esac
@@ -108,11 +114,17 @@ PY=$(python3 -c 'import sys; print(sys.executable)')
 
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
-LOGS=$WORK/logs
-DESTS=$WORK/dest
+LOGS=$WORK/logs$SUFFIX
+if [ -n "$DEST_ROOT" ]; then
+  mkdir -p "$DEST_ROOT"
+  DESTS=$(cd "$DEST_ROOT" && pwd)/mastdl-bench-dest
+else
+  DESTS=$WORK/dest
+fi
 rm -rf "$LOGS" "$DESTS"
 mkdir -p "$LOGS" "$DESTS"
-RAW=$WORK/raw.tsv
+DEST_FS=$(df -h --output=source,fstype,size,avail "$DESTS" | tail -n1 | tr -s ' ')
+RAW=$WORK/raw$SUFFIX.tsv
 printf 'workload\ttool\trep\twall_s\tcpu_s\trss_kb\tstatus\tnote\trequests\tbody_bytes\n' >"$RAW"
 
 # ---------------------------------------------------------------- 2. data
@@ -273,7 +285,7 @@ clean() { printf '%s' "$*" | tr '\t\n\r' '   ' | cut -c1-200; }
 run_one() {
   local wl=$1 tool=$2 rep=$3 dest=$4 manifest=$5 verify=$6 keep=$7
   shift 8
-  local tag=$wl-$tool-$rep log tf rc before t0 t1 wall cpu rss status=ok note= reqs=- body=- v
+  local tag=$wl-$tool-$rep log tf rc before t0 t1 wall cpu rss status=ok note='' reqs=- body=- v
   log=$LOGS/$tag.log
   tf=$LOGS/$tag.time
   if [ "$keep" != 1 ]; then rm -rf "$dest"; mkdir -p "$dest"; sync; fi
@@ -307,7 +319,6 @@ run_one() {
     "$status" "$(clean "$note")" "$reqs" "$body" >>"$RAW"
   say "$(printf '%-12s %-17s rep %s: %8.3f s wall %7.3f s cpu %7.1f MiB  %s %s' \
     "$wl" "$tool" "$rep" "$wall" "$cpu" "$(awk "BEGIN {print $rss/1024}")" "$status" "$(clean "$note" | cut -c1-90)")"
-  LAST_STATUS=$status
 }
 
 # record_na WORKLOAD TOOL REASON: a row for a tool that could not run at all.
@@ -333,8 +344,13 @@ check_mastdl() {
     MASTDL_WHY="binary failed: \`mastdl fetch --help\`: $(grep -v '^\s*$' "$LOGS/mastdl-help.log" | tail -n1)"
   else
     MASTDL_OK=1
+    # Measure a snapshot, so a rebuild during the run cannot mix two versions.
+    mkdir -p "$WORK/bin"
+    cp "$MASTDL" "$WORK/bin/mastdl.tmp" && mv -f "$WORK/bin/mastdl.tmp" "$WORK/bin/mastdl"
+    MASTDL_SRC=$MASTDL
+    MASTDL=$WORK/bin/mastdl
   fi
-  [ "$MASTDL_OK" = 1 ] && say "mastdl: $MASTDL ($("$MASTDL" --version 2>/dev/null || echo '?'))" ||
+  [ "$MASTDL_OK" = 1 ] && say "mastdl: $MASTDL_SRC ($("$MASTDL" --version 2>/dev/null || echo '?'))" ||
     say "mastdl rows will be n/a: $MASTDL_WHY"
 }
 
@@ -342,7 +358,7 @@ check_mastdl() {
 # cpu_busy: percent of all CPUs busy over the next second (other work skews the numbers).
 cpu_busy() {
   local a b
-  a=($(head -n1 /proc/stat)); sleep 1; b=($(head -n1 /proc/stat))
+  read -ra a </proc/stat; sleep 1; read -ra b </proc/stat
   local i tot=0 idle
   for i in 1 2 3 4 5 6 7 8; do tot=$((tot + b[i] - a[i])); done
   idle=$((b[4] - a[4] + b[5] - a[5]))
@@ -430,6 +446,7 @@ if has_wl plan; then
 fi
 
 stop_nginx
+rm -rf "$DESTS"
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 BUSY_END=$(cpu_busy)
 
@@ -444,13 +461,14 @@ BUSY_END=$(cpu_busy)
   echo "- kernel: $(uname -srm)"
   echo "- OS: $(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-?}")"
   echo "- disk (work dir): $(df -h --output=source,fstype,size,avail "$WORK" | tail -n1 | tr -s ' ')"
+  echo "- destination folders: $DESTS on $DEST_FS"
   echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
   echo "- curl: $(curl --version | head -n1)"
   echo "- aria2c: $(aria2c --version | head -n1)"
   echo "- cp: $(cp --version | head -n1)"
   echo "- python3: $(python3 --version 2>&1)"
   if [ "$MASTDL_OK" = 1 ]; then
-    echo "- mastdl: $("$MASTDL" --version 2>&1 | head -n1) ($MASTDL)"
+    echo "- mastdl: $("$MASTDL" --version 2>&1 | head -n1) (snapshot of $MASTDL_SRC)"
   else
     echo "- mastdl: $MASTDL_WHY"
   fi
@@ -459,7 +477,7 @@ BUSY_END=$(cpu_busy)
     echo "- **warning: other work was running on the machine; the numbers are skewed**"
   fi
   echo "- repo commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo none)"
-} >"$WORK/machine.md"
+} >"$WORK/machine$SUFFIX.md"
 {
   echo "Command: \`bench/run.sh$([ $QUICK = 1 ] && echo ' --quick') --reps $REPS --jobs $JOBS --workloads $WORKLOADS\`"
   echo
@@ -470,7 +488,7 @@ BUSY_END=$(cpu_busy)
   echo "- concurrency $JOBS for mastdl, curl --parallel and aria2c; the portal loop is sequential"
   echo "- $REPS repetition(s), tools interleaved within each repetition; every run into a fresh folder;"
   echo "  each run's files checked for count and size, the first repetition's byte for byte"
-} >"$WORK/params.md"
-"$PY" "$LIB/report.py" "$RAW" "$WORK/machine.md" "$WORK/params.md" >"$WORK/$RESULTS"
+} >"$WORK/params$SUFFIX.md"
+"$PY" "$LIB/report.py" "$RAW" "$WORK/machine$SUFFIX.md" "$WORK/params$SUFFIX.md" >"$WORK/$RESULTS"
 cat "$WORK/$RESULTS"
 say "wrote $WORK/$RESULTS (raw runs: $RAW, logs: $LOGS)"
