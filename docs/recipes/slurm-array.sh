@@ -2,7 +2,7 @@
 # mastdl on a Slurm cluster: a job array of 4 shards into one shared DEST, then one
 # dependent job that merges the shard manifests (`mastdl report`).
 #
-# How this was checked (2026-11-25, mastdl 0.1.0 from commit 5cadd50, Slurm 22.05.8 from
+# How this was checked (2026-11-25, mastdl 0.1.0 from commit 6cf5e9b, Slurm 22.05.8 from
 # Debian 12, one node): `scripts/slurm-check.sh` installs slurmctld/slurmd/munge if missing,
 # starts a private one-node cluster (4 CPUs declared, so the 4 tasks run at once) and a
 # loopback stand-in of the MAST download API (40 products, 0.2 s each), then submits THIS
@@ -13,7 +13,8 @@
 #   "4 of 4 shards: 40 requested, 40 complete, 0 skipped, 0 failed, 1.60 MiB transferred";
 #   MANIFEST.json listed the 40 URIs and every file had the expected bytes;
 #   submitting again: "4 of 4 shards: 40 requested, 0 complete, 40 skipped, 0 failed".
-# The whole check takes 14 s with the packages installed (27 s including apt-get install).
+# The whole check takes about 15 s with the packages installed; 27 s on the first run here,
+# apt-get downloading and installing them included.
 # Also observed (by hand, same cluster): with one URI the archive answers 404, task 0 ended
 # FAILED 1:0, the report job still ran (afterany) and ended FAILED 1:0 with
 # "4 of 4 shards: 41 requested, 40 complete, 0 skipped, 1 failed". Submitting a second time
@@ -67,12 +68,12 @@ if [ -z "${SLURM_JOB_ID:-}" ]; then
     array=${array%%;*}                       # "ID;cluster" on multi-cluster sites
     report=$(sbatch --parsable --job-name=mastdl-report --dependency="afterany:$array" \
         --ntasks=1 --time=00:30:00 --output="mastdl-report-%j.out" \
-        --wrap="mastdl report '$DEST'") || exit 1
+        --wrap="mastdl report $(printf %q "$DEST")") || exit 1
     echo "submitted array job $array (4 shards) and report job ${report%%;*} into $DEST"
     exit 0
 fi
 
 # Inside an array task. Exit codes: 0 ok, 1 some files FAILED (see the manifest),
 # 2 bad input, 3 this shard is already running on DEST (an earlier submission).
-echo "task ${SLURM_ARRAY_TASK_ID} of array ${SLURM_ARRAY_JOB_ID} on $(hostname): DEST=$DEST"
+echo "task ${SLURM_ARRAY_TASK_ID:-?} of array ${SLURM_ARRAY_JOB_ID:-?} on $(hostname): DEST=$DEST"
 exec mastdl fetch --shard auto -d "$DEST" -j "$JOBS" --progress never "$URIS"
