@@ -44,6 +44,19 @@ pub enum Command {
     },
 }
 
+impl Cli {
+    /// Returns true if and only if stderr is to carry JSON events.
+    pub fn json_logs(&self) -> bool {
+        matches!(&self.command, Command::Fetch(a) | Command::Plan(a) if a.log_format == LogFormat::Json)
+    }
+
+    /// Returns true if and only if the command downloads (so an input error
+    /// means nothing was downloaded).
+    pub fn downloads(&self) -> bool {
+        matches!(self.command, Command::Fetch(_) | Command::Plan(_))
+    }
+}
+
 /// Shells completions are generated for.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ShellKind {

@@ -88,6 +88,25 @@ impl Dest {
         let whole = try_lock(&meta.join("lock"), shard.is_some())?.ok_or_else(locked)?;
         locks.push(whole);
         if let Some(s) = shard {
+            // Shards of one count share DEST; shards of another count would
+            // split the files differently and touch the same ones: every
+            // shard run holds its count's lock shared and checks that no
+            // other count's lock is held.
+            let count =
+                try_lock(&meta.join(format!("lock.count-{}", s.n)), true)?.ok_or_else(locked)?;
+            locks.push(count);
+            for other in fs::read_dir(&meta)?.flatten() {
+                let name = other.file_name().to_string_lossy().into_owned();
+                let Some(n) = name.strip_prefix("lock.count-") else {
+                    continue;
+                };
+                if n != s.n.to_string() && try_lock(&other.path(), false)?.is_none() {
+                    return Err(anyhow::Error::new(locked()).context(format!(
+                        "Shards of another count (N = {n}) are running in `{}`",
+                        root.display()
+                    )));
+                }
+            }
             let own =
                 try_lock(&meta.join(format!("lock.{}", s.tag())), false)?.ok_or_else(locked)?;
             locks.push(own);
@@ -256,6 +275,13 @@ mod tests {
         let _s1 = Dest::open(d.path(), Some(Shard { k: 1, n: 2 })).unwrap();
         assert!(Dest::open(d.path(), Some(Shard { k: 0, n: 2 })).is_err());
         assert!(Dest::open(d.path(), None).is_err());
+        let other_count = Dest::open(d.path(), Some(Shard { k: 0, n: 3 }))
+            .err()
+            .unwrap();
+        assert!(
+            other_count.downcast_ref::<Locked>().is_some(),
+            "{other_count:#}"
+        );
         drop(s0);
     }
 

@@ -8,6 +8,7 @@ use mastdl::error::{exit_for, Exit};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (json, downloads) = (cli.json_logs(), cli.downloads());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -21,12 +22,16 @@ fn main() -> ExitCode {
     match runtime.block_on(mastdl::main(cli)) {
         Ok(code) => ExitCode::from(code as u8),
         Err(err) => {
+            let code = exit_for(&err);
+            if json {
+                mastdl::progress::json_error(&format!("{err:#}"), code as i32);
+                return ExitCode::from(code as u8);
+            }
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  Caused by: {cause}");
             }
-            let code = exit_for(&err);
-            if code == Exit::Usage {
+            if code == Exit::Usage && downloads {
                 eprintln!("hint: nothing was downloaded; fix the input and run again");
             }
             ExitCode::from(code as u8)

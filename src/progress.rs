@@ -151,6 +151,11 @@ impl Reporter for Lines {
 /// One JSON object per event on stderr (`--log-format json`).
 pub struct Json;
 
+/// Prints a run-ending error as a JSON event (`--log-format json`).
+pub fn json_error(message: &str, exit: i32) {
+    emit(json!({"ts": ts(), "event": "error", "message": message, "exit": exit}));
+}
+
 fn emit(v: serde_json::Value) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{v}");
@@ -176,6 +181,8 @@ impl Reporter for Json {
         );
     }
     fn finished(&self, id: usize, row: &FileRecord, elapsed: Duration) {
+        // Files that were not transferred (skipped) have no transfer id.
+        let id = (id != usize::MAX).then_some(id);
         emit(
             json!({"ts": ts(), "event": "finish", "id": id, "uri": row.uri, "path": row.path,
             "status": row.status, "bytes": row.bytes, "http_status": row.http_status,

@@ -186,7 +186,8 @@ pub fn resolve_token(given: Option<&str>) -> Option<Token> {
 }
 
 /// Resolves `--shard`: `K/N`, or `auto` from the environment of Slurm job
-/// arrays (`SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN`, `SLURM_ARRAY_TASK_COUNT`)
+/// arrays (`(SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP`
+/// of `SLURM_ARRAY_TASK_COUNT`; ranges such as `0-7` or `1-8:2`, not lists)
 /// or Kubernetes Indexed Jobs (`JOB_COMPLETION_INDEX` with `MASTDL_SHARD_COUNT`).
 fn resolve_shard(s: &str) -> Result<Shard, UsageError> {
     if s != "auto" {
@@ -202,8 +203,9 @@ fn resolve_shard(s: &str) -> Result<Shard, UsageError> {
     let found = if let (Some(id), Some(count)) =
         (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT"))
     {
+        let step = var("SLURM_ARRAY_TASK_STEP").unwrap_or(1).max(1);
         Some((
-            id.saturating_sub(var("SLURM_ARRAY_TASK_MIN").unwrap_or(0)),
+            id.saturating_sub(var("SLURM_ARRAY_TASK_MIN").unwrap_or(0)) / step,
             count,
         ))
     } else if let (Some(id), Some(count)) = (var("JOB_COMPLETION_INDEX"), var("MASTDL_SHARD_COUNT"))

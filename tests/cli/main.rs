@@ -1358,6 +1358,32 @@ fn json_log_lines_parse_and_carry_the_documented_fields() {
             _ => {}
         }
     }
+    // Skipped files have no transfer id; a run-ending error is an event too.
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--log-format", "json"]);
+    let finish: Vec<Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["event"] == "finish")
+        .collect();
+    assert!(
+        finish
+            .iter()
+            .all(|v| v["id"].is_null() && v["status"] == "SKIPPED"),
+        "{finish:?}"
+    );
+    let bad = e.write("bad.txt", "nope\n");
+    let r = e.fetch(&m, &[bad.to_str().unwrap(), "--log-format", "json"]);
+    assert_eq!(r.code, 2);
+    let lines: Vec<Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert_eq!(lines[0]["event"], "error");
+    assert_eq!(lines[0]["exit"], 2);
+    assert!(lines[0]["message"].as_str().unwrap().contains("bad.txt:1"));
 }
 
 // ---- issue 8: --update ---------------------------------------------------------
