@@ -43,8 +43,8 @@
 #
 # DEST must be on a file system every node sees (and which supports flock, as Lustre,
 # GPFS and NFSv4 do); URIS must be readable from every node. Change --array to use more
-# shards (use a plain range such as 0-15 or 1-16, optionally with a %limit; not a step
-# such as 0-6:2). Keep -j small: every task opens -j connections to MAST at once.
+# shards (a range such as 0-15, 1-16 or 0-30:2, optionally with a %limit; not a list
+# such as 1,5,9). Keep -j small: every task opens -j connections to MAST at once.
 #
 #SBATCH --job-name=mastdl
 #SBATCH --array=0-3
