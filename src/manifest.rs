@@ -312,6 +312,11 @@ aria-label=\"transfer timeline\">",
         height - 4.0,
         end / 1000.0
     );
+    s.push_str(
+        "<p class=\"legend\"><span style=\"color:#2e7d32\">&#9632;</span> complete \
+<span style=\"color:#9e9e9e\">&#9632;</span> skipped <span style=\"color:#c62828\">&#9632;</span> failed \
+&mdash; hover a bar for the file, its duration and throughput</p>\n",
+    );
     if bars.len() > MAX_BARS {
         let _ = writeln!(
             s,
