@@ -160,7 +160,7 @@ struct Tuning {
     chunk: usize,
     concurrency: usize,
     attempts: u32,
-    base_delay: Duration,
+    backoff: retry::Backoff,
     timeout: Duration,
 }
 
@@ -168,15 +168,11 @@ impl Tuning {
     /// The defaults, with the first backoff step from
     /// [`retry::BASE_DELAY_ENV`] when set (the CLI tests set it to 0).
     fn from_env() -> Tuning {
-        let base_delay = std::env::var(retry::BASE_DELAY_ENV)
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(retry::DEFAULT_BASE_DELAY, Duration::from_millis);
         Tuning {
             chunk: LOOKUP_CHUNK,
             concurrency: LOOKUP_CONCURRENCY,
             attempts: LOOKUP_ATTEMPTS,
-            base_delay,
+            backoff: retry::Backoff::from_env(),
             timeout: LOOKUP_TIMEOUT,
         }
     }
@@ -326,12 +322,10 @@ impl Request {
             match self.send_once().await {
                 Ok(v) => return Ok(v),
                 Err(f) if f.retry && attempt < attempts => {
-                    let step = self
+                    let wait = self
                         .tuning
-                        .base_delay
-                        .saturating_mul(1u32 << (attempt - 1).min(16))
-                        .min(retry::MAX_DELAY);
-                    let wait = f.retry_after.map_or(step, |d| d.min(retry::MAX_DELAY));
+                        .backoff
+                        .delay(attempt, f.retry_after.map(|d| d.min(retry::MAX_DELAY)));
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
@@ -377,7 +371,7 @@ impl Request {
                 message.push_str(&excerpt);
             }
             return Err(Failure {
-                retry: retry::is_transient_status(status.as_u16()) || status.is_server_error(),
+                retry: retry::is_transient_status(status.as_u16()),
                 retry_after: matches!(
                     status,
                     StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
@@ -634,7 +628,7 @@ mod tests {
 
     fn fast() -> Tuning {
         Tuning {
-            base_delay: Duration::from_millis(1),
+            backoff: retry::Backoff::new(Duration::from_millis(1)),
             ..Tuning::from_env()
         }
     }

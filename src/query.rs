@@ -98,6 +98,7 @@
 //!   chunks run 4 at a time; each HTTP exchange may take 300 s.
 
 use crate::error::{chain, excerpt};
+use crate::retry;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -385,7 +386,7 @@ struct Tuning {
     max_polls: u32,
     poll_deadline: Duration,
     attempts: u32,
-    retry_delay: Duration,
+    backoff: retry::Backoff,
     concurrency: usize,
     request_timeout: Duration,
 }
@@ -398,7 +399,7 @@ impl Default for Tuning {
             max_polls: 120,
             poll_deadline: Duration::from_secs(600),
             attempts: 4,
-            retry_delay: Duration::from_secs(1),
+            backoff: retry::Backoff::new(Duration::from_secs(1)),
             concurrency: 4,
             request_timeout: Duration::from_secs(300),
         }
@@ -723,7 +724,7 @@ async fn send(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Value> {
         match send_once(ctx, body).await {
             Ok(v) => return Ok(v),
             Err(f) if f.retry && attempt < attempts => {
-                let wait = ctx.tuning.retry_delay * 2u32.saturating_pow(attempt - 1);
+                let wait = ctx.tuning.backoff.delay(attempt, None);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
@@ -773,11 +774,7 @@ async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {
             });
         }
         return Err(Failure {
-            retry: status.is_server_error()
-                || matches!(
-                    status,
-                    StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS
-                ),
+            retry: retry::is_transient_status(status.as_u16()),
             message,
         });
     }
@@ -855,7 +852,7 @@ mod tests {
             max_polls: 5,
             poll_deadline: Duration::from_secs(20),
             attempts: 3,
-            retry_delay: Duration::from_millis(1),
+            backoff: retry::Backoff::new(Duration::from_millis(1)),
             concurrency: 2,
             request_timeout: Duration::from_secs(20),
         }

@@ -90,6 +90,11 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// Returns the backoff whose first step is `base`.
+    pub fn new(base: Duration) -> Backoff {
+        Backoff { base }
+    }
+
     /// Returns the backoff, with its base from [`BASE_DELAY_ENV`] when set.
     pub fn from_env() -> Backoff {
         let base = std::env::var(BASE_DELAY_ENV)
