@@ -846,6 +846,56 @@ async fn signal() -> Exit {
     Exit::Interrupted
 }
 
+/// Sorts the jobs: those already decided (complete files SKIPPED, files not
+/// in the bucket with `--cloud-only`) get their outcome now; the others are
+/// returned as tasks, with their index.
+fn classify(
+    jobs: &[Job],
+    dest: &Dest,
+    settings: &Settings,
+    not_in_cloud: &[bool],
+) -> (Vec<Option<Outcome>>, Vec<(usize, Task)>) {
+    let mut state = dest.load_state();
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(jobs.len());
+    let mut todo = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if not_in_cloud[i] {
+            let message = Some("not in cloud".to_string());
+            outcomes.push(Some(Outcome::untransferred(row(
+                job,
+                Status::Skipped,
+                0,
+                None,
+                0,
+                message,
+            ))));
+            continue;
+        }
+        match complete_size(&local(dest.root(), &job.rel), job, &state) {
+            Some(size) if settings.update => {
+                outcomes.push(None);
+                let record = state.remove(&job.rel);
+                todo.push((i, Task::Check { size, record }));
+            }
+            Some(size) if !settings.force => {
+                outcomes.push(Some(Outcome::untransferred(row(
+                    job,
+                    Status::Skipped,
+                    size,
+                    None,
+                    0,
+                    None,
+                ))));
+            }
+            _ => {
+                outcomes.push(None);
+                todo.push((i, Task::Fetch));
+            }
+        }
+    }
+    (outcomes, todo)
+}
+
 /// Runs `fetch`: plan, lock, download, manifest. Returns the exit code.
 pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
     let client = client(&settings)?;
@@ -898,52 +948,7 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
         bucket: Semaphore::new(BUCKET_CONNECTIONS),
     });
 
-    let mut state = ctx.dest.load_state();
-    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(jobs.len());
-    let mut todo = Vec::new();
-    for (i, job) in jobs.iter().enumerate() {
-        let path = local(ctx.dest.root(), &job.rel);
-        if not_in_cloud[i] {
-            outcomes.push(Some(Outcome {
-                row: row(
-                    job,
-                    Status::Skipped,
-                    0,
-                    None,
-                    0,
-                    Some("not in cloud".into()),
-                ),
-                timing: None,
-                access: "",
-            }));
-            continue;
-        }
-        match complete_size(&path, job, &state) {
-            Some(size) if settings.update => {
-                outcomes.push(None);
-                todo.push((
-                    i,
-                    Task::Check {
-                        size,
-                        record: state.remove(&job.rel),
-                    },
-                ));
-            }
-            Some(size) if !settings.force => outcomes.push(Some(Outcome::untransferred(row(
-                job,
-                Status::Skipped,
-                size,
-                None,
-                0,
-                None,
-            )))),
-            _ => {
-                outcomes.push(None);
-                todo.push((i, Task::Fetch));
-            }
-        }
-    }
-    drop(state);
+    let (mut outcomes, todo) = classify(&jobs, &ctx.dest, &settings, &not_in_cloud);
     reporter.planned(jobs.len(), todo.len());
     for o in outcomes.iter().flatten() {
         reporter.finished(usize::MAX, &o.row, Duration::ZERO);
@@ -957,18 +962,15 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
             _ = cancel.cancelled() => None,
         };
         let Some(permit) = permit else {
-            outcomes[i] = Some(Outcome {
-                row: row(
-                    &jobs[i],
-                    Status::Failed,
-                    0,
-                    None,
-                    0,
-                    Some("interrupted".into()),
-                ),
-                timing: None,
-                access: "",
-            });
+            let message = Some("interrupted".to_string());
+            outcomes[i] = Some(Outcome::untransferred(row(
+                &jobs[i],
+                Status::Failed,
+                0,
+                None,
+                0,
+                message,
+            )));
             continue;
         };
         let (ctx, jobs) = (ctx.clone(), jobs.clone());
@@ -998,17 +1000,21 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
     let mut bars = Vec::new();
     let mut access = Vec::with_capacity(outcomes.len());
     for (i, o) in outcomes.into_iter().enumerate() {
-        let o = o.unwrap_or_else(|| Outcome {
-            row: row(
+        let o = o.unwrap_or_else(|| {
+            // Never started (interrupted), or its task died.
+            let message = if cancel.is_cancelled() {
+                "interrupted"
+            } else {
+                "internal error: the transfer ended unexpectedly"
+            };
+            Outcome::untransferred(row(
                 &jobs[i],
                 Status::Failed,
                 0,
                 None,
                 0,
-                Some("interrupted".into()),
-            ),
-            timing: None,
-            access: "",
+                Some(message.into()),
+            ))
         });
         if let Some(timing) = o.timing {
             bars.push(Bar {
