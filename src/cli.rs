@@ -110,7 +110,7 @@ pub struct FetchArgs {
     #[arg(long, value_name = "SECS", default_value = "60")]
     pub timeout: NonZeroU64,
 
-    /// Archive root.
+    /// Archive root [default: https://mast.stsci.edu]; also re-roots URLs taken from scripts.
     #[arg(long, value_name = "URL", env = "MASTDL_BASE_URL")]
     pub base_url: Option<Url>,
 
@@ -200,7 +200,7 @@ pub struct QueryArgs {
     #[arg(short = 't', long, value_name = "TOKEN")]
     pub token: Option<String>,
 
-    /// Archive root.
+    /// Archive root [default: https://mast.stsci.edu].
     #[arg(long, value_name = "URL", env = "MASTDL_BASE_URL")]
     pub base_url: Option<Url>,
 }
