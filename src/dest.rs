@@ -48,6 +48,12 @@ pub struct Locked {
     pub shard: Option<Shard>,
 }
 
+/// Returns true if and only if a run of `shard` holds its lock in `root` now.
+pub fn shard_running(root: &Path, shard: Shard) -> bool {
+    let path = root.join(META_DIR).join(format!("lock.{}", shard.tag()));
+    path.exists() && matches!(try_lock(&path, false), Ok(None))
+}
+
 /// An open, locked DEST.
 pub struct Dest {
     root: PathBuf,

@@ -10,8 +10,10 @@ use anyhow::Context as _;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::dest;
 use crate::error::{Exit, UsageError};
 use crate::manifest::{self, Bar, HtmlContext, Manifest, Status, Timing};
+use crate::plan::Shard;
 
 /// Returns `(k, n)` for a file named `MANIFEST.K-of-N.json`.
 pub fn shard_of_name(name: &str) -> Option<(u32, u32)> {
@@ -26,7 +28,7 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
 }
 
 /// Merges the shard manifests in `dest`. Returns [`Exit::Failed`] when a
-/// file failed or a shard's manifest is missing.
+/// file failed, a shard's manifest is missing, or a shard is still running.
 pub fn report(dest: &Path) -> anyhow::Result<Exit> {
     let entries = fs::read_dir(dest)
         .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", dest.display())))?;
@@ -61,6 +63,11 @@ pub fn report(dest: &Path) -> anyhow::Result<Exit> {
     };
     let shards = by_n.remove(&n).unwrap_or_default();
     let missing: Vec<u32> = (0..n).filter(|k| !shards.contains_key(k)).collect();
+    let running: Vec<String> = (0..n)
+        .map(|k| Shard { k, n })
+        .filter(|s| dest::shard_running(dest, *s))
+        .map(|s| s.to_string())
+        .collect();
 
     let started = shards
         .values()
@@ -116,15 +123,23 @@ pub fn report(dest: &Path) -> anyhow::Result<Exit> {
         merged.failed,
         manifest::human_bytes(merged.bytes)
     );
+    if !running.is_empty() {
+        eprintln!(
+            "error: still running (their manifests are not final): {}",
+            running.join(", ")
+        );
+    }
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|k| format!("{k}/{n}")).collect();
         eprintln!("error: missing shard manifests: {}", list.join(", "));
     }
-    Ok(if merged.failed > 0 || !missing.is_empty() {
-        Exit::Failed
-    } else {
-        Exit::Success
-    })
+    Ok(
+        if merged.failed > 0 || !missing.is_empty() || !running.is_empty() {
+            Exit::Failed
+        } else {
+            Exit::Success
+        },
+    )
 }
 
 #[cfg(test)]

@@ -1282,6 +1282,51 @@ fn three_shards_share_one_dest_and_report_merges_them() {
     assert_eq!(man["requested"], 30);
     assert_eq!(man["complete"], 30);
     assert!(e.html().contains("<svg"), "timeline");
+    // A shard still running makes report fail, naming it.
+    let slow = Mock::start();
+    slow.add(
+        &uris[0],
+        Product {
+            stall_first: 1,
+            ..Product::new(bytes(0, 100))
+        },
+    );
+    let k = (0..3)
+        .find(|k| {
+            let mut c = e.cmd();
+            c.args(["plan", "--base-url", &m.base, "--shard", &format!("{k}/3")])
+                .arg(&list);
+            Run::from(c.output().unwrap()).stdout.contains(&uris[0])
+        })
+        .unwrap();
+    let mut c = e.cmd();
+    c.args([
+        "fetch",
+        "--base-url",
+        &slow.base,
+        "--force",
+        "--timeout",
+        "30",
+        "--shard",
+        &format!("{k}/3"),
+        "-d",
+    ])
+    .arg(e.dest())
+    .arg(&list)
+    .stderr(Stdio::null());
+    let mut running = c.spawn().unwrap();
+    wait_for(|| !slow.seen_for(&uris[0]).is_empty());
+    let r = Run::from(e.cmd().arg("report").arg(e.dest()).output().unwrap());
+    running.kill().unwrap();
+    let _ = running.wait();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "still running (their manifests are not final): {k}/3"
+        )),
+        "{}",
+        r.stderr
+    );
     // A missing shard makes report fail, naming it.
     std::fs::remove_file(e.dest().join("MANIFEST.1-of-3.json")).unwrap();
     let r = Run::from(e.cmd().arg("report").arg(e.dest()).output().unwrap());
