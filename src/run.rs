@@ -592,17 +592,18 @@ async fn update_one(
             }
         }
     };
+    // Validators recorded from another source (archive vs bucket) say nothing
+    // about this one: then only the size is compared.
     let (etag, modified) = match &record {
-        Some(r) => (r.etag.as_deref(), r.last_modified.as_deref()),
-        None => (None, None),
+        Some(r) if r.source == job.source => (r.etag.as_deref(), r.last_modified.as_deref()),
+        _ => (None, None),
     };
     match fetch::changed(&head, size, etag, modified) {
         Some(why) => fetch_one(ctx, id, job, false, Some(&format!("updated: {why}"))).await,
         None => {
-            if record
-                .as_ref()
-                .is_none_or(|r| r.etag.is_none() && r.last_modified.is_none())
-            {
+            if record.as_ref().is_none_or(|r| {
+                r.source != job.source || (r.etag.is_none() && r.last_modified.is_none())
+            }) {
                 // Nothing was recorded to compare with: remember the source's
                 // validators now, so the next --update can.
                 let _ = ctx.dest.record(&StateRecord {
