@@ -44,7 +44,6 @@
 //!   character is refused (treated as not in the cloud): a URL parser would
 //!   otherwise resolve `..` and step outside the bucket's path.
 
-use crate::error::{chain, excerpt};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -55,7 +54,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
-use crate::retry;
+use crate::error::{chain, excerpt};
+use crate::retry::{self, Failure};
 use crate::token::Token;
 
 /// The URI prefixes (compared case-insensitively) of the missions MAST
@@ -304,46 +304,20 @@ struct Request {
     tuning: Tuning,
 }
 
-/// Why one exchange failed, whether trying again may help, and how long
-/// the server asked us to wait.
-struct Failure {
-    retry: bool,
-    retry_after: Option<Duration>,
-    message: String,
-}
-
 impl Request {
     /// Sends the request, retrying what is transient; returns the answer's
     /// top-level JSON object.
     async fn send(&self, what: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
-        let attempts = self.tuning.attempts.max(1);
-        let mut attempt = 1u32;
-        loop {
-            match self.send_once().await {
-                Ok(v) => return Ok(v),
-                Err(f) if f.retry && attempt < attempts => {
-                    let wait = self
-                        .tuning
-                        .backoff
-                        .delay(attempt, f.retry_after.map(|d| d.min(retry::MAX_DELAY)));
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(f) => {
-                    let tries = if attempt > 1 {
-                        format!(" (after {attempt} attempts)")
-                    } else {
-                        String::new()
-                    };
-                    bail!("{what} failed: {}{tries}", f.message);
-                }
-            }
-        }
+        retry::with_retries(self.tuning.attempts, &self.tuning.backoff, || {
+            self.send_once()
+        })
+        .await
+        .map_err(|(f, n)| anyhow!("{what} failed: {}{}", f.message, retry::after_attempts(n)))
     }
 
     async fn send_once(&self) -> Result<serde_json::Map<String, Value>, Failure> {
         let transport = |e: reqwest::Error| Failure {
-            retry: !retry::is_fatal_network(&e),
+            transient: !retry::is_fatal_network(&e),
             retry_after: None,
             message: chain(&e),
         };
@@ -371,7 +345,7 @@ impl Request {
                 message.push_str(&excerpt);
             }
             return Err(Failure {
-                retry: retry::is_transient_status(status.as_u16()),
+                transient: retry::is_transient_status(status.as_u16()),
                 retry_after: matches!(
                     status,
                     StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
@@ -384,12 +358,12 @@ impl Request {
         match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(map)) => Ok(map),
             Ok(_) => Err(Failure {
-                retry: false,
+                transient: false,
                 retry_after: None,
                 message: format!("the answer is not a JSON object: {}", excerpt(&text)),
             }),
             Err(e) => Err(Failure {
-                retry: false,
+                transient: false,
                 retry_after: None,
                 message: format!("the answer is not JSON ({e}): {}", excerpt(&text)),
             }),

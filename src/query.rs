@@ -94,11 +94,10 @@
 //! * Bounds: a poll answered `EXECUTING` is repeated after 1 s, at most 120
 //!   times and for at most 600 s per page (astroquery's `conf.timeout`); at
 //!   most 1000 pages per search; every request is tried up to 4 times on a
-//!   transport error, HTTP 5xx, 408 or 429 (waits 1 s, 2 s, 4 s); product
+//!   transport error, HTTP 5xx, 408 or 429 (waits up to 1 s, 2 s, 4 s, with
+//!   jitter: `retry::with_retries`); product
 //!   chunks run 4 at a time; each HTTP exchange may take 300 s.
 
-use crate::error::{chain, excerpt};
-use crate::retry;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -109,7 +108,9 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYP
 use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
 
+use crate::error::{chain, excerpt};
 use crate::input::{Entry, LocalHint, Origin, ProductMeta};
+use crate::retry::{self, Failure};
 use crate::token::Token;
 
 /// Observations per `Mast.Caom.Products` request unless told otherwise.
@@ -710,39 +711,25 @@ fn decode(value: Value) -> Result<Status, String> {
     Ok(Status::Complete(Reply { data, pages }))
 }
 
-/// Why one HTTP exchange failed, and whether trying again may help.
-struct Failure {
-    retry: bool,
-    message: String,
-}
-
 /// Sends one request, retrying transport errors and 5xx/408/429 answers.
 async fn send(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Value> {
-    let attempts = ctx.tuning.attempts.max(1);
-    let mut attempt = 1u32;
-    loop {
-        match send_once(ctx, body).await {
-            Ok(v) => return Ok(v),
-            Err(f) if f.retry && attempt < attempts => {
-                let wait = ctx.tuning.backoff.delay(attempt, None);
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            Err(f) => {
-                let tries = if attempt > 1 {
-                    format!(" (after {attempt} attempts)")
-                } else {
-                    String::new()
-                };
-                bail!("{what}: {}{tries}", ctx.scrub(&f.message));
-            }
-        }
-    }
+    retry::with_retries(ctx.tuning.attempts, &ctx.tuning.backoff, || {
+        send_once(ctx, body)
+    })
+    .await
+    .map_err(|(f, n)| {
+        anyhow!(
+            "{what}: {}{}",
+            ctx.scrub(&f.message),
+            retry::after_attempts(n)
+        )
+    })
 }
 
 async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {
     let retry = |message: String| Failure {
-        retry: true,
+        transient: true,
+        retry_after: None,
         message,
     };
     let response = ctx
@@ -774,12 +761,14 @@ async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {
             });
         }
         return Err(Failure {
-            retry: retry::is_transient_status(status.as_u16()),
+            transient: retry::is_transient_status(status.as_u16()),
+            retry_after: None,
             message,
         });
     }
     serde_json::from_str(&text).map_err(|e| Failure {
-        retry: false,
+        transient: false,
+        retry_after: None,
         message: format!("the reply is not JSON ({e}): {}", excerpt(&text)),
     })
 }

@@ -121,6 +121,52 @@ impl Backoff {
     }
 }
 
+/// Why one request failed, for the small request loops outside transfers
+/// (the bucket lookup, the search client): whether trying again may help,
+/// how long the server asked to wait, and what to tell the user.
+#[derive(Debug)]
+pub struct Failure {
+    pub transient: bool,
+    pub retry_after: Option<Duration>,
+    pub message: String,
+}
+
+/// Runs `op` up to `attempts` times, waiting `backoff` (or the server's
+/// `Retry-After`, within [`MAX_DELAY`]) after each transient failure.
+/// Returns the value, or the last failure and the attempts made.
+pub async fn with_retries<T, F, Fut>(
+    attempts: u32,
+    backoff: &Backoff,
+    mut op: F,
+) -> Result<T, (Failure, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let attempts = attempts.max(1);
+    let mut attempt = 1u32;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(f) if f.transient && attempt < attempts => {
+                tokio::time::sleep(backoff.delay(attempt, f.retry_after.map(|d| d.min(MAX_DELAY))))
+                    .await;
+                attempt += 1;
+            }
+            Err(f) => return Err((f, attempt)),
+        }
+    }
+}
+
+/// Returns ` (after N attempts)` for N > 1, else nothing.
+pub fn after_attempts(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (after {attempts} attempts)")
+    } else {
+        String::new()
+    }
+}
+
 /// The run-wide limit on concurrent transfers, lowered on 429 Too Many
 /// Requests and restored one step per [`RECOVER_AFTER`] successes.
 #[derive(Debug)]
@@ -249,6 +295,40 @@ mod tests {
         for s in [400, 401, 403, 404, 410, 416, 501] {
             assert!(!is_transient_status(s));
         }
+    }
+
+    #[tokio::test]
+    async fn with_retries_stops_at_the_limit_and_on_fatal_failures() {
+        let zero = Backoff::new(Duration::ZERO);
+        let fail = |transient| Failure {
+            transient,
+            retry_after: None,
+            message: "x".into(),
+        };
+        let mut calls = 0;
+        let r: Result<(), _> = with_retries(3, &zero, || {
+            calls += 1;
+            std::future::ready(Err(fail(true)))
+        })
+        .await;
+        assert_eq!(r.unwrap_err().1, 3);
+        assert_eq!(calls, 3);
+        let mut calls = 0;
+        let r: Result<(), _> = with_retries(3, &zero, || {
+            calls += 1;
+            std::future::ready(Err(fail(false)))
+        })
+        .await;
+        assert_eq!(r.unwrap_err().1, 1);
+        let mut calls = 0;
+        let r = with_retries(3, &zero, || {
+            calls += 1;
+            std::future::ready(if calls < 2 { Err(fail(true)) } else { Ok(7) })
+        })
+        .await;
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(after_attempts(1), "");
+        assert_eq!(after_attempts(2), " (after 2 attempts)");
     }
 
     #[tokio::test]
