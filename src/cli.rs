@@ -203,6 +203,18 @@ pub struct QueryArgs {
     /// Archive root [default: https://mast.stsci.edu].
     #[arg(long, value_name = "URL", env = "MASTDL_BASE_URL")]
     pub base_url: Option<Url>,
+
+    /// Extra CA certificates (PEM) added to the system roots.
+    #[arg(long, value_name = "PATH")]
+    pub cacert: Option<PathBuf>,
+
+    /// Stall timeout: a request receiving no bytes for SECS is aborted and retried.
+    #[arg(long, value_name = "SECS", default_value = "60")]
+    pub timeout: NonZeroU64,
+
+    /// Also send the token on redirects to HOST (repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub trusted_host: Vec<String>,
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! [`is_cloud_candidate`] picks the URIs worth asking about; [`lookup`] asks
 //! the archive's `path_lookup` service where they are; [`object_key`] turns
 //! each answer into the bucket's object key and [`object_url`] into the URL
-//! to fetch; [`etag_md5`] says when an object's ETag is the MD5 of its
-//! bytes. Everything but [`lookup`] is pure.
+//! to fetch ([`crate::fetch::etag_md5`] says when an object's ETag is the
+//! MD5 of its bytes). Everything but [`lookup`] is pure.
 //!
 //! # Sources
 //!
@@ -49,12 +49,14 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::header::{ACCEPT, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
 use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
-use crate::error::{chain, excerpt};
+use crate::error::excerpt;
+use crate::fetch::http;
+use crate::fetch::{Creds, FetchError, Http, Req};
 use crate::retry::{self, Failure};
 use crate::token::Token;
 
@@ -78,6 +80,8 @@ pub const LOOKUP_CONCURRENCY: usize = 4;
 pub const LOOKUP_ATTEMPTS: u32 = 4;
 /// The longest wait for one `path_lookup` answer.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// The largest `path_lookup` answer read (50 URIs' paths are a few KiB).
+pub const LOOKUP_MAX_BODY: usize = 4 << 20;
 /// The path of the lookup service below the archive root.
 const LOOKUP_PATH: &str = "api/v0.1/path_lookup/";
 
@@ -142,18 +146,6 @@ pub fn object_url(s3_url: &Url, key: &str) -> Result<Url, url::ParseError> {
     Ok(url)
 }
 
-/// Returns the MD5 (lowercase hex) an S3 ETag stands for: `Some` only for a
-/// single-part ETag, 32 hex digits, quoted or not. A multipart ETag
-/// (`"…-N"`) or a weak one (`W/"…"`) says nothing about the bytes' MD5.
-pub fn etag_md5(etag: &str) -> Option<String> {
-    let t = etag.trim();
-    let t = t
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(t);
-    (t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())).then(|| t.to_ascii_lowercase())
-}
-
 /// The knobs of the lookup loop; tests shrink the waits.
 #[derive(Debug, Clone)]
 struct Tuning {
@@ -189,16 +181,16 @@ impl Tuning {
 /// [`is_cloud_candidate`] keeps. The token, when given, goes to the archive
 /// as `Authorization: token …`; it never appears in an error.
 pub async fn lookup(
-    client: &reqwest::Client,
+    http: &Http,
     base: &Url,
     token: Option<&Token>,
     uris: &[String],
 ) -> anyhow::Result<HashMap<String, Option<String>>> {
-    lookup_with(client, base, token, uris, Tuning::from_env()).await
+    lookup_with(http, base, token, uris, Tuning::from_env()).await
 }
 
 async fn lookup_with(
-    client: &reqwest::Client,
+    http: &Http,
     base: &Url,
     token: Option<&Token>,
     uris: &[String],
@@ -211,12 +203,6 @@ async fn lookup_with(
         .cloned()
         .collect();
     let endpoint = lookup_endpoint(base)?;
-    let auth = match token {
-        Some(t) => Some(t.header_value().ok_or_else(|| {
-            anyhow!("The MAST API token has characters an HTTP header cannot carry")
-        })?),
-        None => None,
-    };
     let chunks: Vec<Vec<String>> = unique
         .chunks(tuning.chunk.max(1))
         .map(<[String]>::to_vec)
@@ -232,9 +218,9 @@ async fn lookup_with(
                 break;
             };
             let req = Request {
-                client: client.clone(),
+                http: http.clone(),
                 url: chunk_url(&endpoint, &chunk),
-                auth: auth.clone(),
+                token: token.cloned(),
                 tuning: tuning.clone(),
             };
             running.spawn(async move {
@@ -298,9 +284,9 @@ fn path_of<'a>(reply: &'a serde_json::Map<String, Value>, uri: &str) -> Option<&
 
 /// One chunk's request and what it needs to be retried.
 struct Request {
-    client: reqwest::Client,
+    http: Http,
     url: Url,
-    auth: Option<reqwest::header::HeaderValue>,
+    token: Option<Token>,
     tuning: Tuning,
 }
 
@@ -316,27 +302,33 @@ impl Request {
     }
 
     async fn send_once(&self) -> Result<serde_json::Map<String, Value>, Failure> {
-        let transport = |e: reqwest::Error| Failure {
-            transient: !retry::is_fatal_network(&e),
+        let failed = |e: FetchError| Failure {
+            transient: retry::is_transient(&e),
             retry_after: None,
-            message: chain(&e),
+            message: e.to_string(),
         };
-        let mut req = self
-            .client
-            .get(self.url.clone())
-            .header(ACCEPT, "application/json")
-            .timeout(self.tuning.timeout);
-        if let Some(v) = &self.auth {
-            req = req.header(AUTHORIZATION, v.clone());
-        }
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
-        let text = resp.text().await.map_err(transport)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let mut answer = self
+            .http
+            .send(Req {
+                headers,
+                timeout: Some(self.tuning.timeout),
+                ..Req::get(&self.url, Creds::token(self.token.as_ref()))
+            })
+            .await
+            .map_err(failed)?;
+        let status = answer.response.status();
+        let retry_after = http::retry_after(answer.response.headers());
+        let body = http::read_body(
+            &mut answer.response,
+            LOOKUP_MAX_BODY,
+            self.http.stall,
+            self.tuning.timeout,
+        )
+        .await
+        .map_err(failed)?;
+        let text = String::from_utf8_lossy(&body);
         if !status.is_success() {
             let mut message = format!("HTTP {status}");
             let excerpt = excerpt(&text);
@@ -511,27 +503,27 @@ mod tests {
     }
 
     #[test]
-    fn only_single_part_etags_are_md5s() {
-        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
-        assert_eq!(etag_md5(&format!("\"{md5}\"")).as_deref(), Some(md5));
-        assert_eq!(etag_md5(md5).as_deref(), Some(md5));
+    fn answers_are_read_leniently() {
+        let reply: serde_json::Map<String, Value> = serde_json::from_value(json!({
+            "mast:HST/product/a.fits": {"path": "/hst/public/a.fits"},
+            "mast:HST/product/b.fits": "/hst/public/b.fits",
+            "mast:HST/product/c.fits": {"status_code": 404},
+            "mast:HST/product/d.fits": 7,
+            "MAST:HST/product/E.fits": {"path": "/hst/public/E.fits"},
+        }))
+        .unwrap();
         assert_eq!(
-            etag_md5(" \"D41D8CD98F00B204E9800998ECF8427E\" ").as_deref(),
-            Some(md5)
+            path_of(&reply, "mast:HST/product/a.fits"),
+            Some("/hst/public/a.fits")
         );
-        for bad in [
-            "\"d41d8cd98f00b204e9800998ecf8427e-2\"",
-            "\"0123456789abcdef0123456789abcdef-12\"",
-            "W/\"d41d8cd98f00b204e9800998ecf8427e\"",
-            "\"d41d8cd98f00b204e9800998ecf8427\"",
-            "\"d41d8cd98f00b204e9800998ecf8427ef\"",
-            "\"g41d8cd98f00b204e9800998ecf8427e\"",
-            "\"d41d8cd98f00b204e9800998ecf8427e",
-            "",
-            "\"\"",
-        ] {
-            assert_eq!(etag_md5(bad), None, "{bad}");
-        }
+        assert_eq!(
+            path_of(&reply, "mast:HST/product/b.fits"),
+            Some("/hst/public/b.fits")
+        );
+        assert_eq!(path_of(&reply, "mast:HST/product/c.fits"), None);
+        assert_eq!(path_of(&reply, "mast:HST/product/d.fits"), None);
+        assert_eq!(path_of(&reply, "mast:hst/product/e.fits"), None);
+        assert_eq!(path_of(&reply, "mast:HST/product/z.fits"), None);
     }
 
     /// What the fake archive saw and how it misbehaves.
@@ -607,8 +599,12 @@ mod tests {
         }
     }
 
-    fn client() -> reqwest::Client {
-        reqwest::Client::builder().no_proxy().build().unwrap()
+    fn client() -> Http {
+        Http {
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            trust: crate::fetch::Trust::new(Url::parse("http://127.0.0.1").unwrap(), vec![]),
+            stall: Duration::from_secs(30),
+        }
     }
 
     #[tokio::test]
@@ -755,29 +751,5 @@ mod tests {
             .to_string();
         assert!(err.contains("not a JSON object"), "{err}");
         assert_eq!(hits.load(Ordering::SeqCst), 2);
-    }
-
-    #[test]
-    fn answers_are_read_leniently() {
-        let reply: serde_json::Map<String, Value> = serde_json::from_value(json!({
-            "mast:HST/product/a.fits": {"path": "/hst/public/a.fits"},
-            "mast:HST/product/b.fits": "/hst/public/b.fits",
-            "mast:HST/product/c.fits": {"status_code": 404},
-            "mast:HST/product/d.fits": 7,
-            "MAST:HST/product/E.fits": {"path": "/hst/public/E.fits"},
-        }))
-        .unwrap();
-        assert_eq!(
-            path_of(&reply, "mast:HST/product/a.fits"),
-            Some("/hst/public/a.fits")
-        );
-        assert_eq!(
-            path_of(&reply, "mast:HST/product/b.fits"),
-            Some("/hst/public/b.fits")
-        );
-        assert_eq!(path_of(&reply, "mast:HST/product/c.fits"), None);
-        assert_eq!(path_of(&reply, "mast:HST/product/d.fits"), None);
-        assert_eq!(path_of(&reply, "mast:hst/product/e.fits"), None);
-        assert_eq!(path_of(&reply, "mast:HST/product/z.fits"), None);
     }
 }

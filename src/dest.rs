@@ -62,12 +62,23 @@ pub struct Dest {
     _locks: Vec<File>,
 }
 
+/// Returns the error for a DEST that cannot be written: a usage error
+/// (exit 2) when it is read-only or not ours, else a plain error.
+fn unwritable(path: &Path, e: io::Error) -> anyhow::Error {
+    let message = format!("Cannot write in `{}`: {e}", path.display());
+    match e.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            crate::error::UsageError(format!("{message}; choose a writable DEST with `-d`")).into()
+        }
+        _ => anyhow::anyhow!(message),
+    }
+}
+
 fn try_lock(path: &Path, shared: bool) -> io::Result<Option<File>> {
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)?;
+    let mut o = OpenOptions::new();
+    o.create(true).truncate(false).write(true);
+    crate::fetch::part::nofollow(&mut o);
+    let f = o.open(path)?;
     let r = if shared {
         f.try_lock_shared()
     } else {
@@ -84,14 +95,15 @@ impl Dest {
     /// Creates DEST if needed and takes its lock.
     pub fn open(root: &Path, shard: Option<Shard>) -> anyhow::Result<Dest> {
         let meta = root.join(META_DIR);
-        fs::create_dir_all(&meta)
-            .map_err(|e| anyhow::anyhow!("Cannot create `{}`: {e}", meta.display()))?;
+        fs::create_dir_all(&meta).map_err(|e| unwritable(&meta, e))?;
         let locked = || Locked {
             dest: root.to_path_buf(),
             shard,
         };
         let mut locks = Vec::new();
-        let whole = try_lock(&meta.join("lock"), shard.is_some())?.ok_or_else(locked)?;
+        let whole = try_lock(&meta.join("lock"), shard.is_some())
+            .map_err(|e| unwritable(&meta, e))?
+            .ok_or_else(locked)?;
         locks.push(whole);
         if let Some(s) = shard {
             // Shards of one count share DEST; shards of another count would
@@ -212,11 +224,10 @@ impl Dest {
             return Ok(());
         }
         if w.file.is_none() {
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .read(true)
-                .open(self.state_path())?;
+            let mut o = OpenOptions::new();
+            o.create(true).append(true).read(true);
+            crate::fetch::part::nofollow(&mut o);
+            let mut f = o.open(self.state_path())?;
             // A torn last line from a crash must not swallow the next record.
             let len = f.metadata()?.len();
             if len > 0 {
@@ -248,6 +259,46 @@ struct StateWriter {
     file: Option<File>,
     pending: Vec<u8>,
     last: Instant,
+}
+
+/// File descriptors a run needs besides its transfers (the lock, the
+/// state record, the bucket's connections, the runtime).
+const FD_RESERVE: u64 = 96;
+/// File descriptors one transfer may hold at once (a socket, the `.part`,
+/// a sidecar being written).
+const FD_PER_TRANSFER: u64 = 3;
+
+/// Raises the soft limit on open files towards the hard one, and returns
+/// how many transfers fit in it: `jobs`, or fewer when the limit is too
+/// low (the caller says so).
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+pub fn fit_open_files(jobs: usize) -> usize {
+    #[cfg(unix)]
+    {
+        let want = FD_RESERVE + FD_PER_TRANSFER * jobs as u64;
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return jobs;
+        }
+        if (lim.rlim_cur as u64) < want {
+            let raised = libc::rlimit {
+                rlim_cur: (want as libc::rlim_t).min(lim.rlim_max),
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim.rlim_cur = raised.rlim_cur;
+            }
+        }
+        let fit = (lim.rlim_cur as u64).saturating_sub(FD_RESERVE) / FD_PER_TRANSFER;
+        jobs.min(fit.max(1) as usize)
+    }
+    #[cfg(not(unix))]
+    jobs
 }
 
 /// Bytes of state records gathered before a write.

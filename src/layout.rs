@@ -146,9 +146,22 @@ pub fn windows_safe(name: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Returns `s` with control characters escaped, for messages.
+/// Returns `url` as text with any password in its userinfo replaced by
+/// `(redacted)`, for output and manifests.
+pub fn redact_url(url: &url::Url) -> String {
+    if url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_password(Some("(redacted)"));
+    shown.to_string()
+}
+
+/// Returns `s` with control characters escaped and every registered
+/// secret removed ([`crate::token::scrub`]), for messages.
 pub fn escape(s: &str) -> String {
-    s.chars()
+    crate::token::scrub(s)
+        .chars()
         .flat_map(|c| {
             if c.is_control() {
                 c.escape_default().collect::<Vec<_>>()

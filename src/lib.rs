@@ -7,6 +7,7 @@
 //! drives [`fetch`] over them with [`retry`] and reports through
 //! [`progress`]; [`manifest`] writes what happened.
 
+pub mod auth;
 pub mod cli;
 pub mod cloud;
 pub mod dest;

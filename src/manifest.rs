@@ -123,24 +123,44 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename.
+/// Writes `bytes` to `path` atomically: a temporary file beside it with an
+/// unpredictable name, created exclusively (never through a planted
+/// symlink), synced, then renamed over `path` (a rename replaces a symlink
+/// at `path`, it does not follow it). On any failure the temporary file is
+/// removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = std::path::PathBuf::from(tmp);
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
-/// Writes `DEST/<stem>.json` and `DEST/<stem>.HTML`.
+/// Writes `DEST/<stem>.json` and `DEST/<stem>.HTML`, every registered
+/// secret scrubbed (a server may have echoed the token into a message).
 pub fn save(dest: &Path, stem: &str, m: &Manifest, ctx: &HtmlContext) -> io::Result<()> {
     fs::create_dir_all(dest)?;
-    let json = serde_json::to_vec_pretty(m).map_err(io::Error::other)?;
-    write_atomic(&dest.join(format!("{stem}.json")), &json)?;
-    write_atomic(&dest.join(format!("{stem}.HTML")), html(m, ctx).as_bytes())
+    let json = serde_json::to_string_pretty(m).map_err(io::Error::other)?;
+    write_atomic(
+        &dest.join(format!("{stem}.json")),
+        crate::token::scrub(&json).as_bytes(),
+    )?;
+    let page = html(m, ctx);
+    write_atomic(
+        &dest.join(format!("{stem}.HTML")),
+        crate::token::scrub(&page).as_bytes(),
+    )
 }
 
 /// Reads a manifest JSON file.

@@ -72,6 +72,9 @@ impl fmt::Display for Shard {
     }
 }
 
+/// The most shards a run can be split into.
+pub const MAX_SHARDS: u32 = 100_000;
+
 impl FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> Result<Shard, String> {
@@ -86,6 +89,9 @@ impl FromStr for Shard {
             .trim()
             .parse()
             .map_err(|_| format!("bad shard count `{n}`"))?;
+        if n > MAX_SHARDS {
+            return Err(format!("at most {MAX_SHARDS} shards, got `{s}`"));
+        }
         if n == 0 || k >= n {
             return Err(format!(
                 "shard index must be below the count: `{s}` (0-based K/N)"
@@ -251,12 +257,20 @@ impl Planner {
             }
         }
         let rel = local_path(&e, self.opts.flat).map_err(bad)?;
-        let rel_hash = hash(&rel);
+        if let Some(why) = reserved(&rel) {
+            return Err(bad(format!(
+                "`{}` maps to `{}`, {why}: give it another local path (without `--flat`, or another `--output`)",
+                layout::escape(&e.uri),
+                layout::escape(&rel)
+            )));
+        }
+        let rel_hash = hash(&fold(&rel));
         if let Some(&at) = self.paths.get(&rel_hash) {
             return Err(bad(format!(
-                "`{}` and `{}` both map to the local path `{rel}`",
+                "`{}` and `{}` both map to the local path `{}` (paths that differ only in case or Unicode normalisation collide on macOS and Windows)",
                 layout::escape(&e.uri),
-                layout::escape(self.arena_uri(at))
+                layout::escape(self.arena_uri(at)),
+                layout::escape(&rel)
             )));
         }
         let url = match &e.url {
@@ -290,6 +304,35 @@ impl Planner {
             origin: e.origin,
         }))
     }
+}
+
+/// Returns the path as the most forgiving file systems see it (macOS,
+/// Windows): case folded and in Unicode normalisation form C, so paths
+/// that would land on the same file there are seen as one.
+fn fold(rel: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    rel.nfc().collect::<String>().to_lowercase()
+}
+
+/// Returns why `rel` cannot be a product's path: mastdl's own files in
+/// DEST (the manifests, `.mastdl/`, `.part` temporaries) are not for products.
+fn reserved(rel: &str) -> Option<&'static str> {
+    let lower = rel.to_ascii_lowercase();
+    let first = lower.split('/').next().unwrap_or("");
+    let last = lower.rsplit('/').next().unwrap_or("");
+    if first == crate::dest::META_DIR {
+        return Some("inside mastdl's own `.mastdl` folder");
+    }
+    let manifest = lower
+        .strip_prefix("manifest.")
+        .is_some_and(|rest| rest.ends_with("json") || rest.ends_with("html"));
+    if !lower.contains('/') && manifest {
+        return Some("the name of mastdl's own manifest");
+    }
+    if last.ends_with(".part") || last.ends_with(".part.meta") || last.ends_with(".part.ranges") {
+        return Some("a name mastdl uses for files being downloaded");
+    }
+    None
 }
 
 /// Returns true if and only if the filters keep `e`. The product filters
@@ -403,6 +446,36 @@ fn script_url(raw: &str, opts: &PlanOptions) -> Result<Url, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mastdls_own_names_are_reserved() {
+        for r in [
+            "MANIFEST.json",
+            "manifest.html",
+            "MANIFEST.0-of-4.json",
+            ".mastdl/state.jsonl",
+            ".MASTDL/x",
+            "HST/x/a.fits.part",
+            "HST/x/a.fits.part.meta",
+        ] {
+            assert!(reserved(r).is_some(), "{r}");
+        }
+        for ok in [
+            "HST/MANIFEST.json",
+            "HST/x/a.fits",
+            "manifest.fits",
+            "HST/.mastdlx/a",
+        ] {
+            assert!(reserved(ok).is_none(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn paths_differing_in_case_or_normalisation_fold_alike() {
+        assert_eq!(fold("HST/A/A_x.fits"), fold("hst/a/a_x.fits"));
+        assert_eq!(fold("X/caf\u{e9}.fits"), fold("X/cafe\u{301}.fits"));
+        assert_ne!(fold("X/a.fits"), fold("X/b.fits"));
+    }
     use crate::input::list;
 
     fn opts() -> PlanOptions {

@@ -157,8 +157,9 @@ pub fn json_error(message: &str, exit: i32) {
 }
 
 fn emit(v: serde_json::Value) {
+    let line = v.to_string();
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{v}");
+    let _ = writeln!(err, "{}", crate::token::scrub(&line));
 }
 
 fn ts() -> String {

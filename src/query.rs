@@ -104,11 +104,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::Method;
 use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
 
-use crate::error::{chain, excerpt};
+use crate::error::excerpt;
+use crate::fetch::http;
+use crate::fetch::{Creds, Http, Req};
 use crate::input::{Entry, LocalHint, Origin, ProductMeta};
 use crate::retry::{self, Failure};
 use crate::token::Token;
@@ -121,6 +124,8 @@ const FILTERED: &str = "Mast.Caom.Filtered";
 const PRODUCTS: &str = "Mast.Caom.Products";
 const MRP: &str = "Minimum Recommended Products";
 const MAX_PAGES: u64 = 1000;
+/// The largest search answer read (one page of rows).
+pub const MAX_PAGE: usize = 256 << 20;
 
 /// Search criteria; each non-empty field becomes one Mashup filter.
 #[derive(Debug, Clone, clap::Args)]
@@ -335,12 +340,12 @@ impl Product {
 /// be put in a header, or when any request fails for good; the message names
 /// the service, the page or chunk, and the HTTP status or MAST's `msg`.
 pub async fn products(
-    client: &reqwest::Client,
+    http: &Http,
     base: &url::Url,
     token: Option<&Token>,
     criteria: &Criteria,
 ) -> anyhow::Result<Vec<Product>> {
-    search(client, base, token, criteria, Tuning::default()).await
+    search(http, base, token, criteria, Tuning::default()).await
 }
 
 /// Writes products as a CSV product table (columns `dataURI`,
@@ -410,7 +415,7 @@ impl Default for Tuning {
 /// What every request of one search shares.
 #[derive(Clone)]
 struct Ctx {
-    client: reqwest::Client,
+    http: Http,
     url: url::Url,
     headers: HeaderMap,
     token: Option<Token>,
@@ -419,7 +424,7 @@ struct Ctx {
 
 impl Ctx {
     fn new(
-        client: &reqwest::Client,
+        http: &Http,
         base: &url::Url,
         token: Option<&Token>,
         tuning: Tuning,
@@ -436,18 +441,8 @@ impl Ctx {
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         headers.insert(ACCEPT, HeaderValue::from_static("text/plain"));
-        if let Some(t) = token {
-            let auth = t.header_value().ok_or_else(|| {
-                anyhow!("the MAST API token has characters an HTTP header cannot carry")
-            })?;
-            headers.insert(AUTHORIZATION, auth);
-            let mut cookie = HeaderValue::from_str(&format!("mast_token={}", t.expose()))
-                .map_err(|_| anyhow!("the MAST API token has characters a cookie cannot carry"))?;
-            cookie.set_sensitive(true);
-            headers.insert(COOKIE, cookie);
-        }
         Ok(Ctx {
-            client: client.clone(),
+            http: http.clone(),
             url,
             headers,
             token: token.cloned(),
@@ -465,7 +460,7 @@ impl Ctx {
 }
 
 async fn search(
-    client: &reqwest::Client,
+    http: &Http,
     base: &url::Url,
     token: Option<&Token>,
     criteria: &Criteria,
@@ -478,7 +473,7 @@ async fn search(
         );
     }
     let filters = criteria.mashup_filters()?;
-    let ctx = Ctx::new(client, base, token, tuning)?;
+    let ctx = Ctx::new(http, base, token, tuning)?;
 
     let params = json!({"columns": "*", "filters": filters});
     let observations = invoke_all(&ctx, FILTERED, &params, FILTERED).await?;
@@ -727,25 +722,42 @@ async fn send(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Value> {
 }
 
 async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {
-    let retry = |message: String| Failure {
-        transient: true,
+    let mut answer = ctx
+        .http
+        .send(Req {
+            method: Method::POST,
+            headers: ctx.headers.clone(),
+            body: Some(body.to_string()),
+            timeout: Some(ctx.tuning.request_timeout),
+            ..Req::get(
+                &ctx.url,
+                Creds {
+                    token: ctx.token.as_ref(),
+                    cookie: true,
+                },
+            )
+        })
+        .await
+        .map_err(|e| Failure {
+            transient: retry::is_transient(&e),
+            retry_after: None,
+            message: format!("request failed: {e}"),
+        })?;
+    let status = answer.response.status();
+    let retry_after = http::retry_after(answer.response.headers());
+    let bytes = http::read_body(
+        &mut answer.response,
+        MAX_PAGE,
+        ctx.http.stall.max(ctx.tuning.request_timeout),
+        ctx.tuning.request_timeout,
+    )
+    .await
+    .map_err(|e| Failure {
+        transient: retry::is_transient(&e),
         retry_after: None,
-        message,
-    };
-    let response = ctx
-        .client
-        .post(ctx.url.clone())
-        .headers(ctx.headers.clone())
-        .timeout(ctx.tuning.request_timeout)
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| retry(format!("request failed: {}", chain(&e))))?;
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| retry(format!("reading the reply failed: {}", chain(&e))))?;
+        message: format!("reading the reply failed: {e}"),
+    })?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     if !status.is_success() {
         let mut message = format!("HTTP {status}");
         let excerpt = excerpt(&text);
@@ -762,7 +774,7 @@ async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {
         }
         return Err(Failure {
             transient: retry::is_transient_status(status.as_u16()),
-            retry_after: None,
+            retry_after,
             message,
         });
     }
@@ -857,8 +869,12 @@ mod tests {
         url::Url::parse(&format!("http://{addr}/")).unwrap()
     }
 
-    fn client() -> reqwest::Client {
-        reqwest::Client::builder().no_proxy().build().unwrap()
+    fn client() -> Http {
+        Http {
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            trust: crate::fetch::Trust::new(url::Url::parse("http://127.0.0.1").unwrap(), vec![]),
+            stall: std::time::Duration::from_secs(30),
+        }
     }
 
     fn obs(obsid: Value, collection: &str, proposal: &str, instrument: &str) -> Value {
@@ -1277,9 +1293,10 @@ mod tests {
         }
         let t = Token::new("abc").unwrap();
         let ctx = Ctx::new(&c, &url::Url::parse("http://h/").unwrap(), Some(&t), fast()).unwrap();
-        assert!(ctx.headers[AUTHORIZATION].is_sensitive());
-        assert!(ctx.headers[COOKIE].is_sensitive());
-        assert!(!format!("{:?}", ctx.headers).contains("abc"));
+        // Credentials are attached per hop by `Http::send`, never stored here.
+        assert!(ctx.headers.get(reqwest::header::AUTHORIZATION).is_none());
+        assert!(ctx.headers.get(reqwest::header::COOKIE).is_none());
+        assert_eq!(ctx.token.as_ref(), Some(&t));
     }
 
     #[test]

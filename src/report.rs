@@ -20,7 +20,7 @@ pub fn shard_of_name(name: &str) -> Option<(u32, u32)> {
     let tag = name.strip_prefix("MANIFEST.")?.strip_suffix(".json")?;
     let (k, n) = tag.split_once("-of-")?;
     let (k, n) = (k.parse().ok()?, n.parse().ok()?);
-    (k < n).then_some((k, n))
+    (k < n && n <= crate::plan::MAX_SHARDS).then_some((k, n))
 }
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {
@@ -151,6 +151,7 @@ mod tests {
         assert_eq!(shard_of_name("MANIFEST.0-of-3.json"), Some((0, 3)));
         assert_eq!(shard_of_name("MANIFEST.12-of-16.json"), Some((12, 16)));
         assert_eq!(shard_of_name("MANIFEST.3-of-3.json"), None);
+        assert_eq!(shard_of_name("MANIFEST.0-of-4294967295.json"), None);
         assert_eq!(shard_of_name("MANIFEST.json"), None);
         assert_eq!(shard_of_name("MANIFEST.0-of-3.HTML"), None);
     }

@@ -45,6 +45,7 @@ pub fn is_transient(err: &FetchError) -> bool {
         | FetchError::SizeMismatch { .. }
         | FetchError::Redirect(_)
         | FetchError::Disk { .. }
+        | FetchError::BodyTooLarge { .. }
         | FetchError::Interrupted => false,
     }
 }

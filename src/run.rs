@@ -15,16 +15,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use reqwest::header::{self, HeaderMap, HeaderValue};
-use reqwest::Method;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{self, Auth, TOKEN_HELP};
 use crate::cli::QueryArgs;
 use crate::cloud;
 use crate::dest::{Dest, StateRecord};
 use crate::error::{Exit, UsageError};
+use crate::fetch::http::{build_client, ClientError, ClientOptions};
 use crate::fetch::{self, FetchError, Http, Transfer, Trust};
 use crate::input::{self, Entry, InputError, Origin};
 use crate::manifest::{self, Bar, FileRecord, HtmlContext, Manifest, Status, Timing};
@@ -33,14 +33,10 @@ use crate::progress::{Bars, Json, Level, Lines, Reporter, Summary};
 use crate::query;
 use crate::retry::{self, Backoff, Throttle};
 use crate::settings::{self, Cloud, InputSource, Output, Settings};
-use crate::token::{self, Token};
+use crate::token::Token;
 
 /// The most connections to the bucket at once (S3 serves each at its own speed).
 pub const BUCKET_CONNECTIONS: usize = 16;
-
-/// Where to get a token, for messages.
-pub const TOKEN_HELP: &str =
-    "set `MAST_API_TOKEN` or pass `--token` (tokens: https://auth.mast.stsci.edu/token)";
 
 /// Feeds every entry of every input to `f`, in order.
 pub fn for_each_entry(
@@ -78,7 +74,7 @@ pub fn for_each_entry(
 /// entries, through one [`Planner`].
 async fn plan_each(
     settings: &Settings,
-    client: &reqwest::Client,
+    http: &Http,
     f: &mut dyn FnMut(Job) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut planner = Planner::new(settings.plan.clone());
@@ -94,13 +90,8 @@ async fn plan_each(
     };
     let result = match &settings.query {
         Some(criteria) => {
-            let entries = query_entries(
-                client,
-                &settings.plan.base,
-                settings.token.as_ref(),
-                criteria,
-            )
-            .await?;
+            let entries =
+                query_entries(http, &settings.plan.base, settings.token.as_ref(), criteria).await?;
             entries
                 .into_iter()
                 .try_for_each(&mut push)
@@ -115,9 +106,9 @@ async fn plan_each(
 }
 
 /// Reads the inputs (or runs the `--query` search) and builds the plan.
-pub async fn plan_jobs(settings: &Settings, client: &reqwest::Client) -> anyhow::Result<Vec<Job>> {
+pub async fn plan_jobs(settings: &Settings, http: &Http) -> anyhow::Result<Vec<Job>> {
     let mut jobs = Vec::new();
-    plan_each(settings, client, &mut |job| {
+    plan_each(settings, http, &mut |job| {
         jobs.push(job);
         Ok(())
     })
@@ -127,12 +118,12 @@ pub async fn plan_jobs(settings: &Settings, client: &reqwest::Client) -> anyhow:
 
 /// Runs a MAST search and returns its products as entries.
 async fn query_entries(
-    client: &reqwest::Client,
+    http: &Http,
     base: &url::Url,
     token: Option<&Token>,
     criteria: &query::Criteria,
 ) -> anyhow::Result<Vec<Entry>> {
-    let products = query::products(client, base, token, criteria).await?;
+    let products = query::products(http, base, token, criteria).await?;
     Ok(products
         .iter()
         .enumerate()
@@ -153,7 +144,7 @@ async fn query_entries(
 async fn resolve_cloud(
     jobs: &mut [Job],
     settings: &Settings,
-    client: &reqwest::Client,
+    http: &Http,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<Vec<bool>> {
     let mut not_in_cloud = vec![settings.cloud == Cloud::Only; jobs.len()];
@@ -168,18 +159,18 @@ async fn resolve_cloud(
     if uris.is_empty() {
         return Ok(not_in_cloud);
     }
-    let keys =
-        match cloud::lookup(client, &settings.plan.base, settings.token.as_ref(), &uris).await {
-            Ok(k) => k,
-            Err(e) if settings.cloud == Cloud::Prefer => {
-                reporter.message(
-                    Level::Warn,
-                    &format!("bucket path lookup failed, fetching from the archive: {e:#}"),
-                );
-                return Ok(not_in_cloud);
-            }
-            Err(e) => return Err(e.context("Cannot look up which files the bucket has")),
-        };
+    let keys = match cloud::lookup(http, &settings.plan.base, settings.token.as_ref(), &uris).await
+    {
+        Ok(k) => k,
+        Err(e) if settings.cloud == Cloud::Prefer => {
+            reporter.message(
+                Level::Warn,
+                &format!("bucket path lookup failed, fetching from the archive: {e:#}"),
+            );
+            return Ok(not_in_cloud);
+        }
+        Err(e) => return Err(e.context("Cannot look up which files the bucket has")),
+    };
     let mut found = 0;
     for (i, job) in jobs.iter_mut().enumerate() {
         let Some(Some(key)) = keys.get(&job.uri) else {
@@ -207,12 +198,12 @@ async fn resolve_cloud(
 /// (URI, URL, PATH, TAB-separated), downloads nothing. A bad entry stops
 /// it with exit 2 after the lines before it.
 pub async fn plan(settings: Settings) -> anyhow::Result<Exit> {
-    let client = client(&settings)?;
+    let http = run_http(&settings)?;
     if settings.cloud != Cloud::Off {
         // The bucket's answer is needed before the first line.
-        let mut jobs = plan_jobs(&settings, &client).await?;
+        let mut jobs = plan_jobs(&settings, &http).await?;
         let quiet = Lines { quiet: true };
-        let skip = resolve_cloud(&mut jobs, &settings, &client, &quiet).await?;
+        let skip = resolve_cloud(&mut jobs, &settings, &http, &quiet).await?;
         let stdout = io::stdout();
         let mut out = io::BufWriter::new(stdout.lock());
         let written = jobs
@@ -230,7 +221,7 @@ pub async fn plan(settings: Settings) -> anyhow::Result<Exit> {
     }
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let result = plan_each(&settings, &client, &mut |j| {
+    let result = plan_each(&settings, &http, &mut |j| {
         writeln!(out, "{}\t{}\t{}", j.uri, j.url, j.rel)?;
         Ok(())
     })
@@ -260,11 +251,17 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<Exit> {
         .into());
     }
     let base = settings::base_url(args.base_url)?;
-    let token = settings::resolve_token(args.token.as_deref());
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("mastdl/", env!("CARGO_PKG_VERSION")))
-        .build()?;
-    let mut products = query::products(&client, &base, token.as_ref(), &args.criteria).await?;
+    let token = settings::resolve_token(args.token.as_deref())?;
+    let http = http(
+        &base,
+        &args.trusted_host,
+        &ClientOptions {
+            stall: Duration::from_secs(args.timeout.get()),
+            cacert: args.cacert.as_deref(),
+            pool_per_host: 4,
+        },
+    )?;
+    let mut products = query::products(&http, &base, token.as_ref(), &args.criteria).await?;
     if !args.extension.is_empty() {
         products.retain(|p| {
             let name = p
@@ -324,38 +321,6 @@ pub fn reporter(settings: &Settings) -> Arc<dyn Reporter> {
     }
 }
 
-/// The token as the run knows it, and the one-time prompt for it.
-struct Auth {
-    token: std::sync::RwLock<Option<Token>>,
-    prompted: Mutex<bool>,
-    interactive: bool,
-}
-
-impl Auth {
-    fn current(&self) -> Option<Token> {
-        self.token.read().ok().and_then(|t| t.clone())
-    }
-
-    /// After a 401/403 without a token: asks once for the whole run (other
-    /// transfers that hit it meanwhile wait here) and returns the token.
-    async fn ask(&self, reporter: &dyn Reporter) -> Option<Token> {
-        let mut prompted = self.prompted.lock().await;
-        if let Some(t) = self.current() {
-            return Some(t);
-        }
-        if *prompted || !self.interactive {
-            return None;
-        }
-        *prompted = true;
-        let mut answer = None;
-        tokio::task::block_in_place(|| reporter.suspend(&mut || answer = token::prompt()));
-        if let (Some(t), Ok(mut slot)) = (answer.clone(), self.token.write()) {
-            *slot = Some(t);
-        }
-        answer
-    }
-}
-
 /// Everything the transfers share.
 struct Ctx {
     http: Http,
@@ -392,36 +357,37 @@ impl Outcome {
     }
 }
 
-/// Builds the shared HTTP client: redirects off (followed by hand), a
-/// connect timeout, the extra CA certificates.
-pub fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("mastdl/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(settings.stall.min(Duration::from_secs(30)))
-        .pool_max_idle_per_host(settings.jobs.max(16))
-        .tcp_nodelay(true);
-    if let Some(path) = &settings.cacert {
-        let pem = fs::read(path)
-            .map_err(|e| UsageError(format!("Cannot read `--cacert` `{}`: {e}", path.display())))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            UsageError(format!(
-                "`--cacert` `{}` holds no PEM certificate: {e}",
-                path.display()
-            ))
-        })?;
-        if certs.is_empty() {
-            return Err(UsageError(format!(
-                "`--cacert` `{}` holds no PEM certificate",
-                path.display()
-            ))
-            .into());
+/// Builds the one HTTP client (with its trust rules) for every request
+/// of a command.
+pub fn http(
+    base: &url::Url,
+    trusted_hosts: &[String],
+    options: &ClientOptions<'_>,
+) -> anyhow::Result<Http> {
+    let client = build_client(options).map_err(|e| match e {
+        e @ (ClientError::ReadCa { .. } | ClientError::NoCert { .. }) => {
+            anyhow::Error::new(UsageError(crate::error::chain(&e)))
         }
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    Ok(b.build()?)
+        e => anyhow::Error::new(e),
+    })?;
+    Ok(Http {
+        client,
+        trust: Trust::new(base.clone(), trusted_hosts.to_vec()),
+        stall: options.stall,
+    })
+}
+
+/// Returns the one HTTP client of a `fetch` or `plan` run.
+fn run_http(settings: &Settings) -> anyhow::Result<Http> {
+    http(
+        &settings.plan.base,
+        &settings.trusted_hosts,
+        &ClientOptions {
+            stall: settings.stall,
+            cacert: settings.cacert.as_deref(),
+            pool_per_host: settings.jobs.max(16),
+        },
+    )
 }
 
 /// Returns the local path of `rel` below `root`.
@@ -431,51 +397,10 @@ fn local(root: &Path, rel: &str) -> PathBuf {
     p
 }
 
-/// Asks `/whoami` who the token belongs to. Returns the ezid, or `None`
-/// when MAST did not accept the token; no answer is not an error.
-async fn whoami(http: &Http, base: &url::Url, token: &Token, reporter: &dyn Reporter) -> String {
-    let Ok(url) = url::Url::parse(&format!("{}/whoami", base.as_str().trim_end_matches('/')))
-    else {
-        return "unknown".into();
-    };
-    let mut extra = HeaderMap::new();
-    if let Ok(mut v) = HeaderValue::from_str(&format!("mast_token={}", token.expose())) {
-        v.set_sensitive(true);
-        extra.insert(header::COOKIE, v);
-    }
-    let answer = tokio::time::timeout(
-        Duration::from_secs(15),
-        http.send(Method::GET, &url, Some(token), extra),
-    )
-    .await;
-    let Ok(Ok(a)) = answer else {
-        return "unknown".into();
-    };
-    if !a.response.status().is_success() {
-        return "unknown".into();
-    }
-    let Ok(body) = a.response.bytes().await else {
-        return "unknown".into();
-    };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return "unknown".into();
-    };
-    if v.get("anon").and_then(|a| a.as_bool()) == Some(true) {
-        reporter.message(
-            Level::Warn,
-            "MAST did not accept the token (expired or revoked; tokens expire after 10 days unused or 60 days after creation): public files still download, protected ones will fail; get a new token at https://auth.mast.stsci.edu/token",
-        );
-        return "anonymous".into();
-    }
-    v.get("ezid")
-        .and_then(|e| e.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Returns the size of `job`'s file when it is already complete in DEST.
 fn complete_size(path: &Path, job: &Job, state: &HashMap<String, StateRecord>) -> Option<u64> {
-    let meta = fs::metadata(path).ok().filter(|m| m.is_file())?;
+    // A symlink is never complete: it may point anywhere.
+    let meta = fs::symlink_metadata(path).ok().filter(|m| m.is_file())?;
     let expect = job.size.or_else(|| state.get(&job.rel).map(|r| r.size));
     match expect {
         Some(s) if s != meta.len() => None,
@@ -898,12 +823,23 @@ fn classify(
 }
 
 /// Runs `fetch`: plan, lock, download, manifest. Returns the exit code.
-pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
-    let client = client(&settings)?;
-    let mut jobs = plan_jobs(&settings, &client).await?;
+pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
+    let http = run_http(&settings)?;
+    let mut jobs = plan_jobs(&settings, &http).await?;
     let dest = Dest::open(&settings.dest, settings.plan.shard)?;
     let reporter = reporter(&settings);
-    let not_in_cloud = resolve_cloud(&mut jobs, &settings, &client, reporter.as_ref()).await?;
+    let fit = crate::dest::fit_open_files(settings.jobs);
+    if fit < settings.jobs {
+        reporter.message(
+            Level::Warn,
+            &format!(
+                "`-j {}` needs more open files than this process may have (`ulimit -n`): running {fit} transfers at once",
+                settings.jobs
+            ),
+        );
+        settings.jobs = fit;
+    }
+    let not_in_cloud = resolve_cloud(&mut jobs, &settings, &http, reporter.as_ref()).await?;
     let started_at = manifest::now_rfc3339();
     let origin = Instant::now();
 
@@ -921,23 +857,16 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
         });
     }
 
-    let http = Http {
-        client,
-        trust: Trust::new(settings.plan.base.clone(), settings.trusted_hosts.clone()),
-        stall: settings.stall,
-    };
     let mut user = match &settings.token {
-        Some(t) => whoami(&http, &settings.plan.base, t, reporter.as_ref()).await,
+        Some(t) => auth::whoami(&http, &settings.plan.base, t, reporter.as_ref(), &cancel)
+            .await
+            .label(),
         None => "anonymous".to_string(),
     };
     let ctx = Arc::new(Ctx {
         http,
         dest,
-        auth: Auth {
-            token: std::sync::RwLock::new(settings.token.clone()),
-            prompted: Mutex::new(false),
-            interactive: settings.interactive,
-        },
+        auth: Auth::new(settings.token.clone(), settings.interactive),
         reporter: reporter.clone(),
         throttle: Throttle::new(settings.jobs),
         backoff: Backoff::from_env(),
@@ -1029,7 +958,15 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Exit> {
     }
     if let (None, Some(t)) = (&settings.token, ctx.auth.current()) {
         // A token typed at the prompt: the manifest names its owner too.
-        user = whoami(&ctx.http, &settings.plan.base, &t, reporter.as_ref()).await;
+        user = auth::whoami(
+            &ctx.http,
+            &settings.plan.base,
+            &t,
+            reporter.as_ref(),
+            &cancel,
+        )
+        .await
+        .label();
     }
     if let Err(e) = ctx.dest.flush() {
         reporter.message(

@@ -80,15 +80,7 @@ impl Settings {
     /// Resolves `args` against the environment.
     pub fn resolve(args: FetchArgs) -> Result<Settings, UsageError> {
         let rebase = args.base_url.is_some();
-        let base = match args.base_url {
-            Some(u) => u,
-            None => Url::parse(DEFAULT_BASE_URL).map_err(|e| UsageError(e.to_string()))?,
-        };
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(UsageError(format!(
-                "`--base-url` must be an http(s) URL, got `{base}`"
-            )));
-        }
+        let base = base_url(args.base_url)?;
         let shard = args.shard.as_deref().map(resolve_shard).transpose()?;
         let query = match (args.query, args.criteria.is_empty()) {
             (true, true) => {
@@ -142,7 +134,7 @@ impl Settings {
         Ok(Settings {
             inputs,
             dest: args.dest,
-            token: resolve_token(args.token.as_deref()),
+            token: resolve_token(args.token.as_deref())?,
             interactive: std::io::stdin().is_terminal(),
             jobs: args.jobs.get(),
             retries: args.retries,
@@ -173,16 +165,25 @@ pub fn base_url(given: Option<Url>) -> Result<Url, UsageError> {
     };
     if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
         return Err(UsageError(format!(
-            "`--base-url` must be an http(s) URL, got `{base}`"
+            "`--base-url` must be an http(s) URL, got `{}`",
+            crate::layout::redact_url(&base)
         )));
+    }
+    if let Some(p) = base.password() {
+        // Userinfo is a credential: scrubbed from every output.
+        token::register_secret(p);
+        if let Ok(decoded) = percent_encoding::percent_decode_str(p).decode_utf8() {
+            token::register_secret(&decoded);
+        }
     }
     Ok(base)
 }
 
-/// Returns the token from `--token`, else `MAST_API_TOKEN`.
-pub fn resolve_token(given: Option<&str>) -> Option<Token> {
+/// Returns the token from `--token`, else `MAST_API_TOKEN`; a token no
+/// HTTP header can carry is a usage error.
+pub fn resolve_token(given: Option<&str>) -> Result<Option<Token>, UsageError> {
     let env = std::env::var(token::TOKEN_ENV).ok();
-    token::resolve(given, env.as_deref())
+    token::resolve(given, env.as_deref()).map_err(|e| UsageError(e.to_string()))
 }
 
 /// Resolves `--shard`: `K/N`, or `auto` from the environment of Slurm job

@@ -3,8 +3,65 @@
 //! [`Token`] wraps the string so that `Debug` and `Display` show `(redacted)`;
 //! the only way to read it is [`Token::expose`], used when building the
 //! `Authorization` header and the `mast_token` cookie.
+//!
+//! Servers can echo a token back (in an error page, a JSON error, a
+//! header): every secret the process has seen is registered here
+//! ([`register_secret`]) and [`scrub`] removes them from any text. The
+//! places text leaves the process — progress lines, JSON events, the
+//! manifests, the final error — pass it through [`scrub`].
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::RwLock;
+
+/// Every secret seen so far (tokens, passwords in URLs), longest first.
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Secrets shorter than this are not scrubbed (they would mangle text
+/// without protecting anything: such a token cannot be valid).
+const MIN_SECRET: usize = 4;
+
+/// Remembers `secret`, so that [`scrub`] removes it from any text.
+pub fn register_secret(secret: &str) {
+    if secret.len() < MIN_SECRET {
+        return;
+    }
+    if let Ok(mut all) = SECRETS.write() {
+        if !all.iter().any(|s| s == secret) {
+            all.push(secret.to_string());
+            all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+}
+
+/// Returns `text` with every registered secret replaced by `(redacted)`,
+/// also where it appears percent-encoded.
+pub fn scrub(text: &str) -> Cow<'_, str> {
+    let Ok(all) = SECRETS.read() else {
+        return Cow::Borrowed(text);
+    };
+    let mut out = Cow::Borrowed(text);
+    for secret in all.iter() {
+        if out.contains(secret.as_str()) {
+            out = Cow::Owned(out.replace(secret.as_str(), "(redacted)"));
+        }
+        let encoded =
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        if encoded != *secret && out.contains(encoded.as_str()) {
+            out = Cow::Owned(out.replace(encoded.as_str(), "(redacted)"));
+        }
+    }
+    out
+}
+
+/// Why a token cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("The MAST API token from {from} has a control or non-ASCII character an HTTP header cannot carry")]
+pub struct BadToken {
+    /// Where it came from (`--token`, `MAST_API_TOKEN`, the prompt).
+    pub from: &'static str,
+}
 
 /// The name of the environment variable the token is read from.
 pub const TOKEN_ENV: &str = "MAST_API_TOKEN";
@@ -15,12 +72,28 @@ pub struct Token(String);
 
 impl Token {
     /// Returns a token for `s`, trimmed, or `None` when nothing is left.
+    /// The token is registered as a secret (see [`scrub`]).
     pub fn new(s: &str) -> Option<Token> {
         let t = s.trim();
         if t.is_empty() {
             None
         } else {
+            register_secret(t);
             Some(Token(t.to_string()))
+        }
+    }
+
+    /// Returns the token for `s` (see [`Token::new`]), or an error when it
+    /// holds a character no HTTP header can carry (a control character,
+    /// non-ASCII), which would otherwise be dropped silently.
+    pub fn parse(s: &str, from: &'static str) -> Result<Option<Token>, BadToken> {
+        let Some(t) = Token::new(s) else {
+            return Ok(None);
+        };
+        if t.0.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            Ok(Some(t))
+        } else {
+            Err(BadToken { from })
         }
     }
 
@@ -56,9 +129,18 @@ impl fmt::Display for Token {
 
 /// Resolves the token from the command line, then the environment.
 /// Returns `None` when neither gives one; the prompt comes later, on a 401/403.
-pub fn resolve(cli: Option<&str>, env: Option<&str>) -> Option<Token> {
-    cli.and_then(Token::new)
-        .or_else(|| env.and_then(Token::new))
+pub fn resolve(cli: Option<&str>, env: Option<&str>) -> Result<Option<Token>, BadToken> {
+    if let Some(t) = cli
+        .map(|c| Token::parse(c, "`--token`"))
+        .transpose()?
+        .flatten()
+    {
+        return Ok(Some(t));
+    }
+    Ok(env
+        .map(|e| Token::parse(e, "`MAST_API_TOKEN`"))
+        .transpose()?
+        .flatten())
 }
 
 /// Asks for the token on the terminal without echo. Returns `None` when
@@ -68,7 +150,7 @@ pub fn prompt() -> Option<Token> {
         "MAST API token (from https://auth.mast.stsci.edu/token; input hidden): ",
     )
     .ok()?;
-    Token::new(&answer)
+    Token::parse(&answer, "the prompt").ok().flatten()
 }
 
 #[cfg(test)]
@@ -86,10 +168,28 @@ mod tests {
 
     #[test]
     fn cli_wins_over_env_and_blank_is_none() {
-        assert_eq!(resolve(Some("a"), Some("b")).unwrap().expose(), "a");
-        assert_eq!(resolve(None, Some("b")).unwrap().expose(), "b");
-        assert_eq!(resolve(Some("  "), Some("b")).unwrap().expose(), "b");
-        assert!(resolve(None, Some("")).is_none());
+        let got = |c, e| resolve(c, e).unwrap().map(|t| t.expose().to_string());
+        assert_eq!(got(Some("a"), Some("b")).unwrap(), "a");
+        assert_eq!(got(None, Some("b")).unwrap(), "b");
+        assert_eq!(got(Some("  "), Some("b")).unwrap(), "b");
+        assert!(got(None, Some("")).is_none());
+    }
+
+    #[test]
+    fn control_characters_are_refused_not_dropped() {
+        assert!(resolve(Some("ab\u{7}cd"), None).is_err());
+        assert!(resolve(None, Some("ab\ncd")).is_err());
+        assert!(resolve(Some("abcé"), None).is_err());
+        let e = resolve(Some("ab\u{1b}cd"), None).unwrap_err();
+        assert!(e.to_string().contains("`--token`"), "{e}");
+    }
+
+    #[test]
+    fn registered_secrets_are_scrubbed_also_percent_encoded() {
+        let t = Token::new("Zq/9+x=s3cr3t").unwrap();
+        let text = format!("a {} b Zq%2F9%2Bx%3Ds3cr3t c", t.expose());
+        assert_eq!(scrub(&text), "a (redacted) b (redacted) c");
+        assert_eq!(scrub("nothing here"), "nothing here");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Binary-level tests: the real `mastdl` executable against the mock MAST
 //! archive on loopback. One test binary (see `Cargo.toml`, `autotests = false`).
 
+mod integrity;
 mod mock;
 mod mock_invoke;
 mod mock_s3;
+mod raw;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -728,27 +730,46 @@ fn server_without_range_support_restarts_from_zero() {
 #[test]
 fn a_part_left_by_an_earlier_run_is_resumed() {
     let body = bytes(4, 50_000);
-    let m = archive_with(&[(A, Product::new(body.clone()))]);
+    let m = archive_with(&[(
+        A,
+        Product {
+            truncate_first: 1,
+            last_modified: Some("Tue, 01 Sep 2026 10:00:00 GMT".into()),
+            ..Product::new(body.clone())
+        },
+    )]);
     let e = Env::new();
     let final_path = e.dest().join(
         "JWST/jw01409-o031_t014_nircam_clear-f212n/jw01409-o031_t014_nircam_clear-f212n_i2d.fits",
     );
-    std::fs::create_dir_all(final_path.parent().unwrap()).unwrap();
     let mut part = final_path.clone().into_os_string();
     part.push(".part");
-    std::fs::write(&part, &body[..12_345]).unwrap();
     let list = e.write("uris.txt", A);
+    // An earlier run cut off half-way leaves the .part and what it came from.
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--retries", "0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let have = std::fs::metadata(&part).unwrap().len();
+    assert_eq!(have, 25_000);
+    m.reset_log();
     let r = e.fetch(&m, &[list.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(m.seen_for(A)[0].range.as_deref(), Some("bytes=12345-"));
-    assert_eq!(m.body_bytes(), 50_000 - 12_345);
+    let seen = m.seen_for(A);
+    assert_eq!(seen[0].range.as_deref(), Some("bytes=25000-"));
+    assert_eq!(
+        seen[0].if_range.as_deref(),
+        Some("Tue, 01 Sep 2026 10:00:00 GMT")
+    );
+    assert_eq!(m.body_bytes(), 50_000 - 25_000);
     assert_eq!(std::fs::read(&final_path).unwrap(), body);
     assert!(!Path::new(&part).exists());
-    // A .part holding every byte already: 416, re-validated, renamed.
+    // A .part with no record of what it came from is never trusted: it is
+    // discarded and the file fetched whole.
     std::fs::remove_file(&final_path).unwrap();
-    std::fs::write(&part, &body).unwrap();
+    std::fs::write(&part, &body[..12_345]).unwrap();
+    m.reset_log();
     let r = e.fetch(&m, &[list.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(m.seen_for(A)[0].range.is_none());
     assert_eq!(std::fs::read(&final_path).unwrap(), body);
 }
 
@@ -1594,34 +1615,6 @@ fn https_proxy_variable_is_honoured() {
     let r = Run::from(c.output().unwrap());
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(m.seen().is_empty(), "the request bypassed the proxy");
-}
-
-#[cfg(target_os = "linux")]
-#[test]
-fn disk_full_fails_that_file_and_the_run_goes_on() {
-    // The .part of A is a link to /dev/full: every write to it gets ENOSPC
-    // from the kernel, as on a full disk.
-    let m = archive_with(&[
-        (A, Product::new(bytes(1, 300_000))),
-        (B, Product::new(bytes(2, 1000))),
-    ]);
-    let e = Env::new();
-    let final_path = e.dest().join(
-        "JWST/jw01409-o031_t014_nircam_clear-f212n/jw01409-o031_t014_nircam_clear-f212n_i2d.fits",
-    );
-    std::fs::create_dir_all(final_path.parent().unwrap()).unwrap();
-    let mut part = final_path.clone().into_os_string();
-    part.push(".part");
-    std::os::unix::fs::symlink("/dev/full", &part).unwrap();
-    let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
-    let r = e.fetch(&m, &[list.to_str().unwrap()]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    let man = e.manifest();
-    let msg = row(&man, A)["message"].as_str().unwrap();
-    assert!(msg.contains("No space left on device"), "{msg}");
-    assert_eq!(row(&man, A)["attempts"], 1, "a full disk is not retried");
-    assert_eq!(row(&man, B)["status"], "COMPLETE");
-    assert!(!final_path.exists());
 }
 
 // ---- issue 8: the AWS Open Data bucket ---------------------------------------

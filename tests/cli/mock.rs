@@ -86,6 +86,7 @@ pub struct Seen {
     pub authorization: Option<String>,
     pub cookie: Option<String>,
     pub range: Option<String>,
+    pub if_range: Option<String>,
 }
 
 #[derive(Default)]
@@ -356,6 +357,7 @@ fn record(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, produ
         authorization: h(header::AUTHORIZATION),
         cookie: h(header::COOKIE),
         range: h(header::RANGE),
+        if_range: h(header::IF_RANGE),
     });
 }
 

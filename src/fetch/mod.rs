@@ -1,0 +1,996 @@
+//! One transfer: request (through [`http`], where redirects and trust are
+//! decided), `Range` resume checked against the validator of the first
+//! bytes, streaming to the `.part` ([`part`]), length and MD5 checks, and
+//! the rename to the final path.
+//!
+//! A sequential transfer resumes a `.part` only when its sidecar says what
+//! the bytes came from, with `If-Range` and a check of the answer's
+//! `Content-Range` and validator; anything else starts from zero. A ranged
+//! transfer ([`download_ranged`]) trusts only the ranges its sidecar lists.
+
+pub mod http;
+pub mod part;
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, Response, StatusCode};
+use url::Url;
+
+pub use http::{Answer, Creds, Http, Req, Trust};
+
+use crate::progress::Reporter;
+use crate::retry;
+use crate::token::Token;
+use http::{body_excerpt, first_line, header_str, status_error, ERROR_EXCERPT_TIME};
+use part::{FileId, Meta, Part, Ranges, Validator};
+/// The largest write buffer: large writes, few system calls.
+const WRITE_BUFFER: usize = 1 << 20;
+/// The smallest write buffer.
+const MIN_WRITE_BUFFER: usize = 16 << 10;
+
+/// Returns the write buffer for `remaining` bytes: never more than the body
+/// (a 1 MiB buffer per small file would cost an mmap/munmap each).
+fn write_buffer(remaining: Option<u64>) -> usize {
+    remaining.map_or(WRITE_BUFFER, |r| {
+        (r as usize).clamp(MIN_WRITE_BUFFER, WRITE_BUFFER)
+    })
+}
+
+/// Why a transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The server answered with an error status.
+    #[error("HTTP {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        detail: Option<String>,
+    },
+    /// The connection failed.
+    #[error("{message}")]
+    Network { message: String, fatal: bool },
+    /// No bytes arrived for the stall timeout.
+    #[error("stalled: no data for {}s", .0.as_secs())]
+    Stall(Duration),
+    /// The body ended before its announced length.
+    #[error("truncated body: got {got} of {expected} bytes")]
+    Truncated { got: u64, expected: u64 },
+    /// The body ran past its announced length.
+    #[error("server sent more than the {expected} bytes it announced")]
+    TooLong { expected: u64 },
+    /// A 206 answered a range other than the one asked for.
+    #[error("{0}")]
+    RangeMismatch(String),
+    /// A 200 whose body is an error page instead of the product.
+    #[error("error page instead of the file: {0}")]
+    ErrorPage(String),
+    /// The server's size differs from the one the input promised.
+    #[error("server size {got} differs from the expected size {expected}")]
+    SizeMismatch { expected: u64, got: u64 },
+    /// The bytes' MD5 differs from the object's ETag.
+    #[error("MD5 mismatch: ETag says {expected}, the bytes hash to {got}")]
+    Md5Mismatch { expected: String, got: String },
+    /// A redirect could not be followed.
+    #[error("{0}")]
+    Redirect(String),
+    /// The local disk failed.
+    #[error("cannot write `{}`: {source}", path.display())]
+    Disk { path: PathBuf, source: io::Error },
+    /// A body read whole was larger than mastdl accepts.
+    #[error("the server's answer is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// The run was interrupted.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl FetchError {
+    /// Returns the HTTP status behind the error, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            FetchError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn network(e: &reqwest::Error) -> FetchError {
+        let kind = if e.is_connect() {
+            "connection failed"
+        } else if e.is_timeout() {
+            "timed out"
+        } else {
+            "network error"
+        };
+        let message = match std::error::Error::source(e) {
+            Some(cause) => format!("{kind}: {}", crate::error::chain(cause)),
+            None => kind.to_string(),
+        };
+        FetchError::Network {
+            message,
+            fatal: retry::is_fatal_network(e),
+        }
+    }
+
+    /// Returns true if and only if the local disk (or quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, FetchError::Disk { source, .. }
+            if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
+    }
+
+    fn disk(path: &Path, source: io::Error) -> FetchError {
+        FetchError::Disk {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// One file to transfer.
+pub struct Transfer<'a> {
+    /// Where the bytes come from.
+    pub url: &'a Url,
+    /// The final path.
+    pub path: &'a Path,
+    /// The token, when this source may see it.
+    pub token: Option<&'a Token>,
+    /// The size the input promised.
+    pub expect_size: Option<u64>,
+    /// True if and only if a single-part ETag is the MD5 of the bytes (S3)
+    /// and must be checked.
+    pub md5_from_etag: bool,
+    /// True if and only if a text body is an error page (binary products).
+    pub binary: bool,
+    /// Whether to resume a `.part` left behind.
+    pub resume: bool,
+    /// The name shown in progress and logs (the path below DEST).
+    pub label: &'a str,
+    /// The progress sink and this transfer's id there.
+    pub reporter: &'a dyn Reporter,
+    pub id: usize,
+}
+
+/// What a finished transfer left at its path.
+#[derive(Debug, Clone, Default)]
+pub struct Done {
+    /// The file's size.
+    pub size: u64,
+    /// Body bytes received by this transfer.
+    pub received: u64,
+    /// The last response's status.
+    pub http_status: u16,
+    /// Validators to record for `--update`.
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// A host a redirect led to that did not get the token.
+    pub withheld: Option<String>,
+}
+
+/// What a HEAD says about a source, for `--update`.
+#[derive(Debug, Clone, Default)]
+pub struct Head {
+    pub status: u16,
+    pub size: Option<u64>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// Asks `url` (with redirects, as for a download) for its size and validators.
+pub async fn head(http: &Http, url: &Url, token: Option<&Token>) -> Result<Head, FetchError> {
+    let Answer { response, .. } = http
+        .send(Req {
+            method: Method::HEAD,
+            ..Req::get(url, Creds::token(token))
+        })
+        .await?;
+    if !response.status().is_success() {
+        return Err(status_error(response, http.stall).await);
+    }
+    let h = response.headers();
+    Ok(Head {
+        status: response.status().as_u16(),
+        size: h
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+        etag: header_str(h, header::ETAG),
+        last_modified: header_str(h, header::LAST_MODIFIED),
+    })
+}
+
+/// Returns why the source differs from the local copy described by `size`
+/// and the validators recorded when it was fetched, or `None` when it
+/// does not (validators the source or the record lacks are not compared).
+pub fn changed(
+    head: &Head,
+    size: u64,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+) -> Option<String> {
+    if let Some(s) = head.size.filter(|s| *s != size) {
+        return Some(format!("size {size} -> {s}"));
+    }
+    if let (Some(old), Some(new)) = (etag, head.etag.as_deref()) {
+        if old != new {
+            return Some(format!("ETag {old} -> {new}"));
+        }
+    }
+    if let (Some(old), Some(new)) = (last_modified, head.last_modified.as_deref()) {
+        if old != new {
+            return Some(format!("Last-Modified {old} -> {new}"));
+        }
+    }
+    None
+}
+
+/// Returns true if and only if a file named `name` is a text product, for
+/// which a text/html or text/plain answer is the product itself.
+pub fn is_text_product(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    let n = n.split('?').next().unwrap_or(&n);
+    [
+        ".txt", ".html", ".htm", ".csv", ".ecsv", ".xml", ".json", ".log", ".cat", ".reg", ".md",
+        ".asc", ".dat", ".tbl", ".ipac",
+    ]
+    .iter()
+    .any(|e| n.ends_with(e))
+}
+
+/// A parsed `Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentRange {
+    /// `None` for the `*` form.
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    /// `None` for `/*`.
+    pub total: Option<u64>,
+}
+
+impl ContentRange {
+    /// Parses a `Content-Range` value; `None` when malformed or inconsistent.
+    pub fn parse(v: &str) -> Option<ContentRange> {
+        let rest = v.trim().strip_prefix("bytes")?.trim_start();
+        let (range, total) = rest.split_once('/')?;
+        let total = match total.trim() {
+            "*" => None,
+            t => Some(t.parse().ok()?),
+        };
+        if range.trim() == "*" {
+            return Some(ContentRange {
+                start: None,
+                end: None,
+                total,
+            });
+        }
+        let (start, end) = range.trim().split_once('-')?;
+        let (start, end): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
+        if end < start || total.is_some_and(|t| end >= t) {
+            return None;
+        }
+        Some(ContentRange {
+            start: Some(start),
+            end: Some(end),
+            total,
+        })
+    }
+}
+
+/// Returns the MD5 (lowercase hex) an S3 ETag stands for: `Some` only for a
+/// single-part ETag, 32 hex digits, quoted or not. A multipart ETag
+/// (`"…-N"`) or a weak one (`W/"…"`) says nothing about the bytes' MD5.
+pub fn etag_md5(etag: &str) -> Option<String> {
+    let t = etag.trim();
+    let t = t
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(t);
+    (t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())).then(|| t.to_ascii_lowercase())
+}
+
+/// Sidecars are written when a transfer starts only for bodies of at
+/// least this size (or of unknown size); smaller ones get one only when an
+/// attempt fails part-way, so a `kill -9` costs them a restart, not a write
+/// per file.
+pub const SIDECAR_MIN: u64 = 4 << 20;
+
+/// Returns the bytes of a `.part` a sequential attempt may keep, and what
+/// is known about them: only a non-empty regular file whose sidecar says it
+/// was written sequentially. Anything else is discarded.
+fn resumable(part: &Part) -> Option<(u64, Meta)> {
+    let have = part.file_len();
+    let meta = part.load();
+    match (have, meta) {
+        (Some(have), Some(meta))
+            if have > 0 && meta.ranged.is_none() && meta.total.is_none_or(|t| have < t) =>
+        {
+            Some((have, meta))
+        }
+        (None, None) => None,
+        _ => {
+            part.discard();
+            None
+        }
+    }
+}
+
+/// Checks a 206 answering `Range: bytes=HAVE-`: its `Content-Range` must
+/// start at `have`, run to the end, and announce the total recorded with
+/// the first bytes; its validator must be the one recorded. Returns the
+/// total.
+fn check_resumed(
+    have: u64,
+    meta: &Meta,
+    range: Option<ContentRange>,
+    raw: &str,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+) -> Result<Option<u64>, FetchError> {
+    let ok = match range {
+        Some(ContentRange {
+            start: Some(start),
+            end: Some(end),
+            total,
+        }) => {
+            start == have
+                && total.is_none_or(|t| end + 1 == t)
+                && (meta.total.is_none() || total.is_none() || meta.total == total)
+        }
+        _ => false,
+    };
+    if !ok {
+        return Err(FetchError::RangeMismatch(format!(
+            "asked for bytes from {have}, got Content-Range `{}`; restarting from zero",
+            crate::layout::escape(raw)
+        )));
+    }
+    let same = match &meta.validator {
+        Some(v) => v.matches(etag, last_modified),
+        None => etag.is_none() && last_modified.is_none(),
+    };
+    if !same {
+        return Err(FetchError::RangeMismatch(
+            "the file changed on the server since its first bytes arrived (ETag or Last-Modified differ); restarting from zero".into(),
+        ));
+    }
+    Ok(range.and_then(|r| r.total).or(meta.total))
+}
+
+/// Downloads one file: resumes its `.part` when asked (and its sidecar
+/// says the bytes are still good), streams the body, checks length (and
+/// MD5 when known), then renames to the final path. The final path never
+/// holds a partial or foreign file.
+pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> {
+    let part = Part::of(t.path);
+    let resume = if t.resume {
+        resumable(&part)
+    } else {
+        part.discard();
+        None
+    };
+    let have = resume.as_ref().map_or(0, |r| r.0);
+    let mut headers = HeaderMap::new();
+    if let Some((have, meta)) = &resume {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes={have}-")) {
+            headers.insert(header::RANGE, v);
+        }
+        if let Some(v) = meta
+            .validator
+            .as_ref()
+            .and_then(|v| v.if_range())
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert(header::IF_RANGE, v);
+        }
+    }
+    let Answer {
+        mut response,
+        withheld,
+    } = http
+        .send(Req {
+            headers,
+            ..Req::get(t.url, Creds::token(t.token))
+        })
+        .await?;
+    let status = response.status();
+    let h = response.headers().clone();
+    let etag = header_str(&h, header::ETAG);
+    let last_modified = header_str(&h, header::LAST_MODIFIED);
+    let raw_range = header_str(&h, header::CONTENT_RANGE).unwrap_or_default();
+    let content_range = ContentRange::parse(&raw_range);
+    let expect_md5 = match (t.md5_from_etag, &etag) {
+        (true, Some(e)) => etag_md5(e),
+        _ => None,
+    };
+
+    if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
+        // The .part's bytes cannot be checked against anything: start over.
+        part.discard();
+        return Err(FetchError::RangeMismatch(format!(
+            "server refused to resume from byte {have}; restarting from zero"
+        )));
+    }
+    if !status.is_success() {
+        return Err(status_error(response, http.stall).await);
+    }
+    let (offset, total) = match (status == StatusCode::PARTIAL_CONTENT, &resume) {
+        (true, Some((have, meta))) => {
+            match check_resumed(
+                *have,
+                meta,
+                content_range,
+                &raw_range,
+                etag.as_deref(),
+                last_modified.as_deref(),
+            ) {
+                Ok(total) => (*have, total),
+                Err(e) => {
+                    part.discard();
+                    return Err(e);
+                }
+            }
+        }
+        (true, None) => match content_range {
+            // A 206 nobody asked for: only a range covering the whole file will do.
+            Some(ContentRange {
+                start: Some(0),
+                end: Some(end),
+                total: Some(total),
+            }) if end + 1 == total => (0, Some(total)),
+            _ => {
+                return Err(FetchError::RangeMismatch(format!(
+                    "asked for the whole file, got part of it (Content-Range `{}`)",
+                    crate::layout::escape(&raw_range)
+                )))
+            }
+        },
+        (false, _) => (0, response.content_length()),
+    };
+    if let (Some(len), Some(total)) = (response.content_length(), total) {
+        if offset + len != total {
+            return Err(FetchError::RangeMismatch(format!(
+                "Content-Length {len} from byte {offset} does not add up to the total {total}"
+            )));
+        }
+    }
+    if t.binary {
+        let ctype = header_str(&h, header::CONTENT_TYPE)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if ctype.starts_with("text/html") || ctype.starts_with("text/plain") {
+            let body = body_excerpt(&mut response, 4096, http.stall.min(ERROR_EXCERPT_TIME)).await;
+            return Err(FetchError::ErrorPage(first_line(&body)));
+        }
+    }
+    if let (Some(expected), Some(got)) = (t.expect_size, total) {
+        if expected != got {
+            return Err(FetchError::SizeMismatch { expected, got });
+        }
+    }
+    t.reporter.started(t.id, t.label, total, offset);
+
+    if let Some(dir) = t.path.parent() {
+        fs::create_dir_all(dir).map_err(|e| FetchError::disk(dir, e))?;
+    }
+    let meta = Meta {
+        validator: Validator::of(etag.as_deref(), last_modified.as_deref()),
+        total,
+        ranged: None,
+    };
+    let file = if offset > 0 {
+        part.open_append()
+    } else {
+        part.open(true)
+    }
+    .map_err(|e| FetchError::disk(&part.path, e))?;
+    let id = FileId::of(&file).map_err(|e| FetchError::disk(&part.path, e))?;
+    let mut keep = KeepPart {
+        part: &part,
+        meta: &meta,
+        armed: offset == 0,
+    };
+    if offset == 0 && total.is_none_or(|t| t >= SIDECAR_MIN) {
+        part.save(&meta)
+            .map_err(|e| FetchError::disk(&part.meta, e))?;
+        keep.armed = false;
+    }
+    let mut hasher = expect_md5.as_ref().map(|_| Md5::new());
+    if let (Some(hs), true) = (hasher.take(), offset > 0) {
+        hasher = Some(hash_file(part.path.clone(), hs).await?);
+    }
+    let streamed = stream_body(
+        &mut response,
+        file,
+        Span {
+            offset,
+            want: total.map(|t| t - offset),
+        },
+        http.stall,
+        hasher.as_mut(),
+        &t,
+        &part.path,
+    )
+    .await;
+    let received = match streamed {
+        Ok(n) => n,
+        Err(e) => {
+            if matches!(&e, FetchError::TooLong { .. }) || e.is_disk_full() {
+                // Nothing worth keeping, or the space is needed.
+                keep.armed = false;
+                part.discard();
+            }
+            return Err(e);
+        }
+    };
+    keep.armed = false;
+    let size = offset + received;
+    if let Some(expected) = t.expect_size {
+        if expected != size {
+            part.discard();
+            return Err(FetchError::SizeMismatch {
+                expected,
+                got: size,
+            });
+        }
+    }
+    finish(
+        &part,
+        t.path,
+        id,
+        expect_md5.as_deref(),
+        hasher,
+        Done {
+            size,
+            received,
+            http_status: status.as_u16(),
+            etag,
+            last_modified,
+            withheld,
+        },
+    )
+    .await
+}
+
+/// Writes the sidecar of a `.part` when dropped armed: an attempt that
+/// fails or is cancelled (Ctrl-C) part-way leaves its bytes with what they
+/// came from, so the next attempt can resume them.
+struct KeepPart<'a> {
+    part: &'a Part,
+    meta: &'a Meta,
+    armed: bool,
+}
+
+impl Drop for KeepPart<'_> {
+    fn drop(&mut self) {
+        if self.armed && self.part.file_len().is_some_and(|n| n > 0) {
+            let _ = self.part.save(self.meta);
+        }
+    }
+}
+
+/// Where a body's bytes go in the `.part`: from `offset`, `want` of them
+/// when known.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    offset: u64,
+    want: Option<u64>,
+}
+
+/// Streams a response body into `file` (positioned at the span's offset):
+/// no more than `stall` between chunks, never more than `want` bytes, and
+/// exactly `want` when known. Returns the bytes written.
+async fn stream_body(
+    response: &mut Response,
+    file: File,
+    span: Span,
+    stall: Duration,
+    mut hasher: Option<&mut Md5>,
+    t: &Transfer<'_>,
+    path: &Path,
+) -> Result<u64, FetchError> {
+    let mut out = io::BufWriter::with_capacity(write_buffer(span.want), file);
+    let mut got: u64 = 0;
+    loop {
+        let chunk = match tokio::time::timeout(stall, response.chunk()).await {
+            Err(_) => {
+                out.flush().map_err(|e| FetchError::disk(path, e))?;
+                return Err(FetchError::Stall(stall));
+            }
+            Ok(Err(e)) => {
+                out.flush().map_err(|e| FetchError::disk(path, e))?;
+                return Err(match span.want {
+                    Some(want) if got < want => FetchError::Truncated {
+                        got: span.offset + got,
+                        expected: span.offset + want,
+                    },
+                    _ => FetchError::network(&e),
+                });
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(c))) => c,
+        };
+        got += chunk.len() as u64;
+        if let Some(want) = span.want {
+            if got > want {
+                return Err(FetchError::TooLong {
+                    expected: span.offset + want,
+                });
+            }
+        }
+        if let Some(hs) = hasher.as_mut() {
+            hs.update(&chunk);
+        }
+        out.write_all(&chunk)
+            .map_err(|e| FetchError::disk(path, e))?;
+        t.reporter.progress(t.id, chunk.len() as u64);
+    }
+    out.flush().map_err(|e| FetchError::disk(path, e))?;
+    if let Some(want) = span.want {
+        if got < want {
+            return Err(FetchError::Truncated {
+                got: span.offset + got,
+                expected: span.offset + want,
+            });
+        }
+    }
+    Ok(got)
+}
+
+/// Objects larger than this are fetched as parallel byte ranges.
+pub const RANGED_MIN: u64 = 16 << 20;
+/// The size of one range.
+pub const RANGE_CHUNK: u64 = 8 << 20;
+/// The most ranges of one object in flight at once.
+pub const RANGES_PER_OBJECT: usize = 8;
+
+/// Returns which ranges of a `.part` for an object of `size` bytes and
+/// ETag `etag` already hold their bytes: those a ranged sidecar for the
+/// same object lists, or those inside the prefix a sequential attempt at
+/// the same object left. Anything else is discarded: a pre-sized `.part`'s
+/// length says nothing about its content.
+fn finished_ranges(part: &Part, size: u64, etag: &str) -> Vec<bool> {
+    let chunks = size.div_ceil(RANGE_CHUNK) as usize;
+    let mut done = vec![false; chunks];
+    let same =
+        |m: &Meta| m.total == Some(size) && m.validator == Some(Validator::Etag(etag.to_string()));
+    match (part.file_len(), part.load()) {
+        (Some(len), Some(m)) if same(&m) => match &m.ranged {
+            Some(r) if r.chunk == RANGE_CHUNK && len == size => {
+                for i in &r.done {
+                    if let Some(d) = done.get_mut(*i) {
+                        *d = true;
+                    }
+                }
+            }
+            Some(_) => part.discard(),
+            None => {
+                for (i, d) in done.iter_mut().enumerate() {
+                    *d = (i as u64 + 1) * RANGE_CHUNK <= len.min(size);
+                }
+            }
+        },
+        (None, None) => {}
+        _ => part.discard(),
+    }
+    done
+}
+
+/// Downloads an object of known `size` as parallel byte ranges into one
+/// pre-sized `.part` (at most [`RANGES_PER_OBJECT`] at once, each holding a
+/// permit of `bucket`, the run-wide bound on connections to the bucket).
+/// The sidecar, written before the file is sized, lists the ranges done
+/// (each synced to disk first), so a retry or a later run fetches only the
+/// missing ones. A single-part ETag is checked as the MD5 of the whole file
+/// before the rename.
+pub async fn download_ranged(
+    http: &Http,
+    t: Transfer<'_>,
+    size: u64,
+    etag: &str,
+    bucket: &tokio::sync::Semaphore,
+) -> Result<Done, FetchError> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    let part = Part::of(t.path);
+    if let Some(dir) = t.path.parent() {
+        fs::create_dir_all(dir).map_err(|e| FetchError::disk(dir, e))?;
+    }
+    let done = finished_ranges(&part, size, etag);
+    let meta = std::sync::Mutex::new(Meta {
+        validator: Some(Validator::Etag(etag.to_string())),
+        total: Some(size),
+        ranged: Some(Ranges {
+            chunk: RANGE_CHUNK,
+            done: (0..done.len()).filter(|i| done[*i]).collect(),
+        }),
+    });
+    // The sidecar first: a crash after sizing must not leave zeros that
+    // look like content.
+    if let Ok(m) = meta.lock() {
+        part.save(&m).map_err(|e| FetchError::disk(&part.meta, e))?;
+    }
+    let file = part
+        .open(false)
+        .map_err(|e| FetchError::disk(&part.path, e))?;
+    file.set_len(size)
+        .map_err(|e| FetchError::disk(&part.path, e))?;
+    let id = FileId::of(&file).map_err(|e| FetchError::disk(&part.path, e))?;
+    drop(file);
+    let have: u64 = done
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d)
+        .map(|(i, _)| RANGE_CHUNK.min(size - i as u64 * RANGE_CHUNK))
+        .sum();
+    t.reporter.started(t.id, t.label, Some(size), have);
+    let todo: Vec<usize> = (0..done.len()).filter(|i| !done[*i]).collect();
+    let tr = &t;
+    let (part_ref, meta_ref) = (&part, &meta);
+    let received: u64 = stream::iter(todo.into_iter().map(|i| async move {
+        let _permit = bucket
+            .acquire()
+            .await
+            .map_err(|_| FetchError::Interrupted)?;
+        let start = i as u64 * RANGE_CHUNK;
+        let end = (start + RANGE_CHUNK).min(size) - 1;
+        let got = fetch_range(http, tr, part_ref, start, end, size, etag).await?;
+        let mut m = meta_ref
+            .lock()
+            .map_err(|_| FetchError::disk(&part_ref.meta, io::Error::other("lock poisoned")))?;
+        if let Some(r) = m.ranged.as_mut() {
+            r.done.push(i);
+        }
+        part_ref
+            .save(&m)
+            .map_err(|e| FetchError::disk(&part_ref.meta, e))?;
+        Ok::<u64, FetchError>(got)
+    }))
+    .buffer_unordered(RANGES_PER_OBJECT)
+    .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
+    .await?;
+    let md5 = etag_md5(etag);
+    finish(
+        &part,
+        t.path,
+        id,
+        md5.as_deref(),
+        None,
+        Done {
+            size,
+            received,
+            http_status: StatusCode::PARTIAL_CONTENT.as_u16(),
+            etag: Some(etag.to_string()),
+            last_modified: None,
+            withheld: None,
+        },
+    )
+    .await
+}
+
+/// Fetches bytes `start..=end` of an object of `size` bytes and ETag
+/// `etag` into the `.part` at their offset, synced to disk. Returns the
+/// bytes received.
+async fn fetch_range(
+    http: &Http,
+    t: &Transfer<'_>,
+    part: &Part,
+    start: u64,
+    end: u64,
+    size: u64,
+    etag: &str,
+) -> Result<u64, FetchError> {
+    use std::io::{Seek, SeekFrom};
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
+        headers.insert(header::RANGE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        headers.insert(header::IF_RANGE, v);
+    }
+    let Answer { mut response, .. } = http
+        .send(Req {
+            headers,
+            ..Req::get(t.url, Creds::token(t.token))
+        })
+        .await?;
+    if response.status() != StatusCode::PARTIAL_CONTENT {
+        if !response.status().is_success() {
+            return Err(status_error(response, http.stall).await);
+        }
+        return Err(FetchError::RangeMismatch(format!(
+            "asked for bytes {start}-{end}, got HTTP {}",
+            response.status().as_u16()
+        )));
+    }
+    let raw = header_str(response.headers(), header::CONTENT_RANGE).unwrap_or_default();
+    let want_range = ContentRange {
+        start: Some(start),
+        end: Some(end),
+        total: Some(size),
+    };
+    let same_etag = header_str(response.headers(), header::ETAG).is_none_or(|e| e == etag);
+    if ContentRange::parse(&raw) != Some(want_range) || !same_etag {
+        part.discard();
+        return Err(FetchError::RangeMismatch(format!(
+            "asked for bytes {start}-{end} of {size}, got Content-Range `{}` (did the object change?)",
+            crate::layout::escape(&raw)
+        )));
+    }
+    let mut file = part
+        .open(false)
+        .map_err(|e| FetchError::disk(&part.path, e))?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| FetchError::disk(&part.path, e))?;
+    let sync = file
+        .try_clone()
+        .map_err(|e| FetchError::disk(&part.path, e))?;
+    let want = end - start + 1;
+    let got = stream_body(
+        &mut response,
+        file,
+        Span {
+            offset: start,
+            want: Some(want),
+        },
+        http.stall,
+        None,
+        t,
+        &part.path,
+    )
+    .await?;
+    // On disk before the sidecar says so.
+    tokio::task::spawn_blocking(move || sync.sync_data())
+        .await
+        .map_err(|e| FetchError::disk(&part.path, io::Error::other(e)))?
+        .map_err(|e| FetchError::disk(&part.path, e))?;
+    Ok(got)
+}
+
+/// Hashes the bytes already in a file into `hasher`, off the runtime's
+/// workers.
+async fn hash_file(path: PathBuf, mut hasher: Md5) -> Result<Md5, FetchError> {
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || -> io::Result<Md5> {
+        let mut f = File::open(&p)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(hasher);
+            }
+            hasher.update(&buf[..n]);
+        }
+    })
+    .await
+    .map_err(|e| FetchError::disk(&path, io::Error::other(e)))?
+    .map_err(|e| FetchError::disk(&path, e))
+}
+
+/// Checks the MD5 (when known) and renames the `.part` over the final path,
+/// only if it is still the file that was written.
+async fn finish(
+    part: &Part,
+    path: &Path,
+    id: FileId,
+    expect_md5: Option<&str>,
+    hasher: Option<Md5>,
+    done: Done,
+) -> Result<Done, FetchError> {
+    if let Some(expected) = expect_md5 {
+        let h = match hasher {
+            Some(h) => h,
+            None => hash_file(part.path.clone(), Md5::new()).await?,
+        };
+        let got = hex(&h.finalize());
+        if !got.eq_ignore_ascii_case(expected) {
+            part.discard();
+            return Err(FetchError::Md5Mismatch {
+                expected: expected.to_string(),
+                got,
+            });
+        }
+    }
+    part::commit(part, path, Some(id)).map_err(|e| FetchError::disk(path, e))?;
+    Ok(done)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_table() {
+        let r = |start, end, total| {
+            Some(ContentRange {
+                start: Some(start),
+                end: Some(end),
+                total,
+            })
+        };
+        let cases: &[(&str, Option<ContentRange>)] = &[
+            ("bytes 0-99/100", r(0, 99, Some(100))),
+            ("bytes 50-99/100", r(50, 99, Some(100))),
+            ("bytes 50-59/100", r(50, 59, Some(100))),
+            ("bytes 50-99/*", r(50, 99, None)),
+            (
+                "bytes */100",
+                Some(ContentRange {
+                    start: None,
+                    end: None,
+                    total: Some(100),
+                }),
+            ),
+            ("bytes 50-100/100", None),
+            ("bytes 60-50/100", None),
+            ("bytes x-50/100", None),
+            ("items 0-1/2", None),
+            ("bytes 0-1", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(ContentRange::parse(input), *want, "{input}");
+        }
+    }
+
+    #[test]
+    fn changes_are_seen_in_size_etag_or_date_only_when_both_sides_know() {
+        let h = Head {
+            status: 200,
+            size: Some(10),
+            etag: Some("\"b\"".into()),
+            last_modified: Some("Tue".into()),
+        };
+        assert!(changed(&h, 10, Some("\"b\""), Some("Tue")).is_none());
+        assert!(changed(&h, 10, None, None).is_none());
+        assert!(changed(&h, 11, Some("\"b\""), Some("Tue"))
+            .unwrap()
+            .contains("size"));
+        assert!(changed(&h, 10, Some("\"a\""), Some("Tue"))
+            .unwrap()
+            .contains("ETag"));
+        assert!(changed(&h, 10, None, Some("Mon"))
+            .unwrap()
+            .contains("Last-Modified"));
+        let bare = Head {
+            status: 200,
+            ..Head::default()
+        };
+        assert!(changed(&bare, 10, Some("x"), Some("y")).is_none());
+    }
+
+    #[test]
+    fn only_single_part_etags_are_md5s() {
+        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+        assert_eq!(etag_md5(&format!("\"{md5}\"")).as_deref(), Some(md5));
+        assert_eq!(etag_md5(md5).as_deref(), Some(md5));
+        assert_eq!(
+            etag_md5(" \"D41D8CD98F00B204E9800998ECF8427E\" ").as_deref(),
+            Some(md5)
+        );
+        for bad in [
+            "\"d41d8cd98f00b204e9800998ecf8427e-2\"",
+            "\"0123456789abcdef0123456789abcdef-12\"",
+            "W/\"d41d8cd98f00b204e9800998ecf8427e\"",
+            "\"d41d8cd98f00b204e9800998ecf8427\"",
+            "\"d41d8cd98f00b204e9800998ecf8427ef\"",
+            "\"g41d8cd98f00b204e9800998ecf8427e\"",
+            "\"d41d8cd98f00b204e9800998ecf8427e",
+            "",
+            "\"\"",
+        ] {
+            assert_eq!(etag_md5(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_products() {
+        assert!(is_text_product("x_cat.ecsv"));
+        assert!(!is_text_product("x_i2d.fits"));
+        assert!(!is_text_product("fitscut.cgi?red=a.txt"));
+    }
+}

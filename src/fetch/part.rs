@@ -1,0 +1,339 @@
+//! The `.part` file beside each final path, and what is known about its bytes.
+//!
+//! A `.part`'s length never stands for its content. What a later attempt
+//! may keep is written in a sidecar (`NAME.part.meta`, JSON): the validator
+//! (ETag or Last-Modified) and total length of the answer the bytes came
+//! from, and — for a pre-sized `.part` filled by parallel ranges — which
+//! ranges are done. A `.part` without a sidecar that matches is discarded.
+//!
+//! Files are opened without following a final symlink (`O_NOFOLLOW`), a
+//! symlink found at a `.part` is removed (never written through), and
+//! [`commit`] renames a `.part` into place only when it is still the very
+//! file that was written (same device and inode, not a symlink).
+//!
+//! Names: `NAME.part` and `NAME.part.meta`, or — when those would pass the
+//! 255-byte limit of common file systems — a shortened stem with a hash of
+//! the name, so every product name that fits a file system can be fetched.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The longest file name most file systems allow, in bytes.
+pub const NAME_MAX: usize = 255;
+/// The longest suffix added to a final name (`.part.meta`).
+const LONGEST_SUFFIX: usize = ".part.meta".len();
+
+/// What identifies the version of a file the bytes came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validator {
+    /// A strong or weak ETag, as sent.
+    Etag(String),
+    /// A Last-Modified date, as sent.
+    LastModified(String),
+}
+
+impl Validator {
+    /// Returns the validator of an answer: its ETag, else its Last-Modified.
+    pub fn of(etag: Option<&str>, last_modified: Option<&str>) -> Option<Validator> {
+        etag.map(|e| Validator::Etag(e.to_string()))
+            .or_else(|| last_modified.map(|l| Validator::LastModified(l.to_string())))
+    }
+
+    /// Returns the `If-Range` value for this validator: a strong ETag or a
+    /// date (a weak ETag cannot be used, RFC 9110 §13.1.5).
+    pub fn if_range(&self) -> Option<&str> {
+        match self {
+            Validator::Etag(e) if !e.starts_with("W/") => Some(e),
+            Validator::Etag(_) => None,
+            Validator::LastModified(d) => Some(d),
+        }
+    }
+
+    /// Returns true if and only if an answer with these validators may be
+    /// a continuation of the bytes this validator describes: the same
+    /// ETag, or (without ETags) the same Last-Modified; an answer without
+    /// the kind of validator that was recorded does not match.
+    pub fn matches(&self, etag: Option<&str>, last_modified: Option<&str>) -> bool {
+        match self {
+            Validator::Etag(e) => etag == Some(e.as_str()),
+            Validator::LastModified(d) => last_modified == Some(d.as_str()),
+        }
+    }
+}
+
+/// The sidecar's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The validator of the answer the bytes came from, if it had one.
+    pub validator: Option<Validator>,
+    /// The whole file's length, when announced.
+    pub total: Option<u64>,
+    /// For a pre-sized `.part` filled by ranges: the range size and the
+    /// ranges done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranged: Option<Ranges>,
+}
+
+/// The ranges of a pre-sized `.part` that hold their bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ranges {
+    pub chunk: u64,
+    pub done: Vec<usize>,
+}
+
+/// The `.part` of one final path and its sidecar.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// The `.part` file.
+    pub path: PathBuf,
+    /// The sidecar.
+    pub meta: PathBuf,
+}
+
+impl Part {
+    /// Returns the `.part` and sidecar paths for `final_path`.
+    pub fn of(final_path: &Path) -> Part {
+        let name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem = if name.len() + LONGEST_SUFFIX <= NAME_MAX {
+            name
+        } else {
+            // Deterministic, so a later run finds the same `.part`.
+            let hash = fnv1a(name.as_bytes());
+            let keep = NAME_MAX - LONGEST_SUFFIX - 17;
+            let mut cut = keep;
+            while !name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}~{hash:016x}", &name[..cut])
+        };
+        let dir = final_path.parent().unwrap_or(Path::new(""));
+        Part {
+            path: dir.join(format!("{stem}.part")),
+            meta: dir.join(format!("{stem}.part.meta")),
+        }
+    }
+
+    /// Returns the sidecar, when it can be read and parsed.
+    pub fn load(&self) -> Option<Meta> {
+        let text = read_nofollow(&self.meta, 1 << 20).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Writes the sidecar atomically (never through a symlink).
+    pub fn save(&self, meta: &Meta) -> io::Result<()> {
+        let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
+        crate::manifest::write_atomic(&self.meta, &json)
+    }
+
+    /// Returns the length of the `.part` when it is a regular file (not a
+    /// symlink); removes anything else found there.
+    pub fn file_len(&self) -> Option<u64> {
+        match fs::symlink_metadata(&self.path) {
+            Ok(m) if m.file_type().is_file() => Some(m.len()),
+            Ok(_) => {
+                let _ = fs::remove_file(&self.path);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Removes the `.part` and its sidecar (and a 0.1.0 `.part.ranges`).
+    pub fn discard(&self) {
+        let _ = fs::remove_file(&self.path);
+        let _ = fs::remove_file(&self.meta);
+        let mut old = self.path.clone().into_os_string();
+        old.push(".ranges");
+        let _ = fs::remove_file(PathBuf::from(old));
+    }
+
+    /// Opens the `.part` for writing, creating it; `truncate` empties it.
+    /// Never follows a symlink: one planted there is removed first.
+    pub fn open(&self, truncate: bool) -> io::Result<File> {
+        if let Ok(m) = fs::symlink_metadata(&self.path) {
+            if !m.file_type().is_file() {
+                fs::remove_file(&self.path)?;
+            }
+        }
+        let mut o = OpenOptions::new();
+        o.create(true).write(true).truncate(truncate);
+        nofollow(&mut o);
+        o.open(&self.path)
+    }
+
+    /// Opens the existing `.part` for appending (never through a symlink).
+    pub fn open_append(&self) -> io::Result<File> {
+        let mut o = OpenOptions::new();
+        o.append(true);
+        nofollow(&mut o);
+        o.open(&self.path)
+    }
+}
+
+/// Returns the 64-bit FNV-1a hash of `bytes` (stable across builds).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Makes `o` refuse to open a final symlink.
+pub fn nofollow(o: &mut OpenOptions) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW);
+    }
+    #[cfg(not(unix))]
+    let _ = o;
+}
+
+/// Reads at most `limit` bytes of `path`, never through a symlink.
+fn read_nofollow(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut o = OpenOptions::new();
+    o.read(true);
+    nofollow(&mut o);
+    let mut buf = Vec::new();
+    o.open(path)?.take(limit).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// The identity of an open file, to check it is still the one at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    #[cfg(unix)]
+    dev: u64,
+    #[cfg(unix)]
+    ino: u64,
+}
+
+impl FileId {
+    /// Returns the identity of an open file.
+    pub fn of(f: &File) -> io::Result<FileId> {
+        let m = f.metadata()?;
+        Ok(FileId::from_meta(&m))
+    }
+
+    fn from_meta(m: &fs::Metadata) -> FileId {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileId {
+                dev: m.dev(),
+                ino: m.ino(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = m;
+            FileId {}
+        }
+    }
+}
+
+/// Renames the `.part` over `final_path`, only when the `.part` is still a
+/// regular file and (when `id` is given) the very file that was written;
+/// then removes the sidecar.
+pub fn commit(part: &Part, final_path: &Path, id: Option<FileId>) -> io::Result<()> {
+    let m = fs::symlink_metadata(&part.path)?;
+    if !m.file_type().is_file() || id.is_some_and(|id| FileId::from_meta(&m) != id) {
+        let _ = fs::remove_file(&part.path);
+        return Err(io::Error::other(
+            "the `.part` file was replaced while it was written (a symlink or another file); discarded",
+        ));
+    }
+    fs::rename(&part.path, final_path)?;
+    let _ = fs::remove_file(&part.meta);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_get_a_short_deterministic_part_name() {
+        let d = Path::new("/x");
+        let short = Part::of(&d.join("a.fits"));
+        assert_eq!(short.path, d.join("a.fits.part"));
+        assert_eq!(short.meta, d.join("a.fits.part.meta"));
+        for len in [245usize, 251, 255] {
+            let name = "é".repeat(len / 2) + &"a".repeat(len % 2);
+            assert_eq!(name.len(), len);
+            let p = Part::of(&d.join(&name));
+            let n = p.meta.file_name().unwrap().to_str().unwrap().len();
+            assert!(n <= NAME_MAX, "{len}: {n}");
+            assert_eq!(p.path, Part::of(&d.join(&name)).path);
+        }
+        let a = Part::of(&d.join("a".repeat(250)));
+        let b = Part::of(&d.join(format!("{}b", "a".repeat(249))));
+        assert_ne!(a.path, b.path);
+    }
+
+    #[test]
+    fn validators_match_only_their_own_kind() {
+        let v = Validator::Etag("\"a\"".into());
+        assert!(v.matches(Some("\"a\""), None));
+        assert!(!v.matches(Some("\"b\""), None));
+        assert!(!v.matches(None, Some("Tue")));
+        assert_eq!(v.if_range(), Some("\"a\""));
+        assert_eq!(Validator::Etag("W/\"a\"".into()).if_range(), None);
+        let d = Validator::LastModified("Tue".into());
+        assert!(d.matches(None, Some("Tue")));
+        assert!(!d.matches(None, Some("Wed")));
+        assert_eq!(
+            Validator::of(Some("e"), Some("d")),
+            Some(Validator::Etag("e".into()))
+        );
+        assert_eq!(Validator::of(None, None), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_symlink_is_never_written_through_nor_committed() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        let fin = d.path().join("f.fits");
+        let part = Part::of(&fin);
+        std::os::unix::fs::symlink(&outside, &part.path).unwrap();
+        assert!(part.open_append().is_err(), "append followed a symlink");
+        assert_eq!(part.file_len(), None);
+        let f = part.open(true).unwrap();
+        let id = FileId::of(&f).unwrap();
+        drop(f);
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+        // Swapped for a symlink after writing: not committed.
+        fs::remove_file(&part.path).unwrap();
+        std::os::unix::fs::symlink(&outside, &part.path).unwrap();
+        assert!(commit(&part, &fin, Some(id)).is_err());
+        assert!(fs::symlink_metadata(&fin).is_err());
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn sidecar_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let part = Part::of(&d.path().join("f"));
+        let meta = Meta {
+            validator: Some(Validator::Etag("\"x\"".into())),
+            total: Some(10),
+            ranged: Some(Ranges {
+                chunk: 4,
+                done: vec![0, 2],
+            }),
+        };
+        part.save(&meta).unwrap();
+        assert_eq!(part.load(), Some(meta));
+        part.discard();
+        assert_eq!(part.load(), None);
+    }
+}

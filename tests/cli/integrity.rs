@@ -1,0 +1,572 @@
+//! Issue 12: never a wrong byte at the final path, never the token where it
+//! does not belong — against servers that lie, stall, redirect and echo,
+//! and a file system with planted symlinks, a full disk and a read-only
+//! mount. Every test here failed before the fix it names.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::mock::{bytes, Product, TOKEN};
+use super::raw::{Raw, Reply};
+use super::{archive_with, row, walk, Env, Run, A, B};
+
+const A_PATH: &str =
+    "JWST/jw01409-o031_t014_nircam_clear-f212n/jw01409-o031_t014_nircam_clear-f212n_i2d.fits";
+
+fn part_of(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_os_string();
+    s.push(".part");
+    PathBuf::from(s)
+}
+
+fn meta_of(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_os_string();
+    s.push(".part.meta");
+    PathBuf::from(s)
+}
+
+/// Waits for `child`, killing it and failing after `limit` (a hang
+/// detector, not a speed check: every run here ends in seconds when bounded).
+fn wait_bounded(mut child: Child, limit: Duration) -> Run {
+    let t0 = Instant::now();
+    loop {
+        if let Some(_status) = child.try_wait().unwrap() {
+            return Run::from(child.wait_with_output().unwrap());
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let r = Run::from(child.wait_with_output().unwrap());
+            panic!("mastdl did not finish within {limit:?}: {}", r.stderr);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn everything(e: &Env, r: &Run) -> String {
+    let mut all = format!("{}{}", r.stdout, r.stderr);
+    for f in walk(&e.dest()) {
+        all.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap()));
+    }
+    all
+}
+
+/// Point 1: a `.part` whose length says "complete" but whose sidecar is
+/// gone (or says it was filled by ranges) is discarded, never renamed.
+#[test]
+fn a_full_length_part_without_its_sidecar_is_never_renamed() {
+    let body = bytes(21, 300_000);
+    let m = archive_with(&[(A, Product::new(body.clone()))]);
+    let e = Env::new();
+    let fin = e.dest().join(A_PATH);
+    std::fs::create_dir_all(fin.parent().unwrap()).unwrap();
+    // Pre-sized like a ranged `.part` whose ranges never arrived: zeros.
+    std::fs::write(part_of(&fin), vec![0u8; body.len()]).unwrap();
+    let list = e.write("uris.txt", A);
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(&fin).unwrap(),
+        body,
+        "zeros reached the final path"
+    );
+    assert!(m.seen_for(A).iter().all(|s| s.range.is_none()));
+
+    // A sidecar that says "ranged" is for the ranged path only.
+    std::fs::remove_file(&fin).unwrap();
+    std::fs::write(part_of(&fin), vec![0u8; body.len()]).unwrap();
+    std::fs::write(
+        meta_of(&fin),
+        r#"{"validator":null,"total":300000,"ranged":{"chunk":8388608,"done":[0]}}"#,
+    )
+    .unwrap();
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read(&fin).unwrap(), body);
+    assert!(!part_of(&fin).exists() && !meta_of(&fin).exists());
+}
+
+/// Point 2: a resume names the validator of the first bytes (If-Range), and
+/// a product reprocessed between attempts (same name, same size, new ETag)
+/// restarts from zero instead of becoming v1's head plus v2's tail.
+#[test]
+fn a_product_reprocessed_between_attempts_is_never_a_hybrid() {
+    let v1 = bytes(31, 200_000);
+    let v2 = bytes(32, 200_000);
+    let m = archive_with(&[(
+        A,
+        Product {
+            truncate_first: 1,
+            etag: Some("\"v1\"".into()),
+            ..Product::new(v1.clone())
+        },
+    )]);
+    let e = Env::new();
+    let list = e.write("uris.txt", A);
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--retries", "0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let fin = e.dest().join(A_PATH);
+    assert!(part_of(&fin).exists() && meta_of(&fin).exists());
+
+    // Same product, same size, reprocessed: the mock ignores If-Range and
+    // answers the range from v2, with v2's ETag.
+    m.add(
+        A,
+        Product {
+            etag: Some("\"v2\"".into()),
+            ..Product::new(v2.clone())
+        },
+    );
+    m.reset_log();
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let seen = m.seen_for(A);
+    assert!(seen[0].range.is_some(), "the first attempt resumed");
+    assert_eq!(seen[0].if_range.as_deref(), Some("\"v1\""));
+    assert_eq!(std::fs::read(&fin).unwrap(), v2, "a hybrid file was saved");
+    let state = std::fs::read_to_string(e.dest().join(".mastdl/state.jsonl")).unwrap();
+    assert!(state.lines().last().unwrap().contains("v2"), "{state}");
+
+    // Unchanged: the resume is accepted and only the tail is sent.
+    m.add(
+        B,
+        Product {
+            truncate_first: 1,
+            etag: Some("\"b1\"".into()),
+            ..Product::new(bytes(33, 100_000))
+        },
+    );
+    let list_b = e.write("b.txt", B);
+    let r = e.fetch(&m, &[list_b.to_str().unwrap(), "--retries", "0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    m.reset_log();
+    let r = e.fetch(&m, &[list_b.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(m.body_bytes(), 50_000, "only the missing half was sent");
+}
+
+/// Point 3: the token travels in `Authorization` and the `mast_token`
+/// cookie only to trusted hosts, on every hop of every request: `/whoami`,
+/// `path_lookup` and downloads all redirect to an untrusted host here.
+#[test]
+fn no_credential_reaches_an_untrusted_host_on_any_request() {
+    let body = bytes(41, 5_000);
+    let served = body.clone();
+    let other_port = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let other = other_port.clone();
+    let raw = Raw::start(move |req| {
+        let elsewhere = other.lock().unwrap().clone();
+        if req.target.starts_with("/whoami") {
+            Reply::redirect(&format!("{elsewhere}/steal-whoami"))
+        } else if req.target.starts_with("/api/v0.1/path_lookup") {
+            Reply::redirect(&format!("{elsewhere}/steal-lookup"))
+        } else if req.target.starts_with("/api/v0.1/Download") {
+            Reply::redirect(&format!("{elsewhere}/file"))
+        } else if req.target.starts_with("/file") {
+            Reply::new(200, &served)
+        } else {
+            Reply::new(404, b"{}")
+        }
+    });
+    *other_port.lock().unwrap() = raw.other.clone();
+    let e = Env::new();
+    let list = e.write("uris.txt", "mast:HST/product/ib1f01020_raw.fits\n");
+    let mut c = e.cmd();
+    c.args(["fetch", "--cloud", "--base-url", &raw.base, "-d"])
+        .arg(e.dest())
+        .arg(&list)
+        .env("MAST_API_TOKEN", TOKEN);
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let seen = raw.seen();
+    let to_other: Vec<_> = seen.iter().filter(|s| s.port != raw.port).collect();
+    assert!(
+        to_other.len() >= 3,
+        "whoami, lookup and download all went there: {seen:?}"
+    );
+    for s in &to_other {
+        assert!(s.header("authorization").is_none(), "{s:?}");
+        assert!(s.header("cookie").is_none(), "{s:?}");
+    }
+    let trusted: Vec<_> = seen.iter().filter(|s| s.port == raw.port).collect();
+    assert!(trusted
+        .iter()
+        .all(|s| s.header("authorization") == Some(&*format!("token {TOKEN}"))));
+    assert!(!everything(&e, &r).contains(TOKEN));
+}
+
+/// Point 4: a `/whoami` that stalls mid-body, or never ends, costs a
+/// warning, not the run (and not the memory).
+#[test]
+fn a_stalled_or_endless_whoami_costs_only_a_warning() {
+    let body = bytes(51, 1_000);
+    for endless in [false, true] {
+        let served = body.clone();
+        let raw = Raw::start(move |req| {
+            if req.target.starts_with("/whoami") {
+                let mut r =
+                    Reply::new(200, b"{\"ezid\": \"alice\"").header("Content-Length", "9999");
+                r.headers.remove(0);
+                if endless {
+                    r = r.no_length();
+                    r.endless = Some((Duration::from_millis(1), vec![b' '; 64 << 10]));
+                } else {
+                    r.endless = None;
+                    r.parts.push((Duration::from_secs(3600), vec![]));
+                }
+                r
+            } else {
+                Reply::new(200, &served)
+            }
+        });
+        let e = Env::new();
+        let list = e.write("uris.txt", A);
+        let mut c = e.cmd();
+        c.args(["fetch", "--timeout", "2", "--base-url", &raw.base, "-d"])
+            .arg(e.dest())
+            .arg(&list)
+            .env("MAST_API_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let r = wait_bounded(c.spawn().unwrap(), Duration::from_secs(60));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stderr.contains("whoami"), "{}", r.stderr);
+        assert_eq!(std::fs::read(e.dest().join(A_PATH)).unwrap(), body);
+    }
+}
+
+/// Points 6 and 7: a server that echoes the token into error bodies and
+/// pages never gets it printed or stored; an error body that drips is cut
+/// off by time, not waited for.
+#[test]
+fn an_echoed_token_is_scrubbed_and_a_dripping_error_body_is_cut() {
+    let echo = format!("<html><h1>bad token {TOKEN} for you</h1></html>");
+    let raw = Raw::start(move |req| {
+        let uri = req.target.clone();
+        if uri.contains("whoami") {
+            Reply::new(404, b"")
+        } else if uri.contains("product%2Fa_") || uri.contains("product/a_") {
+            Reply::new(401, echo.as_bytes()).header("Content-Type", "text/html")
+        } else if uri.contains("product%2Fb_") || uri.contains("product/b_") {
+            Reply::new(200, echo.as_bytes()).header("Content-Type", "text/html")
+        } else if uri.contains("product%2Fc_") || uri.contains("product/c_") {
+            Reply::new(500, format!("{{\"error\": \"{TOKEN}\"}}").as_bytes())
+        } else {
+            // 404 whose body arrives one byte per second, forever.
+            let mut r = Reply::new(404, b"n").no_length();
+            r.endless = Some((Duration::from_secs(1), b"o".to_vec()));
+            r
+        }
+    });
+    let e = Env::new();
+    let list = e.write(
+        "uris.txt",
+        "mast:HST/product/a_raw.fits\nmast:HST/product/b_raw.fits\nmast:HST/product/c_raw.fits\nmast:HST/product/d_raw.fits\n",
+    );
+    for format in ["text", "json"] {
+        let mut c = e.cmd();
+        c.args([
+            "fetch",
+            "--retries",
+            "1",
+            "--timeout",
+            "2",
+            "--log-format",
+            format,
+        ])
+        .args(["--base-url", &raw.base, "-d"])
+        .arg(e.dest())
+        .arg(&list)
+        .env("MAST_API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let r = wait_bounded(c.spawn().unwrap(), Duration::from_secs(60));
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        let all = everything(&e, &r);
+        assert!(!all.contains(TOKEN), "the echoed token leaked ({format})");
+        assert!(all.contains("(redacted)"), "{}", r.stderr);
+        let m = e.manifest();
+        assert_eq!(row(&m, "mast:HST/product/d_raw.fits")["http_status"], 404);
+    }
+}
+
+/// Point 8: a 206 nobody asked for is not the whole file.
+#[test]
+fn an_unasked_partial_answer_is_never_saved_as_the_file() {
+    let body = bytes(61, 1_000);
+    let served = body.clone();
+    let raw = Raw::start(move |req| {
+        if req.target.contains("whole") {
+            Reply::new(206, &served).header("Content-Range", "bytes 0-999/1000")
+        } else {
+            Reply::new(206, &served[500..]).header("Content-Range", "bytes 500-999/1000")
+        }
+    });
+    let e = Env::new();
+    let list = e.write(
+        "uris.txt",
+        "mast:HST/product/half_raw.fits\nmast:HST/product/whole_raw.fits\n",
+    );
+    let mut c = e.cmd();
+    c.args(["fetch", "--retries", "1", "--base-url", &raw.base, "-d"])
+        .arg(e.dest())
+        .arg(&list);
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let m = e.manifest();
+    let half = row(&m, "mast:HST/product/half_raw.fits");
+    assert_eq!(half["status"], "FAILED");
+    assert!(half["message"].as_str().unwrap().contains("Content-Range"));
+    assert!(!e.dest().join("HST/half/half_raw.fits").exists());
+    assert_eq!(
+        std::fs::read(e.dest().join("HST/whole/whole_raw.fits")).unwrap(),
+        body
+    );
+    // The next run does not skip it: nothing was recorded.
+    let r = Run::from(
+        e.cmd()
+            .args(["fetch", "--retries", "0", "--base-url", &raw.base, "-d"])
+            .arg(e.dest())
+            .arg(&list)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        row(&e.manifest(), "mast:HST/product/half_raw.fits")["status"],
+        "FAILED"
+    );
+}
+
+/// Point 5: planted symlinks — at the `.part`, at the final path — are
+/// never written through, and never left in place of the file.
+#[cfg(unix)]
+#[test]
+fn planted_symlinks_are_never_followed_nor_renamed_into_place() {
+    let body = bytes(71, 40_000);
+    let m = archive_with(&[(A, Product::new(body.clone()))]);
+    let e = Env::new();
+    let outside = e.path().join("outside.txt");
+    std::fs::write(&outside, b"precious").unwrap();
+    let fin = e.dest().join(A_PATH);
+    std::fs::create_dir_all(fin.parent().unwrap()).unwrap();
+    let list = e.write("uris.txt", A);
+    for force in [false, true] {
+        let _ = std::fs::remove_file(&fin);
+        std::os::unix::fs::symlink(&outside, part_of(&fin)).unwrap();
+        std::os::unix::fs::symlink(&outside, meta_of(&fin)).unwrap();
+        let mut args = vec![list.to_str().unwrap()];
+        if force {
+            args.push("--force");
+        }
+        let r = e.fetch(&m, &args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+        let meta = std::fs::symlink_metadata(&fin).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "a symlink was renamed into place"
+        );
+        assert_eq!(std::fs::read(&fin).unwrap(), body);
+    }
+    // A symlink at the final path (even of the right size) is not "complete".
+    std::fs::remove_file(&fin).unwrap();
+    std::fs::write(&outside, vec![1u8; body.len()]).unwrap();
+    std::os::unix::fs::symlink(&outside, &fin).unwrap();
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(std::fs::symlink_metadata(&fin)
+        .unwrap()
+        .file_type()
+        .is_file());
+    assert_eq!(std::fs::read(&fin).unwrap(), body);
+    assert_eq!(std::fs::read(&outside).unwrap(), vec![1u8; body.len()]);
+    // The state record and the manifests are not written through symlinks.
+    std::fs::remove_file(e.dest().join("MANIFEST.json")).unwrap();
+    std::os::unix::fs::symlink(&outside, e.dest().join("MANIFEST.json")).unwrap();
+    let state = e.dest().join(".mastdl/state.jsonl");
+    std::fs::remove_file(&state).unwrap();
+    std::os::unix::fs::symlink(&outside, &state).unwrap();
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--force"]);
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    assert_eq!(std::fs::read(&outside).unwrap(), vec![1u8; body.len()]);
+    assert!(std::fs::symlink_metadata(e.dest().join("MANIFEST.json"))
+        .unwrap()
+        .file_type()
+        .is_file());
+}
+
+/// A tmpfs mounted for one test (root only; the test is skipped, saying
+/// so, where mounting is not allowed).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, options: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        }
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Point 9: a full disk fails the file that hit it (its `.part` removed so
+/// the rest of the run and the manifest fit), and leaves no manifest
+/// temporaries behind; a read-only DEST is a usage error (exit 2).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_and_a_read_only_dest() {
+    let m = archive_with(&[
+        (A, Product::new(bytes(1, 600_000))),
+        (B, Product::new(bytes(2, 1000))),
+    ]);
+    let e = Env::new();
+    let Some(_fs) = Tmpfs::mount(&e.dest(), "size=512k") else {
+        return;
+    };
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "-j", "1"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let man = e.manifest();
+    let msg = row(&man, A)["message"].as_str().unwrap();
+    assert!(msg.contains("No space left on device"), "{msg}");
+    assert_eq!(row(&man, A)["attempts"], 1, "a full disk is not retried");
+    assert_eq!(row(&man, B)["status"], "COMPLETE");
+    assert!(!e.dest().join(A_PATH).exists());
+    // Fill it up: the manifest cannot be written, and no temporary stays.
+    std::fs::write(e.dest().join("filler"), vec![7u8; 500_000]).ok();
+    let _ = e.fetch(&m, &[list.to_str().unwrap(), "-j", "1", "--force"]);
+    let leftovers: Vec<_> = std::fs::read_dir(e.dest())
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let ro = Env::new();
+    let Some(_ro) = Tmpfs::mount(&ro.path().join("ro"), "ro,size=64k") else {
+        return;
+    };
+    let mut c = ro.cmd();
+    c.args(["fetch", "--base-url", &m.base, "-d"])
+        .arg(ro.path().join("ro/out"))
+        .arg(ro.write("uris.txt", A));
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("writable"), "{}", r.stderr);
+}
+
+/// Point 9: names mastdl needs for itself, names too long for a `.part`
+/// suffix, and paths that collide on case-insensitive file systems.
+#[test]
+fn reserved_long_and_case_colliding_names() {
+    let m = archive_with(&[]);
+    let e = Env::new();
+    for (list, why) in [
+        ("mast:JWST/product/MANIFEST.json\n", "--flat"),
+        ("mast:.mastdl/product/state.jsonl\n", ""),
+        (
+            "mast:HST/product/abc_raw.fits\nmast:HST/product/ABC_raw.fits\n",
+            "case",
+        ),
+        (
+            "mast:HST/product/caf\u{e9}_x.fits\nmast:HST/product/cafe\u{301}_x.fits\n",
+            "normalisation",
+        ),
+    ] {
+        let f = e.write("bad.txt", list);
+        let mut args = vec![f.to_str().unwrap()];
+        if why == "--flat" {
+            args.push("--flat");
+        }
+        let r = e.fetch(&m, &args);
+        assert_eq!(r.code, 2, "{list}: {}", r.stderr);
+        assert!(r.stderr.contains("bad.txt:"), "{}", r.stderr);
+        assert!(m.seen().is_empty(), "a request was made for bad input");
+    }
+    // A 253-byte name still downloads (its `.part` name is shortened).
+    let name = format!("{}_raw.fits", "x".repeat(244));
+    assert_eq!(name.len(), 253);
+    let uri = format!("mast:HST/product/{name}");
+    m.add(&uri, Product::new(bytes(5, 3000)));
+    let f = e.write("long.txt", &uri);
+    let r = e.fetch(&m, &[f.to_str().unwrap(), "--flat"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read(e.dest().join(&name)).unwrap(), bytes(5, 3000));
+}
+
+/// Point 9: a token no header can carry is refused at start; a password in
+/// `--base-url` never reaches the manifest; `-j` beyond the open-file
+/// limit is clamped and said, not two thirds of the files failed; a stray
+/// shard manifest of an absurd count does not make `report` allocate.
+#[cfg(unix)]
+#[test]
+fn bad_tokens_url_passwords_open_file_limits_and_stray_shards() {
+    let m = archive_with(&[(A, Product::new(bytes(3, 100)))]);
+    let e = Env::new();
+    let list = e.write("uris.txt", A);
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--token", "abc\u{7}def"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("`--token`"), "{}", r.stderr);
+
+    let with_password = m.base.replace("http://", "http://user:pa55w0rd-X@");
+    let mut c = e.cmd();
+    c.args(["fetch", "--base-url", &with_password, "-d"])
+        .arg(e.dest())
+        .arg(&list);
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!everything(&e, &r).contains("pa55w0rd-X"));
+
+    let many: String = (0..120)
+        .map(|i| format!("mast:HST/product/f{i}_raw.fits\n"))
+        .collect();
+    for i in 0..120 {
+        m.add(
+            &format!("mast:HST/product/f{i}_raw.fits"),
+            Product::new(bytes(i, 500)),
+        );
+    }
+    let f = e.write("many.txt", &many);
+    let script = format!(
+        "ulimit -n 64 && exec {} fetch -j 200 --base-url {} -d {} {}",
+        env!("CARGO_BIN_EXE_mastdl"),
+        m.base,
+        e.path().join("many").display(),
+        f.display()
+    );
+    let mut c = e.cmd();
+    let r = Run::from(
+        Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+            .env_remove("MAST_API_TOKEN")
+            .current_dir(e.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+    );
+    let _ = &mut c;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("ulimit -n"), "{}", r.stderr);
+
+    let shards = e.path().join("shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    std::fs::write(shards.join("MANIFEST.0-of-4294967295.json"), "{}").unwrap();
+    let r = Run::from(e.cmd().arg("report").arg(&shards).output().unwrap());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
