@@ -45,9 +45,18 @@ pub struct Summary {
     pub bytes: u64,
     pub elapsed: Duration,
     pub interrupted: bool,
+    /// FAILED rows whose transfer the interruption cut short (`.part` kept).
+    pub cut_short: usize,
+    /// FAILED rows the interruption kept from starting.
+    pub not_started: usize,
 }
 
 impl Summary {
+    /// Returns the FAILED files the interruption does not explain.
+    pub fn real_failures(&self) -> usize {
+        self.failed - (self.cut_short + self.not_started).min(self.failed)
+    }
+
     /// Returns the summary line: `N complete, M skipped, K failed, X in T (R/s)`.
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
@@ -56,19 +65,23 @@ impl Summary {
         } else {
             0
         };
+        let real = self.real_failures();
+        let interrupted = if self.interrupted {
+            format!(
+                " (interrupted: {} cut short with their .part kept, {} not started)",
+                self.cut_short, self.not_started
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{} complete, {} skipped, {} failed, {} in {:.1}s ({}/s){}",
+            "{} complete, {} skipped, {} failed, {} in {:.1}s ({}/s){interrupted}",
             self.complete,
             self.skipped,
-            self.failed,
+            real,
             human_bytes(self.bytes),
             secs,
             human_bytes(rate),
-            if self.interrupted {
-                " (interrupted)"
-            } else {
-                ""
-            }
         )
     }
 }
@@ -197,8 +210,8 @@ impl Reporter for Json {
     fn summary(&self, s: &Summary) {
         emit(
             json!({"ts": ts(), "event": "summary", "complete": s.complete, "skipped": s.skipped,
-            "failed": s.failed, "bytes": s.bytes, "duration_ms": s.elapsed.as_millis() as u64,
-            "interrupted": s.interrupted}),
+            "failed": s.real_failures(), "bytes": s.bytes, "duration_ms": s.elapsed.as_millis() as u64,
+            "interrupted": s.interrupted, "cut_short": s.cut_short, "not_started": s.not_started}),
         );
     }
 }
@@ -338,10 +351,23 @@ mod tests {
             bytes: 2048,
             elapsed: Duration::from_secs(2),
             interrupted: false,
+            cut_short: 0,
+            not_started: 0,
         };
         assert_eq!(
             s.line(),
             "2 complete, 1 skipped, 0 failed, 2.00 KiB in 2.0s (1.00 KiB/s)"
+        );
+        let cut = Summary {
+            failed: 29,
+            interrupted: true,
+            cut_short: 4,
+            not_started: 24,
+            ..s
+        };
+        assert_eq!(
+            cut.line(),
+            "2 complete, 1 skipped, 1 failed, 2.00 KiB in 2.0s (1.00 KiB/s) (interrupted: 4 cut short with their .part kept, 24 not started)"
         );
     }
 }

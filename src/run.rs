@@ -38,6 +38,11 @@ use crate::token::Token;
 /// The most connections to the bucket at once (S3 serves each at its own speed).
 pub const BUCKET_CONNECTIONS: usize = 16;
 
+/// The manifest message of a transfer cut short by Ctrl-C or SIGTERM.
+pub const CUT_SHORT: &str = "interrupted; the `.part` was kept and the next run resumes it";
+/// The manifest message of a file the interruption kept from starting.
+pub const NOT_STARTED: &str = "not started: the run was interrupted";
+
 /// Feeds every entry of every input to `f`, in order.
 pub fn for_each_entry(
     sources: &[InputSource],
@@ -711,7 +716,14 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, resume: bool, note: Option<&
         }
         let interrupted = ctx.cancel.is_cancelled();
         let message = if interrupted {
-            "interrupted".to_string()
+            let kept = fetch::part::Part::of(&path)
+                .file_len()
+                .is_some_and(|n| n > 0);
+            if kept {
+                CUT_SHORT.to_string()
+            } else {
+                "interrupted before any byte arrived".to_string()
+            }
         } else {
             failure_message(&err, token.is_some(), failures)
         };
@@ -892,7 +904,7 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
             _ = cancel.cancelled() => None,
         };
         let Some(permit) = permit else {
-            let message = Some("interrupted".to_string());
+            let message = Some(NOT_STARTED.to_string());
             outcomes[i] = Some(Outcome::untransferred(row(
                 &jobs[i],
                 Status::Failed,
@@ -933,7 +945,7 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         let o = o.unwrap_or_else(|| {
             // Never started (interrupted), or its task died.
             let message = if cancel.is_cancelled() {
-                "interrupted"
+                NOT_STARTED
             } else {
                 "internal error: the transfer ended unexpectedly"
             };
@@ -980,6 +992,12 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     let elapsed = origin.elapsed();
     let received = ctx.received.load(Ordering::Relaxed);
     let m = Manifest::new(started_at, manifest::now_rfc3339(), received, rows);
+    let count = |what: &str| {
+        m.files
+            .iter()
+            .filter(|r| r.status == Status::Failed && r.message.as_deref() == Some(what))
+            .count()
+    };
     let signal_code = signalled.load(Ordering::SeqCst);
     let summary = Summary {
         complete: m.complete,
@@ -988,6 +1006,8 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         bytes: received,
         elapsed,
         interrupted: signal_code != 0,
+        cut_short: count(CUT_SHORT),
+        not_started: count(NOT_STARTED),
     };
     let ctx_html = HtmlContext {
         user,

@@ -923,10 +923,16 @@ fn sigint_keeps_the_part_writes_the_manifest_exits_130_and_a_rerun_resumes() {
     assert!(!final_path.exists());
     let man = e.manifest();
     assert_eq!(row(&man, A)["status"], "FAILED");
-    assert!(row(&man, A)["message"]
-        .as_str()
-        .unwrap()
-        .contains("interrupted"));
+    let msg = row(&man, A)["message"].as_str().unwrap();
+    assert!(
+        msg.contains("interrupted") && msg.contains(".part"),
+        "{msg}"
+    );
+    assert!(
+        r.stderr.contains("0 failed") && r.stderr.contains("2 cut short"),
+        "interrupted transfers are not counted as failures: {}",
+        r.stderr
+    );
     m.reset_log();
     let r = e.fetch(&m, &[list.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
