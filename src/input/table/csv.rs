@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(err.origin.line, 2);
         assert!(
             err.message.starts_with(
-                "No `dataURI` column; the columns are: intentType, obs_collection, provenance_name,"
+                "No `dataURI` column (nor a MastMissions `uri` column); the columns are: intentType, obs_collection, provenance_name,"
             ),
             "{}",
             err.message

@@ -437,7 +437,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "t.ecsv:3: No `dataURI` column; the columns are: a"
+            "t.ecsv:3: No `dataURI` column (nor a MastMissions `uri` column); the columns are: a"
         );
         let err = parse_ecsv("t.ecsv", "# %ECSV 1.0\n# ---\n").unwrap_err();
         assert_eq!(err.message, "No column-name row after the ECSV header");
@@ -507,7 +507,7 @@ mod tests {
         let err = parse_ecsv("t.ecsv", text).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "t.ecsv:6: No `dataURI` column; the columns are: obs_id, dataURL"
+            "t.ecsv:6: No `dataURI` column (nor a MastMissions `uri` column); the columns are: obs_id, dataURL"
         );
     }
 
@@ -517,7 +517,7 @@ mod tests {
         let err = parse_ecsv("t.ecsv", text).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "t.ecsv:6: No `dataURI` column; the columns are: A, mast:A/b.fits \
+            "t.ecsv:6: No `dataURI` column (nor a MastMissions `uri` column); the columns are: A, mast:A/b.fits \
              (the header's `datatype` list names `dataURI`: is the column-name row missing?)"
         );
     }

@@ -10,6 +10,7 @@
 
 mod csv;
 mod ecsv;
+mod missions;
 
 pub use self::csv::parse_csv;
 pub use ecsv::parse_ecsv;
@@ -70,6 +71,8 @@ pub(super) struct Columns {
     product_type: Option<usize>,
     calib_level: Option<usize>,
     group: Option<usize>,
+    /// Set for a MastMissions product list (a `uri` column, no `dataURI`).
+    missions: Option<missions::Columns>,
 }
 
 impl Columns {
@@ -78,16 +81,30 @@ impl Columns {
     pub(super) fn find(file: &str, line: usize, header: &[&str]) -> Result<Columns, InputError> {
         let names: Vec<String> = header.iter().map(|n| n.trim().to_string()).collect();
         let Some(uri) = position(&names, DATA_URI) else {
+            if let Some((uri, m)) = missions::Columns::find(&names) {
+                return Ok(Columns {
+                    uri,
+                    collection: None,
+                    obs_id: None,
+                    filename: None,
+                    size: position(&names, "size"),
+                    product_type: None,
+                    calib_level: None,
+                    group: None,
+                    missions: Some(m),
+                    names,
+                });
+            }
             let found: Vec<&str> = names
                 .iter()
                 .map(String::as_str)
                 .filter(|n| !n.is_empty())
                 .collect();
             let message = if found.is_empty() {
-                "No `dataURI` column; the header row names no columns".to_string()
+                "No `dataURI` column (nor a MastMissions `uri` column); the header row names no columns".to_string()
             } else {
                 format!(
-                    "No `dataURI` column; the columns are: {}",
+                    "No `dataURI` column (nor a MastMissions `uri` column); the columns are: {}",
                     shown_list(&found)
                 )
             };
@@ -102,6 +119,7 @@ impl Columns {
             product_type: position(&names, "productType"),
             calib_level: position(&names, "calib_level"),
             group: position(&names, "productGroupDescription"),
+            missions: None,
             names,
         })
     }
@@ -112,22 +130,30 @@ impl Columns {
         let cell = |i: usize| row.get(i).map_or("", |c| c.trim());
         let text = |i: Option<usize>| i.and_then(|i| masked(cell(i))).map(str::to_string);
 
+        let column = self.names.get(self.uri).map_or(DATA_URI, String::as_str);
         let uri = cell(self.uri);
         if masked(uri).is_none() {
-            return Err(InputError::new(file, line, "Empty `dataURI`"));
+            return Err(InputError::new(file, line, format!("Empty `{column}`")));
         }
         if uri.contains(['\n', '\r']) {
             return Err(InputError::new(
                 file,
                 line,
                 format!(
-                    "The `dataURI` cell spans lines (is a quote left open?): `{}`",
+                    "The `{column}` cell spans lines (is a quote left open?): `{}`",
                     shown(uri)
                 ),
             ));
         }
 
         let size = number(file, line, self.size, &self.names, row, "a size in bytes")?;
+        if let Some(m) = &self.missions {
+            let origin = Origin {
+                file: file.to_string(),
+                line,
+            };
+            return m.entry(uri, &|i| text(Some(i)), size, origin);
+        }
         let calib_level = number(
             file,
             line,
