@@ -275,11 +275,12 @@ impl Lister {
     /// Lists `listing`'s directory tree and hands each file it keeps to
     /// `push`, as an entry whose URI and URL are the file's URL (on the
     /// script's host) and whose local path is where wget would put it.
+    /// Returns how many files it kept.
     pub async fn expand(
         &self,
         listing: &Listing,
         push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<usize> {
         let prefix = listing.layout.prefix.trim_start_matches("./");
         if !self.flat && !prefix.is_empty() && prefix != "." {
             layout::checked_components(prefix.trim_end_matches('/')).map_err(|m| {
@@ -301,7 +302,7 @@ impl Lister {
             .unwrap_or(MAX_LISTING_DEPTH)
             .min(MAX_LISTING_DEPTH);
         let mut queue = VecDeque::from([(self.reroot(&start), 0u32)]);
-        let mut pages = 0;
+        let (mut pages, mut kept) = (0, 0);
         let mut seen_pages = HashSet::new();
         let mut seen_files = HashSet::new();
         while let Some((page, depth)) = queue.pop_front() {
@@ -316,7 +317,9 @@ impl Lister {
                     ))
                     .into());
             }
-            let (page, html) = self.page(listing, &page).await?;
+            let (page, Some(html)) = self.page(listing, &page).await? else {
+                continue;
+            };
             for link in links(&page, &root, &html) {
                 match link {
                     Link::Folder(url) if depth + 1 < depth_cap => queue.push_back((url, depth + 1)),
@@ -332,12 +335,13 @@ impl Lister {
                             && seen_files.insert(url.path().to_string())
                         {
                             push(self.entry(listing, &start, &url)?)?;
+                            kept += 1;
                         }
                     }
                 }
             }
         }
-        Ok(())
+        Ok(kept)
     }
 
     /// The entry for a file found at `url` (on the fetched host).
@@ -374,8 +378,9 @@ impl Lister {
     }
 
     /// Reads one index page (following same-site redirects); returns the
-    /// URL it was read from and its text.
-    async fn page(&self, listing: &Listing, url: &Url) -> anyhow::Result<(Url, String)> {
+    /// URL it was read from and its text, `None` when the answer is not
+    /// HTML (a file, not a folder: wget follows no links there).
+    async fn page(&self, listing: &Listing, url: &Url) -> anyhow::Result<(Url, Option<String>)> {
         let mut url = url.clone();
         for _ in 0..=MAX_REDIRECTS {
             let answer = tokio::time::timeout(self.stall, self.client.get(url.clone()).send())
@@ -409,11 +414,19 @@ impl Lister {
                     listing.origin
                 );
             }
+            let html = answer
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|t| t.to_ascii_lowercase().contains("html"));
+            if !html {
+                return Ok((url, None));
+            }
             let body = self
                 .body(answer)
                 .await
                 .with_context(|| format!("Cannot list `{url}` ({})", listing.origin))?;
-            return Ok((url, body));
+            return Ok((url, Some(body)));
         }
         Err(listing
             .error(format!(

@@ -211,7 +211,16 @@ impl Reading {
             for item in parsed.items {
                 match item {
                     Item::Entry(e) => push(e)?,
-                    Item::Listing(l) => self.lister.expand(&l, push).await?,
+                    Item::Listing(l) => {
+                        if self.lister.expand(&l, push).await? == 0 {
+                            let text = format!(
+                                "{}: Listed `{}` and kept no file: check this wget line's `-A`, `-R` and `-l`",
+                                l.origin,
+                                crate::layout::escape(&l.url)
+                            );
+                            self.notes.message(Level::Warn, &text);
+                        }
+                    }
                 }
             }
         }

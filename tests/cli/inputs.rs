@@ -159,6 +159,25 @@ fn wget_prefix_outside_dest_is_refused_unless_flat() {
 }
 
 #[test]
+fn a_listing_that_keeps_nothing_says_so() {
+    let m = Mock::start();
+    let e = Env::new();
+    let s = e.write(
+        "k.sh",
+        &format!("wget -r -np -nH -A _xyz.fits {KEPLER_URL}\n"),
+    );
+    let r = plan(&e, &m, &[s.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+    assert!(
+        r.stderr
+            .contains(&format!("k.sh:1: Listed `{KEPLER_URL}` and kept no file")),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn a_directory_the_archive_does_not_have_is_an_input_error_at_its_line() {
     let m = Mock::start();
     let e = Env::new();
