@@ -66,7 +66,9 @@ pub fn collection(uri: &str) -> &str {
 
 /// Returns the file name: the URI path's last segment, followed by the
 /// URI's own query (`?…`) when it has one, with any `/` in that query
-/// replaced by `_` so it stays one path component.
+/// replaced by `_` so it stays one path component. A query naming the file
+/// itself (HLA's `getdata.cgi?dataset=NAME`) gives NAME, as the Portal
+/// names it, when NAME is one plain path component.
 pub fn filename(uri: &str) -> Cow<'_, str> {
     let rest = uri.get(5..).unwrap_or("");
     let (path, query) = match rest.split_once('?') {
@@ -76,8 +78,20 @@ pub fn filename(uri: &str) -> Cow<'_, str> {
     let last = path.rsplit('/').next().unwrap_or(path);
     match query {
         None => Cow::Borrowed(last),
-        Some(q) => Cow::Owned(format!("{last}?{}", q.replace('/', "_"))),
+        Some(q) => match dataset(q) {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(format!("{last}?{}", q.replace('/', "_"))),
+        },
     }
+}
+
+/// The `dataset=` value of a URI's query, when it is a plain file name.
+fn dataset(query: &str) -> Option<&str> {
+    let name = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("dataset="))?;
+    let plain = !name.contains(['/', '%', '?', '#']) && check_segment(name).is_ok();
+    plain.then_some(name)
 }
 
 /// Returns the observation id for a file name: the name up to its last `_`,
@@ -188,6 +202,19 @@ mod tests {
         assert_eq!(collection(hla), "HLA");
         assert_eq!(filename(hla), "fitscut.cgi?red=hst_1_x&blue=b");
         assert_eq!(obs_id(&filename(hla)), "fitscut");
+        // HLA's getdata.cgi names the file in its query: the Portal's layout.
+        let getdata =
+            "mast:HLA/url/cgi-bin/getdata.cgi?dataset=hst_10268_05_acs_wfc_f606w_09_drz.fits";
+        assert_eq!(filename(getdata), "hst_10268_05_acs_wfc_f606w_09_drz.fits");
+        assert_eq!(obs_id(&filename(getdata)), "hst_10268_05_acs_wfc_f606w_09");
+        for odd in [
+            "getdata.cgi?dataset=../x.fits",
+            "getdata.cgi?dataset=",
+            "getdata.cgi?dataset=a%2Fb",
+        ] {
+            let uri = format!("mast:HLA/url/cgi-bin/{odd}");
+            assert!(filename(&uri).starts_with("getdata.cgi?"), "{odd}");
+        }
     }
 
     #[test]

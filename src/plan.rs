@@ -379,14 +379,18 @@ fn keep(e: &Entry, opts: &PlanOptions) -> bool {
 fn local_path(e: &Entry, flat: bool) -> Result<String, String> {
     let uri_name = || layout::filename(&e.uri).into_owned();
     let parts: Vec<String> = match &e.local {
-        LocalHint::Path(p) => {
-            let comps = layout::checked_components(p.trim_start_matches("./"))?;
-            if flat {
-                vec![comps.last().map(|s| s.to_string()).unwrap_or_default()]
-            } else {
-                comps.into_iter().map(str::to_string).collect()
-            }
-        }
+        LocalHint::Path(p) if flat => vec![p.rsplit('/').next().unwrap_or(p).to_string()],
+        LocalHint::Path(p) => layout::checked_components(p.trim_start_matches("./"))
+            .map_err(|m| {
+                format!(
+                    "This output path cannot be used below DEST ({m}): pass `--flat` to put every \
+                     file straight into DEST, or make the script's output paths relative (run \
+                     its commands from a folder)"
+                )
+            })?
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
         LocalHint::Parts {
             collection,
             obs_id,
@@ -556,6 +560,49 @@ mod tests {
         );
         e.local = LocalHint::Path("../../etc/passwd".into());
         assert!(build(vec![e], &o).is_err());
+    }
+
+    #[test]
+    fn absolute_script_paths_say_what_to_do_and_flat_keeps_the_name() {
+        let mut e = Entry::from_uri(
+            "mast:HST/product/a_flt.fits".into(),
+            Origin {
+                file: "mine.sh".into(),
+                line: 7,
+            },
+        );
+        e.url = Some(
+            "https://mast.stsci.edu/api/v0.1/Download/file?uri=mast:HST/product/a_flt.fits".into(),
+        );
+        e.local = LocalHint::Path("/Users/me/data/a_flt.fits".into());
+        let err = build(vec![e.clone()], &opts()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mine.sh:7: This output path cannot be used below DEST (absolute path \
+             `/Users/me/data/a_flt.fits`): pass `--flat` to put every file straight into DEST, \
+             or make the script's output paths relative (run its commands from a folder)"
+        );
+        let mut o = opts();
+        o.flat = true;
+        assert_eq!(build(vec![e.clone()], &o).unwrap()[0].rel, "a_flt.fits");
+        e.local = LocalHint::Path("../up/..".into());
+        assert!(
+            build(vec![e], &o).is_err(),
+            "the name itself is still checked"
+        );
+    }
+
+    #[test]
+    fn hla_getdata_uris_land_in_the_observation_folder() {
+        let jobs = plan(
+            "mast:HLA/url/cgi-bin/getdata.cgi?dataset=hst_10268_05_acs_wfc_f606w_09_drz.fits\n",
+            &opts(),
+        )
+        .unwrap();
+        assert_eq!(
+            jobs[0].rel,
+            "HLA/hst_10268_05_acs_wfc_f606w_09/hst_10268_05_acs_wfc_f606w_09_drz.fits"
+        );
     }
 
     #[test]

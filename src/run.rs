@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use crate::plan::{Job, Planner, Source};
 use crate::progress::{Bars, Json, Level, Lines, Reporter, Summary};
 use crate::query;
 use crate::retry::{self, Backoff, Throttle};
-use crate::settings::{self, Cloud, InputSource, Output, Settings};
+use crate::settings::{self, Cloud, Output, Settings};
 use crate::token::Token;
 
 /// The most connections to the bucket at once (S3 serves each at its own speed).
@@ -42,38 +42,6 @@ pub const BUCKET_CONNECTIONS: usize = 16;
 pub const CUT_SHORT: &str = "interrupted; the `.part` was kept and the next run resumes it";
 /// The manifest message of a file the interruption kept from starting.
 pub const NOT_STARTED: &str = "not started: the run was interrupted";
-
-/// Feeds every entry of every input to `f`, in order.
-pub fn for_each_entry(
-    sources: &[InputSource],
-    f: &mut dyn FnMut(Entry) -> Result<(), InputError>,
-) -> anyhow::Result<()> {
-    for src in sources {
-        let result = match src {
-            InputSource::Stdin => {
-                if io::stdin().is_terminal() {
-                    return Err(UsageError(
-                        "No input: name a URI list, script or table, or pipe one into `mastdl`"
-                            .into(),
-                    )
-                    .into());
-                }
-                let stdin = io::stdin();
-                let reader = io::BufReader::with_capacity(1 << 16, stdin.lock());
-                input::stream("<stdin>", reader, f).context("Cannot read standard input")?
-            }
-            InputSource::File(p) => {
-                let file = fs::File::open(p)
-                    .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", p.display())))?;
-                let reader = io::BufReader::with_capacity(1 << 16, file);
-                input::stream(&p.display().to_string(), reader, f)
-                    .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", p.display())))?
-            }
-        };
-        result?;
-    }
-    Ok(())
-}
 
 /// Feeds the plan's jobs to `f`: the inputs' (or the `--query` search's)
 /// entries, through one [`Planner`].
@@ -102,7 +70,11 @@ async fn plan_each(
                 .try_for_each(&mut push)
                 .map_err(anyhow::Error::from)
         }
-        None => for_each_entry(&settings.inputs, &mut push),
+        None => {
+            input::read::Reading::new(settings, http)
+                .each_entry(&settings.inputs, &mut push)
+                .await
+        }
     };
     match failed {
         Some(err) => Err(err),

@@ -1,11 +1,17 @@
 //! Inputs: every kind of list a user has, read into the same [`Entry`] values.
 //!
 //! The kind is detected from the content, never from the file name
-//! ([`detect`]): an astropy ECSV header, a CSV header with a `dataURI`
-//! column, a bash script with `curl` commands, or else a plain URI list.
-//! Each kind lives in its own file and is a pure function of the text.
+//! ([`detect`]): an astropy ECSV header, a CSV header (a product table with
+//! a `dataURI` column, or a MastMissions product list with a `uri` column),
+//! a shell script with `curl` or `wget` commands, or else a plain URI list.
+//! Each kind lives in its own module and is a pure function of the text;
+//! [`read`] owns getting the text (bounded: [`read::MAX_LINE_BYTES`],
+//! [`read::MAX_DOCUMENT_BYTES`]) and [`listing`] expands recursive wget
+//! lines over HTTP.
 
 pub mod list;
+pub mod listing;
+pub mod read;
 pub mod script;
 pub mod table;
 
@@ -107,6 +113,22 @@ impl InputError {
     }
 }
 
+/// What an input asks for: a file, or a directory listing to expand.
+#[derive(Debug)]
+pub enum Item {
+    Entry(Entry),
+    /// A recursive `wget` line, expanded by [`listing::Lister`].
+    Listing(listing::Listing),
+}
+
+/// An input read whole: its items in order, and a note for the user about
+/// what it holds that mastdl does not do.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub items: Vec<Item>,
+    pub note: Option<String>,
+}
+
 /// The kinds of input mastdl reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -116,89 +138,128 @@ pub enum Kind {
     Ecsv,
 }
 
-/// Returns the kind of `text`, judged from its content alone.
+/// What one of the first lines of an input says about its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Head {
+    /// Blank or a comment: read on.
+    Undecided,
+    /// The kind is known.
+    Kind(Kind),
+    /// The first line that is neither blank nor a comment, and not a
+    /// `mast:` URI: the whole text decides ([`body_kind`]).
+    Whole,
+}
+
+/// Judges line `text` (trimmed), `first` when no non-blank line came before.
+pub(crate) fn head(text: &str, first: bool) -> Head {
+    if text.is_empty() {
+        return Head::Undecided;
+    }
+    if first {
+        let ecsv = text
+            .strip_prefix('#')
+            .is_some_and(|rest| rest.trim_start().starts_with("%ECSV"));
+        if ecsv {
+            return Head::Kind(Kind::Ecsv);
+        }
+        if text.starts_with("#!") && text.contains("sh") {
+            return Head::Kind(Kind::Script);
+        }
+    }
+    if text.starts_with('#') {
+        Head::Undecided
+    } else if text
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("mast:"))
+    {
+        Head::Kind(Kind::UriList)
+    } else {
+        Head::Whole
+    }
+}
+
+/// Returns the kind of a whole text whose first meaningful line is not a
+/// `mast:` URI: a script when any line runs `curl` or `wget`, a table when
+/// that first line has commas, else a URI list (whose reader says what is
+/// wrong with the line).
+fn body_kind(text: &str) -> Kind {
+    if text.lines().any(runs_download) {
+        return Kind::Script;
+    }
+    let header = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("");
+    if header.contains(',') {
+        Kind::Csv
+    } else {
+        Kind::UriList
+    }
+}
+
+/// Returns true if and only if `line` starts (after shell keywords) with a
+/// `curl` or `wget` command.
+fn runs_download(line: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "if", "then", "do", "else", "time", "nohup", "!", "{", "command", "exec",
+    ];
+    line.split_whitespace()
+        .find(|w| !KEYWORDS.contains(w))
+        .is_some_and(|w| {
+            let name = w.rsplit('/').next().unwrap_or(w);
+            name == "curl" || name == "wget"
+        })
+}
+
+/// Returns the kind of `text`, judged from its content alone: the first
+/// lines that are not blank decide (an `# %ECSV` or `#!…sh` first line, a
+/// `mast:` URI), else the whole text ([`body_kind`]). The answer does not
+/// depend on how the text is read or how long it is.
 pub fn detect(text: &str) -> Kind {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let Some(first) = lines.next() else {
-        return Kind::UriList;
-    };
-    if first.starts_with("# %ECSV") {
-        return Kind::Ecsv;
-    }
-    if first.starts_with("#!") && (first.contains("sh") || first.contains("bash")) {
-        return Kind::Script;
-    }
-    if text
-        .lines()
-        .any(|l| l.trim_start().starts_with("curl ") || l.trim_start() == "curl")
-    {
-        return Kind::Script;
-    }
-    // A CSV header: the first line that is not a comment names `dataURI`.
-    let header = std::iter::once(first)
-        .chain(lines)
-        .find(|l| !l.starts_with('#'))
-        .unwrap_or("");
-    if header.contains(',')
-        && header
-            .split(',')
-            .any(|c| c.trim().trim_matches('"').eq_ignore_ascii_case("dataURI"))
-    {
-        return Kind::Csv;
-    }
-    if !header.starts_with("mast:") && header.contains(',') {
-        // A CSV without a `dataURI` column: the table reader names the columns.
-        return Kind::Csv;
+    let mut first = true;
+    for line in text.lines() {
+        match head(line.trim(), first) {
+            Head::Undecided => {}
+            Head::Kind(kind) => return kind,
+            Head::Whole => return body_kind(text),
+        }
+        first &= line.trim().is_empty();
     }
     Kind::UriList
 }
 
-/// Reads one input (named `file` in messages) and hands each entry to `f`,
-/// in order. A URI list is read line by line, so its size does not count
-/// against memory; the other kinds are read whole.
-pub fn stream<R: std::io::BufRead>(
-    file: &str,
-    mut reader: R,
-    f: &mut dyn FnMut(Entry) -> Result<(), InputError>,
-) -> std::io::Result<Result<(), InputError>> {
-    let head = String::from_utf8_lossy(reader.fill_buf()?).into_owned();
-    if detect(&head) != Kind::UriList {
-        let mut bytes = Vec::new();
-        reader.read_to_end(&mut bytes)?;
-        let text = String::from_utf8(bytes)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        return Ok(parse(file, &text).and_then(|entries| entries.into_iter().try_for_each(&mut *f)));
-    }
-    let mut buf = Vec::with_capacity(256);
-    let mut line = 0;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(Ok(()));
-        }
-        line += 1;
-        let text = String::from_utf8_lossy(&buf);
-        match list::parse_line(file, line, &text) {
-            Ok(Some(e)) => {
-                if let Err(err) = f(e) {
-                    return Ok(Err(err));
-                }
-            }
-            Ok(None) => {}
-            Err(err) => return Ok(Err(err)),
-        }
+/// Reads `text` (named `file` in messages) as whatever kind it is.
+pub fn parse_items(file: &str, text: &str) -> Result<Parsed, InputError> {
+    let entries = |r: Result<Vec<Entry>, InputError>| {
+        r.map(|e| Parsed {
+            items: e.into_iter().map(Item::Entry).collect(),
+            note: None,
+        })
+    };
+    match detect(text) {
+        Kind::UriList => entries(list::parse(file, text)),
+        Kind::Script => script::read(file, text).map(|s| Parsed {
+            items: s.items,
+            note: s.note,
+        }),
+        Kind::Csv => entries(table::parse_csv(file, text)),
+        Kind::Ecsv => entries(table::parse_ecsv(file, text)),
     }
 }
 
-/// Reads `text` (named `file` in messages) as whatever kind it is.
+/// Reads `text` as whatever kind it is; only its entries (a script's
+/// listings need the network: see [`read`]).
 pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
-    match detect(text) {
-        Kind::UriList => list::parse(file, text),
-        Kind::Script => script::parse(file, text),
-        Kind::Csv => table::parse_csv(file, text),
-        Kind::Ecsv => table::parse_ecsv(file, text),
-    }
+    Ok(parse_items(file, text)?
+        .items
+        .into_iter()
+        .filter_map(|i| match i {
+            Item::Entry(e) => Some(e),
+            Item::Listing(_) => None,
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -215,6 +276,7 @@ mod tests {
         assert_eq!(detect(""), Kind::UriList);
         assert_eq!(detect("#!/bin/bash\necho hi\n"), Kind::Script);
         assert_eq!(detect("curl -o x 'https://x'\n"), Kind::Script);
+        assert_eq!(detect("mkdir a\ncd a\nwget -r https://x/\n"), Kind::Script);
         assert_eq!(detect("# %ECSV 1.0\n# ---\n"), Kind::Ecsv);
         assert_eq!(
             detect("\u{feff}obsID,dataURI\n1,mast:X/y.fits\n"),
@@ -222,5 +284,22 @@ mod tests {
         );
         assert_eq!(detect("# comment\n\"obs_id\",\"dataURI\"\n"), Kind::Csv);
         assert_eq!(detect("a,b,c\n1,2,3\n"), Kind::Csv);
+        assert_eq!(detect("http://x/y\n"), Kind::UriList);
+    }
+
+    #[test]
+    fn a_late_curl_line_makes_a_script_whatever_the_size() {
+        // A Portal bundle without its `#!` line: a long manifest heredoc,
+        // then the curl lines.
+        for rows in [10, 100_000] {
+            let mut text = String::from("cat >MANIFEST.HTML<<EOT\n");
+            for i in 0..rows {
+                text.push_str(&format!(
+                    "<tr><td>mast:HST/product/f{i}_flt.fits</td></tr>\n"
+                ));
+            }
+            text.push_str("EOT\ncurl -o a.fits 'https://mast.stsci.edu/api/v0.1/Download/file?uri=mast:HST/product/a_flt.fits'\n");
+            assert_eq!(detect(&text), Kind::Script, "{rows} rows");
+        }
     }
 }

@@ -337,6 +337,7 @@ fn router(state: Shared, invoke: Option<Arc<MockInvoke>>) -> Router {
         .route("/whoami", get(whoami))
         .route("/api/v0.1/path_lookup/", get(path_lookup))
         .with_state(state)
+        .merge(crate::mock_index::router())
 }
 
 fn record(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, product: Option<&str>) {

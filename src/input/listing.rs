@@ -1,0 +1,552 @@
+//! Recursive wget lines: a [`Listing`] (what a parsed `wget -r` line asks
+//! for) and [`Lister`], which expands it into ordinary entries by reading
+//! the archive's Apache-style directory index pages, as wget would.
+//!
+//! Only `href` values are read. Sort links (`?C=N;O=D`), fragments, parent
+//! and off-site links are ignored, and nothing outside the starting
+//! directory is followed (always, as with `-np`). Every page read is bounded
+//! in size ([`MAX_INDEX_PAGE_BYTES`]) and in time (the run's `--timeout`
+//! stall); `-l0`/`-l inf` stop at [`MAX_LISTING_DEPTH`], and one listing
+//! reads at most [`MAX_LISTING_PAGES`] pages. Listings carry no token: the
+//! archive's index pages are public. Names the server supplies become
+//! paths only after the same checks as a script's `--output` paths.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use percent_encoding::percent_decode_str;
+use url::Url;
+
+use super::{Entry, InputError, LocalHint, Origin, ProductMeta};
+use crate::layout;
+use crate::plan::PlanOptions;
+
+/// The largest index page read (a directory of ~50,000 files).
+pub const MAX_INDEX_PAGE_BYTES: usize = 8 << 20;
+
+/// How deep `-l0` (infinite) goes.
+pub const MAX_LISTING_DEPTH: u32 = 32;
+
+/// The most index pages one listing reads.
+pub const MAX_LISTING_PAGES: usize = 10_000;
+
+/// The most redirects followed for one index page.
+const MAX_REDIRECTS: usize = 5;
+
+/// Where wget puts a file: `-P`, `-nH`, `--cut-dirs`, `-nd`/`-x`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// `-P`: the folder files go below, as written (`""` when not given).
+    pub prefix: String,
+    /// `-nH`: no folder named after the host.
+    pub no_host: bool,
+    /// `--cut-dirs`: how many leading remote folders to drop.
+    pub cut_dirs: usize,
+    /// Whether remote folders are recreated (`-r` without `-nd`, or `-x`).
+    pub dirs: bool,
+}
+
+impl Layout {
+    /// Returns the `/`-separated local path of `url`'s file. Each folder and
+    /// the name are percent-decoded and checked; the prefix is kept as
+    /// written for the plan to check.
+    pub fn path(&self, url: &Url) -> Result<String, String> {
+        let segments: Vec<String> = url
+            .path_segments()
+            .map(|s| s.map(decoded).collect())
+            .unwrap_or_default();
+        let (name, folders) = match segments.split_last() {
+            Some((name, folders)) if !name.is_empty() => (name.clone(), folders),
+            Some((_, folders)) => ("index.html".to_string(), folders),
+            None => ("index.html".to_string(), &[][..]),
+        };
+        let mut parts: Vec<String> = Vec::new();
+        let prefix = self.prefix.trim_end_matches('/');
+        if !prefix.is_empty() && prefix != "." {
+            parts.push(prefix.trim_start_matches("./").to_string());
+        }
+        if self.dirs {
+            if !self.no_host {
+                parts.push(url.host_str().unwrap_or("").to_string());
+            }
+            parts.extend(folders.iter().skip(self.cut_dirs).cloned());
+        }
+        parts.push(name);
+        for part in &parts[usize::from(!prefix.is_empty() && prefix != ".")..] {
+            check_name(part)?;
+        }
+        Ok(parts.join("/"))
+    }
+}
+
+fn decoded(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// Checks one name a server supplied: it must be one plain path component.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.contains('/') {
+        return Err(format!("the name `{}` holds a `/`", layout::escape(name)));
+    }
+    layout::checked_components(name).map(|_| ())
+}
+
+/// A recursive wget pull of one archive directory, as the script asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The starting URL, as the script spells it.
+    pub url: String,
+    /// `-A`: names to keep (suffixes, or globs with `*?[`); empty keeps all.
+    pub accept: Vec<String>,
+    /// `-R`: names to drop.
+    pub reject: Vec<String>,
+    /// `-l`: how deep to go (`None` for `0`/`inf`; wget's default is 5).
+    pub level: Option<u32>,
+    /// Where the files land.
+    pub layout: Layout,
+    /// The wget line.
+    pub origin: Origin,
+}
+
+impl Listing {
+    /// Returns true if and only if wget would keep a file named `name`.
+    pub fn keeps(&self, name: &str) -> bool {
+        let hit = |p: &String| {
+            if p.contains(['*', '?', '[']) {
+                glob(p.as_bytes(), name.as_bytes())
+            } else {
+                name.ends_with(p.as_str())
+            }
+        };
+        (self.accept.is_empty() || self.accept.iter().any(hit)) && !self.reject.iter().any(hit)
+    }
+
+    fn error(&self, message: String) -> InputError {
+        InputError {
+            origin: self.origin.clone(),
+            message,
+        }
+    }
+}
+
+/// Shell-style glob match (`*`, `?`, `[abc]`, `[a-z]`, `[!a]`), as wget's
+/// `fnmatch`.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+        Some((b'?', rest)) => !s.is_empty() && glob(rest, &s[1..]),
+        Some((b'[', rest)) => {
+            let Some(end) = rest.iter().skip(1).position(|&c| c == b']').map(|i| i + 1) else {
+                return s.first() == Some(&b'[') && glob(rest, &s[1..]);
+            };
+            let Some((&c, tail)) = s.split_first() else {
+                return false;
+            };
+            let (negate, set) = match rest[..end].split_first() {
+                Some((b'!' | b'^', set)) => (true, set),
+                _ => (false, &rest[..end]),
+            };
+            let mut hit = false;
+            let mut i = 0;
+            while i < set.len() {
+                if i + 2 < set.len() && set[i + 1] == b'-' {
+                    hit |= set[i] <= c && c <= set[i + 2];
+                    i += 3;
+                } else {
+                    hit |= set[i] == c;
+                    i += 1;
+                }
+            }
+            hit != negate && glob(&rest[end + 1..], tail)
+        }
+        Some((&c, rest)) => s.first() == Some(&c) && glob(rest, &s[1..]),
+    }
+}
+
+/// Returns the `href` values of an HTML page, entities decoded, in order.
+pub fn hrefs(html: &str) -> Vec<String> {
+    let lower = html.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(k) = lower[from..].find("href") {
+        let mut at = from + k + 4;
+        from = at;
+        let before = lower[..at - 4].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            continue;
+        }
+        at += lower[at..].len() - lower[at..].trim_start().len();
+        if !lower[at..].starts_with('=') {
+            continue;
+        }
+        at += 1;
+        at += lower[at..].len() - lower[at..].trim_start().len();
+        let rest = &html[at..];
+        let value = match rest.chars().next() {
+            Some(q @ ('"' | '\'')) => rest[1..].split(q).next().unwrap_or(""),
+            _ => rest
+                .split(|c: char| c.is_whitespace() || c == '>')
+                .next()
+                .unwrap_or(""),
+        };
+        from = at + value.len();
+        out.push(unescape(value.trim()));
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+}
+
+/// A link on an index page below the starting directory.
+#[derive(Debug, PartialEq, Eq)]
+enum Link {
+    Folder(Url),
+    File(Url),
+}
+
+/// Sorts the links of the page at `page` (whose folder is below `root`):
+/// folders and files below `root`, each once, everything else dropped.
+fn links(page: &Url, root: &Url, html: &str) -> Vec<Link> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for href in hrefs(html) {
+        if href.is_empty() || href.starts_with(['?', '#']) {
+            continue;
+        }
+        let Ok(mut url) = page.join(&href) else {
+            continue;
+        };
+        if url.query().is_some() {
+            continue;
+        }
+        url.set_fragment(None);
+        let same_site = url.scheme() == root.scheme()
+            && url.host_str() == root.host_str()
+            && url.port_or_known_default() == root.port_or_known_default();
+        if !same_site
+            || !url.path().starts_with(root.path())
+            || url.path().len() <= page.path().len() && url.path().ends_with('/')
+        {
+            continue;
+        }
+        if !seen.insert(url.path().to_string()) {
+            continue;
+        }
+        out.push(if url.path().ends_with('/') {
+            Link::Folder(url)
+        } else {
+            Link::File(url)
+        });
+    }
+    out
+}
+
+/// The longest one index page may take to arrive.
+pub const MAX_INDEX_PAGE_TIME: Duration = Duration::from_secs(120);
+
+/// Expands listings over HTTP, with the run's one client (no credentials
+/// are ever sent for listings: archive index pages are public).
+pub struct Lister {
+    client: reqwest::Client,
+    /// `--base-url`, when the user set one: script URLs take its scheme,
+    /// host and port.
+    rebase: Option<Url>,
+    stall: Duration,
+    flat: bool,
+}
+
+impl Lister {
+    /// Returns a lister using `client`, re-rooting and checking paths as
+    /// `plan` says, waiting at most `stall` for the next bytes.
+    pub fn new(client: &reqwest::Client, plan: &PlanOptions, stall: Duration) -> Lister {
+        Lister {
+            client: client.clone(),
+            rebase: plan.rebase.then(|| plan.base.clone()),
+            stall,
+            flat: plan.flat,
+        }
+    }
+
+    /// Lists `listing`'s directory tree and hands each file it keeps to
+    /// `push`, as an entry whose URI and URL are the file's URL (on the
+    /// script's host) and whose local path is where wget would put it.
+    /// Returns how many files it kept.
+    pub async fn expand(
+        &self,
+        listing: &Listing,
+        push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
+    ) -> anyhow::Result<usize> {
+        let prefix = listing.layout.prefix.trim_start_matches("./");
+        if !self.flat && !prefix.is_empty() && prefix != "." {
+            layout::checked_components(prefix.trim_end_matches('/')).map_err(|m| {
+                listing.error(format!(
+                    "The wget `-P` folder must stay inside DEST: {m}. Pass `--flat` to put every file straight into DEST, or edit `-P` to a relative folder without `..`"
+                ))
+            })?;
+        }
+        let start = Url::parse(&listing.url).map_err(|e| {
+            listing.error(format!("Bad URL `{}`: {e}", layout::escape(&listing.url)))
+        })?;
+        let mut root = self.reroot(&start);
+        root.set_query(None);
+        root.set_fragment(None);
+        let folder = root.path()[..=root.path().rfind('/').unwrap_or(0)].to_string();
+        root.set_path(&folder);
+        let depth_cap = listing
+            .level
+            .unwrap_or(MAX_LISTING_DEPTH)
+            .min(MAX_LISTING_DEPTH);
+        let mut queue = VecDeque::from([(self.reroot(&start), 0u32)]);
+        let (mut pages, mut kept) = (0, 0);
+        let mut seen_pages = HashSet::new();
+        let mut seen_files = HashSet::new();
+        while let Some((page, depth)) = queue.pop_front() {
+            if !seen_pages.insert(page.path().to_string()) {
+                continue;
+            }
+            pages += 1;
+            if pages > MAX_LISTING_PAGES {
+                return Err(listing
+                    .error(format!(
+                        "This listing reads more than {MAX_LISTING_PAGES} index pages: pull a smaller directory, or lower `-l`"
+                    ))
+                    .into());
+            }
+            let (page, Some(html)) = self.page(listing, &page).await? else {
+                continue;
+            };
+            for link in links(&page, &root, &html) {
+                match link {
+                    Link::Folder(url) if depth + 1 < depth_cap => queue.push_back((url, depth + 1)),
+                    Link::Folder(_) => {}
+                    Link::File(url) => {
+                        let name = decoded(
+                            url.path_segments()
+                                .and_then(|mut s| s.next_back())
+                                .unwrap_or(""),
+                        );
+                        if depth < depth_cap
+                            && listing.keeps(&name)
+                            && seen_files.insert(url.path().to_string())
+                        {
+                            push(self.entry(listing, &start, &url)?)?;
+                            kept += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The entry for a file found at `url` (on the fetched host).
+    fn entry(&self, listing: &Listing, start: &Url, url: &Url) -> Result<Entry, InputError> {
+        let mut original = start.clone();
+        original.set_path(url.path());
+        original.set_query(None);
+        original.set_fragment(None);
+        let path = listing.layout.path(&original).map_err(|m| {
+            listing.error(format!(
+                "The index page links to `{}`, which cannot be a local file name: {m}",
+                layout::escape(url.as_str())
+            ))
+        })?;
+        Ok(Entry {
+            uri: original.to_string(),
+            url: Some(original.to_string()),
+            local: LocalHint::Path(path),
+            size: None,
+            meta: ProductMeta::default(),
+            origin: listing.origin.clone(),
+        })
+    }
+
+    /// `url` with the base URL's scheme, host and port when the user set one.
+    fn reroot(&self, url: &Url) -> Url {
+        let mut out = url.clone();
+        if let Some(b) = &self.rebase {
+            let _ = out.set_scheme(b.scheme());
+            let _ = out.set_host(b.host_str());
+            let _ = out.set_port(b.port());
+        }
+        out
+    }
+
+    /// Reads one index page (following same-site redirects); returns the
+    /// URL it was read from and its text, `None` when the answer is not
+    /// HTML (a file, not a folder: wget follows no links there).
+    async fn page(&self, listing: &Listing, url: &Url) -> anyhow::Result<(Url, Option<String>)> {
+        let mut url = url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let answer = tokio::time::timeout(self.stall, self.client.get(url.clone()).send())
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer in {}s", self.stall.as_secs()))
+                .and_then(|r| Ok(r?))
+                .with_context(|| format!("Cannot list `{url}` ({})", listing.origin))?;
+            let status = answer.status();
+            if status.is_redirection() {
+                let next = answer
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| url.join(l).ok())
+                    .filter(|n| n.host_str() == url.host_str() && n.port() == url.port());
+                url = next.ok_or_else(|| {
+                    listing.error(format!("The index page `{url}` redirects off the site"))
+                })?;
+                continue;
+            }
+            if status.is_client_error() {
+                return Err(listing
+                    .error(format!(
+                        "Cannot list `{url}`: the archive answered {status}; check the URL on this wget line"
+                    ))
+                    .into());
+            }
+            if !status.is_success() {
+                anyhow::bail!(
+                    "Cannot list `{url}` ({}): the archive answered {status}",
+                    listing.origin
+                );
+            }
+            let html = answer
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|t| t.to_ascii_lowercase().contains("html"));
+            if !html {
+                return Ok((url, None));
+            }
+            let body = self
+                .body(answer)
+                .await
+                .with_context(|| format!("Cannot list `{url}` ({})", listing.origin))?;
+            return Ok((url, Some(body)));
+        }
+        Err(listing
+            .error(format!(
+                "The index page `{url}` redirects more than {MAX_REDIRECTS} times"
+            ))
+            .into())
+    }
+
+    /// Reads a body, at most [`MAX_INDEX_PAGE_BYTES`], waiting at most the
+    /// stall time for each piece and [`MAX_INDEX_PAGE_TIME`] in all.
+    async fn body(&self, mut answer: reqwest::Response) -> anyhow::Result<String> {
+        let bytes = crate::fetch::http::read_body(
+            &mut answer,
+            MAX_INDEX_PAGE_BYTES,
+            self.stall,
+            MAX_INDEX_PAGE_TIME,
+        )
+        .await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(accept: &[&str], reject: &[&str]) -> Listing {
+        Listing {
+            url: "http://h.org/pub/k/".into(),
+            accept: accept.iter().map(|s| s.to_string()).collect(),
+            reject: reject.iter().map(|s| s.to_string()).collect(),
+            level: None,
+            layout: Layout::default(),
+            origin: Origin {
+                file: "k.sh".into(),
+                line: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn accept_and_reject_are_suffixes_or_globs() {
+        let l = listing(&["_llc.fits"], &["index*"]);
+        assert!(l.keeps("kplr002439243-2009131105131_llc.fits"));
+        assert!(!l.keeps("kplr002439243-2009131105131_slc.fits"));
+        assert!(!l.keeps("index_llc.fits"));
+        let l = listing(&["kplr*_[ls]lc.fits", "*.txt"], &[]);
+        assert!(l.keeps("kplr1_slc.fits") && l.keeps("a.txt"));
+        assert!(!l.keeps("kplr1_xlc.fits") && !l.keeps("x_llc.fits"));
+        assert!(listing(&[], &[]).keeps("anything"));
+        assert!(glob(b"a[!b]c", b"axc") && !glob(b"a[!b]c", b"abc"));
+        assert!(glob(b"a?c*", b"abcdef"));
+    }
+
+    #[test]
+    fn hrefs_are_read_from_apache_index_html() {
+        let html = r#"<html><body><h1>Index of /pub/k</h1>
+<table><tr><th><a href="?C=N;O=D">Name</a></th></tr>
+<tr><td><a href="/pub/">Parent Directory</a></td></tr>
+<tr><td><A HREF='a_llc.fits'>a_llc.fits</A></td></tr>
+<tr><td><a class=x href=sub/>sub/</a></td></tr>
+<tr><td><a data-href="no" href="b&amp;c.fits">b</a></td></tr>
+</table></body></html>"#;
+        assert_eq!(
+            hrefs(html),
+            ["?C=N;O=D", "/pub/", "a_llc.fits", "sub/", "b&c.fits"]
+        );
+    }
+
+    #[test]
+    fn links_stay_below_the_start_folder() {
+        let root = Url::parse("http://h.org/pub/k/").unwrap();
+        let page = Url::parse("http://h.org/pub/k/").unwrap();
+        let html = r#"<a href="?C=M;O=A">s</a><a href="../">up</a><a href="/pub/">up</a>
+<a href="http://other.org/pub/k/x.fits">off</a><a href="https://h.org/pub/k/y.fits">scheme</a>
+<a href="a.fits">a</a><a href="a.fits#top">again</a><a href="sub/">sub</a><a href="./">self</a>
+<a href="/pub/k/sub/b.fits">abs</a><a href="mailto:x@y">m</a>"#;
+        let got = links(&page, &root, html);
+        let want = vec![
+            Link::File(Url::parse("http://h.org/pub/k/a.fits").unwrap()),
+            Link::Folder(Url::parse("http://h.org/pub/k/sub/").unwrap()),
+            Link::File(Url::parse("http://h.org/pub/k/sub/b.fits").unwrap()),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn layout_follows_wget() {
+        let url =
+            Url::parse("http://archive.stsci.edu/pub/kepler/lightcurves/0024/002439243/k_llc.fits")
+                .unwrap();
+        let mut l = Layout {
+            prefix: "kepler/0024/002439243".into(),
+            no_host: true,
+            cut_dirs: 6,
+            dirs: true,
+        };
+        assert_eq!(l.path(&url).unwrap(), "kepler/0024/002439243/k_llc.fits");
+        l.cut_dirs = 3;
+        assert_eq!(
+            l.path(&url).unwrap(),
+            "kepler/0024/002439243/0024/002439243/k_llc.fits"
+        );
+        l.no_host = false;
+        l.prefix = String::new();
+        assert_eq!(
+            l.path(&url).unwrap(),
+            "archive.stsci.edu/0024/002439243/k_llc.fits"
+        );
+        l.dirs = false;
+        assert_eq!(l.path(&url).unwrap(), "k_llc.fits");
+        let bad = Url::parse("http://h.org/pub/a%2F..%2Fb.fits").unwrap();
+        assert!(l.path(&bad).is_err());
+        let bad = Url::parse("http://h.org/pub/a%5Cb.fits").unwrap();
+        assert!(l.path(&bad).is_err());
+        let bad = Url::parse("http://h.org/pub/a%0Ab.fits").unwrap();
+        assert!(l.path(&bad).is_err());
+    }
+}

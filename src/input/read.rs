@@ -1,0 +1,290 @@
+//! Getting an input's text: opening files and standard input, reading
+//! lines with a cap on their length ([`MAX_LINE_BYTES`]) and on the size of
+//! what is read whole ([`MAX_DOCUMENT_BYTES`]), refusing binary data, and
+//! deciding the kind from the first lines (or, when they do not say, the
+//! whole text) exactly as [`super::detect`] does. A URI list is streamed
+//! line by line, so it has no size limit; scripts and tables are read
+//! whole. [`Reading`] hands every entry on, expands recursive wget lines
+//! ([`Lister`]) and says once per input what a script does that mastdl does
+//! not.
+
+use std::fs;
+use std::io::{self, BufRead, IsTerminal, Read};
+
+use anyhow::Context as _;
+
+use super::listing::Lister;
+use super::{head, list, parse_items, Entry, Head, InputError, Item, Kind, Parsed};
+use crate::error::UsageError;
+use crate::progress::{Json, Level, Lines, Reporter};
+use crate::settings::{InputSource, Output, Settings};
+
+/// The longest line read from any input (1 MiB): a longer one is an input
+/// error, so a file with no line breaks (`/dev/zero`) cannot fill memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The largest script or table (256 MiB), which are read whole. URI lists
+/// are read line by line and have no such limit.
+pub const MAX_DOCUMENT_BYTES: usize = 256 << 20;
+
+/// Reads lines from an input, with the caps.
+struct LineReader<'a, R> {
+    file: &'a str,
+    reader: R,
+    /// The 1-based number of the last line read.
+    line: usize,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> LineReader<'_, R> {
+    /// Returns the next line with its line break, or `None` at the end.
+    fn next(&mut self) -> anyhow::Result<Option<String>> {
+        self.buf.clear();
+        let limit = MAX_LINE_BYTES as u64 + 1;
+        let n = (&mut self.reader)
+            .take(limit)
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", self.file)))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        if self.buf.contains(&0) {
+            return Err(InputError::new(
+                self.file,
+                self.line,
+                "Binary data (a NUL byte): mastdl reads text inputs, that is URI lists, download scripts and CSV/ECSV product tables",
+            )
+            .into());
+        }
+        let len = self.buf.len() - usize::from(self.buf.ends_with(b"\n"));
+        if len > MAX_LINE_BYTES {
+            return Err(InputError::new(
+                self.file,
+                self.line,
+                format!(
+                    "This line is longer than {} MiB, the most mastdl reads: is this file a URI list, a download script or a product table?",
+                    MAX_LINE_BYTES >> 20
+                ),
+            )
+            .into());
+        }
+        Ok(Some(String::from_utf8_lossy(&self.buf).into_owned()))
+    }
+}
+
+/// Reads one input named `file`: a URI list's entries go to `push` as they
+/// are read (and the result is empty); any other kind is read whole and
+/// returned.
+pub fn read_input<R: BufRead>(
+    file: &str,
+    reader: R,
+    push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
+) -> anyhow::Result<Parsed> {
+    let mut lines = LineReader {
+        file,
+        reader,
+        line: 0,
+        buf: Vec::with_capacity(256),
+    };
+    let mut text = String::new();
+    let mut first = true;
+    while let Some(line) = lines.next()? {
+        let raw = if lines.line == 1 {
+            line.strip_prefix('\u{feff}').unwrap_or(&line)
+        } else {
+            &line
+        };
+        match head(raw.trim(), first) {
+            Head::Undecided => {}
+            Head::Kind(Kind::UriList) => return stream_list(lines, &line, push),
+            Head::Kind(_) | Head::Whole => {
+                text.push_str(&line);
+                return read_whole(lines, text);
+            }
+        }
+        first &= raw.trim().is_empty();
+        text.push_str(&line);
+    }
+    Ok(Parsed::default())
+}
+
+/// Reads a URI list from its first URI (`line`, just read) on.
+fn stream_list<R: BufRead>(
+    mut lines: LineReader<'_, R>,
+    line: &str,
+    push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
+) -> anyhow::Result<Parsed> {
+    let mut current = Some(line.to_string());
+    while let Some(line) = current {
+        if let Some(e) = list::parse_line(lines.file, lines.line, &line)? {
+            push(e)?;
+        }
+        current = lines.next()?;
+    }
+    Ok(Parsed::default())
+}
+
+/// Reads the rest of a script or table after `text` and parses it.
+fn read_whole<R: BufRead>(
+    mut lines: LineReader<'_, R>,
+    mut text: String,
+) -> anyhow::Result<Parsed> {
+    while let Some(line) = lines.next()? {
+        if text.len() + line.len() > MAX_DOCUMENT_BYTES {
+            return Err(InputError::new(
+                lines.file,
+                lines.line,
+                format!(
+                    "This script or table is larger than {} MiB, the most mastdl reads whole: split it, or make a URI list of it (URI lists have no size limit)",
+                    MAX_DOCUMENT_BYTES >> 20
+                ),
+            )
+            .into());
+        }
+        text.push_str(&line);
+    }
+    Ok(parse_items(lines.file, &text)?)
+}
+
+/// Reads the run's inputs into entries, with what the run needs for that:
+/// the client for listings and where notes go.
+pub struct Reading {
+    lister: Lister,
+    notes: Box<dyn Reporter>,
+}
+
+impl Reading {
+    /// Returns the reading for a run with `settings`, listing directories
+    /// with `client`.
+    pub fn new(settings: &Settings, http: &crate::fetch::Http) -> Reading {
+        Reading::with(
+            Lister::new(&http.client, &settings.plan, settings.stall),
+            settings.output,
+            settings.quiet,
+        )
+    }
+
+    fn with(lister: Lister, output: Output, quiet: bool) -> Reading {
+        let notes: Box<dyn Reporter> = match output {
+            Output::Json => Box::new(Json),
+            Output::Bars | Output::Lines => Box::new(Lines { quiet }),
+        };
+        Reading { lister, notes }
+    }
+
+    /// Feeds every entry of every input in `sources` to `push`, in order,
+    /// listing the directories of recursive wget lines where they stand.
+    pub async fn each_entry(
+        &self,
+        sources: &[InputSource],
+        push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
+    ) -> anyhow::Result<()> {
+        for src in sources {
+            let (name, parsed) = match src {
+                InputSource::Stdin => {
+                    if io::stdin().is_terminal() {
+                        return Err(UsageError(
+                            "No input: name a URI list, script or table, or pipe one into `mastdl`"
+                                .into(),
+                        )
+                        .into());
+                    }
+                    let stdin = io::stdin();
+                    let reader = io::BufReader::with_capacity(1 << 16, stdin.lock());
+                    let parsed = read_input("<stdin>", reader, push)
+                        .context("Cannot read standard input")?;
+                    ("<stdin>".to_string(), parsed)
+                }
+                InputSource::File(p) => {
+                    let name = p.display().to_string();
+                    let file = fs::File::open(p)
+                        .map_err(|e| UsageError(format!("Cannot read `{name}`: {e}")))?;
+                    let reader = io::BufReader::with_capacity(1 << 16, file);
+                    let parsed = read_input(&name, reader, push)?;
+                    (name, parsed)
+                }
+            };
+            if let Some(note) = &parsed.note {
+                self.notes.message(Level::Info, &format!("{name}: {note}"));
+            }
+            for item in parsed.items {
+                match item {
+                    Item::Entry(e) => push(e)?,
+                    Item::Listing(l) => {
+                        if self.lister.expand(&l, push).await? == 0 {
+                            let text = format!(
+                                "{}: Listed `{}` and kept no file: check this wget line's `-A`, `-R` and `-l`",
+                                l.origin,
+                                crate::layout::escape(&l.url)
+                            );
+                            self.notes.message(Level::Warn, &text);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(text: &[u8]) -> anyhow::Result<(Vec<Entry>, Parsed)> {
+        let mut got = Vec::new();
+        let parsed = read_input("in.txt", text, &mut |e| {
+            got.push(e);
+            Ok(())
+        })?;
+        Ok((got, parsed))
+    }
+
+    fn input_error(r: anyhow::Result<(Vec<Entry>, Parsed)>) -> InputError {
+        r.unwrap_err().downcast::<InputError>().unwrap()
+    }
+
+    #[test]
+    fn a_uri_list_is_streamed_with_its_line_numbers() {
+        let (got, parsed) =
+            entries(b"\xef\xbb\xbf# head\n\nmast:A/b_c.fits\nmast:A/d_e.fits").unwrap();
+        assert!(parsed.items.is_empty());
+        let lines: Vec<_> = got.iter().map(|e| e.origin.line).collect();
+        assert_eq!(lines, [3, 4]);
+        let e = input_error(entries(b"mast:A/b_c.fits\nhttp://x\n"));
+        assert_eq!(e.origin.line, 2);
+    }
+
+    #[test]
+    fn the_kind_does_not_depend_on_where_a_read_buffer_ends() {
+        // 300 KB of heredoc before the first curl line and no `#!` line.
+        let mut text = String::from("cat >MANIFEST.HTML<<EOT\n");
+        while text.len() < 300_000 {
+            text.push_str("<tr><td>mast:HST/product/f_flt.fits</td></tr>\n");
+        }
+        text.push_str("EOT\ncurl -o a.fits 'https://x.org/f?uri=mast:HST/product/a_flt.fits'\n");
+        for capacity in [16, 1 << 16] {
+            let reader = io::BufReader::with_capacity(capacity, text.as_bytes());
+            let parsed = read_input("b.sh", reader, &mut |_| panic!("not a URI list")).unwrap();
+            assert_eq!(parsed.items.len(), 1);
+        }
+    }
+
+    #[test]
+    fn long_lines_and_binary_data_are_input_errors() {
+        let mut long = b"mast:A/b_c.fits\n".to_vec();
+        long.extend(std::iter::repeat_n(b'a', MAX_LINE_BYTES + 1));
+        let e = input_error(entries(&long));
+        assert_eq!(e.origin.line, 2);
+        assert!(e.message.contains("longer than 1 MiB"), "{e}");
+        // Exactly the cap is fine (and then not a URI).
+        let mut ok = vec![b'x'; MAX_LINE_BYTES];
+        ok.push(b'\n');
+        let e = input_error(entries(&ok));
+        assert!(e.message.starts_with("Not a `mast:` URI"), "{e}");
+        let e = input_error(entries(b"a,b\n1,\0\n"));
+        assert_eq!(e.origin.line, 2);
+        assert!(e.message.starts_with("Binary data"), "{e}");
+    }
+}
