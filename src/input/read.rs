@@ -104,7 +104,12 @@ pub fn read_input<R: BufRead>(
             }
         }
         first &= raw.trim().is_empty();
-        text.push_str(&line);
+        // A blank or comment line before the first that decides: every kind
+        // skips it, so only its line break is kept (for the line numbers).
+        text.push('\n');
+        if text.len() > MAX_DOCUMENT_BYTES {
+            return Err(too_large(&lines));
+        }
     }
     Ok(Parsed::default())
 }
@@ -132,19 +137,23 @@ fn read_whole<R: BufRead>(
 ) -> anyhow::Result<Parsed> {
     while let Some(line) = lines.next()? {
         if text.len() + line.len() > MAX_DOCUMENT_BYTES {
-            return Err(InputError::new(
-                lines.file,
-                lines.line,
-                format!(
-                    "This script or table is larger than {} MiB, the most mastdl reads whole: split it, or make a URI list of it (URI lists have no size limit)",
-                    MAX_DOCUMENT_BYTES >> 20
-                ),
-            )
-            .into());
+            return Err(too_large(&lines));
         }
         text.push_str(&line);
     }
     Ok(parse_items(lines.file, &text)?)
+}
+
+fn too_large<R>(lines: &LineReader<'_, R>) -> anyhow::Error {
+    InputError::new(
+        lines.file,
+        lines.line,
+        format!(
+            "This script or table is larger than {} MiB, the most mastdl reads whole: split it, or make a URI list of it (URI lists have no size limit)",
+            MAX_DOCUMENT_BYTES >> 20
+        ),
+    )
+    .into()
 }
 
 /// Reads the run's inputs into entries, with what the run needs for that:
@@ -269,6 +278,21 @@ mod tests {
             let parsed = read_input("b.sh", reader, &mut |_| panic!("not a URI list")).unwrap();
             assert_eq!(parsed.items.len(), 1);
         }
+    }
+
+    #[test]
+    fn leading_comments_keep_the_line_numbers_of_a_table_and_a_script() {
+        let (_, parsed) =
+            entries(b"# saved by me\n\n# --\nobs_id,dataURI\n1,mast:A/b_c.fits\n").unwrap();
+        let Some(Item::Entry(e)) = parsed.items.first() else {
+            panic!("{parsed:?}");
+        };
+        assert_eq!(e.origin.line, 5);
+        let (_, parsed) = entries(b"\n# a comment\ncurl -o a https://x.org/a\n").unwrap();
+        let Some(Item::Entry(e)) = parsed.items.first() else {
+            panic!("{parsed:?}");
+        };
+        assert_eq!(e.origin.line, 3);
     }
 
     #[test]
