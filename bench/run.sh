@@ -6,6 +6,8 @@
 #   bench/run.sh [--quick] [--reps N] [-j|--jobs N] [--work DIR]
 #                [--workloads small,mixed,large,plan] [--no-build] [--timeout S]
 #                [--dest-root DIR]
+#   bench/run.sh --wan [...]     the WAN profile instead (bench/wan.sh: a loopback
+#                                archive with latency, connection cost and rate caps)
 #
 # Results: WORK/results.md, raw runs in WORK/raw.tsv, logs in WORK/logs/
 # (results-quick.md, raw-quick.tsv, logs-quick/ with --quick). See bench/README.md.
@@ -14,6 +16,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 LIB=$HERE/lib
+
+# The WAN profile is its own harness (bench/wan.sh) with its own options.
+for a in "$@"; do [ "$a" = --wan ] && exec bash "$HERE/wan.sh" "$@"; done
 
 QUICK=0
 REPS=
@@ -25,7 +30,7 @@ BUILD=1
 TIMEOUT=
 MASTDL=${MASTDL:-$REPO/target/release/mastdl}
 
-usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 say() { echo "bench: $*" >&2; }
 

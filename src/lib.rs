@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod plan;
 pub mod progress;
 pub mod query;
+pub mod rate;
 pub mod report;
 pub mod retry;
 pub mod run;
