@@ -263,8 +263,13 @@ def _check_uris(records: List[Dict[str, str]]) -> None:
             )
 
 
-def _table_csv(records: List[Dict[str, str]]) -> bytes:
-    names = [n for n in _TABLE_COLUMNS if any(n in r for r in records)]
+def _input_text(records: List[Dict[str, str]]) -> bytes:
+    """What the executable reads on stdin: a URI list when the products are
+    only URIs, else a CSV product table (a one-column CSV would read as a
+    URI list with a bad first line)."""
+    names = [n for n in _TABLE_COLUMNS if any(r.get(n) for r in records)]
+    if names == ["dataURI"]:
+        return "".join(r["dataURI"].strip() + "\n" for r in records).encode("utf-8")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(names)
@@ -647,7 +652,7 @@ def download_products(
     if secret is not None:
         env["MAST_API_TOKEN"] = secret.reveal()
     progress = _Progress(verbose, sys.stderr)
-    code, errors, interrupted = _run(args, env, _table_csv(records), progress)
+    code, errors, interrupted = _run(args, env, _input_text(records), progress)
     env.clear()
 
     # Exit 0, 1 and 130 (interrupted) write the manifest; the others
