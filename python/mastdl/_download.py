@@ -38,7 +38,7 @@ from typing import (
 from mastdl._find_bin import find_mastdl_bin
 
 if TYPE_CHECKING:  # pragma: no cover
-    from astropy.table import Row, Table
+    from astropy.table import Row, Table  # type: ignore[import-untyped,unused-ignore]
 
 __all__ = ["download_products", "MastdlError", "DownloadError", "RESULT_COLUMNS"]
 
@@ -194,7 +194,11 @@ def _records(products: Any) -> List[Dict[str, str]]:
     """The products as records holding the columns the executable reads."""
     if isinstance(products, (str, bytes)):
         products = [products]
-    if hasattr(products, "to_dict") and hasattr(products, "columns") and not hasattr(products, "colnames"):
+    if (
+        hasattr(products, "to_dict")
+        and hasattr(products, "columns")
+        and not hasattr(products, "colnames")
+    ):
         products = products.to_dict("records")  # a pandas DataFrame
     if _is_astropy_row(products):
         products = [products]
@@ -206,12 +210,12 @@ def _records(products: Any) -> List[Dict[str, str]]:
                 + ", ".join(products.colnames)
             )
         columns = [(n, products[n]) for n in names]
-        return [
-            {n: _cell(col[i]) for n, col in columns} for i in range(len(products))
-        ]
+        return [{n: _cell(col[i]) for n, col in columns} for i in range(len(products))]
     if isinstance(products, Mapping):
         if "dataURI" not in products:
-            raise ValueError("The products have no `dataURI`; keys: " + ", ".join(map(str, products)))
+            raise ValueError(
+                "The products have no `dataURI`; keys: " + ", ".join(map(str, products))
+            )
         uris = products["dataURI"]
         if isinstance(uris, (str, bytes)) or not isinstance(uris, Iterable):
             return [_record(products)]
@@ -315,15 +319,17 @@ class _Progress:
 
     def _make_bar(self, total: int) -> Any:
         try:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
         except Exception:
             return None
-        kwargs = dict(total=total, unit="file", desc="mastdl", file=self.stream, dynamic_ncols=False)
+        kwargs = dict(
+            total=total, unit="file", desc="mastdl", file=self.stream, dynamic_ncols=False
+        )
         try:
             return tqdm(**kwargs)
         except Exception:  # tqdm.notebook without ipywidgets
             try:
-                from tqdm.std import tqdm as plain_tqdm
+                from tqdm.std import tqdm as plain_tqdm  # type: ignore[import-untyped,unused-ignore]
 
                 return plain_tqdm(ascii=True, **kwargs)
             except Exception:
@@ -352,9 +358,14 @@ class _Progress:
                     post += ", %d failed" % self.failed
                 self.bar.set_postfix_str(post, refresh=False)
                 if status == "FAILED":
-                    self._say("ERROR    %s: %s" % (_clean(ev.get("path")), _clean(ev.get("message"))))
+                    self._say(
+                        "ERROR    %s: %s" % (_clean(ev.get("path")), _clean(ev.get("message")))
+                    )
             elif status != "SKIPPED" or ev.get("message"):
-                line = "%-8s %s" % ("ERROR" if status == "FAILED" else status, _clean(ev.get("path")))
+                line = "%-8s %s" % (
+                    "ERROR" if status == "FAILED" else status,
+                    _clean(ev.get("path")),
+                )
                 if status == "COMPLETE":
                     line += " (%s)" % _human(int(ev.get("bytes") or 0))
                 if ev.get("message"):
@@ -367,11 +378,14 @@ class _Progress:
         elif kind == "summary":
             self.close()
             if self.verbose:
-                line = "mastdl: %s complete, %s already present or skipped, %s failed, %s downloaded" % (
-                    ev.get("complete"),
-                    ev.get("skipped"),
-                    ev.get("failed"),
-                    _human(int(ev.get("bytes") or 0)),
+                line = (
+                    "mastdl: %s complete, %s already present or skipped, %s failed, %s downloaded"
+                    % (
+                        ev.get("complete"),
+                        ev.get("skipped"),
+                        ev.get("failed"),
+                        _human(int(ev.get("bytes") or 0)),
+                    )
                 )
                 if ev.get("interrupted"):
                     line += " (interrupted)"
@@ -408,7 +422,9 @@ def _interrupt(proc: "subprocess.Popen[Any]") -> None:
         proc.send_signal(signal.SIGINT)
 
 
-def _run(args: List[str], env: _Environment, data: bytes, progress: _Progress) -> "tuple[int, List[str], bool]":
+def _run(
+    args: List[str], env: _Environment, data: bytes, progress: _Progress
+) -> "tuple[int, List[str], bool]":
     """Runs the executable; returns its exit code, its error messages, and
     whether a KeyboardInterrupt arrived (the caller re-raises it)."""
     popen_kw: Dict[str, Any] = {}
@@ -477,7 +493,9 @@ def _handle_line(line: str, progress: _Progress, errors: List[str]) -> None:
 # --- results out ---------------------------------------------------------
 
 
-def _result_rows(manifest: Mapping[str, Any], base_dir: str, uris: Sequence[str]) -> List[ResultRow]:
+def _result_rows(
+    manifest: Mapping[str, Any], base_dir: str, uris: Sequence[str]
+) -> List[ResultRow]:
     """astroquery's result rows, in the order of the products, from the manifest."""
     by_uri = {f.get("uri"): f for f in manifest.get("files", [])}
     order = list(dict.fromkeys(uris))
@@ -515,7 +533,7 @@ def _result_rows(manifest: Mapping[str, Any], base_dir: str, uris: Sequence[str]
 def _as_table(rows: List[ResultRow]) -> Any:
     """An astropy Table like astroquery's, or the rows themselves without astropy."""
     try:
-        from astropy.table import Table
+        from astropy.table import Table  # type: ignore[import-untyped,unused-ignore]
     except Exception:
         return rows
     if not rows:

@@ -62,8 +62,9 @@ class Archive:
     #: Set to let stalled products finish.
     release: threading.Event = field(default_factory=threading.Event)
 
-    def add(self, uri: str, *, size: Optional[int] = None, need_token: bool = False,
-            stall: bool = False) -> bytes:
+    def add(
+        self, uri: str, *, size: Optional[int] = None, need_token: bool = False, stall: bool = False
+    ) -> bytes:
         body = body_of(uri, size)
         self.products[uri] = Product(body, need_token, stall)
         return body
@@ -105,7 +106,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             archive.requests.append(Request(self.command, u.path, uri, auth))
         authorized = auth == "token " + TOKEN
         if u.path == "/whoami":
-            who = {"ezid": "tester", "anon": False} if authorized else {"ezid": "anonymous", "anon": True}
+            who = (
+                {"ezid": "tester", "anon": False}
+                if authorized
+                else {"ezid": "anonymous", "anon": True}
+            )
             self._send(200, json.dumps(who).encode(), "application/json", head)
             return
         if u.path.rstrip("/") == "/api/v0.1/path_lookup":
@@ -161,8 +166,18 @@ def archive() -> Iterator[Archive]:
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No token, archive or cloud settings from the outside; no real keyring."""
-    for name in ("MAST_API_TOKEN", "MASTDL_BASE_URL", "MASTDL_CLOUD", "MASTDL_S3_URL",
-                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    for name in (
+        "MAST_API_TOKEN",
+        "MASTDL_BASE_URL",
+        "MASTDL_CLOUD",
+        "MASTDL_S3_URL",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")

@@ -27,6 +27,7 @@ HST_REL = ("HST", "ib1f01x1q", "ib1f01x1q_flt.fits")
 JWST_REL = ("JWST", "jw01073001001_02101_00001_nrca1", "jw01073001001_02101_00001_nrca1_cal.fits")
 IUE_REL = ("IUE", "lwp13058", "lwp13058.mxlo.gz")
 
+
 def rows_of(result: Any) -> List[Dict[str, Any]]:
     """The result as dicts, whether it is an astropy Table or a list."""
     if isinstance(result, list):
@@ -38,10 +39,15 @@ def url_of(archive: Archive, uri: str) -> str:
     return archive.url + "/api/v0.1/Download/file?uri=" + uri
 
 
-def run_python(code: str, *args: str, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, *args: str, env: Optional[Dict[str, str]] = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
@@ -49,12 +55,12 @@ def run_python(code: str, *args: str, env: Optional[Dict[str, str]] = None) -> s
 
 
 def test_uri_list_gives_astroquerys_table_paths_and_bytes(tmp_path: Path, archive: Archive) -> None:
-    Table = pytest.importorskip("astropy.table").Table
+    table_cls = pytest.importorskip("astropy.table").Table
     bodies = {uri: archive.add(uri) for uri in (HST, JWST, IUE)}
 
     result = mastdl.download_products([HST, JWST, IUE], tmp_path, base_url=archive.url)
 
-    assert isinstance(result, Table)
+    assert isinstance(result, table_cls)
     assert result.colnames == ["Local Path", "Status", "Message", "URL"]
     rows = rows_of(result)
     assert [r["Status"] for r in rows] == ["COMPLETE"] * 3
@@ -81,7 +87,9 @@ def test_one_uri_lands_under_the_current_folder_by_default(
     assert (tmp_path / "mastDownload" / Path(*HST_REL)).read_bytes() == body
 
 
-def test_second_call_is_complete_and_asks_the_archive_nothing(tmp_path: Path, archive: Archive) -> None:
+def test_second_call_is_complete_and_asks_the_archive_nothing(
+    tmp_path: Path, archive: Archive
+) -> None:
     for uri in (HST, JWST, IUE):
         archive.add(uri)
     first = rows_of(mastdl.download_products([HST, JWST, IUE], tmp_path, base_url=archive.url))
@@ -108,7 +116,9 @@ def test_flat_puts_files_straight_into_download_dir(tmp_path: Path, archive: Arc
     assert not (tmp_path / "mastDownload").exists()
 
 
-def test_failed_files_are_error_rows_and_raise_only_when_asked(tmp_path: Path, archive: Archive) -> None:
+def test_failed_files_are_error_rows_and_raise_only_when_asked(
+    tmp_path: Path, archive: Archive
+) -> None:
     archive.add(HST, need_token=True)
     archive.add(IUE)
 
@@ -125,7 +135,9 @@ def test_failed_files_are_error_rows_and_raise_only_when_asked(tmp_path: Path, a
     assert HST in str(err.value)
 
 
-def test_cloud_only_skips_what_is_not_in_the_bucket_as_astroquery(tmp_path: Path, archive: Archive) -> None:
+def test_cloud_only_skips_what_is_not_in_the_bucket_as_astroquery(
+    tmp_path: Path, archive: Archive
+) -> None:
     archive.add(HST)
     rows = rows_of(mastdl.download_products([HST], tmp_path, cloud_only=True, base_url=archive.url))
     assert [r["Status"] for r in rows] == ["SKIPPED"]
@@ -137,10 +149,26 @@ def test_cloud_only_skips_what_is_not_in_the_bucket_as_astroquery(tmp_path: Path
 
 #: The columns of ``Observations.get_product_list`` (astroquery 0.4.x).
 PRODUCT_COLUMNS = [
-    "obsID", "obs_collection", "dataproduct_type", "obs_id", "description", "type",
-    "dataURI", "productType", "productGroupDescription", "productSubGroupDescription",
-    "productDocumentationURL", "project", "prvversion", "proposal_id", "productFilename",
-    "size", "parent_obsid", "dataRights", "calib_level", "filters",
+    "obsID",
+    "obs_collection",
+    "dataproduct_type",
+    "obs_id",
+    "description",
+    "type",
+    "dataURI",
+    "productType",
+    "productGroupDescription",
+    "productSubGroupDescription",
+    "productDocumentationURL",
+    "project",
+    "prvversion",
+    "proposal_id",
+    "productFilename",
+    "size",
+    "parent_obsid",
+    "dataRights",
+    "calib_level",
+    "filters",
 ]
 
 JWST_OBS = "jw01073-o001_t001_nircam_clear-f150w"
@@ -166,11 +194,30 @@ def product_table(archive: Archive, tmp_path: Path) -> Any:
     for uri, coll, obs_id, ptype, group, level, masked_size in specs:
         body = archive.add(uri)
         name = uri.rsplit("/", 1)[1]
-        rows.append([
-            "87602781", coll, "image", obs_id, "description of " + name, "S", uri, ptype, group,
-            "CAL", "", "CALJWST", "1.11.4", "1073", name, len(body), "87602781", "PUBLIC",
-            level, "F150W",
-        ])
+        rows.append(
+            [
+                "87602781",
+                coll,
+                "image",
+                obs_id,
+                "description of " + name,
+                "S",
+                uri,
+                ptype,
+                group,
+                "CAL",
+                "",
+                "CALJWST",
+                "1.11.4",
+                "1073",
+                name,
+                len(body),
+                "87602781",
+                "PUBLIC",
+                level,
+                "F150W",
+            ]
+        )
         mask.append([False] * 15 + [masked_size] + [False] * 4)
     table = table_mod.Table(rows=rows, names=PRODUCT_COLUMNS, masked=True)
     for i, row_mask in enumerate(mask):
@@ -183,7 +230,9 @@ def product_table(archive: Archive, tmp_path: Path) -> Any:
     return table_mod.Table.read(path, format="ascii.ecsv")
 
 
-def test_astroquery_product_table_uses_its_obs_collection_and_obs_id(tmp_path: Path, archive: Archive) -> None:
+def test_astroquery_product_table_uses_its_obs_collection_and_obs_id(
+    tmp_path: Path, archive: Archive
+) -> None:
     products = product_table(archive, tmp_path / "in")
     assert products.colnames == PRODUCT_COLUMNS
     dest = tmp_path / "out"
@@ -194,7 +243,9 @@ def test_astroquery_product_table_uses_its_obs_collection_and_obs_id(tmp_path: P
     assert [r["Status"] for r in rows] == ["COMPLETE"] * len(products)
     # astroquery: download_dir/mastDownload/<obs_collection>/<obs_id>/<productFilename>
     want = [
-        os.path.join(str(dest), "mastDownload", p["obs_collection"], p["obs_id"], p["productFilename"])
+        os.path.join(
+            str(dest), "mastDownload", p["obs_collection"], p["obs_id"], p["productFilename"]
+        )
         for p in products
     ]
     assert [r["Local Path"] for r in rows] == want
@@ -208,7 +259,9 @@ def test_a_row_and_duplicate_rows(tmp_path: Path, archive: Archive) -> None:
     vstack = pytest.importorskip("astropy.table").vstack
 
     one = rows_of(mastdl.download_products(products[4], tmp_path, base_url=archive.url))
-    assert [r["Local Path"] for r in one] == [os.path.join(str(tmp_path), "mastDownload", "HST", "ib1f01010", HST_REL[-1])]
+    assert [r["Local Path"] for r in one] == [
+        os.path.join(str(tmp_path), "mastDownload", "HST", "ib1f01010", HST_REL[-1])
+    ]
 
     twice = vstack([products, products])
     rows = rows_of(mastdl.download_products(twice, tmp_path / "d", base_url=archive.url))
@@ -218,17 +271,32 @@ def test_a_row_and_duplicate_rows(tmp_path: Path, archive: Archive) -> None:
 def test_filters_as_astroquerys(tmp_path: Path, archive: Archive) -> None:
     products = product_table(archive, tmp_path / "in")
 
-    fits = rows_of(mastdl.download_products(products, tmp_path / "a", extension="fits", base_url=archive.url))
+    fits = rows_of(
+        mastdl.download_products(products, tmp_path / "a", extension="fits", base_url=archive.url)
+    )
     assert [os.path.basename(r["Local Path"]) for r in fits] == [
-        JWST_REL[-1], JWST_I2D.rsplit("/", 1)[1], HST_REL[-1]]
+        JWST_REL[-1],
+        JWST_I2D.rsplit("/", 1)[1],
+        HST_REL[-1],
+    ]
 
-    science = rows_of(mastdl.download_products(
-        products, tmp_path / "b", productType=["SCIENCE", "INFO"], extension=["json", "_i2d.fits"],
-        base_url=archive.url))
+    science = rows_of(
+        mastdl.download_products(
+            products,
+            tmp_path / "b",
+            productType=["SCIENCE", "INFO"],
+            extension=["json", "_i2d.fits"],
+            base_url=archive.url,
+        )
+    )
     assert [os.path.basename(r["Local Path"]) for r in science] == [
-        JWST_I2D.rsplit("/", 1)[1], JWST_ASN.rsplit("/", 1)[1]]
+        JWST_I2D.rsplit("/", 1)[1],
+        JWST_ASN.rsplit("/", 1)[1],
+    ]
 
-    mrp = rows_of(mastdl.download_products(products, tmp_path / "c", mrp_only=True, base_url=archive.url))
+    mrp = rows_of(
+        mastdl.download_products(products, tmp_path / "c", mrp_only=True, base_url=archive.url)
+    )
     assert len(mrp) == 3
     asked = {r.uri for r in archive.downloads()}
     assert JWST_JPG not in asked  # filtered everywhere: never requested
@@ -238,7 +306,12 @@ def test_records_and_columns_dicts(tmp_path: Path, archive: Archive) -> None:
     archive.add(HST)
     archive.add(IUE)
     records = [
-        {"dataURI": HST, "obs_collection": "HST", "obs_id": "myobs", "productFilename": HST_REL[-1]},
+        {
+            "dataURI": HST,
+            "obs_collection": "HST",
+            "obs_id": "myobs",
+            "productFilename": HST_REL[-1],
+        },
         {"dataURI": IUE},
     ]
     rows = rows_of(mastdl.download_products(records, tmp_path, base_url=archive.url))
@@ -328,7 +401,9 @@ def test_token_is_never_on_a_command_line(tmp_path: Path, archive: Archive) -> N
     result: List[Any] = []
     worker = threading.Thread(
         target=lambda: result.append(
-            mastdl.download_products(HST, tmp_path, token=TOKEN, base_url=archive.url, verbose=False)
+            mastdl.download_products(
+                HST, tmp_path, token=TOKEN, base_url=archive.url, verbose=False
+            )
         )
     )
     worker.start()
@@ -336,7 +411,8 @@ def test_token_is_never_on_a_command_line(tmp_path: Path, archive: Archive) -> N
         assert archive.stalled.wait(60), "the download never started"
         # The executable is running, mid-transfer, with the token.
         children = [
-            pid for pid in _proc_children(os.getpid())
+            pid
+            for pid in _proc_children(os.getpid())
             if os.path.basename(_all_cmdlines().get(pid, b"").split(b"\0")[0]).startswith(b"mastdl")
         ]
         assert len(children) == 1, children
@@ -346,7 +422,9 @@ def test_token_is_never_on_a_command_line(tmp_path: Path, archive: Archive) -> N
         leaks = [pid for pid, cmd in cmdlines.items() if TOKEN.encode() in cmd]
         assert leaks == []
         # It got the token, through its environment.
-        assert b"MAST_API_TOKEN=" + TOKEN.encode() in Path("/proc", str(child), "environ").read_bytes().split(b"\0")
+        assert b"MAST_API_TOKEN=" + TOKEN.encode() in Path(
+            "/proc", str(child), "environ"
+        ).read_bytes().split(b"\0")
     finally:
         archive.release.set()
         worker.join(120)
@@ -358,23 +436,36 @@ def test_token_is_not_in_errors_reprs_or_traceback_locals(tmp_path: Path, archiv
     archive.add(HST)
     failures = []
     try:
-        mastdl.download_products([HST, "mast:HST/product/missing_flt.fits"], tmp_path,
-                                 token=TOKEN, base_url=archive.url, raise_on_error=True)
+        mastdl.download_products(
+            [HST, "mast:HST/product/missing_flt.fits"],
+            tmp_path,
+            token=TOKEN,
+            base_url=archive.url,
+            raise_on_error=True,
+        )
     except mastdl.DownloadError as e:
         failures.append(e)
     try:
-        mastdl.download_products("mast:HST/product/../x_flt.fits", tmp_path,
-                                 token=TOKEN, base_url=archive.url)
+        mastdl.download_products(
+            "mast:HST/product/../x_flt.fits", tmp_path, token=TOKEN, base_url=archive.url
+        )
     except mastdl.MastdlError as e:
         failures.append(e)
     assert [type(e) for e in failures] == [mastdl.DownloadError, mastdl.MastdlError]
     for e in failures:
-        texts = [str(e), repr(e), repr(e.messages), "".join(traceback.format_exception(type(e), e, e.__traceback__))]
+        texts = [
+            str(e),
+            repr(e),
+            repr(e.messages),
+            "".join(traceback.format_exception(type(e), e, e.__traceback__)),
+        ]
         # The locals of every frame from download_products down (the test's own
         # frame, which holds the mock archive's request log, left out).
         inner = e.__traceback__.tb_next
         assert inner is not None and inner.tb_frame.f_code.co_name == "download_products"
-        texts.append("".join(traceback.TracebackException(type(e), e, inner, capture_locals=True).format()))
+        texts.append(
+            "".join(traceback.TracebackException(type(e), e, inner, capture_locals=True).format())
+        )
         for text in texts:
             assert TOKEN not in text
     assert "token " + TOKEN in {r.authorization for r in archive.requests}  # it was used
@@ -395,12 +486,24 @@ INTERRUPTED_SCRIPT = """
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-def test_keyboard_interrupt_stops_the_executable_cleanly_and_reraises(tmp_path: Path, archive: Archive) -> None:
+def test_keyboard_interrupt_stops_the_executable_cleanly_and_reraises(
+    tmp_path: Path, archive: Archive
+) -> None:
     big = archive.add(HST, size=1024 * 1024, stall=True)
     archive.add(IUE)
     script = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(INTERRUPTED_SCRIPT), archive.url, str(tmp_path), HST, IUE],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(INTERRUPTED_SCRIPT),
+            archive.url,
+            str(tmp_path),
+            HST,
+            IUE,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert archive.stalled.wait(60), "the download never started"
@@ -456,8 +559,8 @@ def test_import_needs_only_the_standard_library() -> None:
         import sys
         before = set(sys.modules)
         import mastdl
-        third = sorted(m for m in set(sys.modules) - before
-                       if m.split(".")[0] in ("astropy", "numpy", "tqdm", "keyring", "mastdl") and m.split(".")[0] != "mastdl")
+        optional = ("astropy", "numpy", "tqdm", "keyring", "pandas")
+        third = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in optional)
         print(third)
         """
     )
@@ -468,7 +571,9 @@ def test_import_needs_only_the_standard_library() -> None:
 def test_without_astropy_lists_in_and_dicts_out(tmp_path: Path, archive: Archive) -> None:
     archive.add(HST)
     archive.add(IUE)
-    done = run_python(RUN_SCRIPT, archive.url, str(tmp_path), "astropy,numpy", json.dumps([HST, IUE]))
+    done = run_python(
+        RUN_SCRIPT, archive.url, str(tmp_path), "astropy,numpy", json.dumps([HST, IUE])
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.splitlines()[-1])
     assert out["type"] == "list"
@@ -477,14 +582,18 @@ def test_without_astropy_lists_in_and_dicts_out(tmp_path: Path, archive: Archive
     assert out["rows"][1]["Local Path"] == os.path.join(str(tmp_path), "mastDownload", *IUE_REL)
 
 
-def test_progress_plain_lines_without_tqdm_no_escape_codes(tmp_path: Path, archive: Archive) -> None:
+def test_progress_plain_lines_without_tqdm_no_escape_codes(
+    tmp_path: Path, archive: Archive
+) -> None:
     archive.add(HST)
     archive.add(IUE, need_token=True)
     done = run_python(RUN_SCRIPT, archive.url, str(tmp_path), "tqdm", json.dumps([HST, IUE]))
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stderr and "\r" not in done.stderr
     lines = done.stderr.splitlines()
-    assert any(line.startswith("COMPLETE") and "ib1f01x1q_flt.fits" in line for line in lines), lines
+    assert any(line.startswith("COMPLETE") and "ib1f01x1q_flt.fits" in line for line in lines), (
+        lines
+    )
     assert any(line.startswith("ERROR") and "lwp13058" in line for line in lines), lines
     assert "1 failed" in lines[-1]
 

@@ -27,10 +27,18 @@ def test_find_mastdl_bin_is_the_installed_executable() -> None:
 
 def test_python_m_has_the_executables_output_and_exit_code(tmp_path: Path) -> None:
     exe = mastdl.find_mastdl_bin()
-    for args in (["--version"], ["fetch", str(tmp_path / "no-such-list.txt"), "-d", str(tmp_path)], ["frobnicate"]):
+    for args in (
+        ["--version"],
+        ["fetch", str(tmp_path / "no-such-list.txt"), "-d", str(tmp_path)],
+        ["frobnicate"],
+    ):
         direct = run([exe, *args])
         via = run([sys.executable, "-m", "mastdl", *args])
-        assert (via.returncode, via.stdout, via.stderr) == (direct.returncode, direct.stdout, direct.stderr), args
+        assert (via.returncode, via.stdout, via.stderr) == (
+            direct.returncode,
+            direct.stdout,
+            direct.stderr,
+        ), args
     assert direct.returncode == 2  # `frobnicate`: a usage error, not a crash
 
 
@@ -39,7 +47,20 @@ def test_python_m_fetch_downloads(tmp_path: Path, archive: Archive) -> None:
     body = archive.add(uri)
     listing = tmp_path / "list.txt"
     listing.write_text(uri + "\n")
-    done = run([sys.executable, "-m", "mastdl", "fetch", str(listing), "-d", str(tmp_path / "d"),
-                "--base-url", archive.url, "--progress", "never"])
+    done = run(
+        [
+            sys.executable,
+            "-m",
+            "mastdl",
+            "fetch",
+            str(listing),
+            "-d",
+            str(tmp_path / "d"),
+            "--base-url",
+            archive.url,
+            "--progress",
+            "never",
+        ]
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "d" / "HST" / "ib1f01x1q" / "ib1f01x1q_flt.fits").read_bytes() == body
