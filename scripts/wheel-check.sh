@@ -12,9 +12,14 @@
 # and, for each install, runs the `mastdl` that landed on the virtualenv's
 # PATH: `mastdl --version`, then a real download from a small HTTP server on
 # 127.0.0.1 that answers `/api/v0.1/Download/file?uri=mast:...`, checking the
-# bytes of every file and DEST/MANIFEST.json.
+# bytes of every file and DEST/MANIFEST.json; then the Python side:
+# `python -m mastdl --version`, `mastdl.find_mastdl_bin()`, and
+# `mastdl.download_products` (no astropy there: a list of dicts back);
+#   5. installs the wheel, pytest, astropy and tqdm (from PyPI) into another
+# fresh virtualenv and runs the Python package's tests (python/tests, their
+# own mock archive on 127.0.0.1) against that installed package.
 #
-# Usage: scripts/wheel-check.sh [--no-sdist] [--no-pip-install-dot]
+# Usage: scripts/wheel-check.sh [--no-sdist] [--no-pip-install-dot] [--no-pytest]
 # Environment: PYTHON (default python3), CARGO_TARGET_DIR (default: a temporary
 # one shared by the three builds), KEEP=1 keeps the work folder.
 # Needs: git, cargo, python3 with venv, and PyPI + crates.io (or their caches).
@@ -26,11 +31,13 @@ repo="$(git -C "$here" rev-parse --show-toplevel)"
 py="${PYTHON:-python3}"
 do_sdist=1
 do_dot=1
+do_pytest=1
 for arg in "$@"; do
     case "$arg" in
         --no-sdist) do_sdist=0 ;;
         --no-pip-install-dot) do_dot=0 ;;
-        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --no-pytest) do_pytest=0 ;;
+        -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "wheel-check: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -173,7 +180,48 @@ for _ in $(seq 1 100); do [[ -s "$work/port" ]] && break; sleep 0.1; done
 [[ -s "$work/port" ]] || fail "the loopback server did not start: $(cat "$work/server.log")"
 port="$(cat "$work/port")"
 
-# Runs the mastdl found on VENV's PATH: --version, then a loopback download.
+cat >"$work/py-side.py" <<'PY'
+"""The Python package of an install: python -m mastdl, find_mastdl_bin,
+download_products (astropy absent: a list of dicts)."""
+import hashlib, os, subprocess, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from server import body  # noqa: E402
+
+venv, base, dest, listing = sys.argv[1:5]
+import mastdl  # noqa: E402
+
+errors = []
+if not os.path.abspath(mastdl.__file__).startswith(os.path.abspath(venv) + os.sep):
+    errors.append("mastdl imported from %s, not from %s" % (mastdl.__file__, venv))
+exe = mastdl.find_mastdl_bin()
+if exe != os.path.join(venv, "bin", "mastdl"):
+    errors.append("find_mastdl_bin() = %r" % exe)
+direct = subprocess.run([exe, "--version"], capture_output=True, text=True)
+via = subprocess.run([sys.executable, "-m", "mastdl", "--version"], capture_output=True, text=True)
+if (via.returncode, via.stdout) != (direct.returncode, direct.stdout) or direct.returncode:
+    errors.append("python -m mastdl --version: %r, mastdl --version: %r" % (via.stdout, direct.stdout))
+uris = [l.strip() for l in open(listing) if l.strip() and not l.startswith("#")]
+rows = mastdl.download_products(uris, dest, base_url=base, verbose=False)
+if not isinstance(rows, list):
+    errors.append("without astropy, download_products returned %s" % type(rows).__name__)
+for uri, row in zip(uris, rows):
+    ok = row["Status"] == "COMPLETE" and os.path.isfile(row["Local Path"])
+    if ok and hashlib.sha256(open(row["Local Path"], "rb").read()).digest() != hashlib.sha256(body(uri)).digest():
+        ok = False
+    if not ok:
+        errors.append("%s: %r" % (uri, row))
+    else:
+        print("  ok download_products %s -> %s" % (uri, row["Local Path"]))
+if len(rows) != len(uris):
+    errors.append("%d rows for %d products" % (len(rows), len(uris)))
+if errors:
+    print("\n".join("  " + e for e in errors), file=sys.stderr)
+    sys.exit(1)
+PY
+
+# Runs the mastdl found on VENV's PATH: --version, then a loopback download;
+# then the Python package: python -m mastdl, find_mastdl_bin, download_products.
 exercise() {
     local venv="$1" label="$2" exe dest out
     exe="$(PATH="$venv/bin:$PATH" command -v mastdl || true)"
@@ -187,6 +235,9 @@ exercise() {
         || fail "$label: mastdl fetch exited $?"
     "$py" "$work/verify.py" "$dest" "$work/list.txt" "$version" \
         || fail "$label: the download does not match"
+    (cd "$work" && "$venv/bin/python" "$work/py-side.py" "$venv" "http://127.0.0.1:$port" \
+        "$work/py-dest-$label" "$work/list.txt") \
+        || fail "$label: the Python package does not work"
     passed=$((passed + 1))
 }
 
@@ -212,9 +263,14 @@ echo "  $(basename "$wheel"), $(($(wc -c <"$wheel") / 1024)) KiB"
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 scripts = [n for n in names if ".data/scripts/" in n]
-code = [n for n in names if n.endswith((".py", ".so", ".pyd"))]
+package = sorted(n for n in names if n.startswith("mastdl/"))
+native = [n for n in names if n.endswith((".so", ".pyd", ".dll", ".dylib"))]
+want = ["mastdl/__init__.py", "mastdl/__main__.py", "mastdl/_download.py",
+        "mastdl/_find_bin.py", "mastdl/py.typed"]
 print("  scripts: %s" % scripts)
-sys.exit(0 if len(scripts) == 1 and scripts[0].endswith(("/mastdl", "/mastdl.exe")) and not code else 1)
+print("  package: %s" % package)
+ok = len(scripts) == 1 and scripts[0].endswith(("/mastdl", "/mastdl.exe"))
+sys.exit(0 if ok and package == want and not native else 1)
 PY
 done_step "maturin build (wheel)"
 
@@ -245,6 +301,28 @@ if [[ "$do_sdist" == 1 ]]; then
     "$work/venv-sdist/bin/python" -m pip install --quiet "$sdist"
     exercise "$work/venv-sdist" sdist
     done_step "pip install sdist + fetch"
+fi
+
+# --- 5: the Python package's tests, against the installed wheel -----------
+if [[ "$do_pytest" == 1 ]]; then
+    step "pytest python/tests against the wheel in a fresh virtualenv (+ pytest, astropy, tqdm)"
+    fresh_venv "$work/venv-test"
+    "$work/venv-test/bin/python" -m pip install --quiet --no-index "$wheel"
+    "$work/venv-test/bin/python" -m pip install --quiet pytest astropy tqdm
+    # From $work, so that the clone's python/mastdl is not importable: the
+    # tests must use the installed package and its executable.
+    (cd "$work" && "$work/venv-test/bin/python" -c \
+        'import mastdl, os, sys; sys.exit(not os.path.abspath(mastdl.__file__).startswith(sys.prefix + os.sep))') \
+        || fail "the tests would not import the installed mastdl"
+    set +e
+    (cd "$work" && "$work/venv-test/bin/python" -m pytest -p no:cacheprovider -q \
+        --rootdir "$work/src/python/tests" "$work/src/python/tests")
+    rc=$?
+    set -e
+    [[ $rc -ne 5 ]] || fail "pytest found no tests in python/tests"
+    [[ $rc -eq 0 ]] || fail "pytest python/tests exited $rc"
+    passed=$((passed + 1))
+    done_step "pytest python/tests (wheel)"
 fi
 
 echo "== wheel-check: what it cost (seconds)"
