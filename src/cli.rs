@@ -102,6 +102,10 @@ pub struct FetchArgs {
     #[arg(short = 'j', long, value_name = "N", default_value = "4")]
     pub jobs: NonZeroUsize,
 
+    /// Run-wide cap in bytes per second, curl's syntax (`500k`, `20M`, `1G`), shared by all transfers.
+    #[arg(long, value_name = "RATE", value_parser = crate::rate::parse_rate)]
+    pub limit_rate: Option<u64>,
+
     /// Retries per file on transient errors.
     #[arg(long, value_name = "N", default_value_t = crate::retry::DEFAULT_RETRIES)]
     pub retries: u32,

@@ -314,6 +314,8 @@ struct Ctx {
     cloud: Cloud,
     /// The run-wide bound on connections to the bucket.
     bucket: Semaphore,
+    /// `--limit-rate`.
+    limiter: crate::rate::RateLimiter,
 }
 
 /// One file's outcome.
@@ -560,6 +562,7 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, resume: bool, note: Option<&
             binary,
             resume: resume || attempts > 1,
             label: &job.rel,
+            limiter: &ctx.limiter,
             reporter: ctx.reporter.as_ref(),
             id,
         };
@@ -860,6 +863,7 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         received: AtomicU64::new(0),
         cloud: settings.cloud,
         bucket: Semaphore::new(BUCKET_CONNECTIONS),
+        limiter: crate::rate::RateLimiter::from_rate(settings.limit_rate),
     });
 
     let (mut outcomes, todo) = classify(&jobs, &ctx.dest, &settings, &not_in_cloud);

@@ -58,6 +58,8 @@ pub struct Settings {
     /// True if and only if a prompt may ask for a token (stdin is a terminal).
     pub interactive: bool,
     pub jobs: usize,
+    /// `--limit-rate`: bytes per second for the whole run.
+    pub limit_rate: Option<u64>,
     pub retries: u32,
     pub stall: Duration,
     pub plan: PlanOptions,
@@ -137,6 +139,7 @@ impl Settings {
             token: resolve_token(args.token.as_deref())?,
             interactive: std::io::stdin().is_terminal(),
             jobs: args.jobs.get(),
+            limit_rate: args.limit_rate,
             retries: args.retries,
             stall: Duration::from_secs(args.timeout.get()),
             plan,

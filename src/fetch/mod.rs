@@ -149,6 +149,8 @@ pub struct Transfer<'a> {
     pub resume: bool,
     /// The name shown in progress and logs (the path below DEST).
     pub label: &'a str,
+    /// The run-wide `--limit-rate` (unlimited when not set).
+    pub limiter: &'a crate::rate::RateLimiter,
     /// The progress sink and this transfer's id there.
     pub reporter: &'a dyn Reporter,
     pub id: usize,
@@ -620,6 +622,7 @@ async fn stream_body(
                 });
             }
         }
+        t.limiter.take(chunk.len()).await;
         if let Some(hs) = hasher.as_mut() {
             hs.update(&chunk);
         }

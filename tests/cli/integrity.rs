@@ -570,3 +570,21 @@ fn bad_tokens_url_passwords_open_file_limits_and_stray_shards() {
     let r = Run::from(e.cmd().arg("report").arg(&shards).output().unwrap());
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+/// Issue 14 (part): `--limit-rate` takes curl's syntax, refuses nonsense
+/// with exit 2, and a capped run still delivers every byte.
+#[test]
+fn limit_rate_parses_curl_syntax_and_delivers_every_byte() {
+    let body = bytes(81, 300_000);
+    let m = archive_with(&[(A, Product::new(body.clone()))]);
+    let e = Env::new();
+    let list = e.write("uris.txt", A);
+    for bad in ["0", "abc", "-5k", "99999999999G"] {
+        let r = e.fetch(&m, &[list.to_str().unwrap(), "--limit-rate", bad]);
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+    }
+    assert!(m.seen().is_empty());
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--limit-rate", "2M"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read(e.dest().join(A_PATH)).unwrap(), body);
+}

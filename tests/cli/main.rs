@@ -1859,5 +1859,9 @@ fn sigterm_exits_143_with_the_manifest_written() {
         .as_str()
         .unwrap()
         .contains("interrupted"));
-    assert!(r.stderr.contains("(interrupted: 1 cut short"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("(interrupted: 1 cut short"),
+        "{}",
+        r.stderr
+    );
 }
