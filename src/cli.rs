@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use url::Url;
 
-use crate::query::Criteria;
+/// MAST's public bucket on AWS Open Data.
+pub const DEFAULT_S3_URL: &str = "https://stpubdata.s3.us-east-1.amazonaws.com";
 
 /// The version string: the crate version and, when built from git, the commit.
 pub const VERSION: &str = env!("MASTDL_VERSION");
@@ -147,7 +148,7 @@ pub struct FetchArgs {
     pub cloud_only: bool,
 
     /// Bucket endpoint (objects at `{URL}/{key}`).
-    #[arg(long, value_name = "URL", env = "MASTDL_S3_URL", default_value = crate::settings::DEFAULT_S3_URL)]
+    #[arg(long, value_name = "URL", env = "MASTDL_S3_URL", default_value = DEFAULT_S3_URL)]
     pub s3_url: Url,
 
     /// Same as `plan`: print the plan, download nothing.
@@ -179,14 +180,14 @@ pub struct FetchArgs {
     pub query: bool,
 
     #[command(flatten)]
-    pub criteria: Criteria,
+    pub criteria: CriteriaArgs,
 }
 
 /// Options of `query`.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     #[command(flatten)]
-    pub criteria: Criteria,
+    pub criteria: CriteriaArgs,
 
     /// Keep only files whose name ends with EXT (case-insensitive; repeatable).
     #[arg(long, value_name = "EXT")]
@@ -230,4 +231,43 @@ mod tests {
     fn verify_cli() {
         Cli::command().debug_assert();
     }
+}
+
+/// The search criteria as typed (see `query::Criteria`).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "MAST search")]
+pub struct CriteriaArgs {
+    /// obs_collection, e.g. JWST (repeatable)
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collection: Vec<String>,
+    /// proposal_id, e.g. 1073 (repeatable)
+    #[arg(long = "proposal", value_name = "ID")]
+    pub proposal: Vec<String>,
+    /// instrument_name, e.g. NIRCAM/IMAGE or NIRCAM* (repeatable; * is a wildcard)
+    #[arg(long = "instrument", value_name = "NAME")]
+    pub instrument: Vec<String>,
+    /// target_name (repeatable; * is a wildcard)
+    #[arg(long = "target", value_name = "NAME")]
+    pub target: Vec<String>,
+    /// obs_id, e.g. jw01073-o001_t001_nircam_clear-f150w (repeatable; * is a wildcard)
+    #[arg(long = "obs-id", value_name = "ID")]
+    pub obs_id: Vec<String>,
+    /// filters, e.g. F150W (repeatable)
+    #[arg(long = "filters", value_name = "NAME")]
+    pub filters: Vec<String>,
+    /// dataproduct_type, e.g. image, spectrum, cube (repeatable)
+    #[arg(long = "dataproduct-type", value_name = "TYPE")]
+    pub dataproduct_type: Vec<String>,
+    /// Keep products whose productType is TYPE, e.g. SCIENCE (repeatable, any case)
+    #[arg(long = "product-type", value_name = "TYPE")]
+    pub product_type: Vec<String>,
+    /// Keep products whose calib_level is N, e.g. 2 (repeatable)
+    #[arg(long = "calib-level", value_name = "N")]
+    pub calib_level: Vec<i64>,
+    /// Keep only "Minimum Recommended Products"
+    #[arg(long = "mrp-only")]
+    pub mrp_only: bool,
+    /// Observations per product-list request
+    #[arg(long = "chunk-size", value_name = "N", default_value_t = crate::query::DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: usize,
 }

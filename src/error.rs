@@ -1,7 +1,10 @@
-//! Exit codes, named, and the errors that decide them.
+//! Exit codes, named; the errors that cross module boundaries (a usage
+//! error, a failed transfer); and how errors are shown. A leaf: it uses no
+//! other module of the crate.
 
-use crate::dest::Locked;
-use crate::input::InputError;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The process exit codes of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,19 +28,6 @@ pub enum Exit {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Returns the exit code for an error that ended the run early.
-pub fn exit_for(err: &anyhow::Error) -> Exit {
-    if err.downcast_ref::<Locked>().is_some() {
-        Exit::Locked
-    } else if err.downcast_ref::<InputError>().is_some()
-        || err.downcast_ref::<UsageError>().is_some()
-    {
-        Exit::Usage
-    } else {
-        Exit::Failed
-    }
-}
-
 /// Returns an error and its causes on one line, each cause once.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -59,5 +49,77 @@ pub fn excerpt(text: &str) -> String {
     match one_line.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &one_line[..i]),
         None => one_line,
+    }
+}
+
+/// Why a transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The server answered with an error status.
+    #[error("HTTP {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        detail: Option<String>,
+    },
+    /// The connection failed.
+    #[error("{message}")]
+    Network { message: String, fatal: bool },
+    /// No bytes arrived for the stall timeout.
+    #[error("stalled: no data for {}s", .0.as_secs())]
+    Stall(Duration),
+    /// The body ended before its announced length.
+    #[error("truncated body: got {got} of {expected} bytes")]
+    Truncated { got: u64, expected: u64 },
+    /// The body ran past its announced length.
+    #[error("server sent more than the {expected} bytes it announced")]
+    TooLong { expected: u64 },
+    /// A 206 answered a range other than the one asked for.
+    #[error("{0}")]
+    RangeMismatch(String),
+    /// A 200 whose body is an error page instead of the product.
+    #[error("error page instead of the file: {0}")]
+    ErrorPage(String),
+    /// The server's size differs from the one the input promised.
+    #[error("server size {got} differs from the expected size {expected}")]
+    SizeMismatch { expected: u64, got: u64 },
+    /// The bytes' MD5 differs from the object's ETag.
+    #[error("MD5 mismatch: ETag says {expected}, the bytes hash to {got}")]
+    Md5Mismatch { expected: String, got: String },
+    /// A redirect could not be followed.
+    #[error("{0}")]
+    Redirect(String),
+    /// The local disk failed.
+    #[error("cannot write `{}`: {source}", path.display())]
+    Disk { path: PathBuf, source: io::Error },
+    /// A body read whole was larger than mastdl accepts.
+    #[error("the server's answer is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// The run was interrupted.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl FetchError {
+    /// Returns the HTTP status behind the error, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            FetchError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Returns true if and only if the local disk (or quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, FetchError::Disk { source, .. }
+            if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
+    }
+
+    /// Returns the error for a local disk failure at `path`.
+    pub fn disk(path: &Path, source: io::Error) -> FetchError {
+        FetchError::Disk {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

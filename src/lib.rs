@@ -2,63 +2,31 @@
 //! for Space Telescopes.
 //!
 //! The data flows input → plan → fetch → manifest:
-//! [`input`] reads URI lists, portal scripts and product tables into
-//! entries; [`plan`] turns them into jobs (paths, URLs, shards); [`run`]
-//! drives [`fetch`] over them with [`retry`] and reports through
-//! [`progress`]; [`manifest`] writes what happened.
+//! [`input`] reads URI lists, scripts and product tables into entries;
+//! [`plan`] turns them into jobs (paths, URLs, shards); the
+//! [`commands`] (one file each) drive them: `fetch` runs each job's
+//! policy ([`job`]) over [`fetch`] (the one HTTP client, `.part` files)
+//! with [`retry`] (the one retry loop) and reports through [`progress`];
+//! [`manifest`] writes what happened. [`settings`] is the configuration
+//! resolved once from [`cli`]; [`auth`] and [`token`] hold who the run is.
 
 pub mod auth;
 pub mod cli;
 pub mod cloud;
+pub mod commands;
 pub mod dest;
 pub mod error;
 pub mod fetch;
 pub mod input;
+pub mod job;
 pub mod layout;
 pub mod manifest;
 pub mod plan;
 pub mod progress;
 pub mod query;
 pub mod rate;
-pub mod report;
 pub mod retry;
-pub mod run;
 pub mod settings;
 pub mod token;
 
-use clap::CommandFactory;
-
-use cli::{Cli, Command, ShellKind};
-use error::Exit;
-use settings::Settings;
-
-/// Runs the parsed command line; returns the exit code.
-pub async fn main(cli: Cli) -> anyhow::Result<Exit> {
-    match cli.command {
-        Command::Fetch(args) => {
-            let dry = args.dry_run;
-            let settings = Settings::resolve(args)?;
-            if dry {
-                run::plan(settings).await
-            } else {
-                run::fetch(settings).await
-            }
-        }
-        Command::Plan(args) => run::plan(Settings::resolve(args)?).await,
-        Command::Query(args) => run::query(args).await,
-        Command::Report { dest } => report::report(&dest),
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
-            Ok(Exit::Success)
-        }
-        Command::Completions { shell } => {
-            let shell = match shell {
-                ShellKind::Bash => clap_complete::Shell::Bash,
-                ShellKind::Zsh => clap_complete::Shell::Zsh,
-                ShellKind::Fish => clap_complete::Shell::Fish,
-            };
-            clap_complete::generate(shell, &mut Cli::command(), "mastdl", &mut std::io::stdout());
-            Ok(Exit::Success)
-        }
-    }
-}
+pub use commands::run;

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mastdl::cli::Cli;
-use mastdl::error::{exit_for, Exit};
+use mastdl::commands::{exit_for, hint_for, is_broken_pipe};
+use mastdl::error::Exit;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -19,20 +20,23 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Failed as u8);
         }
     };
-    match runtime.block_on(mastdl::main(cli)) {
+    match runtime.block_on(mastdl::run(cli)) {
         Ok(code) => ExitCode::from(code as u8),
+        // stdout closed by its reader (`mastdl plan … | head`): not an error.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let code = exit_for(&err);
+            let scrub = |s: String| mastdl::token::scrub(&s).into_owned();
             if json {
-                mastdl::progress::json_error(&format!("{err:#}"), code as i32);
+                mastdl::progress::json_error(&scrub(format!("{err:#}")), code as i32);
                 return ExitCode::from(code as u8);
             }
-            eprintln!("error: {err}");
+            eprintln!("error: {}", scrub(err.to_string()));
             for cause in err.chain().skip(1) {
-                eprintln!("  Caused by: {cause}");
+                eprintln!("  Caused by: {}", scrub(cause.to_string()));
             }
-            if code == Exit::Usage && downloads {
-                eprintln!("hint: nothing was downloaded; fix the input and run again");
+            if let Some(hint) = hint_for(&err, downloads) {
+                eprintln!("hint: {hint}");
             }
             ExitCode::from(code as u8)
         }

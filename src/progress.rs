@@ -97,7 +97,7 @@ pub trait Reporter: Send + Sync {
     /// A transfer failed and will be tried again after `delay`.
     fn retrying(&self, _id: usize, _label: &str, _attempt: u32, _reason: &str, _delay: Duration) {}
     /// A file reached its final status.
-    fn finished(&self, _id: usize, _row: &FileRecord, _elapsed: Duration) {}
+    fn finished(&self, _id: Option<usize>, _row: &FileRecord, _elapsed: Duration) {}
     /// A message for the user.
     fn message(&self, _level: Level, _text: &str) {}
     /// The run is over.
@@ -146,7 +146,7 @@ impl Reporter for Lines {
             );
         }
     }
-    fn finished(&self, _id: usize, row: &FileRecord, elapsed: Duration) {
+    fn finished(&self, _id: Option<usize>, row: &FileRecord, elapsed: Duration) {
         if !self.quiet || row.status == Status::Failed {
             eprintln!("{}", finished_line(row, elapsed));
         }
@@ -194,9 +194,8 @@ impl Reporter for Json {
             "reason": reason, "delay_ms": delay.as_millis() as u64}),
         );
     }
-    fn finished(&self, id: usize, row: &FileRecord, elapsed: Duration) {
+    fn finished(&self, id: Option<usize>, row: &FileRecord, elapsed: Duration) {
         // Files that were not transferred (skipped) have no transfer id.
-        let id = (id != usize::MAX).then_some(id);
         emit(
             json!({"ts": ts(), "event": "finish", "id": id, "uri": row.uri, "path": row.path,
             "status": row.status, "bytes": row.bytes, "http_status": row.http_status,
@@ -305,8 +304,8 @@ impl Reporter for Bars {
             ));
         }
     }
-    fn finished(&self, id: usize, row: &FileRecord, elapsed: Duration) {
-        if let Ok(mut a) = self.active.lock() {
+    fn finished(&self, id: Option<usize>, row: &FileRecord, elapsed: Duration) {
+        if let (Ok(mut a), Some(id)) = (self.active.lock(), id) {
             if let Some(b) = a.remove(&id) {
                 b.finish_and_clear();
                 self.multi.remove(&b);

@@ -1,18 +1,26 @@
-//! What is worth another try, and how long to wait before it: decided here only.
+//! What is worth another try, how long to wait before it, and the one loop
+//! that tries again: decided here only.
 //!
-//! Transient: connection errors, stalls, truncated bodies, MD5 mismatches and
-//! the statuses 408, 429, 500, 502, 503 and 504. Everything else fails at
-//! once. Waits grow exponentially with full jitter, capped; a `Retry-After`
-//! from the server wins, within [`MAX_RETRY_AFTER`]. [`Throttle`] lowers the
-//! whole run's concurrency after a 429 and raises it again after successes.
+//! Transient: connection failures, resets and unexpected ends (found by
+//! type, walking an error's source chain: `io::ErrorKind`, hyper's
+//! incomplete messages), stalls, truncated bodies, MD5 and range mismatches,
+//! and the statuses 408, 429, 500, 502, 503 and 504. TLS and certificate
+//! failures (a `rustls::Error` in the chain), other 4xx, disk errors and
+//! error pages fail at once. Waits grow exponentially with full jitter,
+//! capped; a `Retry-After` from the server wins, within [`MAX_RETRY_AFTER`].
+//! [`run`] is the loop every caller uses: archive downloads and `--update`
+//! HEADs, bucket lookups and searches. [`Throttle`] lowers the whole run's
+//! concurrency after a 429 and raises it again after successes.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
-use crate::fetch::FetchError;
+use crate::error::FetchError;
 
 /// Retries per file unless `--retries` says otherwise.
 pub const DEFAULT_RETRIES: u32 = 5;
@@ -31,41 +39,98 @@ pub fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-/// Returns true if and only if `err` is worth retrying.
-pub fn is_transient(err: &FetchError) -> bool {
-    match err {
-        FetchError::Status { status, .. } => is_transient_status(*status),
-        FetchError::Network { fatal, .. } => !fatal,
-        FetchError::Stall(_)
-        | FetchError::Truncated { .. }
-        | FetchError::TooLong { .. }
-        | FetchError::Md5Mismatch { .. }
-        | FetchError::RangeMismatch(_) => true,
-        FetchError::ErrorPage(_)
-        | FetchError::SizeMismatch { .. }
-        | FetchError::Redirect(_)
-        | FetchError::Disk { .. }
-        | FetchError::BodyTooLarge { .. }
-        | FetchError::Interrupted => false,
+/// What to do after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Try again, after the server's `Retry-After` when it gave one.
+    Retry { after: Option<Duration> },
+    /// Give up.
+    Stop,
+}
+
+/// An error that knows whether trying again may help.
+pub trait Classify: std::fmt::Display {
+    /// Returns the verdict on this error.
+    fn verdict(&self) -> Verdict;
+    /// Returns the error that stands for "the run was cancelled".
+    fn interrupted() -> Self
+    where
+        Self: Sized;
+    /// Returns true if and only if the server asked the client to slow
+    /// down (HTTP 429).
+    fn slow_down(&self) -> bool {
+        false
     }
 }
 
+impl Classify for FetchError {
+    fn verdict(&self) -> Verdict {
+        let retry = Verdict::Retry { after: None };
+        match self {
+            FetchError::Status {
+                status,
+                retry_after,
+                ..
+            } if is_transient_status(*status) => Verdict::Retry {
+                after: *retry_after,
+            },
+            FetchError::Status { .. } => Verdict::Stop,
+            FetchError::Network { fatal, .. } => {
+                if *fatal {
+                    Verdict::Stop
+                } else {
+                    retry
+                }
+            }
+            FetchError::Stall(_)
+            | FetchError::Truncated { .. }
+            | FetchError::TooLong { .. }
+            | FetchError::Md5Mismatch { .. }
+            | FetchError::RangeMismatch(_) => retry,
+            FetchError::ErrorPage(_)
+            | FetchError::SizeMismatch { .. }
+            | FetchError::Redirect(_)
+            | FetchError::Disk { .. }
+            | FetchError::BodyTooLarge { .. }
+            | FetchError::Interrupted => Verdict::Stop,
+        }
+    }
+
+    fn slow_down(&self) -> bool {
+        self.status() == Some(429)
+    }
+
+    fn interrupted() -> FetchError {
+        FetchError::Interrupted
+    }
+}
+
+/// Returns true if and only if `err` is worth retrying.
+pub fn is_transient(err: &FetchError) -> bool {
+    err.verdict() != Verdict::Stop
+}
+
 /// Returns true if and only if a `reqwest` error will not go away by trying
-/// again: TLS and certificate failures, malformed requests.
+/// again: a malformed request, or TLS (a `rustls::Error` anywhere in the
+/// source chain: bad certificate, failed handshake). Decided by type, not
+/// by message text.
 pub fn is_fatal_network(err: &reqwest::Error) -> bool {
     if err.is_builder() {
         return true;
     }
-    let mut source: Option<&dyn std::error::Error> = Some(err);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
-        let text = e.to_string().to_ascii_lowercase();
-        if text.contains("certificate")
-            || text.contains("tls handshake")
-            || text.contains("invalid peer")
-        {
+        if e.downcast_ref::<rustls::Error>().is_some() {
             return true;
         }
-        source = e.source();
+        // `io::Error::source` skips the error it wraps: step into it.
+        source = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     false
 }
@@ -122,9 +187,128 @@ impl Backoff {
     }
 }
 
-/// Why one request failed, for the small request loops outside transfers
-/// (the bucket lookup, the search client): whether trying again may help,
-/// how long the server asked to wait, and what to tell the user.
+/// How often and how patiently to try.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    pub backoff: Backoff,
+    /// The longest `Retry-After` honoured by this caller.
+    pub max_retry_after: Duration,
+}
+
+impl Policy {
+    /// Returns a policy of `retries` retries with the backoff from the
+    /// environment ([`BASE_DELAY_ENV`]).
+    pub fn new(retries: u32) -> Policy {
+        Policy {
+            retries,
+            backoff: Backoff::from_env(),
+            max_retry_after: MAX_RETRY_AFTER,
+        }
+    }
+}
+
+/// The last error of an operation that did not succeed.
+#[derive(Debug)]
+pub struct Failed<E> {
+    pub error: E,
+    /// Retries made (attempts − 1).
+    pub retries: u32,
+    pub elapsed: Duration,
+    /// True if and only if the run was cancelled.
+    pub cancelled: bool,
+}
+
+impl<E: std::fmt::Display> Failed<E> {
+    /// Returns the error with how long it was tried: `… (failed after N
+    /// retries in T s)`, or the error alone when it was not retried.
+    pub fn message(&self) -> String {
+        match self.retries {
+            0 => self.error.to_string(),
+            n => format!(
+                "{} (failed after {n} {} in {:.1}s)",
+                self.error,
+                if n == 1 { "retry" } else { "retries" },
+                self.elapsed.as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// Runs `op` (given the attempt number, 1-based) until it succeeds, fails
+/// for good, its retries run out or `cancel` fires; between attempts it
+/// waits the backoff (or the server's `Retry-After`), calling `on_retry`
+/// with the error, the retry number and the wait first. On a 429 the
+/// `throttle` (when given) slows the whole run down.
+pub async fn run<T, E, F, Fut>(
+    policy: &Policy,
+    cancel: &CancellationToken,
+    throttle: Option<&Throttle>,
+    mut op: F,
+    mut on_retry: impl FnMut(&E, u32, Duration),
+) -> Result<(T, u32), Failed<E>>
+where
+    E: Classify,
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let t0 = Instant::now();
+    let mut retries = 0u32;
+    loop {
+        let result = tokio::select! {
+            r = op(retries + 1) => Some(r),
+            _ = cancel.cancelled() => None,
+        };
+        let error = match result {
+            Some(Ok(v)) => return Ok((v, retries + 1)),
+            Some(Err(e)) => e,
+            None => return Err(cancelled(retries, t0)),
+        };
+        let after = match error.verdict() {
+            Verdict::Retry { after } if retries < policy.retries && !cancel.is_cancelled() => after,
+            _ => {
+                return Err(Failed {
+                    error,
+                    retries,
+                    elapsed: t0.elapsed(),
+                    cancelled: cancel.is_cancelled(),
+                })
+            }
+        };
+        retries += 1;
+        if let (true, Some(t)) = (error.slow_down(), throttle) {
+            t.slow_down();
+        }
+        let delay = policy
+            .backoff
+            .delay(retries, after.map(|d| d.min(policy.max_retry_after)));
+        on_retry(&error, retries, delay);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => {
+                return Err(Failed { error, retries, elapsed: t0.elapsed(), cancelled: true })
+            }
+        }
+    }
+}
+
+/// The failure of an operation cut short by cancellation.
+fn cancelled<E>(retries: u32, t0: Instant) -> Failed<E>
+where
+    E: Classify,
+{
+    Failed {
+        error: E::interrupted(),
+        retries,
+        elapsed: t0.elapsed(),
+        cancelled: true,
+    }
+}
+
+/// Why one request failed, for the request loops outside transfers (the
+/// bucket lookup, the search client): whether trying again may help, how
+/// long the server asked to wait, and what to tell the user.
 #[derive(Debug)]
 pub struct Failure {
     pub transient: bool,
@@ -132,9 +316,34 @@ pub struct Failure {
     pub message: String,
 }
 
-/// Runs `op` up to `attempts` times, waiting `backoff` (or the server's
-/// `Retry-After`, within [`MAX_DELAY`]) after each transient failure.
-/// Returns the value, or the last failure and the attempts made.
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Classify for Failure {
+    fn verdict(&self) -> Verdict {
+        if self.transient {
+            Verdict::Retry {
+                after: self.retry_after,
+            }
+        } else {
+            Verdict::Stop
+        }
+    }
+    fn interrupted() -> Failure {
+        Failure {
+            transient: false,
+            retry_after: None,
+            message: "interrupted".into(),
+        }
+    }
+}
+
+/// Runs `op` up to `attempts` times with [`run`], waiting `backoff` (or the
+/// server's `Retry-After`, within [`MAX_DELAY`]) after each transient
+/// failure. Returns the value, or the last failure and the attempts made.
 pub async fn with_retries<T, F, Fut>(
     attempts: u32,
     backoff: &Backoff,
@@ -142,21 +351,18 @@ pub async fn with_retries<T, F, Fut>(
 ) -> Result<T, (Failure, u32)>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Failure>>,
+    Fut: Future<Output = Result<T, Failure>>,
 {
-    let attempts = attempts.max(1);
-    let mut attempt = 1u32;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(f) if f.transient && attempt < attempts => {
-                tokio::time::sleep(backoff.delay(attempt, f.retry_after.map(|d| d.min(MAX_DELAY))))
-                    .await;
-                attempt += 1;
-            }
-            Err(f) => return Err((f, attempt)),
-        }
-    }
+    let policy = Policy {
+        retries: attempts.max(1) - 1,
+        backoff: *backoff,
+        max_retry_after: MAX_DELAY,
+    };
+    let never = CancellationToken::new();
+    run(&policy, &never, None, |_| op(), |_, _, _| {})
+        .await
+        .map(|(v, _)| v)
+        .map_err(|f| (f.error, f.retries + 1))
 }
 
 /// Returns ` (after N attempts)` for N > 1, else nothing.

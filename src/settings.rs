@@ -8,14 +8,11 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::cli::{FetchArgs, LogFormat, ProgressMode};
+use crate::cli::{CriteriaArgs, FetchArgs, LogFormat, ProgressMode, QueryArgs};
 use crate::error::UsageError;
 use crate::plan::{PlanOptions, Shard};
 use crate::query::Criteria;
 use crate::token::{self, Token};
-
-/// MAST's public bucket on AWS Open Data.
-pub const DEFAULT_S3_URL: &str = "https://stpubdata.s3.us-east-1.amazonaws.com";
 
 /// Where public products may come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +81,8 @@ impl Settings {
         let rebase = args.base_url.is_some();
         let base = base_url(args.base_url)?;
         let shard = args.shard.as_deref().map(resolve_shard).transpose()?;
-        let query = match (args.query, args.criteria.is_empty()) {
+        let criteria = Criteria::from(args.criteria);
+        let query = match (args.query, criteria.is_empty()) {
             (true, true) => {
                 return Err(UsageError(
                     "`--query` needs search criteria, e.g. `--collection JWST --proposal 1073`"
@@ -101,7 +99,7 @@ impl Settings {
                     "Search criteria (`--collection`, `--proposal`, ...) need `--query`".into(),
                 ))
             }
-            (true, false) => Some(args.criteria.clone()),
+            (true, false) => Some(criteria.clone()),
             (false, true) => None,
         };
         let mut inputs: Vec<InputSource> = args
@@ -130,9 +128,9 @@ impl Settings {
         plan.flat = args.flat;
         plan.extensions = args.extension;
         plan.shard = shard;
-        plan.product_types = args.criteria.product_type.clone();
-        plan.calib_levels = args.criteria.calib_level.clone();
-        plan.mrp_only = args.criteria.mrp_only;
+        plan.product_types = criteria.product_type.clone();
+        plan.calib_levels = criteria.calib_level.clone();
+        plan.mrp_only = criteria.mrp_only;
         Ok(Settings {
             inputs,
             dest: args.dest,
@@ -156,6 +154,80 @@ impl Settings {
                 (false, false) => Cloud::Off,
             },
             s3_url: args.s3_url,
+        })
+    }
+}
+
+impl From<CriteriaArgs> for Criteria {
+    fn from(a: CriteriaArgs) -> Criteria {
+        Criteria {
+            collection: a.collection,
+            proposal: a.proposal,
+            instrument: a.instrument,
+            target: a.target,
+            obs_id: a.obs_id,
+            filters: a.filters,
+            dataproduct_type: a.dataproduct_type,
+            product_type: a.product_type,
+            calib_level: a.calib_level,
+            mrp_only: a.mrp_only,
+            chunk_size: a.chunk_size,
+        }
+    }
+}
+
+/// Where `query` writes the products.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryOutput {
+    /// A URI list, to a file or (`None`) stdout.
+    List(Option<PathBuf>),
+    /// A product table, to a file or stdout.
+    Table(Option<PathBuf>),
+}
+
+impl QueryOutput {
+    /// Returns the file to write, if not stdout.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            QueryOutput::List(p) | QueryOutput::Table(p) => p.as_deref(),
+        }
+    }
+}
+
+/// Everything `query` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct QuerySettings {
+    pub base: Url,
+    pub token: Option<Token>,
+    pub criteria: Criteria,
+    pub extensions: Vec<String>,
+    pub output: QueryOutput,
+    pub stall: Duration,
+    pub cacert: Option<PathBuf>,
+    pub trusted_hosts: Vec<String>,
+}
+
+impl QuerySettings {
+    /// Resolves `args` against the environment.
+    pub fn resolve(args: QueryArgs) -> Result<QuerySettings, UsageError> {
+        let criteria = Criteria::from(args.criteria);
+        if criteria.is_empty() {
+            return Err(UsageError(
+                "`query` needs search criteria, e.g. `--collection JWST --proposal 1073 --instrument NIRCAM*`".into(),
+            ));
+        }
+        Ok(QuerySettings {
+            base: base_url(args.base_url)?,
+            token: resolve_token(args.token.as_deref())?,
+            criteria,
+            extensions: args.extension,
+            output: match args.table {
+                Some(t) => QueryOutput::Table(Some(t)),
+                None => QueryOutput::List(args.output),
+            },
+            stall: Duration::from_secs(args.timeout.get()),
+            cacert: args.cacert,
+            trusted_hosts: args.trusted_host,
         })
     }
 }
@@ -194,16 +266,17 @@ pub fn resolve_token(given: Option<&str>) -> Result<Option<Token>, UsageError> {
 /// of `SLURM_ARRAY_TASK_COUNT`; ranges such as `0-7` or `1-8:2`, not lists)
 /// or Kubernetes Indexed Jobs (`JOB_COMPLETION_INDEX` with `MASTDL_SHARD_COUNT`).
 fn resolve_shard(s: &str) -> Result<Shard, UsageError> {
+    resolve_shard_with(s, &|k| std::env::var(k).ok())
+}
+
+/// [`resolve_shard`] with the environment given as a lookup.
+fn resolve_shard_with(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Shard, UsageError> {
     if s != "auto" {
         return s
             .parse()
             .map_err(|e: String| UsageError(format!("`--shard`: {e}")));
     }
-    let var = |k: &str| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.trim().parse::<u32>().ok())
-    };
+    let var = |k: &str| env(k).and_then(|v| v.trim().parse::<u32>().ok());
     let found = if let (Some(id), Some(count)) =
         (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT"))
     {
@@ -226,4 +299,113 @@ fn resolve_shard(s: &str) -> Result<Shard, UsageError> {
     format!("{k}/{n}")
         .parse()
         .map_err(|e: String| UsageError(format!("`--shard auto`: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn flags_parse_with_defaults() {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            criteria: CriteriaArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "x",
+            "--collection",
+            "JWST",
+            "--proposal",
+            "1073",
+            "--instrument",
+            "NIRCAM/IMAGE",
+            "--obs-id",
+            "jw1",
+            "--target",
+            "M31",
+            "--filters",
+            "F150W",
+            "--dataproduct-type",
+            "image",
+            "--product-type",
+            "SCIENCE",
+            "--calib-level",
+            "2",
+            "--calib-level",
+            "3",
+            "--mrp-only",
+        ])
+        .unwrap();
+        let c = Criteria::from(cli.criteria);
+        assert_eq!(c.collection, ["JWST"]);
+        assert_eq!(c.proposal, ["1073"]);
+        assert_eq!(c.instrument, ["NIRCAM/IMAGE"]);
+        assert_eq!(c.obs_id, ["jw1"]);
+        assert_eq!(c.target, ["M31"]);
+        assert_eq!(c.filters, ["F150W"]);
+        assert_eq!(c.dataproduct_type, ["image"]);
+        assert_eq!(c.product_type, ["SCIENCE"]);
+        assert_eq!(c.calib_level, [2, 3]);
+        assert!(c.mrp_only);
+        assert_eq!(c.chunk_size, crate::query::DEFAULT_CHUNK_SIZE);
+        assert_eq!(
+            Criteria::default().chunk_size,
+            crate::query::DEFAULT_CHUNK_SIZE
+        );
+        assert!(Criteria::default().is_empty());
+        let cli = Cli::try_parse_from(["x", "--chunk-size", "9"]).unwrap();
+        assert_eq!(Criteria::from(cli.criteria).chunk_size, 9);
+    }
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn shards_come_from_the_flag_slurm_or_kubernetes() {
+        let none = env(&[]);
+        assert_eq!(resolve_shard_with("2/5", &none).unwrap().to_string(), "2/5");
+        assert!(resolve_shard_with("5/5", &none).is_err());
+        assert!(resolve_shard_with("0/4294967295", &none).is_err());
+        assert!(resolve_shard_with("auto", &none).is_err());
+        let slurm = env(&[
+            ("SLURM_ARRAY_TASK_ID", "14"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "8"),
+        ]);
+        assert_eq!(
+            resolve_shard_with("auto", &slurm).unwrap().to_string(),
+            "7/8"
+        );
+        let one_based = env(&[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "8"),
+        ]);
+        assert_eq!(
+            resolve_shard_with("auto", &one_based).unwrap().to_string(),
+            "0/8"
+        );
+        let k8s = env(&[("JOB_COMPLETION_INDEX", "3"), ("MASTDL_SHARD_COUNT", "4")]);
+        assert_eq!(resolve_shard_with("auto", &k8s).unwrap().to_string(), "3/4");
+        let half = env(&[("JOB_COMPLETION_INDEX", "3")]);
+        assert!(resolve_shard_with("auto", &half).is_err());
+    }
+
+    #[test]
+    fn base_urls_must_be_http_and_passwords_are_secrets() {
+        assert!(base_url(Some(Url::parse("ftp://x.org").unwrap())).is_err());
+        let b = base_url(Some(Url::parse("https://u:Pw-123456@x.org").unwrap())).unwrap();
+        assert_eq!(b.host_str(), Some("x.org"));
+        assert_eq!(crate::token::scrub("a Pw-123456 b"), "a (redacted) b");
+        assert_eq!(base_url(None).unwrap().as_str(), "https://mast.stsci.edu/");
+    }
 }

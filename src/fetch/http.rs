@@ -236,7 +236,7 @@ impl Http {
             let resp = tokio::time::timeout(wait, r.send())
                 .await
                 .map_err(|_| FetchError::Stall(wait))?
-                .map_err(|e| FetchError::network(&e))?;
+                .map_err(|e| network_error(&e))?;
             if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
                 return Ok(Answer {
                     response: resp,
@@ -286,6 +286,25 @@ impl Http {
     }
 }
 
+/// Returns the error for a failed exchange, classified by [`retry`].
+pub fn network_error(e: &reqwest::Error) -> FetchError {
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else if e.is_timeout() {
+        "timed out"
+    } else {
+        "network error"
+    };
+    let message = match std::error::Error::source(e) {
+        Some(cause) => format!("{kind}: {}", crate::error::chain(cause)),
+        None => kind.to_string(),
+    };
+    FetchError::Network {
+        message,
+        fatal: retry::is_fatal_network(e),
+    }
+}
+
 /// Returns a header's value as text, if it is text.
 pub fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<String> {
     h.get(name)?.to_str().ok().map(str::to_string)
@@ -310,7 +329,7 @@ pub async fn read_body(
         let wait = left.min(stall);
         let chunk = match tokio::time::timeout(wait, resp.chunk()).await {
             Err(_) => return Err(FetchError::Stall(wait.max(Duration::from_secs(1)))),
-            Ok(Err(e)) => return Err(FetchError::network(&e)),
+            Ok(Err(e)) => return Err(network_error(&e)),
             Ok(Ok(None)) => return Ok(buf),
             Ok(Ok(Some(c))) => c,
         };

@@ -21,10 +21,10 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
+pub use crate::error::FetchError;
 pub use http::{Answer, Creds, Http, Req, Trust};
 
 use crate::progress::Reporter;
-use crate::retry;
 use crate::token::Token;
 use http::{body_excerpt, first_line, header_str, status_error, ERROR_EXCERPT_TIME};
 use part::{FileId, Meta, Part, Ranges, Validator};
@@ -39,95 +39,6 @@ fn write_buffer(remaining: Option<u64>) -> usize {
     remaining.map_or(WRITE_BUFFER, |r| {
         (r as usize).clamp(MIN_WRITE_BUFFER, WRITE_BUFFER)
     })
-}
-
-/// Why a transfer failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    /// The server answered with an error status.
-    #[error("HTTP {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
-    Status {
-        status: u16,
-        retry_after: Option<Duration>,
-        detail: Option<String>,
-    },
-    /// The connection failed.
-    #[error("{message}")]
-    Network { message: String, fatal: bool },
-    /// No bytes arrived for the stall timeout.
-    #[error("stalled: no data for {}s", .0.as_secs())]
-    Stall(Duration),
-    /// The body ended before its announced length.
-    #[error("truncated body: got {got} of {expected} bytes")]
-    Truncated { got: u64, expected: u64 },
-    /// The body ran past its announced length.
-    #[error("server sent more than the {expected} bytes it announced")]
-    TooLong { expected: u64 },
-    /// A 206 answered a range other than the one asked for.
-    #[error("{0}")]
-    RangeMismatch(String),
-    /// A 200 whose body is an error page instead of the product.
-    #[error("error page instead of the file: {0}")]
-    ErrorPage(String),
-    /// The server's size differs from the one the input promised.
-    #[error("server size {got} differs from the expected size {expected}")]
-    SizeMismatch { expected: u64, got: u64 },
-    /// The bytes' MD5 differs from the object's ETag.
-    #[error("MD5 mismatch: ETag says {expected}, the bytes hash to {got}")]
-    Md5Mismatch { expected: String, got: String },
-    /// A redirect could not be followed.
-    #[error("{0}")]
-    Redirect(String),
-    /// The local disk failed.
-    #[error("cannot write `{}`: {source}", path.display())]
-    Disk { path: PathBuf, source: io::Error },
-    /// A body read whole was larger than mastdl accepts.
-    #[error("the server's answer is larger than {limit} bytes")]
-    BodyTooLarge { limit: usize },
-    /// The run was interrupted.
-    #[error("interrupted")]
-    Interrupted,
-}
-
-impl FetchError {
-    /// Returns the HTTP status behind the error, if any.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            FetchError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn network(e: &reqwest::Error) -> FetchError {
-        let kind = if e.is_connect() {
-            "connection failed"
-        } else if e.is_timeout() {
-            "timed out"
-        } else {
-            "network error"
-        };
-        let message = match std::error::Error::source(e) {
-            Some(cause) => format!("{kind}: {}", crate::error::chain(cause)),
-            None => kind.to_string(),
-        };
-        FetchError::Network {
-            message,
-            fatal: retry::is_fatal_network(e),
-        }
-    }
-
-    /// Returns true if and only if the local disk (or quota) is full.
-    pub fn is_disk_full(&self) -> bool {
-        matches!(self, FetchError::Disk { source, .. }
-            if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
-    }
-
-    fn disk(path: &Path, source: io::Error) -> FetchError {
-        FetchError::Disk {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
 }
 
 /// One file to transfer.
@@ -608,7 +519,7 @@ async fn stream_body(
                         got: span.offset + got,
                         expected: span.offset + want,
                     },
-                    _ => FetchError::network(&e),
+                    _ => http::network_error(&e),
                 });
             }
             Ok(Ok(None)) => break,

@@ -70,7 +70,14 @@ impl Env {
             .env_remove("MASTDL_S3_URL")
             .env_remove("SLURM_ARRAY_TASK_ID")
             .env_remove("SLURM_ARRAY_TASK_COUNT")
+            .env_remove("SLURM_ARRAY_TASK_MIN")
+            .env_remove("SLURM_ARRAY_TASK_STEP")
             .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("MASTDL_SHARD_COUNT")
+            .env_remove("MASTDL_RETRY_BASE_MS")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .env_remove("all_proxy")
             .env_remove("HTTP_PROXY")
             .env_remove("HTTPS_PROXY")
             .env_remove("http_proxy")
@@ -909,8 +916,10 @@ fn sigint_keeps_the_part_writes_the_manifest_exits_130_and_a_rerun_resumes() {
     );
     let mut part = final_path.clone().into_os_string();
     part.push(".part");
-    wait_for(|| !m.seen_for(A).is_empty() && !m.seen_for(B).is_empty());
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The signal goes out once the mock has sent both first halves (and
+    // the client had a moment to read them), not after a guessed sleep.
+    wait_for(|| m.body_bytes() >= 200_000 + 5);
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -1846,8 +1855,9 @@ fn sigterm_exits_143_with_the_manifest_written() {
         .arg(&list)
         .stderr(Stdio::piped());
     let child = c.spawn().unwrap();
-    wait_for(|| !m.seen_for(A).is_empty());
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The signal goes out once the mock has sent the first bytes.
+    wait_for(|| m.body_bytes() > 0);
+    std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -98,6 +98,12 @@
 //!   jitter: `retry::with_retries`); product
 //!   chunks run 4 at a time; each HTTP exchange may take 300 s.
 
+mod criteria;
+mod lenient;
+mod wire;
+
+pub use criteria::Criteria;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -116,6 +122,9 @@ use crate::input::{Entry, LocalHint, Origin, ProductMeta};
 use crate::retry::{self, Failure};
 use crate::token::Token;
 
+use lenient::{lenient_i64, lenient_string, lenient_u64};
+use wire::invoke_all;
+
 /// Observations per `Mast.Caom.Products` request unless told otherwise.
 pub const DEFAULT_CHUNK_SIZE: usize = 5;
 
@@ -126,144 +135,6 @@ const MRP: &str = "Minimum Recommended Products";
 const MAX_PAGES: u64 = 1000;
 /// The largest search answer read (one page of rows).
 pub const MAX_PAGE: usize = 256 << 20;
-
-/// Search criteria; each non-empty field becomes one Mashup filter.
-#[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "MAST search")]
-pub struct Criteria {
-    /// obs_collection, e.g. JWST (repeatable)
-    #[arg(long = "collection", value_name = "NAME")]
-    pub collection: Vec<String>,
-    /// proposal_id, e.g. 1073 (repeatable)
-    #[arg(long = "proposal", value_name = "ID")]
-    pub proposal: Vec<String>,
-    /// instrument_name, e.g. NIRCAM/IMAGE or NIRCAM* (repeatable; * is a wildcard)
-    #[arg(long = "instrument", value_name = "NAME")]
-    pub instrument: Vec<String>,
-    /// target_name (repeatable; * is a wildcard)
-    #[arg(long = "target", value_name = "NAME")]
-    pub target: Vec<String>,
-    /// obs_id, e.g. jw01073-o001_t001_nircam_clear-f150w (repeatable; * is a wildcard)
-    #[arg(long = "obs-id", value_name = "ID")]
-    pub obs_id: Vec<String>,
-    /// filters, e.g. F150W (repeatable)
-    #[arg(long = "filters", value_name = "NAME")]
-    pub filters: Vec<String>,
-    /// dataproduct_type, e.g. image, spectrum, cube (repeatable)
-    #[arg(long = "dataproduct-type", value_name = "TYPE")]
-    pub dataproduct_type: Vec<String>,
-    /// Keep products whose productType is TYPE, e.g. SCIENCE (repeatable, any case)
-    #[arg(long = "product-type", value_name = "TYPE")]
-    pub product_type: Vec<String>,
-    /// Keep products whose calib_level is N, e.g. 2 (repeatable)
-    #[arg(long = "calib-level", value_name = "N")]
-    pub calib_level: Vec<i64>,
-    /// Keep only "Minimum Recommended Products"
-    #[arg(long = "mrp-only")]
-    pub mrp_only: bool,
-    /// Observations per product-list request
-    #[arg(long = "chunk-size", value_name = "N", default_value_t = DEFAULT_CHUNK_SIZE)]
-    pub chunk_size: usize,
-}
-
-impl Default for Criteria {
-    fn default() -> Criteria {
-        Criteria {
-            collection: Vec::new(),
-            proposal: Vec::new(),
-            instrument: Vec::new(),
-            target: Vec::new(),
-            obs_id: Vec::new(),
-            filters: Vec::new(),
-            dataproduct_type: Vec::new(),
-            product_type: Vec::new(),
-            calib_level: Vec::new(),
-            mrp_only: false,
-            chunk_size: DEFAULT_CHUNK_SIZE,
-        }
-    }
-}
-
-impl Criteria {
-    /// Whether no observation criterion is given (product filters and the
-    /// chunk size do not count): such a search would ask for all of MAST.
-    pub fn is_empty(&self) -> bool {
-        self.observation_columns()
-            .iter()
-            .all(|(_, values, _)| values.iter().all(|v| v.trim().is_empty()))
-    }
-
-    /// The observation columns, their values and their separators, in the
-    /// order the filters are sent.
-    fn observation_columns(&self) -> [(&'static str, &[String], Option<&'static str>); 7] {
-        [
-            ("obs_collection", &self.collection, Some(";")),
-            ("proposal_id", &self.proposal, None),
-            ("instrument_name", &self.instrument, None),
-            ("target_name", &self.target, None),
-            ("obs_id", &self.obs_id, None),
-            ("filters", &self.filters, Some(";")),
-            ("dataproduct_type", &self.dataproduct_type, None),
-        ]
-    }
-
-    /// The `filters` list of `Mast.Caom.Filtered`.
-    fn mashup_filters(&self) -> anyhow::Result<Vec<Value>> {
-        let mut out = Vec::new();
-        for (column, values, separator) in self.observation_columns() {
-            let mut exact = Vec::new();
-            let mut free: Option<String> = None;
-            for v in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
-                if v.contains('*') || v.contains('%') {
-                    if let Some(first) = &free {
-                        bail!(
-                            "{column}: only one wildcard value per criterion is allowed \
-                             (got {first:?} and {v:?})"
-                        );
-                    }
-                    free = Some(v.replace('*', "%"));
-                } else {
-                    exact.push(Value::String(v.to_string()));
-                }
-            }
-            if exact.is_empty() && free.is_none() {
-                continue;
-            }
-            let mut entry = Map::new();
-            entry.insert("paramName".into(), column.into());
-            entry.insert("values".into(), Value::Array(exact));
-            if let Some(sep) = separator {
-                entry.insert("separator".into(), sep.into());
-            }
-            if let Some(pattern) = free {
-                entry.insert("freeText".into(), pattern.into());
-            }
-            out.push(Value::Object(entry));
-        }
-        Ok(out)
-    }
-
-    /// Whether `p` passes the product filters.
-    fn keeps(&self, p: &Product) -> bool {
-        let types: Vec<&str> = self
-            .product_type
-            .iter()
-            .map(|t| t.trim())
-            .filter(|t| !t.is_empty())
-            .collect();
-        let type_ok = types.is_empty()
-            || p.product_type
-                .as_deref()
-                .is_some_and(|t| types.iter().any(|w| w.eq_ignore_ascii_case(t)));
-        let level_ok = self.calib_level.is_empty()
-            || p.calib_level.is_some_and(|l| self.calib_level.contains(&l));
-        let mrp_ok = !self.mrp_only
-            || p.group
-                .as_deref()
-                .is_some_and(|g| g.eq_ignore_ascii_case(MRP));
-        type_ok && level_ok && mrp_ok
-    }
-}
 
 /// One product row as the downloader needs it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -570,268 +441,9 @@ fn in_observation_order(
     rows
 }
 
-/// Runs one Mashup query to the end: every page, each polled until COMPLETE.
-async fn invoke_all(
-    ctx: &Ctx,
-    service: &str,
-    params: &Value,
-    label: &str,
-) -> anyhow::Result<Vec<Map<String, Value>>> {
-    let cache_breaker = cache_breaker();
-    let mut rows = Vec::new();
-    let mut page = 1u64;
-    loop {
-        let what = format!("{label} page {page}");
-        let body = request_body(service, params, ctx.tuning.page_size, page, &cache_breaker);
-        let reply = poll(ctx, &body, &what).await?;
-        rows.extend(reply.data);
-        let pages = reply.pages.unwrap_or(1);
-        if page >= pages {
-            return Ok(rows);
-        }
-        if page >= MAX_PAGES {
-            bail!("{what}: MAST reports {pages} pages; giving up after {MAX_PAGES}");
-        }
-        page += 1;
-    }
-}
-
-/// The form body `request=<JSON>` of one page.
-fn request_body(service: &str, params: &Value, page_size: u64, page: u64, breaker: &str) -> String {
-    let request = json!({
-        "service": service,
-        "params": params,
-        "format": "json",
-        "pagesize": page_size,
-        "page": page,
-        "cacheBreaker": breaker,
-    });
-    url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("request", &request.to_string())
-        .finish()
-}
-
-/// A value that makes each search new to MAST's cache: time, process and
-/// a counter, so two searches in one run differ too.
-fn cache_breaker() -> String {
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "mastdl-{nanos:x}-{:x}-{}",
-        std::process::id(),
-        COUNT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A decoded Mashup reply that said COMPLETE.
-#[derive(Debug)]
-struct Reply {
-    data: Vec<Map<String, Value>>,
-    pages: Option<u64>,
-}
-
-enum Status {
-    Complete(Reply),
-    Executing,
-    Error(String),
-}
-
-/// Sends `body` until MAST stops saying EXECUTING, within the bounds.
-async fn poll(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Reply> {
-    let started = Instant::now();
-    let mut polls = 0u32;
-    loop {
-        let value = send(ctx, body, what).await?;
-        match decode(value).map_err(|e| anyhow!("{what}: {}", ctx.scrub(&e)))? {
-            Status::Complete(reply) => return Ok(reply),
-            Status::Error(msg) => bail!("{what}: MAST answered ERROR: {}", ctx.scrub(&msg)),
-            Status::Executing => {
-                polls += 1;
-                if polls > ctx.tuning.max_polls || started.elapsed() >= ctx.tuning.poll_deadline {
-                    bail!(
-                        "{what}: MAST still EXECUTING after {polls} polls in {}s; \
-                         try narrower criteria",
-                        started.elapsed().as_secs()
-                    );
-                }
-                tokio::time::sleep(ctx.tuning.poll_delay).await;
-            }
-        }
-    }
-}
-
-/// Reads a reply's status, rows and page count.
-fn decode(value: Value) -> Result<Status, String> {
-    let Value::Object(mut obj) = value else {
-        return Err("the reply is not a JSON object".into());
-    };
-    let status = obj
-        .get("status")
-        .and_then(lenient_string)
-        .map(|s| s.to_ascii_uppercase());
-    let msg = obj.get("msg").and_then(lenient_string).unwrap_or_default();
-    match status.as_deref() {
-        Some("EXECUTING") => return Ok(Status::Executing),
-        Some("ERROR") => {
-            let msg = if msg.is_empty() {
-                "(no message)".to_string()
-            } else {
-                msg
-            };
-            return Ok(Status::Error(msg));
-        }
-        Some("COMPLETE") | None => {}
-        Some(other) => return Err(format!("unexpected MAST status {other:?} {msg}")),
-    }
-    let data = match obj.remove("data") {
-        Some(Value::Array(rows)) => rows
-            .into_iter()
-            .filter_map(|r| match r {
-                Value::Object(m) => Some(m),
-                _ => None,
-            })
-            .collect(),
-        Some(Value::Null) => Vec::new(),
-        None if status.is_some() => Vec::new(),
-        None => return Err("the reply has neither a status nor data".into()),
-        Some(_) => return Err("the reply's data is not a list of rows".into()),
-    };
-    let pages = obj
-        .get("paging")
-        .and_then(|p| p.get("pagesFiltered"))
-        .and_then(lenient_u64);
-    Ok(Status::Complete(Reply { data, pages }))
-}
-
-/// Sends one request, retrying transport errors and 5xx/408/429 answers.
-async fn send(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Value> {
-    retry::with_retries(ctx.tuning.attempts, &ctx.tuning.backoff, || {
-        send_once(ctx, body)
-    })
-    .await
-    .map_err(|(f, n)| {
-        anyhow!(
-            "{what}: {}{}",
-            ctx.scrub(&f.message),
-            retry::after_attempts(n)
-        )
-    })
-}
-
-async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {
-    let mut answer = ctx
-        .http
-        .send(Req {
-            method: Method::POST,
-            headers: ctx.headers.clone(),
-            body: Some(body.to_string()),
-            timeout: Some(ctx.tuning.request_timeout),
-            ..Req::get(
-                &ctx.url,
-                Creds {
-                    token: ctx.token.as_ref(),
-                    cookie: true,
-                },
-            )
-        })
-        .await
-        .map_err(|e| Failure {
-            transient: retry::is_transient(&e),
-            retry_after: None,
-            message: format!("request failed: {e}"),
-        })?;
-    let status = answer.response.status();
-    let retry_after = http::retry_after(answer.response.headers());
-    let bytes = http::read_body(
-        &mut answer.response,
-        MAX_PAGE,
-        ctx.http.stall.max(ctx.tuning.request_timeout),
-        ctx.tuning.request_timeout,
-    )
-    .await
-    .map_err(|e| Failure {
-        transient: retry::is_transient(&e),
-        retry_after: None,
-        message: format!("reading the reply failed: {e}"),
-    })?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    if !status.is_success() {
-        let mut message = format!("HTTP {status}");
-        let excerpt = excerpt(&text);
-        if !excerpt.is_empty() {
-            message.push_str(": ");
-            message.push_str(&excerpt);
-        }
-        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            message.push_str(if ctx.token.is_some() {
-                " (is the MAST API token valid?)"
-            } else {
-                " (this may need a MAST API token)"
-            });
-        }
-        return Err(Failure {
-            transient: retry::is_transient_status(status.as_u16()),
-            retry_after,
-            message,
-        });
-    }
-    serde_json::from_str(&text).map_err(|e| Failure {
-        transient: false,
-        retry_after: None,
-        message: format!("the reply is not JSON ({e}): {}", excerpt(&text)),
-    })
-}
-
-/// A string, number or boolean as text; `None` for null, blanks and the rest.
-fn lenient_string(v: &Value) -> Option<String> {
-    let s = match v {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => i.to_string(),
-            (_, Some(u), _) => u.to_string(),
-            (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => format!("{f:.0}"),
-            _ => n.to_string(),
-        },
-        Value::Bool(b) => b.to_string(),
-        _ => return None,
-    };
-    (!s.is_empty()).then_some(s)
-}
-
-/// A whole number from an integer, an integral float or a numeric string.
-fn lenient_i64(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64().or_else(|| float_to_i64(n.as_f64()?)),
-        Value::String(s) => {
-            let s = s.trim();
-            s.parse::<i64>()
-                .ok()
-                .or_else(|| float_to_i64(s.parse::<f64>().ok()?))
-        }
-        _ => None,
-    }
-}
-
-fn float_to_i64(f: f64) -> Option<i64> {
-    (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e18).then_some(f as i64)
-}
-
-/// A non-negative whole number, read as [`lenient_i64`] does (and beyond
-/// `i64::MAX` for plain integers).
-fn lenient_u64(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
-        Value::String(s) if s.trim().parse::<u64>().is_ok() => s.trim().parse().ok(),
-        _ => lenient_i64(v).and_then(|i| u64::try_from(i).ok()),
-    }
-}
-
 // The same mock the binary-level tests mount (one copy, two users).
 #[cfg(test)]
-#[path = "../tests/cli/mock_invoke.rs"]
+#[path = "../../tests/cli/mock_invoke.rs"]
 mod mock_invoke;
 
 #[cfg(test)]
@@ -840,9 +452,10 @@ mod tests {
 
     use axum::routing::post;
     use axum::Router;
-    use clap::Parser;
     use serde_json::{json, Value};
 
+    use super::lenient::*;
+    use super::wire::*;
     use super::*;
     use mock_invoke::MockInvoke;
 
@@ -1527,55 +1140,5 @@ mod tests {
             })
             .collect();
         assert_eq!(read, want);
-    }
-
-    #[test]
-    fn flags_parse_with_defaults() {
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            criteria: Criteria,
-        }
-        let cli = Cli::try_parse_from([
-            "x",
-            "--collection",
-            "JWST",
-            "--proposal",
-            "1073",
-            "--instrument",
-            "NIRCAM/IMAGE",
-            "--obs-id",
-            "jw1",
-            "--target",
-            "M31",
-            "--filters",
-            "F150W",
-            "--dataproduct-type",
-            "image",
-            "--product-type",
-            "SCIENCE",
-            "--calib-level",
-            "2",
-            "--calib-level",
-            "3",
-            "--mrp-only",
-        ])
-        .unwrap();
-        let c = cli.criteria;
-        assert_eq!(c.collection, ["JWST"]);
-        assert_eq!(c.proposal, ["1073"]);
-        assert_eq!(c.instrument, ["NIRCAM/IMAGE"]);
-        assert_eq!(c.obs_id, ["jw1"]);
-        assert_eq!(c.target, ["M31"]);
-        assert_eq!(c.filters, ["F150W"]);
-        assert_eq!(c.dataproduct_type, ["image"]);
-        assert_eq!(c.product_type, ["SCIENCE"]);
-        assert_eq!(c.calib_level, [2, 3]);
-        assert!(c.mrp_only);
-        assert_eq!(c.chunk_size, DEFAULT_CHUNK_SIZE);
-        assert_eq!(Criteria::default().chunk_size, DEFAULT_CHUNK_SIZE);
-        assert!(Criteria::default().is_empty());
-        let cli = Cli::try_parse_from(["x", "--chunk-size", "9"]).unwrap();
-        assert_eq!(cli.criteria.chunk_size, 9);
     }
 }

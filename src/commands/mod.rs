@@ -1,0 +1,245 @@
+//! The commands, one file each (as uv lays out its commands): `fetch`,
+//! `plan`, `query`, `report`; and what they share: building the one HTTP
+//! client, reading the inputs (or running the search) through the planner,
+//! pointing jobs at the bucket, choosing the reporter, and mapping a
+//! run-ending error to its exit code and hint.
+
+pub mod fetch;
+pub mod plan;
+pub mod query;
+pub mod report;
+
+use std::sync::Arc;
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command, ShellKind};
+use crate::cloud;
+use crate::dest::Locked;
+use crate::error::{Exit, UsageError};
+use crate::fetch::http::{build_client, ClientError, ClientOptions};
+use crate::fetch::{Http, Trust};
+use crate::input::{Entry, InputError, Origin};
+use crate::plan::{Job, Planner, Source};
+use crate::progress::{Bars, Json, Level, Lines, Reporter};
+use crate::settings::{Cloud, Output, QuerySettings, Settings};
+
+/// Runs the parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Fetch(args) => {
+            let dry = args.dry_run;
+            let settings = Settings::resolve(args)?;
+            if dry {
+                plan::plan(settings).await
+            } else {
+                fetch::fetch(settings).await
+            }
+        }
+        Command::Plan(args) => plan::plan(Settings::resolve(args)?).await,
+        Command::Query(args) => query::query(QuerySettings::resolve(args)?).await,
+        Command::Report { dest } => report::report(&dest),
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(Exit::Success)
+        }
+        Command::Completions { shell } => {
+            let shell = match shell {
+                ShellKind::Bash => clap_complete::Shell::Bash,
+                ShellKind::Zsh => clap_complete::Shell::Zsh,
+                ShellKind::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "mastdl", &mut std::io::stdout());
+            Ok(Exit::Success)
+        }
+    }
+}
+
+/// Returns the exit code for an error that ended the run early.
+pub fn exit_for(err: &anyhow::Error) -> Exit {
+    if is_broken_pipe(err) {
+        Exit::Success
+    } else if err.downcast_ref::<Locked>().is_some() {
+        Exit::Locked
+    } else if err.downcast_ref::<InputError>().is_some()
+        || err.downcast_ref::<UsageError>().is_some()
+    {
+        Exit::Usage
+    } else {
+        Exit::Failed
+    }
+}
+
+/// Returns true if and only if `err` is stdout closed by its reader (`| head`):
+/// not an error for a command whose output is data.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Returns what to do about a run-ending error, when there is something
+/// to say (the hints live here, not in the messages).
+pub fn hint_for(err: &anyhow::Error, downloads: bool) -> Option<&'static str> {
+    if err.downcast_ref::<Locked>().is_some() {
+        return Some("wait for the other run to finish, or use another `-d DEST`");
+    }
+    if downloads && exit_for(err) == Exit::Usage {
+        return Some("nothing was downloaded; fix the input and run again");
+    }
+    None
+}
+
+/// Builds the one HTTP client (with its trust rules) for every request
+/// of a command.
+pub fn http(
+    base: &url::Url,
+    trusted_hosts: &[String],
+    options: &ClientOptions<'_>,
+) -> anyhow::Result<Http> {
+    let client = build_client(options).map_err(|e| match e {
+        e @ (ClientError::ReadCa { .. } | ClientError::NoCert { .. }) => {
+            anyhow::Error::new(UsageError(crate::error::chain(&e)))
+        }
+        e => anyhow::Error::new(e),
+    })?;
+    Ok(Http {
+        client,
+        trust: Trust::new(base.clone(), trusted_hosts.to_vec()),
+        stall: options.stall,
+    })
+}
+
+/// Returns the one HTTP client of a `fetch` or `plan` run.
+pub fn run_http(settings: &Settings) -> anyhow::Result<Http> {
+    http(
+        &settings.plan.base,
+        &settings.trusted_hosts,
+        &ClientOptions {
+            stall: settings.stall,
+            cacert: settings.cacert.as_deref(),
+            pool_per_host: settings.jobs,
+        },
+    )
+}
+
+/// Returns the reporter the settings ask for.
+pub fn reporter(settings: &Settings) -> Arc<dyn Reporter> {
+    match settings.output {
+        Output::Bars => Arc::new(Bars::new(settings.quiet)),
+        Output::Lines => Arc::new(Lines {
+            quiet: settings.quiet,
+        }),
+        Output::Json => Arc::new(Json),
+    }
+}
+
+/// Feeds the plan's jobs to `f`, in order: the inputs' (or the `--query`
+/// search's) entries, through one [`Planner`]. A bad entry ends it with an
+/// input error after the jobs before it.
+pub async fn plan_each(
+    settings: &Settings,
+    http: &Http,
+    f: &mut dyn FnMut(Job),
+) -> anyhow::Result<()> {
+    let mut planner = Planner::new(settings.plan.clone());
+    let mut push = |e: Entry| -> Result<(), InputError> {
+        if let Some(job) = planner.push(e)? {
+            f(job);
+        }
+        Ok(())
+    };
+    match &settings.query {
+        Some(criteria) => {
+            let products = crate::query::products(
+                http,
+                &settings.plan.base,
+                settings.token.as_ref(),
+                criteria,
+            )
+            .await?;
+            products
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    p.to_entry(Origin {
+                        file: "<query>".into(),
+                        line: i + 1,
+                    })
+                })
+                .try_for_each(&mut push)
+                .map_err(anyhow::Error::from)
+        }
+        None => {
+            crate::input::read::Reading::new(settings, http)
+                .each_entry(&settings.inputs, &mut push)
+                .await
+        }
+    }
+}
+
+/// Reads the inputs (or runs the `--query` search) and builds the plan.
+pub async fn plan_jobs(settings: &Settings, http: &Http) -> anyhow::Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    plan_each(settings, http, &mut |job| jobs.push(job)).await?;
+    Ok(jobs)
+}
+
+/// Points the jobs the bucket has at the bucket (`--cloud`): asks the
+/// archive's `path_lookup` for the cloud missions' URIs and gives each
+/// found job its object URL, keeping the archive URL as the fallback.
+/// Returns, per job, whether it is to be SKIPPED as "not in cloud"
+/// (`--cloud-only`).
+pub async fn point_at_bucket(
+    jobs: &mut [Job],
+    settings: &Settings,
+    http: &Http,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Vec<bool>> {
+    let mut not_in_cloud = vec![settings.cloud == Cloud::Only; jobs.len()];
+    if settings.cloud == Cloud::Off {
+        return Ok(not_in_cloud);
+    }
+    let uris: Vec<String> = jobs
+        .iter()
+        .filter(|j| cloud::is_cloud_candidate(&j.uri))
+        .map(|j| j.uri.clone())
+        .collect();
+    if uris.is_empty() {
+        return Ok(not_in_cloud);
+    }
+    let keys = match cloud::lookup(http, &settings.plan.base, settings.token.as_ref(), &uris).await
+    {
+        Ok(k) => k,
+        Err(e) if settings.cloud == Cloud::Prefer => {
+            reporter.message(
+                Level::Warn,
+                &format!("bucket path lookup failed, fetching from the archive: {e:#}"),
+            );
+            return Ok(not_in_cloud);
+        }
+        Err(e) => return Err(e.context("Cannot look up which files the bucket has")),
+    };
+    let mut found = 0;
+    for (i, job) in jobs.iter_mut().enumerate() {
+        let Some(Some(key)) = keys.get(&job.uri) else {
+            continue;
+        };
+        let url = cloud::object_url(&settings.s3_url, key).map_err(|e| {
+            UsageError(format!(
+                "`--s3-url` `{}` cannot hold `{key}`: {e}",
+                settings.s3_url
+            ))
+        })?;
+        job.fallback = Some(std::mem::replace(&mut job.url, url));
+        job.source = Source::Cloud;
+        not_in_cloud[i] = false;
+        found += 1;
+    }
+    reporter.message(
+        Level::Info,
+        &format!("{found} of {} files are in the bucket", jobs.len()),
+    );
+    Ok(not_in_cloud)
+}

@@ -1,0 +1,47 @@
+//! `mastdl plan` (and `fetch --dry-run`): the plan on stdout, one line per
+//! file (URI, URL, PATH; TAB-separated), printed as it is built; nothing
+//! downloaded. A bad entry stops it with exit 2 after the lines before it.
+
+use std::io::{self, Write};
+
+use anyhow::Context as _;
+
+use super::{plan_each, plan_jobs, point_at_bucket, run_http};
+use crate::error::Exit;
+use crate::plan::Job;
+use crate::progress::Lines;
+use crate::settings::{Cloud, Settings};
+
+/// Writes one plan line.
+fn line(out: &mut impl Write, j: &Job) -> io::Result<()> {
+    writeln!(out, "{}\t{}\t{}", j.uri, j.url, j.rel)
+}
+
+/// Runs `plan`. A closed stdout (`| head`) ends the output quietly (the
+/// caller maps a broken pipe to success).
+pub async fn plan(settings: Settings) -> anyhow::Result<Exit> {
+    let http = run_http(&settings)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    if settings.cloud != Cloud::Off {
+        // The bucket's answer is needed before the first line.
+        let mut jobs = plan_jobs(&settings, &http).await?;
+        let skip = point_at_bucket(&mut jobs, &settings, &http, &Lines { quiet: true }).await?;
+        for (j, _) in jobs.iter().zip(skip).filter(|(_, skip)| !skip) {
+            line(&mut out, j).context("Cannot write the plan")?;
+        }
+        out.flush().context("Cannot write the plan")?;
+        return Ok(Exit::Success);
+    }
+    let mut written: io::Result<()> = Ok(());
+    let planned = plan_each(&settings, &http, &mut |j| {
+        if written.is_ok() {
+            written = line(&mut out, &j);
+        }
+    })
+    .await;
+    let flushed = written.and_then(|()| out.flush());
+    planned?;
+    flushed.context("Cannot write the plan")?;
+    Ok(Exit::Success)
+}

@@ -1,0 +1,69 @@
+//! `mastdl query`: a MAST search's products as a `mast:` URI list (stdout
+//! or `-o FILE`) or a product table (`--table FILE`).
+
+use std::fs;
+use std::io::{self, Write};
+
+use anyhow::Context as _;
+
+use super::http;
+use crate::error::Exit;
+use crate::fetch::http::ClientOptions;
+use crate::query::{self, Product};
+use crate::settings::{QueryOutput, QuerySettings};
+
+/// Returns true if and only if `p`'s file name ends with one of `exts`
+/// (any case); every product passes when `exts` is empty.
+fn has_extension(p: &Product, exts: &[String]) -> bool {
+    if exts.is_empty() {
+        return true;
+    }
+    let name = p
+        .product_filename
+        .clone()
+        .unwrap_or_else(|| crate::layout::filename(&p.data_uri).into_owned())
+        .to_ascii_lowercase();
+    exts.iter().any(|x| name.ends_with(&x.to_ascii_lowercase()))
+}
+
+/// Writes `products` as the output asks.
+fn write(w: &mut dyn Write, products: &[Product], output: &QueryOutput) -> anyhow::Result<()> {
+    match output {
+        QueryOutput::Table(_) => query::write_table(&mut *w, products)?,
+        QueryOutput::List(_) => {
+            for p in products {
+                writeln!(w, "{}", p.data_uri)?;
+            }
+        }
+    }
+    Ok(w.flush()?)
+}
+
+/// Runs `query`.
+pub async fn query(s: QuerySettings) -> anyhow::Result<Exit> {
+    let http = http(
+        &s.base,
+        &s.trusted_hosts,
+        &ClientOptions {
+            stall: s.stall,
+            cacert: s.cacert.as_deref(),
+            pool_per_host: 4,
+        },
+    )?;
+    let mut products = query::products(&http, &s.base, s.token.as_ref(), &s.criteria).await?;
+    products.retain(|p| has_extension(p, &s.extensions));
+    match s.output.path() {
+        Some(path) => {
+            let file = fs::File::create(path)
+                .with_context(|| format!("Cannot create `{}`", path.display()))?;
+            write(&mut io::BufWriter::new(file), &products, &s.output)?;
+        }
+        None => write(
+            &mut io::BufWriter::new(io::stdout().lock()),
+            &products,
+            &s.output,
+        )?,
+    }
+    eprintln!("{} products", products.len());
+    Ok(Exit::Success)
+}

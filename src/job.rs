@@ -1,0 +1,502 @@
+//! The per-file policy: one job's attempts → its outcome.
+//!
+//! A job is tried from its source through [`retry::run`] (the one retry
+//! loop); between sources it may move: a bucket object the bucket does not
+//! have (403/404) comes from the archive instead (or is SKIPPED with
+//! `--cloud-only`), and a 401/403 without a token asks for one once, on a
+//! terminal, then tries again. `--update` first asks the source (a HEAD,
+//! retried the same way) whether a complete file changed. The outcome is a
+//! manifest row, a timeline bar and what the HTML's "Access" column says.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::auth::{Auth, TOKEN_HELP};
+use crate::dest::{Dest, StateRecord};
+use crate::error::FetchError;
+use crate::fetch::{self, Done, Http, Transfer};
+use crate::manifest::{FileRecord, Status, Timing};
+use crate::plan::{Job, Source};
+use crate::progress::{Level, Reporter};
+use crate::rate::RateLimiter;
+use crate::retry::{self, Failed, Policy, Throttle};
+use crate::settings::Cloud;
+use crate::token::Token;
+
+/// The manifest message of a transfer cut short by Ctrl-C or SIGTERM.
+pub const CUT_SHORT: &str = "interrupted; the `.part` was kept and the next run resumes it";
+/// The manifest message of a file the interruption kept from starting.
+pub const NOT_STARTED: &str = "not started: the run was interrupted";
+/// The manifest message of a transfer interrupted before its first byte.
+pub const INTERRUPTED_EARLY: &str = "interrupted before any byte arrived";
+
+/// Everything the jobs of one run share.
+pub struct Ctx {
+    pub http: Http,
+    pub dest: Dest,
+    pub auth: Auth,
+    pub reporter: Arc<dyn Reporter>,
+    pub throttle: Throttle,
+    pub policy: Policy,
+    pub cancel: CancellationToken,
+    /// When the run started (the timeline's zero).
+    pub origin: Instant,
+    /// Body bytes received by the whole run.
+    pub received: AtomicU64,
+    /// `--cloud` / `--cloud-only`.
+    pub cloud: Cloud,
+    /// The run-wide bound on connections to the bucket.
+    pub bucket: Semaphore,
+    /// `--limit-rate`.
+    pub limiter: RateLimiter,
+}
+
+/// What the manifest's "Access" column says of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Not transferred: nothing to say.
+    Untouched,
+    Public,
+    Token,
+    Denied,
+}
+
+impl Access {
+    /// Returns the column's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Untouched => "",
+            Access::Public => "public",
+            Access::Token => "token",
+            Access::Denied => "denied",
+        }
+    }
+}
+
+/// One file's outcome.
+pub struct Outcome {
+    pub row: FileRecord,
+    pub timing: Option<Timing>,
+    pub access: Access,
+}
+
+impl Outcome {
+    /// Returns the outcome of a file that was not transferred.
+    pub fn untransferred(row: FileRecord) -> Outcome {
+        Outcome {
+            row,
+            timing: None,
+            access: Access::Untouched,
+        }
+    }
+}
+
+/// What to do with a job.
+pub enum Task {
+    /// Download it (resuming a `.part`).
+    Fetch,
+    /// `--update`: it is complete; ask the source whether it changed.
+    Check {
+        size: u64,
+        record: Option<StateRecord>,
+    },
+}
+
+/// The facts of a manifest row besides the job's own.
+pub struct Facts {
+    pub status: Status,
+    pub bytes: u64,
+    pub http_status: Option<u16>,
+    pub attempts: u32,
+    pub message: Option<String>,
+}
+
+impl Facts {
+    /// Returns the facts of a file with `status` and nothing else to say.
+    pub fn plain(status: Status, bytes: u64) -> Facts {
+        Facts {
+            status,
+            bytes,
+            http_status: None,
+            attempts: 0,
+            message: None,
+        }
+    }
+}
+
+/// Returns a manifest row for `job` fetched (or not) from `url` at `source`.
+pub fn row_at(job: &Job, url: &Url, source: Source, f: Facts) -> FileRecord {
+    FileRecord {
+        uri: job.uri.clone(),
+        url: crate::layout::redact_url(url),
+        path: job.rel.clone(),
+        status: f.status,
+        bytes: f.bytes,
+        http_status: f.http_status,
+        attempts: f.attempts,
+        message: f.message,
+        source,
+    }
+}
+
+/// Returns a manifest row for `job` at its planned source.
+pub fn row(job: &Job, f: Facts) -> FileRecord {
+    row_at(job, &job.url, job.source, f)
+}
+
+/// Returns the local path of `rel` below `root`.
+pub fn local(root: &Path, rel: &str) -> PathBuf {
+    let mut p = root.to_path_buf();
+    p.extend(rel.split('/'));
+    p
+}
+
+/// Runs one task to its outcome.
+pub async fn run(ctx: &Ctx, id: usize, job: &Job, task: Task) -> Outcome {
+    match task {
+        Task::Fetch => fetch_one(ctx, id, job, None).await,
+        Task::Check { size, record } => update_one(ctx, id, job, size, record).await,
+    }
+}
+
+/// Returns the token a source may see: the archive's, never the bucket's.
+fn token_for(ctx: &Ctx, source: Source) -> Option<Token> {
+    match source {
+        Source::Mast => ctx.auth.current(),
+        Source::Cloud => None,
+    }
+}
+
+/// Reports a retry (and a run-wide slow-down on 429).
+fn on_retry(ctx: &Ctx, id: usize, job: &Job, err: &FetchError, n: u32, delay: Duration) {
+    if err.status() == Some(429) {
+        ctx.reporter.message(
+            Level::Warn,
+            &format!(
+                "the archive asks to slow down (HTTP 429): {} transfer(s) at once for a while",
+                ctx.throttle.current()
+            ),
+        );
+    }
+    ctx.reporter
+        .retrying(id, &job.rel, n + 1, &err.to_string(), delay);
+}
+
+/// `--update` for one complete file: a HEAD to its source; a changed file
+/// is fetched again to `.part` and renamed over the old one only when
+/// complete, so a failed replacement leaves the old file as it was.
+async fn update_one(
+    ctx: &Ctx,
+    id: usize,
+    job: &Job,
+    size: u64,
+    record: Option<StateRecord>,
+) -> Outcome {
+    let token = token_for(ctx, job.source);
+    let head = retry::run(
+        &ctx.policy,
+        &ctx.cancel,
+        Some(&ctx.throttle),
+        |_| fetch::head(&ctx.http, &job.url, token.as_ref()),
+        |e, n, d| on_retry(ctx, id, job, e, n, d),
+    )
+    .await;
+    let (head, _) = match head {
+        Ok(h) => h,
+        Err(f) => {
+            let message = if f.cancelled {
+                NOT_STARTED.to_string()
+            } else {
+                format!(
+                    "could not check for an update ({}); the local file is unchanged",
+                    failure_message(&f, token.is_some())
+                )
+            };
+            return Outcome::untransferred(row(
+                job,
+                Facts {
+                    status: Status::Failed,
+                    http_status: f.error.status(),
+                    attempts: f.retries + 1,
+                    message: Some(message),
+                    ..Facts::plain(Status::Failed, size)
+                },
+            ));
+        }
+    };
+    // Validators recorded from another source (archive vs bucket) say nothing
+    // about this one: then only the size is compared.
+    let (etag, modified) = match &record {
+        Some(r) if r.source == job.source => (r.etag.as_deref(), r.last_modified.as_deref()),
+        _ => (None, None),
+    };
+    if let Some(why) = fetch::changed(&head, size, etag, modified) {
+        return fetch_one(ctx, id, job, Some(&format!("updated: {why}"))).await;
+    }
+    let unrecorded = record
+        .as_ref()
+        .is_none_or(|r| r.source != job.source || (r.etag.is_none() && r.last_modified.is_none()));
+    if unrecorded {
+        // Nothing was recorded to compare with: remember the source's
+        // validators now, so the next --update can.
+        let _ = ctx.dest.record(&StateRecord {
+            path: job.rel.clone(),
+            uri: job.uri.clone(),
+            size,
+            etag: head.etag.clone(),
+            last_modified: head.last_modified.clone(),
+            source: job.source,
+        });
+    }
+    Outcome::untransferred(row(
+        job,
+        Facts {
+            http_status: Some(head.status),
+            ..Facts::plain(Status::Skipped, size)
+        },
+    ))
+}
+
+/// Where a job is being fetched from now.
+struct From {
+    url: Url,
+    source: Source,
+    token: Option<Token>,
+}
+
+/// Downloads one job with retries; `note` goes into the manifest message
+/// on success. A bucket object the bucket turns out not to have (403/404)
+/// comes from the archive instead (with `--cloud-only` it is SKIPPED); a
+/// 401/403 without a token asks for one (once per run) and tries again.
+async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, note: Option<&str>) -> Outcome {
+    let path = local(ctx.dest.root(), &job.rel);
+    let start = ctx.origin.elapsed();
+    let mut from = From {
+        url: job.url.clone(),
+        source: job.source,
+        token: token_for(ctx, job.source),
+    };
+    let mut attempts = 0u32;
+    loop {
+        let tried = retry::run(
+            &ctx.policy,
+            &ctx.cancel,
+            Some(&ctx.throttle),
+            |_| attempt(ctx, id, job, &path, &from),
+            |e, n, d| on_retry(ctx, id, job, e, n, d),
+        )
+        .await;
+        let timing = Some(Timing {
+            start_ms: start.as_millis() as u64,
+            end_ms: ctx.origin.elapsed().as_millis() as u64,
+            received: tried.as_ref().map_or(0, |(d, _)| d.received),
+        });
+        let failed = match tried {
+            Ok((done, n)) => {
+                return Outcome {
+                    timing,
+                    ..complete(ctx, job, &from, done, attempts + n, note)
+                };
+            }
+            Err(f) => f,
+        };
+        attempts += failed.retries + 1;
+        let status = failed.error.status();
+        if from.source == Source::Cloud && matches!(status, Some(403 | 404)) {
+            match (&job.fallback, ctx.cloud) {
+                (Some(archive), Cloud::Prefer) => {
+                    from = From {
+                        url: archive.clone(),
+                        source: Source::Mast,
+                        token: ctx.auth.current(),
+                    };
+                    continue;
+                }
+                _ => return not_in_cloud(job, &from, &failed, attempts),
+            }
+        }
+        let denied = matches!(status, Some(401 | 403));
+        if denied && from.token.is_none() && from.source == Source::Mast {
+            if let Some(t) = ctx.auth.ask(ctx.reporter.as_ref()).await {
+                from.token = Some(t);
+                continue;
+            }
+        }
+        return Outcome {
+            timing,
+            ..failure(job, &path, &from, &failed, attempts)
+        };
+    }
+}
+
+/// One attempt from `from`: the archive streams (resuming a `.part`); the
+/// bucket is asked for the object's size and ETag once, then a large
+/// object comes as parallel ranges.
+async fn attempt(
+    ctx: &Ctx,
+    id: usize,
+    job: &Job,
+    path: &Path,
+    from: &From,
+) -> Result<Done, FetchError> {
+    let name = job.rel.rsplit('/').next().unwrap_or(&job.rel);
+    let transfer = Transfer {
+        url: &from.url,
+        path,
+        token: from.token.as_ref(),
+        expect_size: job.size,
+        md5_from_etag: from.source == Source::Cloud,
+        binary: !fetch::is_text_product(name),
+        resume: true,
+        label: &job.rel,
+        limiter: &ctx.limiter,
+        reporter: ctx.reporter.as_ref(),
+        id,
+    };
+    if from.source == Source::Mast {
+        return fetch::download(&ctx.http, transfer).await;
+    }
+    let head = {
+        let _permit = ctx
+            .bucket
+            .acquire()
+            .await
+            .map_err(|_| FetchError::Interrupted)?;
+        fetch::head(&ctx.http, &from.url, None).await?
+    };
+    match (head.size, head.etag.as_deref()) {
+        (Some(size), Some(etag)) if size > fetch::RANGED_MIN && !etag.is_empty() => {
+            fetch::download_ranged(&ctx.http, transfer, size, etag, &ctx.bucket).await
+        }
+        _ => {
+            let _permit = ctx
+                .bucket
+                .acquire()
+                .await
+                .map_err(|_| FetchError::Interrupted)?;
+            fetch::download(&ctx.http, transfer).await
+        }
+    }
+}
+
+/// The outcome of a finished transfer: recorded in the state record.
+fn complete(
+    ctx: &Ctx,
+    job: &Job,
+    from: &From,
+    done: Done,
+    attempts: u32,
+    note: Option<&str>,
+) -> Outcome {
+    ctx.received.fetch_add(done.received, Ordering::Relaxed);
+    ctx.throttle.success();
+    let _ = ctx.dest.record(&StateRecord {
+        path: job.rel.clone(),
+        uri: job.uri.clone(),
+        size: done.size,
+        etag: done.etag.clone(),
+        last_modified: done.last_modified.clone(),
+        source: from.source,
+    });
+    let withheld = done
+        .withheld
+        .map(|h| format!("token withheld from untrusted host `{h}`"));
+    let message = match (note, withheld) {
+        (Some(n), Some(w)) => Some(format!("{n}; {w}")),
+        (Some(n), None) => Some(n.to_string()),
+        (None, w) => w,
+    };
+    Outcome {
+        row: row_at(
+            job,
+            &from.url,
+            from.source,
+            Facts {
+                status: Status::Complete,
+                bytes: done.size,
+                http_status: Some(done.http_status),
+                attempts,
+                message,
+            },
+        ),
+        timing: None,
+        access: if from.token.is_some() {
+            Access::Token
+        } else {
+            Access::Public
+        },
+    }
+}
+
+/// The outcome of a bucket object the bucket does not have (`--cloud-only`).
+fn not_in_cloud(job: &Job, from: &From, f: &Failed<FetchError>, attempts: u32) -> Outcome {
+    Outcome {
+        row: row_at(
+            job,
+            &from.url,
+            from.source,
+            Facts {
+                http_status: f.error.status(),
+                attempts,
+                message: Some(format!("not in cloud ({})", f.error)),
+                ..Facts::plain(Status::Skipped, 0)
+            },
+        ),
+        timing: None,
+        access: Access::Public,
+    }
+}
+
+/// The outcome of a job that failed for good, or was interrupted.
+fn failure(job: &Job, path: &Path, from: &From, f: &Failed<FetchError>, attempts: u32) -> Outcome {
+    let message = if f.cancelled {
+        let kept = fetch::part::Part::of(path)
+            .file_len()
+            .is_some_and(|n| n > 0);
+        if kept { CUT_SHORT } else { INTERRUPTED_EARLY }.to_string()
+    } else {
+        failure_message(f, from.token.is_some())
+    };
+    let status = f.error.status();
+    Outcome {
+        row: row_at(
+            job,
+            &from.url,
+            from.source,
+            Facts {
+                http_status: status,
+                attempts,
+                message: Some(message),
+                ..Facts::plain(Status::Failed, 0)
+            },
+        ),
+        timing: None,
+        access: if matches!(status, Some(401 | 403)) {
+            Access::Denied
+        } else if from.token.is_some() {
+            Access::Token
+        } else {
+            Access::Public
+        },
+    }
+}
+
+/// Returns the manifest message of a failure, with what to do about it.
+fn failure_message(f: &Failed<FetchError>, had_token: bool) -> String {
+    let hint = match (f.error.status(), had_token) {
+        (Some(401), true) => " — the token was rejected: MAST tokens expire after 10 days unused or 60 days after creation; get a new one at https://auth.mast.stsci.edu/token".to_string(),
+        (Some(403), true) => " — the token does not grant access to this file (exclusive-access data?)".to_string(),
+        (Some(401 | 403), false) => format!(" — this file needs a MAST token: {TOKEN_HELP}"),
+        _ => String::new(),
+    };
+    match f.retries {
+        0 => format!("{}{hint}", f.error),
+        _ => format!("{}{hint}", f.message()),
+    }
+}

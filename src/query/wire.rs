@@ -1,0 +1,226 @@
+//! MAST's Mashup wire format and transport: the form body of one page,
+//! polling while MAST says EXECUTING, every page of a query, decoding a
+//! reply, and one request through the run's client with retries.
+
+use super::*;
+
+/// Runs one Mashup query to the end: every page, each polled until COMPLETE.
+pub(super) async fn invoke_all(
+    ctx: &Ctx,
+    service: &str,
+    params: &Value,
+    label: &str,
+) -> anyhow::Result<Vec<Map<String, Value>>> {
+    let cache_breaker = cache_breaker();
+    let mut rows = Vec::new();
+    let mut page = 1u64;
+    loop {
+        let what = format!("{label} page {page}");
+        let body = request_body(service, params, ctx.tuning.page_size, page, &cache_breaker);
+        let reply = poll(ctx, &body, &what).await?;
+        rows.extend(reply.data);
+        let pages = reply.pages.unwrap_or(1);
+        if page >= pages {
+            return Ok(rows);
+        }
+        if page >= MAX_PAGES {
+            bail!("{what}: MAST reports {pages} pages; giving up after {MAX_PAGES}");
+        }
+        page += 1;
+    }
+}
+
+/// The form body `request=<JSON>` of one page.
+pub(super) fn request_body(
+    service: &str,
+    params: &Value,
+    page_size: u64,
+    page: u64,
+    breaker: &str,
+) -> String {
+    let request = json!({
+        "service": service,
+        "params": params,
+        "format": "json",
+        "pagesize": page_size,
+        "page": page,
+        "cacheBreaker": breaker,
+    });
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("request", &request.to_string())
+        .finish()
+}
+
+/// A value that makes each search new to MAST's cache: time, process and
+/// a counter, so two searches in one run differ too.
+pub(super) fn cache_breaker() -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "mastdl-{nanos:x}-{:x}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A decoded Mashup reply that said COMPLETE.
+#[derive(Debug)]
+pub(super) struct Reply {
+    pub(super) data: Vec<Map<String, Value>>,
+    pub(super) pages: Option<u64>,
+}
+
+pub(super) enum Status {
+    Complete(Reply),
+    Executing,
+    Error(String),
+}
+
+/// Sends `body` until MAST stops saying EXECUTING, within the bounds.
+pub(super) async fn poll(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Reply> {
+    let started = Instant::now();
+    let mut polls = 0u32;
+    loop {
+        let value = send(ctx, body, what).await?;
+        match decode(value).map_err(|e| anyhow!("{what}: {}", ctx.scrub(&e)))? {
+            Status::Complete(reply) => return Ok(reply),
+            Status::Error(msg) => bail!("{what}: MAST answered ERROR: {}", ctx.scrub(&msg)),
+            Status::Executing => {
+                polls += 1;
+                if polls > ctx.tuning.max_polls || started.elapsed() >= ctx.tuning.poll_deadline {
+                    bail!(
+                        "{what}: MAST still EXECUTING after {polls} polls in {}s; \
+                         try narrower criteria",
+                        started.elapsed().as_secs()
+                    );
+                }
+                tokio::time::sleep(ctx.tuning.poll_delay).await;
+            }
+        }
+    }
+}
+
+/// Reads a reply's status, rows and page count.
+pub(super) fn decode(value: Value) -> Result<Status, String> {
+    let Value::Object(mut obj) = value else {
+        return Err("the reply is not a JSON object".into());
+    };
+    let status = obj
+        .get("status")
+        .and_then(lenient_string)
+        .map(|s| s.to_ascii_uppercase());
+    let msg = obj.get("msg").and_then(lenient_string).unwrap_or_default();
+    match status.as_deref() {
+        Some("EXECUTING") => return Ok(Status::Executing),
+        Some("ERROR") => {
+            let msg = if msg.is_empty() {
+                "(no message)".to_string()
+            } else {
+                msg
+            };
+            return Ok(Status::Error(msg));
+        }
+        Some("COMPLETE") | None => {}
+        Some(other) => return Err(format!("unexpected MAST status {other:?} {msg}")),
+    }
+    let data = match obj.remove("data") {
+        Some(Value::Array(rows)) => rows
+            .into_iter()
+            .filter_map(|r| match r {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .collect(),
+        Some(Value::Null) => Vec::new(),
+        None if status.is_some() => Vec::new(),
+        None => return Err("the reply has neither a status nor data".into()),
+        Some(_) => return Err("the reply's data is not a list of rows".into()),
+    };
+    let pages = obj
+        .get("paging")
+        .and_then(|p| p.get("pagesFiltered"))
+        .and_then(lenient_u64);
+    Ok(Status::Complete(Reply { data, pages }))
+}
+
+/// Sends one request, retrying transport errors and 5xx/408/429 answers.
+pub(super) async fn send(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Value> {
+    retry::with_retries(ctx.tuning.attempts, &ctx.tuning.backoff, || {
+        send_once(ctx, body)
+    })
+    .await
+    .map_err(|(f, n)| {
+        anyhow!(
+            "{what}: {}{}",
+            ctx.scrub(&f.message),
+            retry::after_attempts(n)
+        )
+    })
+}
+
+pub(super) async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {
+    let mut answer = ctx
+        .http
+        .send(Req {
+            method: Method::POST,
+            headers: ctx.headers.clone(),
+            body: Some(body.to_string()),
+            timeout: Some(ctx.tuning.request_timeout),
+            ..Req::get(
+                &ctx.url,
+                Creds {
+                    token: ctx.token.as_ref(),
+                    cookie: true,
+                },
+            )
+        })
+        .await
+        .map_err(|e| Failure {
+            transient: retry::is_transient(&e),
+            retry_after: None,
+            message: format!("request failed: {e}"),
+        })?;
+    let status = answer.response.status();
+    let retry_after = http::retry_after(answer.response.headers());
+    let bytes = http::read_body(
+        &mut answer.response,
+        MAX_PAGE,
+        ctx.http.stall.max(ctx.tuning.request_timeout),
+        ctx.tuning.request_timeout,
+    )
+    .await
+    .map_err(|e| Failure {
+        transient: retry::is_transient(&e),
+        retry_after: None,
+        message: format!("reading the reply failed: {e}"),
+    })?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    if !status.is_success() {
+        let mut message = format!("HTTP {status}");
+        let excerpt = excerpt(&text);
+        if !excerpt.is_empty() {
+            message.push_str(": ");
+            message.push_str(&excerpt);
+        }
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            message.push_str(if ctx.token.is_some() {
+                " (is the MAST API token valid?)"
+            } else {
+                " (this may need a MAST API token)"
+            });
+        }
+        return Err(Failure {
+            transient: retry::is_transient_status(status.as_u16()),
+            retry_after,
+            message,
+        });
+    }
+    serde_json::from_str(&text).map_err(|e| Failure {
+        transient: false,
+        retry_after: None,
+        message: format!("the reply is not JSON ({e}): {}", excerpt(&text)),
+    })
+}
