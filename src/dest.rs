@@ -23,8 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::{Shard, Source};
 
-/// The bookkeeping folder's name inside DEST.
-pub const META_DIR: &str = ".mastdl";
+pub use crate::layout::META_DIR;
 
 /// What was known about a file when it was completed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

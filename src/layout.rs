@@ -160,6 +160,9 @@ pub fn windows_safe(name: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The bookkeeping folder's name inside DEST (never a product's path).
+pub const META_DIR: &str = ".mastdl";
+
 /// Returns `url` as text with any password in its userinfo replaced by
 /// `(redacted)`, for output and manifests.
 pub fn redact_url(url: &url::Url) -> String {

@@ -12,7 +12,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Source;
+/// Where a job's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The MAST archive (or, from a script, the URL it names).
+    Mast,
+    /// MAST's public AWS Open Data bucket.
+    Cloud,
+}
 
 /// What became of one requested file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,15 +15,7 @@ use url::Url;
 use crate::input::{Entry, InputError, LocalHint, Origin, ProductMeta};
 use crate::layout;
 
-/// Where a job's bytes come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The MAST archive (or, from a script, the URL it names).
-    Mast,
-    /// MAST's public AWS Open Data bucket.
-    Cloud,
-}
+pub use crate::manifest::Source;
 
 /// One file to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,7 +312,7 @@ fn reserved(rel: &str) -> Option<&'static str> {
     let lower = rel.to_ascii_lowercase();
     let first = lower.split('/').next().unwrap_or("");
     let last = lower.rsplit('/').next().unwrap_or("");
-    if first == crate::dest::META_DIR {
+    if first == layout::META_DIR {
         return Some("inside mastdl's own `.mastdl` folder");
     }
     let manifest = lower

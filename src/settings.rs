@@ -10,6 +10,7 @@ use url::Url;
 
 use crate::cli::{CriteriaArgs, FetchArgs, LogFormat, ProgressMode, QueryArgs};
 use crate::error::UsageError;
+pub use crate::input::InputSource;
 use crate::plan::{PlanOptions, Shard};
 use crate::query::Criteria;
 use crate::token::{self, Token};
@@ -37,13 +38,6 @@ pub enum Output {
     Lines,
     /// JSON lines.
     Json,
-}
-
-/// One input to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputSource {
-    Stdin,
-    File(PathBuf),
 }
 
 /// Everything a run needs, resolved.

@@ -19,6 +19,8 @@ use crate::dest::Locked;
 use crate::error::{Exit, UsageError};
 use crate::fetch::http::{build_client, ClientError, ClientOptions};
 use crate::fetch::{Http, Trust};
+use crate::input::listing::Lister;
+use crate::input::read::Reading;
 use crate::input::{Entry, InputError, Origin};
 use crate::plan::{Job, Planner, Source};
 use crate::progress::{Bars, Json, Level, Lines, Reporter};
@@ -172,7 +174,10 @@ pub async fn plan_each(
                 .map_err(anyhow::Error::from)
         }
         None => {
-            crate::input::read::Reading::new(settings, http)
+            let plan = &settings.plan;
+            let rebase = plan.rebase.then(|| plan.base.clone());
+            let lister = Lister::new(&http.client, rebase, plan.flat, settings.stall);
+            Reading::new(lister, settings.output == Output::Json, settings.quiet)
                 .each_entry(&settings.inputs, &mut push)
                 .await
         }

@@ -20,7 +20,6 @@ use url::Url;
 
 use super::{Entry, InputError, LocalHint, Origin, ProductMeta};
 use crate::layout;
-use crate::plan::PlanOptions;
 
 /// The largest index page read (a directory of ~50,000 files).
 pub const MAX_INDEX_PAGE_BYTES: usize = 8 << 20;
@@ -267,12 +266,17 @@ pub struct Lister {
 impl Lister {
     /// Returns a lister using `client`, re-rooting and checking paths as
     /// `plan` says, waiting at most `stall` for the next bytes.
-    pub fn new(client: &reqwest::Client, plan: &PlanOptions, stall: Duration) -> Lister {
+    pub fn new(
+        client: &reqwest::Client,
+        rebase: Option<Url>,
+        flat: bool,
+        stall: Duration,
+    ) -> Lister {
         Lister {
             client: client.clone(),
-            rebase: plan.rebase.then(|| plan.base.clone()),
+            rebase,
             stall,
-            flat: plan.flat,
+            flat,
         }
     }
 

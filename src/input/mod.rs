@@ -93,6 +93,14 @@ impl Entry {
     }
 }
 
+/// One input to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource {
+    /// Standard input (`-`, or no INPUT).
+    Stdin,
+    File(std::path::PathBuf),
+}
+
 /// An input that cannot be read: exit 2, nothing downloaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}: {message}")]

@@ -14,10 +14,10 @@ use std::io::{self, BufRead, IsTerminal, Read};
 use anyhow::Context as _;
 
 use super::listing::Lister;
+use super::InputSource;
 use super::{head, list, parse_items, Entry, Head, InputError, Item, Kind, Parsed};
 use crate::error::UsageError;
 use crate::progress::{Json, Level, Lines, Reporter};
-use crate::settings::{InputSource, Output, Settings};
 
 /// The longest line read from any input (1 MiB): a longer one is an input
 /// error, so a file with no line breaks (`/dev/zero`) cannot fill memory.
@@ -164,20 +164,13 @@ pub struct Reading {
 }
 
 impl Reading {
-    /// Returns the reading for a run with `settings`, listing directories
-    /// with `client`.
-    pub fn new(settings: &Settings, http: &crate::fetch::Http) -> Reading {
-        Reading::with(
-            Lister::new(&http.client, &settings.plan, settings.stall),
-            settings.output,
-            settings.quiet,
-        )
-    }
-
-    fn with(lister: Lister, output: Output, quiet: bool) -> Reading {
-        let notes: Box<dyn Reporter> = match output {
-            Output::Json => Box::new(Json),
-            Output::Bars | Output::Lines => Box::new(Lines { quiet }),
+    /// Returns the reading that lists directories with `lister` and says
+    /// what it skipped as JSON events (`json`) or lines (unless `quiet`).
+    pub fn new(lister: Lister, json: bool, quiet: bool) -> Reading {
+        let notes: Box<dyn Reporter> = if json {
+            Box::new(Json)
+        } else {
+            Box::new(Lines { quiet })
         };
         Reading { lister, notes }
     }
