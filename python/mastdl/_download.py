@@ -319,7 +319,11 @@ class _Progress:
 
     def _make_bar(self, total: int) -> Any:
         try:
-            from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
+            with warnings.catch_warnings():
+                # In a notebook without ipywidgets tqdm.auto warns, then
+                # falls back to its text bar: the text bar is fine.
+                warnings.simplefilter("ignore")
+                from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
         except Exception:
             return None
         kwargs = dict(
@@ -417,6 +421,8 @@ def _interrupt(proc: "subprocess.Popen[Any]") -> None:
     if proc.poll() is not None:
         return
     if os.name == "nt":
+        # No SIGINT on Windows: Ctrl-Break to its process group ends it (the
+        # `.part` files stay; the manifest of this run may not be written).
         proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined,unused-ignore]
     else:
         proc.send_signal(signal.SIGINT)
@@ -453,6 +459,7 @@ def _run(
             try:
                 for line in stderr:
                     _handle_line(line, progress, errors)
+                code = proc.wait()
                 break
             except KeyboardInterrupt:
                 if interrupted:  # a second one: stop waiting
@@ -460,7 +467,6 @@ def _run(
                     raise
                 interrupted = True
                 _interrupt(proc)
-        code = proc.wait()
     finally:
         progress.close()
         if proc.poll() is None:
