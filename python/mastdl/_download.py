@@ -509,7 +509,7 @@ def _result_rows(
     rows: List[ResultRow] = []
     for uri in order:
         f = by_uri.get(uri)
-        if f is None:  # filtered out (extension, productType, mrp_only)
+        if f is None:  # filtered out (extension, productType, ...)
             continue
         local = os.path.join(base_dir, *str(f.get("path", "")).split("/"))
         status, message = f.get("status"), f.get("message")
@@ -565,6 +565,7 @@ def download_products(
     extension: Union[None, str, Sequence[str]] = None,
     productType: Union[None, str, Sequence[str]] = None,  # noqa: N803 (astroquery's name)
     mrp_only: bool = False,
+    calib_level: Union[None, int, Sequence[int]] = None,
     token: Optional[str] = None,
     jobs: Union[None, int, str] = None,
     update: bool = False,
@@ -603,6 +604,8 @@ def download_products(
         productType: keep only products of this type (or one of these),
             e.g. ``"SCIENCE"``.
         mrp_only: keep only "Minimum Recommended Products".
+        calib_level: keep only products of this calibration level (or one
+            of these), as astroquery's ``calib_level=`` filter.
         token: a MAST API token. Default: ``MAST_API_TOKEN``, then the token
             astroquery stored with ``Observations.login(store_token=True)``
             (read with ``keyring`` when it is installed). It reaches the
@@ -661,6 +664,9 @@ def download_products(
         args += ["--extension", ext]
     for ptype in _listify(productType):
         args += ["--product-type", ptype]
+    levels = [calib_level] if isinstance(calib_level, int) else list(calib_level or [])
+    for level in levels:
+        args += ["--calib-level", str(int(level))]
     if mrp_only:
         args.append("--mrp-only")
     if jobs is not None:

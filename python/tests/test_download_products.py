@@ -294,6 +294,11 @@ def test_filters_as_astroquerys(tmp_path: Path, archive: Archive) -> None:
         JWST_ASN.rsplit("/", 1)[1],
     ]
 
+    level2 = rows_of(
+        mastdl.download_products(products, tmp_path / "d", calib_level=2, base_url=archive.url)
+    )
+    assert [os.path.basename(r["Local Path"]) for r in level2] == [JWST_REL[-1], HST_REL[-1]]
+
     mrp = rows_of(
         mastdl.download_products(products, tmp_path / "c", mrp_only=True, base_url=archive.url)
     )
