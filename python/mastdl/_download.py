@@ -285,6 +285,11 @@ def _input_text(records: List[Dict[str, str]]) -> bytes:
 # --- progress ------------------------------------------------------------
 
 
+def _for_python(message: str) -> str:
+    """The executable's advice, in this function's terms."""
+    return message.replace("pass `--token`", "pass `token=`")
+
+
 def _clean(text: Any) -> str:
     """Text from the archive or a table, safe to print: no control characters."""
     return "".join(
@@ -363,7 +368,8 @@ class _Progress:
                 self.bar.set_postfix_str(post, refresh=False)
                 if status == "FAILED":
                     self._say(
-                        "ERROR    %s: %s" % (_clean(ev.get("path")), _clean(ev.get("message")))
+                        "ERROR    %s: %s"
+                        % (_clean(ev.get("path")), _clean(_for_python(str(ev.get("message")))))
                     )
             elif status != "SKIPPED" or ev.get("message"):
                 line = "%-8s %s" % (
@@ -373,12 +379,14 @@ class _Progress:
                 if status == "COMPLETE":
                     line += " (%s)" % _human(int(ev.get("bytes") or 0))
                 if ev.get("message"):
-                    line += ": " + _clean(ev.get("message"))
+                    line += ": " + _clean(_for_python(str(ev.get("message"))))
                 self._say(line)
         elif kind == "message":
             level = str(ev.get("level") or "info")
             if self.verbose or level in ("warn", "warning", "error"):
-                self._say("mastdl: %s: %s" % (_clean(level), _clean(ev.get("message"))))
+                self._say(
+                    "mastdl: %s: %s" % (_clean(level), _clean(_for_python(str(ev.get("message")))))
+                )
         elif kind == "summary":
             self.close()
             if self.verbose:
@@ -489,10 +497,10 @@ def _handle_line(line: str, progress: _Progress, errors: List[str]) -> None:
         errors.append(_clean(line))
         return
     if ev["event"] == "error":
-        errors.append(_clean(ev.get("message")))
+        errors.append(_clean(_for_python(str(ev.get("message")))))
         return
     if ev["event"] == "message" and ev.get("level") == "error":
-        errors.append(_clean(ev.get("message")))
+        errors.append(_clean(_for_python(str(ev.get("message")))))
     progress.event(ev)
 
 
@@ -529,7 +537,7 @@ def _result_rows(
             {
                 "Local Path": local,
                 "Status": row_status,
-                "Message": None if message is None else str(message),
+                "Message": None if message is None else _for_python(str(message)),
                 "URL": f.get("url"),
             }
         )
@@ -643,7 +651,10 @@ def download_products(
         ValueError, TypeError: products it cannot read.
     """
     secret = _resolve_token(token)
-    del token  # only the redacted wrapper stays in this frame
+    # Only the redacted wrapper stays in this frame (tracebacks that show
+    # locals, IPython's verbose mode); rebound, not deleted, so that
+    # debuggers and IPython still resolve the arguments.
+    token = None
     records = _records(products)
     _check_uris(records)
     if not records:

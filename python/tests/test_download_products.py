@@ -125,6 +125,7 @@ def test_failed_files_are_error_rows_and_raise_only_when_asked(
     rows = rows_of(mastdl.download_products([HST, IUE], tmp_path, base_url=archive.url))
     assert [r["Status"] for r in rows] == ["ERROR", "COMPLETE"]
     assert rows[0]["Message"]  # says why
+    assert "--token" not in rows[0]["Message"]  # in Python it is `token=`
     assert rows[0]["URL"] == url_of(archive, HST)
     assert not Path(rows[0]["Local Path"]).exists()
 
