@@ -146,7 +146,10 @@ def main():
     args = ap.parse_args()
 
     import mastdl
+    from astroquery import log
     from astroquery.mast import Observations
+
+    log.setLevel("WARNING")  # not one "Found cached file" line per file
 
     table, sizes = products()
     server, counter = serve(sizes, args.latency_ms / 1000)

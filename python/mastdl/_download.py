@@ -285,6 +285,11 @@ def _input_text(records: List[Dict[str, str]]) -> bytes:
 # --- progress ------------------------------------------------------------
 
 
+def _for_python(message: str) -> str:
+    """The executable's advice, in this function's terms."""
+    return message.replace("pass `--token`", "pass `token=`")
+
+
 def _clean(text: Any) -> str:
     """Text from the archive or a table, safe to print: no control characters."""
     return "".join(
@@ -319,7 +324,11 @@ class _Progress:
 
     def _make_bar(self, total: int) -> Any:
         try:
-            from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
+            with warnings.catch_warnings():
+                # In a notebook without ipywidgets tqdm.auto warns, then
+                # falls back to its text bar: the text bar is fine.
+                warnings.simplefilter("ignore")
+                from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
         except Exception:
             return None
         kwargs = dict(
@@ -359,7 +368,8 @@ class _Progress:
                 self.bar.set_postfix_str(post, refresh=False)
                 if status == "FAILED":
                     self._say(
-                        "ERROR    %s: %s" % (_clean(ev.get("path")), _clean(ev.get("message")))
+                        "ERROR    %s: %s"
+                        % (_clean(ev.get("path")), _clean(_for_python(str(ev.get("message")))))
                     )
             elif status != "SKIPPED" or ev.get("message"):
                 line = "%-8s %s" % (
@@ -369,12 +379,14 @@ class _Progress:
                 if status == "COMPLETE":
                     line += " (%s)" % _human(int(ev.get("bytes") or 0))
                 if ev.get("message"):
-                    line += ": " + _clean(ev.get("message"))
+                    line += ": " + _clean(_for_python(str(ev.get("message"))))
                 self._say(line)
         elif kind == "message":
             level = str(ev.get("level") or "info")
             if self.verbose or level in ("warn", "warning", "error"):
-                self._say("mastdl: %s: %s" % (_clean(level), _clean(ev.get("message"))))
+                self._say(
+                    "mastdl: %s: %s" % (_clean(level), _clean(_for_python(str(ev.get("message")))))
+                )
         elif kind == "summary":
             self.close()
             if self.verbose:
@@ -417,6 +429,8 @@ def _interrupt(proc: "subprocess.Popen[Any]") -> None:
     if proc.poll() is not None:
         return
     if os.name == "nt":
+        # No SIGINT on Windows: Ctrl-Break to its process group ends it (the
+        # `.part` files stay; the manifest of this run may not be written).
         proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined,unused-ignore]
     else:
         proc.send_signal(signal.SIGINT)
@@ -453,6 +467,7 @@ def _run(
             try:
                 for line in stderr:
                     _handle_line(line, progress, errors)
+                code = proc.wait()
                 break
             except KeyboardInterrupt:
                 if interrupted:  # a second one: stop waiting
@@ -460,7 +475,6 @@ def _run(
                     raise
                 interrupted = True
                 _interrupt(proc)
-        code = proc.wait()
     finally:
         progress.close()
         if proc.poll() is None:
@@ -483,10 +497,10 @@ def _handle_line(line: str, progress: _Progress, errors: List[str]) -> None:
         errors.append(_clean(line))
         return
     if ev["event"] == "error":
-        errors.append(_clean(ev.get("message")))
+        errors.append(_clean(_for_python(str(ev.get("message")))))
         return
     if ev["event"] == "message" and ev.get("level") == "error":
-        errors.append(_clean(ev.get("message")))
+        errors.append(_clean(_for_python(str(ev.get("message")))))
     progress.event(ev)
 
 
@@ -503,7 +517,7 @@ def _result_rows(
     rows: List[ResultRow] = []
     for uri in order:
         f = by_uri.get(uri)
-        if f is None:  # filtered out (extension, productType, mrp_only)
+        if f is None:  # filtered out (extension, productType, ...)
             continue
         local = os.path.join(base_dir, *str(f.get("path", "")).split("/"))
         status, message = f.get("status"), f.get("message")
@@ -523,7 +537,7 @@ def _result_rows(
             {
                 "Local Path": local,
                 "Status": row_status,
-                "Message": None if message is None else str(message),
+                "Message": None if message is None else _for_python(str(message)),
                 "URL": f.get("url"),
             }
         )
@@ -559,6 +573,7 @@ def download_products(
     extension: Union[None, str, Sequence[str]] = None,
     productType: Union[None, str, Sequence[str]] = None,  # noqa: N803 (astroquery's name)
     mrp_only: bool = False,
+    calib_level: Union[None, int, Sequence[int]] = None,
     token: Optional[str] = None,
     jobs: Union[None, int, str] = None,
     update: bool = False,
@@ -597,6 +612,8 @@ def download_products(
         productType: keep only products of this type (or one of these),
             e.g. ``"SCIENCE"``.
         mrp_only: keep only "Minimum Recommended Products".
+        calib_level: keep only products of this calibration level (or one
+            of these), as astroquery's ``calib_level=`` filter.
         token: a MAST API token. Default: ``MAST_API_TOKEN``, then the token
             astroquery stored with ``Observations.login(store_token=True)``
             (read with ``keyring`` when it is installed). It reaches the
@@ -634,7 +651,10 @@ def download_products(
         ValueError, TypeError: products it cannot read.
     """
     secret = _resolve_token(token)
-    del token  # only the redacted wrapper stays in this frame
+    # Only the redacted wrapper stays in this frame (tracebacks that show
+    # locals, IPython's verbose mode); rebound, not deleted, so that
+    # debuggers and IPython still resolve the arguments.
+    token = None
     records = _records(products)
     _check_uris(records)
     if not records:
@@ -655,6 +675,9 @@ def download_products(
         args += ["--extension", ext]
     for ptype in _listify(productType):
         args += ["--product-type", ptype]
+    levels = [calib_level] if isinstance(calib_level, int) else list(calib_level or [])
+    for level in levels:
+        args += ["--calib-level", str(int(level))]
     if mrp_only:
         args.append("--mrp-only")
     if jobs is not None:

@@ -125,6 +125,7 @@ def test_failed_files_are_error_rows_and_raise_only_when_asked(
     rows = rows_of(mastdl.download_products([HST, IUE], tmp_path, base_url=archive.url))
     assert [r["Status"] for r in rows] == ["ERROR", "COMPLETE"]
     assert rows[0]["Message"]  # says why
+    assert "--token" not in rows[0]["Message"]  # in Python it is `token=`
     assert rows[0]["URL"] == url_of(archive, HST)
     assert not Path(rows[0]["Local Path"]).exists()
 
@@ -293,6 +294,11 @@ def test_filters_as_astroquerys(tmp_path: Path, archive: Archive) -> None:
         JWST_I2D.rsplit("/", 1)[1],
         JWST_ASN.rsplit("/", 1)[1],
     ]
+
+    level2 = rows_of(
+        mastdl.download_products(products, tmp_path / "d", calib_level=2, base_url=archive.url)
+    )
+    assert [os.path.basename(r["Local Path"]) for r in level2] == [JWST_REL[-1], HST_REL[-1]]
 
     mrp = rows_of(
         mastdl.download_products(products, tmp_path / "c", mrp_only=True, base_url=archive.url)
