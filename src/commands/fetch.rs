@@ -45,12 +45,6 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     let started_at = manifest::now_rfc3339();
     let cancel = CancellationToken::new();
     let signalled = on_signals(&cancel);
-    let user = match &settings.token {
-        Some(t) => auth::whoami(&http, &settings.plan.base, t, reporter.as_ref(), &cancel)
-            .await
-            .label(),
-        None => "anonymous".to_string(),
-    };
     let ctx = Arc::new(Ctx {
         http,
         dest,
@@ -66,6 +60,21 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         limiter: RateLimiter::from_rate(settings.limit_rate),
     });
     let (decided, todo) = classify(&jobs, &ctx.dest, &settings, &not_in_cloud);
+    // Who the token belongs to, asked only when something will be asked of
+    // the archive at all: a re-run of a complete pull makes no request.
+    let user = match (&settings.token, todo.is_empty()) {
+        (None, _) => "anonymous".to_string(),
+        (Some(_), true) => "not asked (nothing to download)".to_string(),
+        (Some(t), false) => auth::whoami(
+            &ctx.http,
+            &settings.plan.base,
+            t,
+            reporter.as_ref(),
+            &cancel,
+        )
+        .await
+        .label(),
+    };
     reporter.planned(jobs.len(), todo.len());
     for o in decided.iter().flatten() {
         reporter.finished(None, &o.row, Duration::ZERO);

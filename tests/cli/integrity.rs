@@ -588,3 +588,28 @@ fn limit_rate_parses_curl_syntax_and_delivers_every_byte() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(std::fs::read(e.dest().join(A_PATH)).unwrap(), body);
 }
+
+/// A re-run of a complete pull asks the archive nothing, `/whoami`
+/// included, also with a token.
+#[test]
+fn a_complete_rerun_with_a_token_makes_no_request() {
+    let m = archive_with(&[(A, Product::new(bytes(91, 2_000)))]);
+    let e = Env::new();
+    let list = e.write("uris.txt", A);
+    for run in 0..2 {
+        m.reset_log();
+        let mut c = e.cmd();
+        c.args(["fetch", "--base-url", &m.base, "-d"])
+            .arg(e.dest())
+            .arg(&list)
+            .env("MAST_API_TOKEN", TOKEN);
+        let r = Run::from(c.output().unwrap());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let asked = m.seen().len();
+        if run == 0 {
+            assert_eq!(asked, 2, "whoami and the file: {:?}", m.seen());
+        } else {
+            assert_eq!(asked, 0, "{:?}", m.seen());
+        }
+    }
+}
