@@ -1,7 +1,7 @@
 //! The command line as the user typed it: clap derive, validated, no I/O.
 //! Nothing past [`crate::settings`] sees these types.
 
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -99,9 +99,9 @@ pub struct FetchArgs {
     #[arg(short = 't', long, value_name = "TOKEN", hide_default_value = true)]
     pub token: Option<String>,
 
-    /// Concurrent transfers.
-    #[arg(short = 'j', long, value_name = "N", default_value = "4")]
-    pub jobs: NonZeroUsize,
+    /// Concurrent transfers: a number (at most N connections to a host) or `auto` (start at 4, grow with throughput to 16).
+    #[arg(short = 'j', long, value_name = "N|auto", default_value = "auto")]
+    pub jobs: crate::budget::Jobs,
 
     /// Run-wide cap in bytes per second, curl's syntax (`500k`, `20M`, `1G`), shared by all transfers.
     #[arg(long, value_name = "RATE", value_parser = crate::rate::parse_rate)]

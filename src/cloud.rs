@@ -233,10 +233,7 @@ async fn lookup_with(
             break;
         };
         let (chunk, reply) = joined.map_err(|e| anyhow!("A `path_lookup` task failed: {e}"))?;
-        let reply = reply.map_err(|e| match token {
-            Some(t) => anyhow!(t.scrub(&e.to_string())),
-            None => e,
-        })?;
+        let reply = reply.map_err(|e| anyhow!(crate::token::scrub(&e.to_string()).into_owned()))?;
         for uri in chunk {
             let key = path_of(&reply, &uri).and_then(object_key);
             out.insert(uri, key);

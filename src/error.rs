@@ -45,6 +45,8 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 
 /// Returns the start of a server's body on one line (200 characters), for messages.
 pub fn excerpt(text: &str) -> String {
+    // Secrets go before the cut, or a cut one would survive in part.
+    let text = crate::token::scrub(text);
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match one_line.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &one_line[..i]),
@@ -92,6 +94,10 @@ pub enum FetchError {
     /// The local disk failed.
     #[error("cannot write `{}`: {source}", path.display())]
     Disk { path: PathBuf, source: io::Error },
+    /// A body of unknown length ended with the connection: a cut cannot be
+    /// told from the end.
+    #[error("the server sent no length and closed the connection: the end of the file cannot be told from a cut, so it is not saved")]
+    NoLength,
     /// A body read whole was larger than mastdl accepts.
     #[error("the server's answer is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::auth::{Auth, TOKEN_HELP};
+use crate::budget::Budget;
 use crate::dest::{Dest, StateRecord};
 use crate::error::FetchError;
 use crate::fetch::{self, Done, Http, Transfer};
@@ -25,7 +26,7 @@ use crate::manifest::{FileRecord, Status, Timing};
 use crate::plan::{Job, Source};
 use crate::progress::{Level, Reporter};
 use crate::rate::RateLimiter;
-use crate::retry::{self, Failed, Policy, Throttle};
+use crate::retry::{self, Failed, Policy};
 use crate::settings::Cloud;
 use crate::token::Token;
 
@@ -42,13 +43,16 @@ pub struct Ctx {
     pub dest: Dest,
     pub auth: Auth,
     pub reporter: Arc<dyn Reporter>,
-    pub throttle: Throttle,
+    /// The connection budget (`-j`).
+    pub budget: Budget,
     pub policy: Policy,
     pub cancel: CancellationToken,
     /// When the run started (the timeline's zero).
     pub origin: Instant,
     /// Body bytes received by the whole run.
     pub received: AtomicU64,
+    /// Files finished (any status) by the whole run.
+    pub finished: std::sync::atomic::AtomicUsize,
     /// `--cloud` / `--cloud-only`.
     pub cloud: Cloud,
     /// The run-wide bound on connections to the bucket.
@@ -180,7 +184,7 @@ fn on_retry(ctx: &Ctx, id: usize, job: &Job, err: &FetchError, n: u32, delay: Du
             Level::Warn,
             &format!(
                 "the archive asks to slow down (HTTP 429): {} transfer(s) at once for a while",
-                ctx.throttle.current()
+                ctx.budget.current()
             ),
         );
     }
@@ -202,7 +206,7 @@ async fn update_one(
     let head = retry::run(
         &ctx.policy,
         &ctx.cancel,
-        Some(&ctx.throttle),
+        Some(&ctx.budget),
         |_| fetch::head(&ctx.http, &job.url, token.as_ref()),
         |e, n, d| on_retry(ctx, id, job, e, n, d),
     )
@@ -239,10 +243,21 @@ async fn update_one(
     if let Some(why) = fetch::changed(&head, size, etag, modified) {
         return fetch_one(ctx, id, job, Some(&format!("updated: {why}"))).await;
     }
-    let unrecorded = record
-        .as_ref()
-        .is_none_or(|r| r.source != job.source || (r.etag.is_none() && r.last_modified.is_none()));
-    if unrecorded {
+    // What the record says of the bytes on disk: nothing when there is no
+    // record from this source, or when it has no validator while the source
+    // now gives one.
+    let known = record.as_ref().is_some_and(|r| r.source == job.source);
+    let source_has = head.etag.is_some() || head.last_modified.is_some();
+    let unrecorded = !known || (etag.is_none() && modified.is_none() && source_has);
+    if unrecorded && !older_than_file(&head, &local(ctx.dest.root(), &job.rel)) {
+        // Nothing says which version is on disk (fetched by another tool,
+        // or its record lost): only a source dated before the file was
+        // written proves it current; otherwise fetch it again.
+        let note =
+            "updated: no record of the version on disk, and the source is not older than the file";
+        return fetch_one(ctx, id, job, Some(note)).await;
+    }
+    if unrecorded || (etag.is_none() && modified.is_none()) {
         // Nothing was recorded to compare with: remember the source's
         // validators now, so the next --update can.
         let _ = ctx.dest.record(&StateRecord {
@@ -261,6 +276,22 @@ async fn update_one(
             ..Facts::plain(Status::Skipped, size)
         },
     ))
+}
+
+/// Returns true if and only if the source's Last-Modified is before the
+/// local file's modification time (so the file holds that version or a
+/// later one).
+fn older_than_file(head: &fetch::Head, path: &Path) -> bool {
+    let Some(source) = head
+        .last_modified
+        .as_deref()
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+    else {
+        return false;
+    };
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|file| source <= file)
 }
 
 /// Where a job is being fetched from now.
@@ -287,7 +318,7 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, note: Option<&str>) -> Outco
         let tried = retry::run(
             &ctx.policy,
             &ctx.cancel,
-            Some(&ctx.throttle),
+            Some(&ctx.budget),
             |_| attempt(ctx, id, job, &path, &from),
             |e, n, d| on_retry(ctx, id, job, e, n, d),
         )
@@ -349,6 +380,8 @@ async fn attempt(
     let transfer = Transfer {
         url: &from.url,
         path,
+        root: ctx.dest.root(),
+        budget: Some(&ctx.budget),
         token: from.token.as_ref(),
         expect_size: job.size,
         md5_from_etag: from.source == Source::Cloud,
@@ -370,6 +403,11 @@ async fn attempt(
             .map_err(|_| FetchError::Interrupted)?;
         fetch::head(&ctx.http, &from.url, None).await?
     };
+    if let (Some(expected), Some(got)) = (job.size, head.size) {
+        if expected != got {
+            return Err(FetchError::SizeMismatch { expected, got });
+        }
+    }
     match (head.size, head.etag.as_deref()) {
         (Some(size), Some(etag)) if size > fetch::RANGED_MIN && !etag.is_empty() => {
             fetch::download_ranged(&ctx.http, transfer, size, etag, &ctx.bucket).await
@@ -395,7 +433,7 @@ fn complete(
     note: Option<&str>,
 ) -> Outcome {
     ctx.received.fetch_add(done.received, Ordering::Relaxed);
-    ctx.throttle.success();
+    ctx.budget.success();
     let _ = ctx.dest.record(&StateRecord {
         path: job.rel.clone(),
         uri: job.uri.clone(),

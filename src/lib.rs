@@ -11,6 +11,7 @@
 //! resolved once from [`cli`]; [`auth`] and [`token`] hold who the run is.
 
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod cloud;
 pub mod commands;

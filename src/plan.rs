@@ -321,6 +321,14 @@ fn reserved(rel: &str) -> Option<&'static str> {
     if !lower.contains('/') && manifest {
         return Some("the name of mastdl's own manifest");
     }
+    let hashed = last
+        .rsplit_once('~')
+        .is_some_and(|(_, h)| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if hashed {
+        return Some(
+            "a name of the shape mastdl gives the `.part` of a long name (`~` and 16 hex digits)",
+        );
+    }
     if last.ends_with(".part") || last.ends_with(".part.meta") || last.ends_with(".part.ranges") {
         return Some("a name mastdl uses for files being downloaded");
     }

@@ -9,17 +9,15 @@
 //! error pages fail at once. Waits grow exponentially with full jitter,
 //! capped; a `Retry-After` from the server wins, within [`MAX_RETRY_AFTER`].
 //! [`run`] is the loop every caller uses: archive downloads and `--update`
-//! HEADs, bucket lookups and searches. [`Throttle`] lowers the whole run's
-//! concurrency after a 429 and raises it again after successes.
+//! HEADs, bucket lookups and searches; it tells the run's
+//! [`Budget`] when the server pushes back.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{Budget, Pushback};
 use crate::error::FetchError;
 
 /// Retries per file unless `--retries` says otherwise.
@@ -56,10 +54,9 @@ pub trait Classify: std::fmt::Display {
     fn interrupted() -> Self
     where
         Self: Sized;
-    /// Returns true if and only if the server asked the client to slow
-    /// down (HTTP 429).
-    fn slow_down(&self) -> bool {
-        false
+    /// Returns how this error says the server or the path is pushing back.
+    fn pushback(&self) -> Option<Pushback> {
+        None
     }
 }
 
@@ -92,12 +89,20 @@ impl Classify for FetchError {
             | FetchError::Redirect(_)
             | FetchError::Disk { .. }
             | FetchError::BodyTooLarge { .. }
+            | FetchError::NoLength
             | FetchError::Interrupted => Verdict::Stop,
         }
     }
 
-    fn slow_down(&self) -> bool {
-        self.status() == Some(429)
+    fn pushback(&self) -> Option<Pushback> {
+        match self {
+            FetchError::Status { status: 429, .. } => Some(Pushback::SlowDown),
+            FetchError::Status { status: 503, .. }
+            | FetchError::Stall(_)
+            | FetchError::Truncated { .. }
+            | FetchError::Network { fatal: false, .. } => Some(Pushback::Strain),
+            _ => None,
+        }
     }
 
     fn interrupted() -> FetchError {
@@ -239,12 +244,13 @@ impl<E: std::fmt::Display> Failed<E> {
 /// Runs `op` (given the attempt number, 1-based) until it succeeds, fails
 /// for good, its retries run out or `cancel` fires; between attempts it
 /// waits the backoff (or the server's `Retry-After`), calling `on_retry`
-/// with the error, the retry number and the wait first. On a 429 the
-/// `throttle` (when given) slows the whole run down.
+/// with the error, the retry number and the wait first. When the server
+/// pushes back (429; with `-j auto` also 503, resets, stalls) the `budget`
+/// (when given) lowers the whole run's concurrency.
 pub async fn run<T, E, F, Fut>(
     policy: &Policy,
     cancel: &CancellationToken,
-    throttle: Option<&Throttle>,
+    budget: Option<&Budget>,
     mut op: F,
     mut on_retry: impl FnMut(&E, u32, Duration),
 ) -> Result<(T, u32), Failed<E>>
@@ -277,8 +283,8 @@ where
             }
         };
         retries += 1;
-        if let (true, Some(t)) = (error.slow_down(), throttle) {
-            t.slow_down();
+        if let (Some(kind), Some(b)) = (error.pushback(), budget) {
+            b.push_back(kind);
         }
         let delay = policy
             .backoff
@@ -374,87 +380,6 @@ pub fn after_attempts(attempts: u32) -> String {
     }
 }
 
-/// The run-wide limit on concurrent transfers, lowered on 429 Too Many
-/// Requests and restored one step per [`RECOVER_AFTER`] successes.
-#[derive(Debug)]
-pub struct Throttle {
-    sem: Arc<Semaphore>,
-    max: usize,
-    current: AtomicUsize,
-    debt: AtomicUsize,
-    successes: AtomicUsize,
-}
-
-/// Successes after which a throttled run gets one more slot back.
-pub const RECOVER_AFTER: usize = 8;
-
-impl Throttle {
-    /// Returns a throttle allowing `max` transfers at once.
-    pub fn new(max: usize) -> Throttle {
-        let max = max.max(1);
-        Throttle {
-            sem: Arc::new(Semaphore::new(max)),
-            max,
-            current: AtomicUsize::new(max),
-            debt: AtomicUsize::new(0),
-            successes: AtomicUsize::new(0),
-        }
-    }
-
-    /// Waits for a slot.
-    pub async fn acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.sem.clone().acquire_owned().await.ok()
-    }
-
-    /// Returns the number of transfers now allowed at once.
-    pub fn current(&self) -> usize {
-        self.current.load(Ordering::Relaxed)
-    }
-
-    /// Halves the allowed concurrency (never below one). Returns the new limit.
-    pub fn slow_down(&self) -> usize {
-        let cur = self.current.load(Ordering::Relaxed);
-        let target = (cur / 2).max(1);
-        let drop = cur - target;
-        if drop > 0 {
-            self.current.store(target, Ordering::Relaxed);
-            self.successes.store(0, Ordering::Relaxed);
-            let got = self.sem.forget_permits(drop);
-            self.debt.fetch_add(drop - got, Ordering::Relaxed);
-        }
-        target
-    }
-
-    /// Hands a permit back: forgotten if a slow-down is still owed.
-    pub fn release(&self, permit: tokio::sync::OwnedSemaphorePermit) {
-        let owed = self.debt.load(Ordering::Relaxed);
-        if owed > 0
-            && self
-                .debt
-                .compare_exchange(owed, owed - 1, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            permit.forget();
-        }
-    }
-
-    /// Counts a success; every [`RECOVER_AFTER`] of them restore one slot.
-    pub fn success(&self) {
-        if self.current.load(Ordering::Relaxed) >= self.max {
-            return;
-        }
-        if self.successes.fetch_add(1, Ordering::Relaxed) + 1 >= RECOVER_AFTER {
-            self.successes.store(0, Ordering::Relaxed);
-            if self.debt.load(Ordering::Relaxed) > 0 {
-                self.debt.fetch_sub(1, Ordering::Relaxed);
-            } else {
-                self.sem.add_permits(1);
-            }
-            self.current.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,26 +461,5 @@ mod tests {
         assert_eq!(r.unwrap(), 7);
         assert_eq!(after_attempts(1), "");
         assert_eq!(after_attempts(2), " (after 2 attempts)");
-    }
-
-    #[tokio::test]
-    async fn throttle_halves_and_recovers() {
-        let t = Throttle::new(4);
-        assert_eq!(t.slow_down(), 2);
-        assert_eq!(t.sem.available_permits(), 2);
-        assert_eq!(t.slow_down(), 1);
-        assert_eq!(t.slow_down(), 1);
-        for _ in 0..RECOVER_AFTER {
-            t.success();
-        }
-        assert_eq!(t.current(), 2);
-        assert_eq!(t.sem.available_permits(), 2);
-        // A slow-down while every slot is taken is paid back by released permits.
-        let a = t.acquire().await.unwrap();
-        let b = t.acquire().await.unwrap();
-        assert_eq!(t.slow_down(), 1);
-        t.release(a);
-        t.release(b);
-        assert_eq!(t.sem.available_permits(), 1);
     }
 }

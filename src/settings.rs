@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::budget::Jobs;
 use crate::cli::{CriteriaArgs, FetchArgs, LogFormat, ProgressMode, QueryArgs};
 use crate::error::UsageError;
 pub use crate::input::InputSource;
@@ -48,7 +49,7 @@ pub struct Settings {
     pub token: Option<Token>,
     /// True if and only if a prompt may ask for a token (stdin is a terminal).
     pub interactive: bool,
-    pub jobs: usize,
+    pub jobs: Jobs,
     /// `--limit-rate`: bytes per second for the whole run.
     pub limit_rate: Option<u64>,
     pub retries: u32,
@@ -130,7 +131,7 @@ impl Settings {
             dest: args.dest,
             token: resolve_token(args.token.as_deref())?,
             interactive: std::io::stdin().is_terminal(),
-            jobs: args.jobs.get(),
+            jobs: args.jobs,
             limit_rate: args.limit_rate,
             retries: args.retries,
             stall: Duration::from_secs(args.timeout.get()),

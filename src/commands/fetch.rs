@@ -2,7 +2,7 @@
 //! manifests.
 //!
 //! One HTTP client for the whole run; at most `--jobs` transfers at once
-//! (fewer after a 429, see [`Throttle`]); each file's outcome is collected,
+//! (`-j N`, or `auto`: see [`Budget`]); each file's outcome is collected,
 //! never `?`-propagated, so one bad file never stops the others. SIGINT and
 //! SIGTERM cancel the run: running transfers stop, `.part` files stay, the
 //! manifest is written, and a second signal exits at once.
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{plan_jobs, point_at_bucket, reporter, run_http};
 use crate::auth::{self, Auth};
+use crate::budget::{Budget, Jobs};
 use crate::dest::{Dest, StateRecord};
 use crate::error::Exit;
 use crate::job::{self, local, row, Ctx, Facts, Outcome, Task, CUT_SHORT, NOT_STARTED};
@@ -28,7 +29,7 @@ use crate::manifest::{self, Bar, HtmlContext, Manifest, Status};
 use crate::plan::Job;
 use crate::progress::{Level, Reporter, Summary};
 use crate::rate::RateLimiter;
-use crate::retry::{Policy, Throttle};
+use crate::retry::Policy;
 use crate::settings::Settings;
 
 /// The most connections to the bucket at once (S3 serves each at its own speed).
@@ -50,11 +51,12 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         dest,
         auth: Auth::new(settings.token.clone(), settings.interactive),
         reporter: reporter.clone(),
-        throttle: Throttle::new(settings.jobs),
+        budget: Budget::new(settings.jobs),
         policy: Policy::new(settings.retries),
         cancel: cancel.clone(),
         origin: Instant::now(),
         received: AtomicU64::new(0),
+        finished: std::sync::atomic::AtomicUsize::new(0),
         cloud: settings.cloud,
         bucket: Semaphore::new(BUCKET_CONNECTIONS),
         limiter: RateLimiter::from_rate(settings.limit_rate),
@@ -100,16 +102,16 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
 
 /// Lowers `--jobs` to what the open-file limit allows, saying so.
 fn fit_jobs(settings: &mut Settings, reporter: &dyn Reporter) {
-    let fit = crate::dest::fit_open_files(settings.jobs);
-    if fit < settings.jobs {
+    let wanted = settings.jobs.ceiling();
+    let fit = crate::dest::fit_open_files(wanted);
+    if fit < wanted {
         reporter.message(
             Level::Warn,
             &format!(
-                "`-j {}` needs more open files than this process may have (`ulimit -n`): running {fit} transfers at once",
-                settings.jobs
+                "`-j` needs up to {wanted} open connections, more than this process may have (`ulimit -n`): running {fit} transfers at once"
             ),
         );
-        settings.jobs = fit;
+        settings.jobs = Jobs::Fixed(fit);
     }
 }
 
@@ -204,9 +206,19 @@ async fn run_all(
     todo: Vec<(usize, Task)>,
 ) -> Vec<Option<Outcome>> {
     let mut set: JoinSet<(usize, Outcome)> = JoinSet::new();
+    let ticker = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            loop {
+                tokio::time::sleep(crate::budget::TICK).await;
+                let bytes = ctx.received.load(Ordering::Relaxed);
+                ctx.budget.tick(bytes, ctx.finished.load(Ordering::Relaxed));
+            }
+        }
+    });
     for (i, task) in todo {
         let permit = tokio::select! {
-            p = ctx.throttle.acquire() => p,
+            p = ctx.budget.acquire() => p,
             _ = ctx.cancel.cancelled() => None,
         };
         let Some(permit) = permit else {
@@ -221,7 +233,8 @@ async fn run_all(
         set.spawn(async move {
             let t0 = Instant::now();
             let out = job::run(&ctx, i, &jobs[i], task).await;
-            ctx.throttle.release(permit);
+            ctx.budget.release(permit);
+            ctx.finished.fetch_add(1, Ordering::Relaxed);
             ctx.reporter.finished(Some(i), &out.row, t0.elapsed());
             (i, out)
         });
@@ -234,6 +247,7 @@ async fn run_all(
             outcomes[i] = Some(out);
         }
     }
+    ticker.abort();
     outcomes
 }
 

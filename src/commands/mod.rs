@@ -121,7 +121,7 @@ pub fn run_http(settings: &Settings) -> anyhow::Result<Http> {
         &ClientOptions {
             stall: settings.stall,
             cacert: settings.cacert.as_deref(),
-            pool_per_host: settings.jobs,
+            pool_per_host: settings.jobs.ceiling(),
         },
     )
 }

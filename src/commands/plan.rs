@@ -14,7 +14,8 @@ use crate::settings::{Cloud, Settings};
 
 /// Writes one plan line.
 fn line(out: &mut impl Write, j: &Job) -> io::Result<()> {
-    writeln!(out, "{}\t{}\t{}", j.uri, j.url, j.rel)
+    let url = crate::layout::redact_url(&j.url);
+    writeln!(out, "{}\t{url}\t{}", j.uri, j.rel)
 }
 
 /// Runs `plan`. A closed stdout (`| head`) ends the output quietly (the

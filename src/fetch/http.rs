@@ -379,7 +379,9 @@ pub async fn status_error(mut resp: Response, stall: Duration) -> FetchError {
 /// Returns the first meaningful line of an error body, tags stripped,
 /// control characters dropped and secrets scrubbed.
 pub fn first_line(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    // Secrets go before the cut, or a cut one would survive in part.
+    let lossy = String::from_utf8_lossy(body);
+    let text = crate::token::scrub(&lossy);
     let mut out = String::new();
     let mut in_tag = false;
     for c in text.chars() {
@@ -399,7 +401,7 @@ pub fn first_line(body: &[u8]) -> String {
         .find(|l| !l.is_empty())
         .map(|l| l.chars().take(200).filter(|c| !c.is_control()).collect())
         .unwrap_or_else(|| "(empty body)".to_string());
-    crate::token::scrub(&line).into_owned()
+    line
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@
 pub mod http;
 pub mod part;
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use md5::{Digest, Md5};
@@ -47,6 +47,8 @@ pub struct Transfer<'a> {
     pub url: &'a Url,
     /// The final path.
     pub path: &'a Path,
+    /// DEST (`path` is `root` joined with `label`).
+    pub root: &'a Path,
     /// The token, when this source may see it.
     pub token: Option<&'a Token>,
     /// The size the input promised.
@@ -60,6 +62,8 @@ pub struct Transfer<'a> {
     pub resume: bool,
     /// The name shown in progress and logs (the path below DEST).
     pub label: &'a str,
+    /// The run's connection budget: extra slots for ranges, HTTP/2 seen.
+    pub budget: Option<&'a crate::budget::Budget>,
     /// The run-wide `--limit-rate` (unlimited when not set).
     pub limiter: &'a crate::rate::RateLimiter,
     /// The progress sink and this transfer's id there.
@@ -217,8 +221,17 @@ fn resumable(part: &Part) -> Option<(u64, Meta)> {
     let have = part.file_len();
     let meta = part.load();
     match (have, meta) {
+        // Only a strong ETag or a date can be sent as `If-Range` and
+        // checked on the answer (RFC 9110 §13.1.5): without one, the bytes
+        // cannot be joined safely to later ones.
         (Some(have), Some(meta))
-            if have > 0 && meta.ranged.is_none() && meta.total.is_none_or(|t| have < t) =>
+            if have > 0
+                && meta.ranged.is_none()
+                && meta
+                    .validator
+                    .as_ref()
+                    .is_some_and(|v| v.if_range().is_some())
+                && meta.total.is_none_or(|t| have < t) =>
         {
             Some((have, meta))
         }
@@ -260,10 +273,10 @@ fn check_resumed(
             crate::layout::escape(raw)
         )));
     }
-    let same = match &meta.validator {
-        Some(v) => v.matches(etag, last_modified),
-        None => etag.is_none() && last_modified.is_none(),
-    };
+    let same = meta
+        .validator
+        .as_ref()
+        .is_some_and(|v| v.matches(etag, last_modified));
     if !same {
         return Err(FetchError::RangeMismatch(
             "the file changed on the server since its first bytes arrived (ETag or Last-Modified differ); restarting from zero".into(),
@@ -362,6 +375,17 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         },
         (false, _) => (0, response.content_length()),
     };
+    if response.version() == reqwest::Version::HTTP_2 {
+        if let Some(b) = t.budget {
+            b.saw_http2();
+        }
+    }
+    let chunked = header_str(&h, header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if total.is_none() && !chunked && response.version() < reqwest::Version::HTTP_2 {
+        // Close-delimited: a cut connection looks just like the end.
+        return Err(FetchError::NoLength);
+    }
     if let (Some(len), Some(total)) = (response.content_length(), total) {
         if offset + len != total {
             return Err(FetchError::RangeMismatch(format!(
@@ -385,9 +409,7 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
     }
     t.reporter.started(t.id, t.label, total, offset);
 
-    if let Some(dir) = t.path.parent() {
-        fs::create_dir_all(dir).map_err(|e| FetchError::disk(dir, e))?;
-    }
+    make_dirs(&t)?;
     let meta = Meta {
         validator: Validator::of(etag.as_deref(), last_modified.as_deref()),
         total,
@@ -412,7 +434,7 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
     }
     let mut hasher = expect_md5.as_ref().map(|_| Md5::new());
     if let (Some(hs), true) = (hasher.take(), offset > 0) {
-        hasher = Some(hash_file(part.path.clone(), hs).await?);
+        hasher = Some(hash_file(&part, hs).await?);
     }
     let streamed = stream_body(
         &mut response,
@@ -608,9 +630,7 @@ pub async fn download_ranged(
 ) -> Result<Done, FetchError> {
     use futures_util::stream::{self, StreamExt, TryStreamExt};
     let part = Part::of(t.path);
-    if let Some(dir) = t.path.parent() {
-        fs::create_dir_all(dir).map_err(|e| FetchError::disk(dir, e))?;
-    }
+    make_dirs(&t)?;
     let done = finished_ranges(&part, size, etag);
     let meta = std::sync::Mutex::new(Meta {
         validator: Some(Validator::Etag(etag.to_string())),
@@ -762,12 +782,19 @@ async fn fetch_range(
     Ok(got)
 }
 
-/// Hashes the bytes already in a file into `hasher`, off the runtime's
-/// workers.
-async fn hash_file(path: PathBuf, mut hasher: Md5) -> Result<Md5, FetchError> {
-    let p = path.clone();
+/// Creates the folders of a transfer's path below DEST, none a symlink.
+fn make_dirs(t: &Transfer<'_>) -> Result<(), FetchError> {
+    let rel_dir = t.label.rsplit_once('/').map_or("", |(d, _)| d);
+    part::create_dirs(t.root, rel_dir).map_err(|e| FetchError::disk(t.path, e))
+}
+
+/// Hashes the bytes already in a `.part` into `hasher`, off the runtime's
+/// workers (never through a symlink).
+async fn hash_file(part: &Part, mut hasher: Md5) -> Result<Md5, FetchError> {
+    let path = part.path.clone();
+    let p = part.clone();
     tokio::task::spawn_blocking(move || -> io::Result<Md5> {
-        let mut f = File::open(&p)?;
+        let mut f = p.open_read()?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = f.read(&mut buf)?;
@@ -795,7 +822,7 @@ async fn finish(
     if let Some(expected) = expect_md5 {
         let h = match hasher {
             Some(h) => h,
-            None => hash_file(part.path.clone(), Md5::new()).await?,
+            None => hash_file(part, Md5::new()).await?,
         };
         let got = hex(&h.finalize());
         if !got.eq_ignore_ascii_case(expected) {

@@ -158,22 +158,43 @@ impl Part {
     /// Never follows a symlink: one planted there is removed first.
     pub fn open(&self, truncate: bool) -> io::Result<File> {
         if let Ok(m) = fs::symlink_metadata(&self.path) {
-            if !m.file_type().is_file() {
+            if truncate || !m.file_type().is_file() {
+                // Starting over: a new file of our own, never an inode
+                // someone else planted (a hard link, a FIFO).
                 fs::remove_file(&self.path)?;
             }
         }
+        if truncate {
+            // What an old sidecar says is about bytes that are gone.
+            let _ = fs::remove_file(&self.meta);
+        }
         let mut o = OpenOptions::new();
-        o.create(true).write(true).truncate(truncate);
+        o.create(true).write(true);
         nofollow(&mut o);
-        o.open(&self.path)
+        let f = o.open(&self.path)?;
+        own_file(&f)?;
+        Ok(f)
     }
 
-    /// Opens the existing `.part` for appending (never through a symlink).
+    /// Opens the existing `.part` for appending (never through a symlink,
+    /// never a file with other names: a planted hard link).
     pub fn open_append(&self) -> io::Result<File> {
         let mut o = OpenOptions::new();
         o.append(true);
         nofollow(&mut o);
-        o.open(&self.path)
+        let f = o.open(&self.path)?;
+        own_file(&f)?;
+        Ok(f)
+    }
+
+    /// Opens the `.part` for reading (never through a symlink).
+    pub fn open_read(&self) -> io::Result<File> {
+        let mut o = OpenOptions::new();
+        o.read(true);
+        nofollow(&mut o);
+        let f = o.open(&self.path)?;
+        own_file(&f)?;
+        Ok(f)
     }
 }
 
@@ -195,15 +216,76 @@ pub fn nofollow(o: &mut OpenOptions) {
     let _ = o;
 }
 
-/// Reads at most `limit` bytes of `path`, never through a symlink.
-fn read_nofollow(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+/// Returns an error unless `f` is a regular file with one name (not a
+/// FIFO, a device, or a hard link planted to a file elsewhere).
+fn own_file(f: &File) -> io::Result<()> {
+    let m = f.metadata()?;
+    #[cfg(unix)]
+    let single = {
+        use std::os::unix::fs::MetadataExt;
+        m.nlink() == 1
+    };
+    #[cfg(not(unix))]
+    let single = true;
+    if m.file_type().is_file() && single {
+        Ok(())
+    } else {
+        Err(io::Error::other(
+            "not a regular file of mastdl's own (a FIFO, a device or a hard link was planted there)",
+        ))
+    }
+}
+
+/// Reads at most `limit` bytes of a regular file at `path`: never through
+/// a symlink, and without blocking on a FIFO planted there.
+pub fn read_nofollow(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let mut o = OpenOptions::new();
     o.read(true);
     nofollow(&mut o);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let f = o.open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
     let mut buf = Vec::new();
-    o.open(path)?.take(limit).read_to_end(&mut buf)?;
+    f.take(limit).read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+/// Creates the folders of `rel_dir` (`/`-separated) below `root`, refusing
+/// any that is a symlink: a planted `DEST/JWST -> /elsewhere` must not send
+/// files outside DEST.
+pub fn create_dirs(root: &Path, rel_dir: &str) -> io::Result<()> {
+    let mut at = root.to_path_buf();
+    fs::create_dir_all(&at)?;
+    for seg in rel_dir.split('/').filter(|s| !s.is_empty()) {
+        at.push(seg);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "`{}` is not a folder of DEST's own (a symlink or a file); mastdl does not write through it",
+                    at.display()
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&at) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if !fs::symlink_metadata(&at)?.file_type().is_dir() {
+                        return Err(io::Error::other("a folder was replaced while it was made"));
+                    }
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The identity of an open file, to check it is still the one at a path.

@@ -321,12 +321,9 @@ impl Ctx {
         })
     }
 
-    /// Removes the token from `text`, should a server ever echo it.
+    /// Removes every secret from `text`, should a server ever echo one.
     fn scrub(&self, text: &str) -> String {
-        match &self.token {
-            Some(t) => t.scrub(text),
-            None => text.to_string(),
-        }
+        crate::token::scrub(text).into_owned()
     }
 }
 

@@ -482,6 +482,7 @@ fn reserved_long_and_case_colliding_names() {
             "mast:HST/product/abc_raw.fits\nmast:HST/product/ABC_raw.fits\n",
             "case",
         ),
+        ("mast:HST/product/x~0123456789abcdef\n", "hashed .part name"),
         (
             "mast:HST/product/caf\u{e9}_x.fits\nmast:HST/product/cafe\u{301}_x.fits\n",
             "normalisation",
@@ -611,5 +612,98 @@ fn a_complete_rerun_with_a_token_makes_no_request() {
         } else {
             assert_eq!(asked, 0, "{:?}", m.seen());
         }
+    }
+}
+
+/// Review findings: a `.part` whose first bytes came without a strong
+/// validator is never joined to later bytes (it would be a hybrid if the
+/// file changed); a body with no length that ends with the connection is
+/// not saved; a folder below DEST that is a symlink is not written through.
+#[test]
+fn no_validator_no_resume_no_length_no_save_and_no_symlinked_folders() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = calls.clone();
+    let raw = Raw::start(move |req| {
+        if req.target.contains("nolen") {
+            let mut r = Reply::new(200, &[b'N'; 40_000]).no_length();
+            r.close = true;
+            return r;
+        }
+        match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            // v1, cut half-way, no ETag, no Last-Modified.
+            0 => {
+                let mut r = Reply::new(200, &[b'A'; 50_000]).header("Content-Length", "100000");
+                r.headers.remove(0);
+                r.close = true;
+                r
+            }
+            // v2, same size; a Range would be answered from v2.
+            _ => match req.header("range").and_then(|r| r.strip_prefix("bytes=")) {
+                Some(from) => {
+                    let from: usize = from.trim_end_matches('-').parse().unwrap();
+                    Reply::new(206, &vec![b'B'; 100_000 - from])
+                        .header("Content-Range", &format!("bytes {from}-99999/100000"))
+                }
+                None => Reply::new(200, &[b'B'; 100_000]),
+            },
+        }
+    });
+    let e = Env::new();
+    let list = e.write("uris.txt", "mast:HST/product/v_raw.fits\n");
+    let fetch = |extra: &[&str]| {
+        let mut c = e.cmd();
+        c.args(["fetch", "--timeout", "5", "--base-url", &raw.base, "-d"])
+            .arg(e.dest())
+            .args(extra)
+            .arg(&list);
+        Run::from(c.output().unwrap())
+    };
+    assert_eq!(fetch(&["--retries", "0"]).code, 1);
+    let r = fetch(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got = std::fs::read(e.dest().join("HST/v/v_raw.fits")).unwrap();
+    assert!(
+        got.iter().all(|b| *b == b'B'),
+        "a hybrid of v1 and v2 was saved"
+    );
+    assert!(raw
+        .seen()
+        .iter()
+        .skip(1)
+        .all(|s| s.header("range").is_none()));
+
+    let nolen = e.write("nolen.txt", "mast:HST/product/nolen_raw.fits\n");
+    let mut c = e.cmd();
+    c.args(["fetch", "--retries", "0", "--base-url", &raw.base, "-d"])
+        .arg(e.dest())
+        .arg(&nolen);
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!e.dest().join("HST/nolen/nolen_raw.fits").exists());
+    assert!(
+        row(&e.manifest(), "mast:HST/product/nolen_raw.fits")["message"]
+            .as_str()
+            .unwrap()
+            .contains("no length")
+    );
+
+    #[cfg(unix)]
+    {
+        let outside = e.path().join("elsewhere");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::create_dir_all(e.dest().join("HST")).unwrap();
+        std::os::unix::fs::symlink(&outside, e.dest().join("HST/w")).unwrap();
+        let w = e.write("w.txt", "mast:HST/product/w_raw.fits\n");
+        let mut c = e.cmd();
+        c.args(["fetch", "--retries", "0", "--base-url", &raw.base, "-d"])
+            .arg(e.dest())
+            .arg(&w);
+        let r = Run::from(c.output().unwrap());
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "wrote outside DEST"
+        );
     }
 }

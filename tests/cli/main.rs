@@ -683,6 +683,7 @@ fn truncated_body_resumes_with_range_and_no_byte_is_lost() {
         A,
         Product {
             truncate_first: 1,
+            etag: Some("\"e9\"".into()),
             ..Product::new(body.clone())
         },
     )]);
@@ -892,6 +893,7 @@ fn sigint_keeps_the_part_writes_the_manifest_exits_130_and_a_rerun_resumes() {
             A,
             Product {
                 stall_first: 1,
+                etag: Some("\"a1\"".into()),
                 ..Product::new(body.clone())
             },
         ),
@@ -899,6 +901,7 @@ fn sigint_keeps_the_part_writes_the_manifest_exits_130_and_a_rerun_resumes() {
             B,
             Product {
                 stall_first: 1,
+                etag: Some("\"b1\"".into()),
                 ..Product::new(bytes(1, 10))
             },
         ),

@@ -42,6 +42,8 @@ pub struct Reply {
     /// After the parts: an endless body of `chunk` every `pause`, until the
     /// client goes away.
     pub endless: Option<(Duration, Vec<u8>)>,
+    /// Close the connection after the parts, whatever the headers say.
+    pub close: bool,
 }
 
 impl Reply {
@@ -52,6 +54,7 @@ impl Reply {
             headers: vec![("Content-Length".into(), body.len().to_string())],
             parts: vec![(Duration::ZERO, body.to_vec())],
             endless: None,
+            close: false,
         }
     }
 
@@ -196,7 +199,8 @@ fn serve(s: TcpStream, port: u16, handler: &Handler, seen: &Mutex<Vec<Req>>, sto
             .headers
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            && reply.endless.is_none();
+            && reply.endless.is_none()
+            && !reply.close;
         if !keep_alive {
             head.push_str("Connection: close\r\n");
         }
