@@ -96,6 +96,8 @@ pub struct Budget {
     waiting: AtomicUsize,
     successes: AtomicUsize,
     http2: AtomicBool,
+    /// Slots held back until the first answer arrives.
+    cold: AtomicUsize,
     sample: Mutex<Sample>,
 }
 
@@ -107,7 +109,11 @@ impl Budget {
             Jobs::Fixed(n) => (false, n.max(1), n.max(1)),
         };
         Budget {
-            sem: Arc::new(Semaphore::new(start)),
+            // One request first: once the first connection is up (and its
+            // protocol known), the others can share it over HTTP/2 instead
+            // of each racing to open its own.
+            sem: Arc::new(Semaphore::new(1)),
+            cold: AtomicUsize::new(start - 1),
             auto,
             cap: AtomicUsize::new(cap),
             current: AtomicUsize::new(start),
@@ -122,6 +128,15 @@ impl Budget {
                 rate: 0.0,
                 strained: None,
             }),
+        }
+    }
+
+    /// The first answer arrived (or the first job ended): the slots held
+    /// back are given out.
+    pub fn warm(&self) {
+        let held = self.cold.swap(0, Ordering::SeqCst);
+        if held > 0 {
+            self.sem.add_permits(held);
         }
     }
 
@@ -292,6 +307,10 @@ mod tests {
     #[tokio::test]
     async fn a_fixed_budget_halves_on_429_and_recovers() {
         let b = Budget::new(Jobs::Fixed(4));
+        assert_eq!(b.sem.available_permits(), 1, "one request first");
+        b.warm();
+        b.warm();
+        assert_eq!(b.sem.available_permits(), 4);
         assert_eq!(b.push_back(Pushback::SlowDown), 2);
         assert_eq!(b.sem.available_permits(), 2);
         assert_eq!(
@@ -319,6 +338,7 @@ mod tests {
     #[tokio::test]
     async fn auto_grows_only_while_saturated_and_calm_and_shrinks_on_strain() {
         let b = Arc::new(Budget::new(Jobs::Auto));
+        b.warm();
         assert_eq!(b.current(), AUTO_START);
         assert_eq!(b.tick(1000, 1), AUTO_START, "nobody waits: no growth");
         let held: Vec<_> = (0..AUTO_START)
@@ -353,6 +373,7 @@ mod tests {
     #[test]
     fn extra_slots_go_only_to_nobody_waiting() {
         let b = Budget::new(Jobs::Fixed(2));
+        b.warm();
         let one = b.try_extra();
         assert!(one.is_some());
         b.waiting.fetch_add(1, Ordering::SeqCst);

@@ -233,6 +233,13 @@ async fn run_all(
         set.spawn(async move {
             let t0 = Instant::now();
             let out = job::run(&ctx, i, &jobs[i], task).await;
+            ctx.budget.warm();
+            // Let the finished exchange hand its connection back to the
+            // pool before the slot goes to the next file, or that file
+            // opens a new connection (and `-j N` would mean more than N).
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
             ctx.budget.release(permit);
             ctx.finished.fetch_add(1, Ordering::Relaxed);
             ctx.reporter.finished(Some(i), &out.row, t0.elapsed());

@@ -375,10 +375,11 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         },
         (false, _) => (0, response.content_length()),
     };
-    if response.version() == reqwest::Version::HTTP_2 {
-        if let Some(b) = t.budget {
+    if let Some(b) = t.budget {
+        if response.version() == reqwest::Version::HTTP_2 {
             b.saw_http2();
         }
+        b.warm();
     }
     let chunked = header_str(&h, header::TRANSFER_ENCODING)
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
