@@ -98,6 +98,8 @@ pub struct Budget {
     http2: AtomicBool,
     /// Slots held back until the first answer arrives.
     cold: AtomicUsize,
+    /// A large file asked for an extra slot and found none since the last look.
+    demand: AtomicBool,
     sample: Mutex<Sample>,
 }
 
@@ -114,6 +116,7 @@ impl Budget {
             // of each racing to open its own.
             sem: Arc::new(Semaphore::new(1)),
             cold: AtomicUsize::new(start - 1),
+            demand: AtomicBool::new(false),
             auto,
             cap: AtomicUsize::new(cap),
             current: AtomicUsize::new(start),
@@ -164,7 +167,11 @@ impl Budget {
         if self.wanted() {
             return None;
         }
-        self.sem.clone().try_acquire_owned().ok()
+        let got = self.sem.clone().try_acquire_owned().ok();
+        if got.is_none() {
+            self.demand.store(true, Ordering::Relaxed);
+        }
+        got
     }
 
     /// Returns true if and only if a file is waiting for a slot.
@@ -282,7 +289,8 @@ impl Budget {
             strained: s.strained,
         };
         drop(s);
-        if self.auto && calm && holding && self.wanted() {
+        let demand = self.demand.swap(false, Ordering::Relaxed);
+        if self.auto && calm && holding && (self.wanted() || demand) {
             let step = (self.current() / 2).max(2);
             return self.grow(step);
         }

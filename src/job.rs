@@ -319,7 +319,7 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, note: Option<&str>) -> Outco
             &ctx.policy,
             &ctx.cancel,
             Some(&ctx.budget),
-            |_| attempt(ctx, id, job, &path, &from),
+            |n| attempt(ctx, id, job, &path, &from, n == 1),
             |e, n, d| on_retry(ctx, id, job, e, n, d),
         )
         .await;
@@ -375,6 +375,7 @@ async fn attempt(
     job: &Job,
     path: &Path,
     from: &From,
+    split: bool,
 ) -> Result<Done, FetchError> {
     let name = job.rel.rsplit('/').next().unwrap_or(&job.rel);
     let transfer = Transfer {
@@ -387,6 +388,7 @@ async fn attempt(
         md5_from_etag: from.source == Source::Cloud,
         binary: !fetch::is_text_product(name),
         resume: true,
+        split,
         label: &job.rel,
         limiter: &ctx.limiter,
         reporter: ctx.reporter.as_ref(),
@@ -410,7 +412,9 @@ async fn attempt(
     }
     match (head.size, head.etag.as_deref()) {
         (Some(size), Some(etag)) if size > fetch::RANGED_MIN && !etag.is_empty() => {
-            fetch::download_ranged(&ctx.http, transfer, size, etag, &ctx.bucket).await
+            let v = fetch::part::Validator::Etag(etag.to_string());
+            let slots = fetch::Slots::Bucket(&ctx.bucket);
+            fetch::download_ranged(&ctx.http, transfer, size, &v, slots).await
         }
         _ => {
             let _permit = ctx

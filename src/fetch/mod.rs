@@ -29,7 +29,7 @@ use crate::token::Token;
 use http::{body_excerpt, first_line, header_str, status_error, ERROR_EXCERPT_TIME};
 use part::{FileId, Meta, Part, Ranges, Validator};
 /// The largest write buffer: large writes, few system calls.
-const WRITE_BUFFER: usize = 1 << 20;
+const WRITE_BUFFER: usize = 256 << 10;
 /// The smallest write buffer.
 const MIN_WRITE_BUFFER: usize = 16 << 10;
 
@@ -60,6 +60,9 @@ pub struct Transfer<'a> {
     pub binary: bool,
     /// Whether to resume a `.part` left behind.
     pub resume: bool,
+    /// Whether a large archive file may turn into parallel ranges (not
+    /// after an attempt at that failed: a server that ignores `Range`).
+    pub split: bool,
     /// The name shown in progress and logs (the path below DEST).
     pub label: &'a str,
     /// The run's connection budget: extra slots for ranges, HTTP/2 seen.
@@ -243,6 +246,49 @@ fn resumable(part: &Part) -> Option<(u64, Meta)> {
     }
 }
 
+/// Returns the size, validator and budget with which an archive file's
+/// first answer turns into parallel ranges: a fresh 200 of at least
+/// [`RANGED_MIN`] bytes with `Accept-Ranges: bytes` and a validator that
+/// `If-Range` can carry.
+fn split_here<'a>(
+    t: &Transfer<'a>,
+    status: StatusCode,
+    offset: u64,
+    total: Option<u64>,
+    h: &HeaderMap,
+) -> Option<(u64, Validator, &'a crate::budget::Budget)> {
+    let budget = t.budget?;
+    let size = total.filter(|s| *s >= RANGED_MIN)?;
+    let ranges =
+        header_str(h, header::ACCEPT_RANGES).is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+    if !t.split || t.md5_from_etag || status != StatusCode::OK || offset != 0 || !ranges {
+        return None;
+    }
+    let v = Validator::of(
+        header_str(h, header::ETAG).as_deref(),
+        header_str(h, header::LAST_MODIFIED).as_deref(),
+    )?;
+    v.if_range()?;
+    Some((size, v, budget))
+}
+
+/// Returns what a `.part` that an earlier attempt filled by ranges needs
+/// to go on by ranges: its total, validator and the run's budget.
+fn ranged_resume<'a>(
+    t: &Transfer<'a>,
+    part: &Part,
+) -> Option<(u64, Validator, &'a crate::budget::Budget)> {
+    let budget = t.budget?;
+    if !t.resume || t.md5_from_etag {
+        return None;
+    }
+    let m = part.load()?;
+    let v = m.validator?;
+    v.if_range()?;
+    (m.ranged?.chunk == RANGE_CHUNK).then_some(())?;
+    Some((m.total?, v, budget))
+}
+
 /// Checks a 206 answering `Range: bytes=HAVE-`: its `Content-Range` must
 /// start at `have`, run to the end, and announce the total recorded with
 /// the first bytes; its validator must be the one recorded. Returns the
@@ -291,6 +337,9 @@ fn check_resumed(
 /// holds a partial or foreign file.
 pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> {
     let part = Part::of(t.path);
+    if let Some((total, v, b)) = ranged_resume(&t, &part) {
+        return download_ranged(http, t, total, &v, Slots::Budget(b)).await;
+    }
     let resume = if t.resume {
         resumable(&part)
     } else {
@@ -407,6 +456,12 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         if expected != got {
             return Err(FetchError::SizeMismatch { expected, got });
         }
+    }
+    if let Some((size, v, b)) = split_here(&t, status, offset, total, &h) {
+        // Large, and the archive serves ranges: the rest comes in parallel
+        // ranges (this answer is dropped unread, its connection closed).
+        drop(response);
+        return download_ranged(http, t, size, &v, Slots::Budget(b)).await;
     }
     t.reporter.started(t.id, t.label, total, offset);
 
@@ -583,16 +638,15 @@ pub const RANGE_CHUNK: u64 = 8 << 20;
 /// The most ranges of one object in flight at once.
 pub const RANGES_PER_OBJECT: usize = 8;
 
-/// Returns which ranges of a `.part` for an object of `size` bytes and
-/// ETag `etag` already hold their bytes: those a ranged sidecar for the
-/// same object lists, or those inside the prefix a sequential attempt at
-/// the same object left. Anything else is discarded: a pre-sized `.part`'s
-/// length says nothing about its content.
-fn finished_ranges(part: &Part, size: u64, etag: &str) -> Vec<bool> {
+/// Returns which ranges of a `.part` for a file of `size` bytes with
+/// validator `v` already hold their bytes: those a ranged sidecar for the
+/// same file lists, or those inside the prefix a sequential attempt at the
+/// same file left. Anything else is discarded: a pre-sized `.part`'s length
+/// says nothing about its content.
+fn finished_ranges(part: &Part, size: u64, v: &Validator) -> Vec<bool> {
     let chunks = size.div_ceil(RANGE_CHUNK) as usize;
     let mut done = vec![false; chunks];
-    let same =
-        |m: &Meta| m.total == Some(size) && m.validator == Some(Validator::Etag(etag.to_string()));
+    let same = |m: &Meta| m.total == Some(size) && m.validator.as_ref() == Some(v);
     match (part.file_len(), part.load()) {
         (Some(len), Some(m)) if same(&m) => match &m.ranged {
             Some(r) if r.chunk == RANGE_CHUNK && len == size => {
@@ -615,26 +669,44 @@ fn finished_ranges(part: &Part, size: u64, etag: &str) -> Vec<bool> {
     done
 }
 
-/// Downloads an object of known `size` as parallel byte ranges into one
-/// pre-sized `.part` (at most [`RANGES_PER_OBJECT`] at once, each holding a
-/// permit of `bucket`, the run-wide bound on connections to the bucket).
-/// The sidecar, written before the file is sized, lists the ranges done
-/// (each synced to disk first), so a retry or a later run fetches only the
-/// missing ones. A single-part ETag is checked as the MD5 of the whole file
-/// before the rename.
+/// Where the ranges of one file get their connections.
+#[derive(Clone, Copy)]
+pub enum Slots<'a> {
+    /// The bucket's own bound: every range waits for a permit.
+    Bucket(&'a tokio::sync::Semaphore),
+    /// The archive's budget: the job's own slot, plus extra ones while
+    /// nobody is waiting for them (given back between ranges when a file
+    /// is).
+    Budget(&'a crate::budget::Budget),
+}
+
+/// A range's hold on a connection slot of the budget.
+enum Hold {
+    /// The job's own slot (the bucket's ranges each wait for a permit).
+    Own,
+    Extra(tokio::sync::OwnedSemaphorePermit),
+}
+
+/// Downloads a file of known `size` as parallel byte ranges into one
+/// pre-sized `.part` (at most [`RANGES_PER_OBJECT`] at once, each on a slot
+/// of `slots`). The sidecar, written before the file is sized, lists the
+/// ranges done (each synced to disk first), so a retry or a later run
+/// fetches only the missing ones. Every range names the validator in
+/// `If-Range` and its answer must carry it. For bucket objects a
+/// single-part ETag is checked as the MD5 of the whole file before the
+/// rename.
 pub async fn download_ranged(
     http: &Http,
     t: Transfer<'_>,
     size: u64,
-    etag: &str,
-    bucket: &tokio::sync::Semaphore,
+    v: &Validator,
+    slots: Slots<'_>,
 ) -> Result<Done, FetchError> {
-    use futures_util::stream::{self, StreamExt, TryStreamExt};
     let part = Part::of(t.path);
     make_dirs(&t)?;
-    let done = finished_ranges(&part, size, etag);
+    let done = finished_ranges(&part, size, v);
     let meta = std::sync::Mutex::new(Meta {
-        validator: Some(Validator::Etag(etag.to_string())),
+        validator: Some(v.clone()),
         total: Some(size),
         ranged: Some(Ranges {
             chunk: RANGE_CHUNK,
@@ -661,31 +733,28 @@ pub async fn download_ranged(
         .sum();
     t.reporter.started(t.id, t.label, Some(size), have);
     let todo: Vec<usize> = (0..done.len()).filter(|i| !done[*i]).collect();
-    let tr = &t;
-    let (part_ref, meta_ref) = (&part, &meta);
-    let received: u64 = stream::iter(todo.into_iter().map(|i| async move {
-        let _permit = bucket
-            .acquire()
-            .await
-            .map_err(|_| FetchError::Interrupted)?;
-        let start = i as u64 * RANGE_CHUNK;
-        let end = (start + RANGE_CHUNK).min(size) - 1;
-        let got = fetch_range(http, tr, part_ref, start, end, size, etag).await?;
-        let mut m = meta_ref
-            .lock()
-            .map_err(|_| FetchError::disk(&part_ref.meta, io::Error::other("lock poisoned")))?;
-        if let Some(r) = m.ranged.as_mut() {
-            r.done.push(i);
-        }
-        part_ref
-            .save(&m)
-            .map_err(|e| FetchError::disk(&part_ref.meta, e))?;
-        Ok::<u64, FetchError>(got)
-    }))
-    .buffer_unordered(RANGES_PER_OBJECT)
-    .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
-    .await?;
-    let md5 = etag_md5(etag);
+    let received = run_ranges(http, &t, &part, &meta, size, v, todo, slots).await?;
+    // Every range must be listed as done before the file may be renamed:
+    // a range never fetched would leave zeros that look like content.
+    let listed = meta
+        .lock()
+        .map(|m| m.ranged.as_ref().map_or(0, |r| r.done.len()))
+        .unwrap_or(0);
+    if listed != done.len() {
+        part.discard();
+        return Err(FetchError::RangeMismatch(format!(
+            "only {listed} of {} ranges arrived; starting over",
+            done.len()
+        )));
+    }
+    let md5 = match (t.md5_from_etag, v) {
+        (true, Validator::Etag(e)) => etag_md5(e),
+        _ => None,
+    };
+    let (etag, last_modified) = match v {
+        Validator::Etag(e) => (Some(e.clone()), None),
+        Validator::LastModified(d) => (None, Some(d.clone())),
+    };
     finish(
         &part,
         t.path,
@@ -696,17 +765,91 @@ pub async fn download_ranged(
             size,
             received,
             http_status: StatusCode::PARTIAL_CONTENT.as_u16(),
-            etag: Some(etag.to_string()),
-            last_modified: None,
+            etag,
+            last_modified,
             withheld: None,
         },
     )
     .await
 }
 
-/// Fetches bytes `start..=end` of an object of `size` bytes and ETag
-/// `etag` into the `.part` at their offset, synced to disk. Returns the
-/// bytes received.
+/// Fetches the ranges `todo` (indices of [`RANGE_CHUNK`]s), as many at once
+/// as `slots` allow, recording each in the sidecar once it is on disk.
+/// Returns the bytes received.
+#[allow(clippy::too_many_arguments)]
+async fn run_ranges(
+    http: &Http,
+    t: &Transfer<'_>,
+    part: &Part,
+    meta: &std::sync::Mutex<Meta>,
+    size: u64,
+    v: &Validator,
+    todo: Vec<usize>,
+    slots: Slots<'_>,
+) -> Result<u64, FetchError> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let one = |i: usize, hold: Hold| async move {
+        let _bucket = match slots {
+            Slots::Bucket(sem) => Some(sem.acquire().await.map_err(|_| FetchError::Interrupted)?),
+            Slots::Budget(_) => None,
+        };
+        let start = i as u64 * RANGE_CHUNK;
+        let end = (start + RANGE_CHUNK).min(size) - 1;
+        let got = fetch_range(http, t, part, start, end, size, v).await?;
+        let mut m = meta
+            .lock()
+            .map_err(|_| FetchError::disk(&part.meta, io::Error::other("lock poisoned")))?;
+        if let Some(r) = m.ranged.as_mut() {
+            r.done.push(i);
+        }
+        part.save(&m).map_err(|e| FetchError::disk(&part.meta, e))?;
+        Ok::<(u64, Hold), FetchError>((got, hold))
+    };
+    let mut queue = todo.into_iter();
+    let mut running = FuturesUnordered::new();
+    let mut received = 0u64;
+    if let Some(i) = queue.next() {
+        running.push(one(i, Hold::Own));
+    }
+    loop {
+        // Widen while slots are free and ranges are left.
+        while running.len() < RANGES_PER_OBJECT && queue.len() > 0 {
+            let extra = match slots {
+                Slots::Bucket(_) => Some(Hold::Own),
+                Slots::Budget(b) => b.try_extra().map(Hold::Extra),
+            };
+            // The slot first: a range is taken from the queue only with one.
+            let Some(hold) = extra else {
+                break;
+            };
+            let Some(i) = queue.next() else {
+                break;
+            };
+            running.push(one(i, hold));
+        }
+        let Some(result) = running.next().await else {
+            return Ok(received);
+        };
+        let (got, hold) = result?;
+        received += got;
+        let keep = match (&hold, slots) {
+            // A file waits for this extra slot: give it back.
+            (Hold::Extra(_), Slots::Budget(b)) => !b.wanted(),
+            _ => true,
+        };
+        if keep {
+            if let Some(i) = queue.next() {
+                running.push(one(i, hold));
+            }
+        } else if let (Hold::Extra(p), Slots::Budget(b)) = (hold, slots) {
+            b.release(p);
+        }
+    }
+}
+
+/// Fetches bytes `start..=end` of a file of `size` bytes with validator
+/// `v` into the `.part` at their offset, synced to disk. Returns the bytes
+/// received.
 async fn fetch_range(
     http: &Http,
     t: &Transfer<'_>,
@@ -714,15 +857,15 @@ async fn fetch_range(
     start: u64,
     end: u64,
     size: u64,
-    etag: &str,
+    v: &Validator,
 ) -> Result<u64, FetchError> {
     use std::io::{Seek, SeekFrom};
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
         headers.insert(header::RANGE, v);
     }
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        headers.insert(header::IF_RANGE, v);
+    if let Some(h) = v.if_range().and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert(header::IF_RANGE, h);
     }
     let Answer { mut response, .. } = http
         .send(Req {
@@ -734,8 +877,10 @@ async fn fetch_range(
         if !response.status().is_success() {
             return Err(status_error(response, http.stall).await);
         }
+        // A whole file instead of a range: If-Range said it changed.
+        part.discard();
         return Err(FetchError::RangeMismatch(format!(
-            "asked for bytes {start}-{end}, got HTTP {}",
+            "asked for bytes {start}-{end}, got HTTP {} (did the file change?)",
             response.status().as_u16()
         )));
     }
@@ -745,7 +890,13 @@ async fn fetch_range(
         end: Some(end),
         total: Some(size),
     };
-    let same_etag = header_str(response.headers(), header::ETAG).is_none_or(|e| e == etag);
+    // An answer naming another version (a reprocessed file) is not ours.
+    let same_etag = match v {
+        Validator::Etag(e) => header_str(response.headers(), header::ETAG).is_none_or(|x| x == *e),
+        Validator::LastModified(d) => {
+            header_str(response.headers(), header::LAST_MODIFIED).is_none_or(|x| x == *d)
+        }
+    };
     if ContentRange::parse(&raw) != Some(want_range) || !same_etag {
         part.discard();
         return Err(FetchError::RangeMismatch(format!(

@@ -707,3 +707,51 @@ fn no_validator_no_resume_no_length_no_save_and_no_symlinked_folders() {
         );
     }
 }
+
+/// Issue 14: a large archive file whose answer shows `Accept-Ranges: bytes`
+/// comes as parallel ranges, every byte exact; a server that ignores
+/// `Range` still gets it whole, in one stream.
+#[test]
+fn large_archive_files_come_in_parallel_ranges_or_whole() {
+    let big = bytes(101, 40 << 20);
+    let m = archive_with(&[
+        (
+            A,
+            Product {
+                etag: Some("\"big1\"".into()),
+                ..Product::new(big.clone())
+            },
+        ),
+        (
+            B,
+            Product {
+                etag: Some("\"big2\"".into()),
+                no_range: true,
+                ..Product::new(big.clone())
+            },
+        ),
+    ]);
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "-j", "8"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        std::fs::read(e.dest().join(A_PATH)).unwrap() == big,
+        "ranged bytes differ"
+    );
+    let b_path = e.dest().join("HST/ib1f01020/ib1f01020_raw.fits");
+    assert!(
+        std::fs::read(&b_path).unwrap() == big,
+        "whole-file bytes differ"
+    );
+    let ranged: Vec<_> = m.seen_for(A).into_iter().filter_map(|s| s.range).collect();
+    assert!(ranged.len() >= 5, "{ranged:?}");
+    assert!(ranged.iter().all(|r| !r.ends_with('-')), "{ranged:?}");
+    assert!(m
+        .seen_for(A)
+        .iter()
+        .skip(1)
+        .all(|s| s.if_range.as_deref() == Some("\"big1\"")));
+    assert_eq!(row(&e.manifest(), B)["status"], "COMPLETE");
+    assert!(!part_of(&e.dest().join(A_PATH)).exists());
+}

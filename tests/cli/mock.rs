@@ -543,12 +543,21 @@ async fn download(
     }
     let total = p.body.len() as u64;
     let mut start = 0u64;
+    let mut stop = total;
     let mut status = StatusCode::OK;
     if let (Some(r), false) = (
         headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
         p.no_range,
     ) {
-        if let Some(from) = r
+        let closed = r
+            .strip_prefix("bytes=")
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+        if let Some((from, to)) = closed.filter(|(a, b)| a <= b && *a < total) {
+            start = from;
+            stop = (to + 1).min(total);
+            status = StatusCode::PARTIAL_CONTENT;
+        } else if let Some(from) = r
             .strip_prefix("bytes=")
             .and_then(|r| r.strip_suffix('-'))
             .and_then(|n| n.parse::<u64>().ok())
@@ -565,7 +574,7 @@ async fn download(
             status = StatusCode::PARTIAL_CONTENT;
         }
     }
-    let slice = p.body[start as usize..].to_vec();
+    let slice = p.body[start as usize..stop as usize].to_vec();
     let len = slice.len();
     let mut builder = Response::builder()
         .status(status)
@@ -578,7 +587,7 @@ async fn download(
     if status == StatusCode::PARTIAL_CONTENT {
         builder = builder.header(
             header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{total}", total - 1),
+            format!("bytes {start}-{}/{total}", stop - 1),
         );
     }
     if let Some(e) = &p.etag {
