@@ -246,6 +246,69 @@ fn resumable(part: &Part) -> Option<(u64, Meta)> {
     }
 }
 
+/// Returns the `Range` and `If-Range` headers that resume `resume`'s bytes.
+fn resume_headers(resume: Option<&(u64, Meta)>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some((have, meta)) = resume {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes={have}-")) {
+            headers.insert(header::RANGE, v);
+        }
+        if let Some(v) = meta
+            .validator
+            .as_ref()
+            .and_then(|v| v.if_range())
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert(header::IF_RANGE, v);
+        }
+    }
+    headers
+}
+
+/// Returns `(0, total)` for a 206 nobody asked for, which will do only
+/// when it covers the whole file.
+fn whole_from_partial(
+    range: Option<ContentRange>,
+    raw: &str,
+) -> Result<(u64, Option<u64>), FetchError> {
+    match range {
+        Some(ContentRange {
+            start: Some(0),
+            end: Some(end),
+            total: Some(total),
+        }) if end + 1 == total => Ok((0, Some(total))),
+        _ => Err(FetchError::RangeMismatch(format!(
+            "asked for the whole file, got part of it (Content-Range `{}`)",
+            crate::layout::escape(raw)
+        ))),
+    }
+}
+
+/// Checks that an answer's body can be verified: a length known (or a
+/// chunked / HTTP/2 body, whose end is marked), and a `Content-Length`
+/// that adds up to the total from `offset`.
+fn check_framing(
+    response: &Response,
+    h: &HeaderMap,
+    offset: u64,
+    total: Option<u64>,
+) -> Result<(), FetchError> {
+    let chunked = header_str(h, header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if total.is_none() && !chunked && response.version() < reqwest::Version::HTTP_2 {
+        // Close-delimited: a cut connection looks just like the end.
+        return Err(FetchError::NoLength);
+    }
+    if let (Some(len), Some(total)) = (response.content_length(), total) {
+        if offset + len != total {
+            return Err(FetchError::RangeMismatch(format!(
+                "Content-Length {len} from byte {offset} does not add up to the total {total}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Returns the size, validator and budget with which an archive file's
 /// first answer turns into parallel ranges: a fresh 200 of at least
 /// [`RANGED_MIN`] bytes with `Accept-Ranges: bytes` and a validator that
@@ -347,20 +410,7 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         None
     };
     let have = resume.as_ref().map_or(0, |r| r.0);
-    let mut headers = HeaderMap::new();
-    if let Some((have, meta)) = &resume {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes={have}-")) {
-            headers.insert(header::RANGE, v);
-        }
-        if let Some(v) = meta
-            .validator
-            .as_ref()
-            .and_then(|v| v.if_range())
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
-            headers.insert(header::IF_RANGE, v);
-        }
-    }
+    let headers = resume_headers(resume.as_ref());
     let Answer {
         mut response,
         withheld,
@@ -391,58 +441,29 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
     if !status.is_success() {
         return Err(status_error(response, http.stall).await);
     }
-    let (offset, total) = match (status == StatusCode::PARTIAL_CONTENT, &resume) {
-        (true, Some((have, meta))) => {
-            match check_resumed(
-                *have,
-                meta,
-                content_range,
-                &raw_range,
-                etag.as_deref(),
-                last_modified.as_deref(),
-            ) {
-                Ok(total) => (*have, total),
-                Err(e) => {
-                    part.discard();
-                    return Err(e);
-                }
-            }
-        }
-        (true, None) => match content_range {
-            // A 206 nobody asked for: only a range covering the whole file will do.
-            Some(ContentRange {
-                start: Some(0),
-                end: Some(end),
-                total: Some(total),
-            }) if end + 1 == total => (0, Some(total)),
-            _ => {
-                return Err(FetchError::RangeMismatch(format!(
-                    "asked for the whole file, got part of it (Content-Range `{}`)",
-                    crate::layout::escape(&raw_range)
-                )))
-            }
-        },
-        (false, _) => (0, response.content_length()),
+    let partial = status == StatusCode::PARTIAL_CONTENT;
+    let spans = match (partial, &resume) {
+        (true, Some((have, meta))) => check_resumed(
+            *have,
+            meta,
+            content_range,
+            &raw_range,
+            etag.as_deref(),
+            last_modified.as_deref(),
+        )
+        .map(|total| (*have, total))
+        .inspect_err(|_| part.discard()),
+        (true, None) => whole_from_partial(content_range, &raw_range),
+        (false, _) => Ok((0, response.content_length())),
     };
+    let (offset, total) = spans?;
     if let Some(b) = t.budget {
         if response.version() == reqwest::Version::HTTP_2 {
             b.saw_http2();
         }
         b.warm();
     }
-    let chunked = header_str(&h, header::TRANSFER_ENCODING)
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if total.is_none() && !chunked && response.version() < reqwest::Version::HTTP_2 {
-        // Close-delimited: a cut connection looks just like the end.
-        return Err(FetchError::NoLength);
-    }
-    if let (Some(len), Some(total)) = (response.content_length(), total) {
-        if offset + len != total {
-            return Err(FetchError::RangeMismatch(format!(
-                "Content-Length {len} from byte {offset} does not add up to the total {total}"
-            )));
-        }
-    }
+    check_framing(&response, &h, offset, total)?;
     if t.binary {
         let ctype = header_str(&h, header::CONTENT_TYPE)
             .unwrap_or_default()
@@ -471,52 +492,16 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         total,
         ranged: None,
     };
-    let file = if offset > 0 {
-        part.open_append()
-    } else {
-        part.open(true)
-    }
-    .map_err(|e| FetchError::disk(&part.path, e))?;
-    let id = FileId::of(&file).map_err(|e| FetchError::disk(&part.path, e))?;
-    let mut keep = KeepPart {
-        part: &part,
-        meta: &meta,
-        armed: offset == 0,
-    };
-    if offset == 0 && total.is_none_or(|t| t >= SIDECAR_MIN) {
-        part.save(&meta)
-            .map_err(|e| FetchError::disk(&part.meta, e))?;
-        keep.armed = false;
-    }
-    let mut hasher = expect_md5.as_ref().map(|_| Md5::new());
-    if let (Some(hs), true) = (hasher.take(), offset > 0) {
-        hasher = Some(hash_file(&part, hs).await?);
-    }
-    let streamed = stream_body(
-        &mut response,
-        file,
-        Span {
-            offset,
-            want: total.map(|t| t - offset),
-        },
-        http.stall,
-        hasher.as_mut(),
+    let (received, id, hasher) = receive(
+        http,
         &t,
-        &part.path,
+        &part,
+        &mut response,
+        (offset, total),
+        &meta,
+        expect_md5.is_some(),
     )
-    .await;
-    let received = match streamed {
-        Ok(n) => n,
-        Err(e) => {
-            if matches!(&e, FetchError::TooLong { .. }) || e.is_disk_full() {
-                // Nothing worth keeping, or the space is needed.
-                keep.armed = false;
-                part.discard();
-            }
-            return Err(e);
-        }
-    };
-    keep.armed = false;
+    .await?;
     let size = offset + received;
     if let Some(expected) = t.expect_size {
         if expected != size {
@@ -543,6 +528,71 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         },
     )
     .await
+}
+
+/// Streams an accepted answer's body into the `.part` from `offset` (of
+/// `total`): a new `.part` (with its sidecar at once when large) or the
+/// old one appended to; on failure the bytes stay with their sidecar for
+/// the next attempt (unless too long, or the disk is full). Returns the
+/// bytes received, the file's identity and, when `md5`, the hash of the
+/// whole file so far.
+async fn receive(
+    http: &Http,
+    t: &Transfer<'_>,
+    part: &Part,
+    response: &mut Response,
+    (offset, total): (u64, Option<u64>),
+    meta: &Meta,
+    md5: bool,
+) -> Result<(u64, FileId, Option<Md5>), FetchError> {
+    let file = if offset > 0 {
+        part.open_append()
+    } else {
+        part.open(true)
+    }
+    .map_err(|e| FetchError::disk(&part.path, e))?;
+    let id = FileId::of(&file).map_err(|e| FetchError::disk(&part.path, e))?;
+    let mut keep = KeepPart {
+        part,
+        meta,
+        armed: offset == 0,
+    };
+    if offset == 0 && total.is_none_or(|t| t >= SIDECAR_MIN) {
+        part.save(meta)
+            .map_err(|e| FetchError::disk(&part.meta, e))?;
+        keep.armed = false;
+    }
+    let mut hasher = md5.then(Md5::new);
+    if let (Some(hs), true) = (hasher.take(), offset > 0) {
+        hasher = Some(hash_file(part, hs).await?);
+    }
+    let streamed = stream_body(
+        response,
+        file,
+        Span {
+            offset,
+            want: total.map(|t| t - offset),
+        },
+        http.stall,
+        hasher.as_mut(),
+        t,
+        &part.path,
+    )
+    .await;
+    match streamed {
+        Ok(n) => {
+            keep.armed = false;
+            Ok((n, id, hasher))
+        }
+        Err(e) => {
+            if matches!(&e, FetchError::TooLong { .. }) || e.is_disk_full() {
+                // Nothing worth keeping, or the space is needed.
+                keep.armed = false;
+                part.discard();
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Writes the sidecar of a `.part` when dropped armed: an attempt that
