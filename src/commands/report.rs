@@ -30,81 +30,24 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
 /// Merges the shard manifests in `dest`. Returns [`Exit::Failed`] when a
 /// file failed, a shard's manifest is missing, or a shard is still running.
 pub fn report(dest: &Path) -> anyhow::Result<Exit> {
-    let entries = fs::read_dir(dest)
-        .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", dest.display())))?;
-    let mut by_n: BTreeMap<u32, BTreeMap<u32, Manifest>> = BTreeMap::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some((k, n)) = shard_of_name(&name) {
-            let m = manifest::load(&e.path())
-                .with_context(|| format!("Cannot read `{}`", e.path().display()))?;
-            by_n.entry(n).or_default().insert(k, m);
-        }
-    }
-    let n = match by_n.len() {
-        0 => {
-            return Err(UsageError(format!(
-                "No shard manifests (`MANIFEST.K-of-N.json`) in `{}`: run `mastdl fetch --shard K/N -d {}` first",
-                dest.display(),
-                dest.display()
-            ))
-            .into())
-        }
-        1 => *by_n.keys().next().unwrap_or(&0),
-        _ => {
-            let ns: Vec<String> = by_n.keys().map(|n| n.to_string()).collect();
-            return Err(UsageError(format!(
-                "`{}` holds manifests of different shard counts (N = {}): remove the stale ones",
-                dest.display(),
-                ns.join(", ")
-            ))
-            .into());
-        }
-    };
-    let shards = by_n.remove(&n).unwrap_or_default();
+    let (n, shards) = read_shards(dest)?;
     let missing: Vec<u32> = (0..n).filter(|k| !shards.contains_key(k)).collect();
     let running: Vec<String> = (0..n)
         .map(|k| Shard { k, n })
         .filter(|s| dest::shard_running(dest, *s))
         .map(|s| s.to_string())
         .collect();
-
-    let started = shards
-        .values()
-        .map(|m| m.started.clone())
-        .min()
-        .unwrap_or_default();
-    let finished = shards
-        .values()
-        .map(|m| m.finished.clone())
-        .max()
-        .unwrap_or_default();
-    let t0 = parse_time(&started);
-    let ms = |s: &str| -> u64 {
-        match (t0, parse_time(s)) {
-            (Some(a), Some(b)) => (b - a).whole_milliseconds().max(0) as u64,
-            _ => 0,
-        }
-    };
-    let bars: Vec<Bar> = shards
-        .iter()
-        .map(|(k, m)| Bar {
-            label: format!("shard {k}/{n} ({} files)", m.requested),
-            status: if m.failed > 0 {
-                Status::Failed
-            } else {
-                Status::Complete
-            },
-            timing: Timing {
-                start_ms: ms(&m.started),
-                end_ms: ms(&m.finished).max(ms(&m.started) + 1),
-                received: m.bytes,
-            },
-        })
-        .collect();
+    let bars = timeline(&shards, n);
+    let started = shards.values().map(|m| m.started.clone()).min();
+    let finished = shards.values().map(|m| m.finished.clone()).max();
     let bytes = shards.values().map(|m| m.bytes).sum();
     let files: Vec<_> = shards.into_values().flat_map(|m| m.files).collect();
-    let merged = Manifest::new(started, finished, bytes, files);
+    let merged = Manifest::new(
+        started.unwrap_or_default(),
+        finished.unwrap_or_default(),
+        bytes,
+        files,
+    );
     let seconds = bars.iter().map(|b| b.timing.end_ms).max().unwrap_or(0) as f64 / 1000.0;
     let ctx = HtmlContext {
         user: "(see each shard)".into(),
@@ -133,13 +76,69 @@ pub fn report(dest: &Path) -> anyhow::Result<Exit> {
         let list: Vec<String> = missing.iter().map(|k| format!("{k}/{n}")).collect();
         eprintln!("error: missing shard manifests: {}", list.join(", "));
     }
-    Ok(
-        if merged.failed > 0 || !missing.is_empty() || !running.is_empty() {
-            Exit::Failed
-        } else {
-            Exit::Success
-        },
-    )
+    let clean = merged.failed == 0 && missing.is_empty() && running.is_empty();
+    Ok(if clean { Exit::Success } else { Exit::Failed })
+}
+
+/// Reads DEST's shard manifests: the shard count N and each shard's
+/// manifest by K. Fails when there are none, or of different counts.
+fn read_shards(dest: &Path) -> anyhow::Result<(u32, BTreeMap<u32, Manifest>)> {
+    let entries = fs::read_dir(dest)
+        .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", dest.display())))?;
+    let mut by_n: BTreeMap<u32, BTreeMap<u32, Manifest>> = BTreeMap::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some((k, n)) = shard_of_name(&name) {
+            let m = manifest::load(&e.path())
+                .with_context(|| format!("Cannot read `{}`", e.path().display()))?;
+            by_n.entry(n).or_default().insert(k, m);
+        }
+    }
+    match by_n.len() {
+        0 => Err(UsageError(format!(
+            "No shard manifests (`MANIFEST.K-of-N.json`) in `{}`: run `mastdl fetch --shard K/N -d {}` first",
+            dest.display(),
+            dest.display()
+        ))
+        .into()),
+        1 => Ok(by_n.pop_first().unwrap_or_default()),
+        _ => {
+            let ns: Vec<String> = by_n.keys().map(|n| n.to_string()).collect();
+            Err(UsageError(format!(
+                "`{}` holds manifests of different shard counts (N = {}): remove the stale ones",
+                dest.display(),
+                ns.join(", ")
+            ))
+            .into())
+        }
+    }
+}
+
+/// Returns the merged timeline: one bar per shard, from the earliest start.
+fn timeline(shards: &BTreeMap<u32, Manifest>, n: u32) -> Vec<Bar> {
+    let t0 = shards.values().filter_map(|m| parse_time(&m.started)).min();
+    let ms = |s: &str| -> u64 {
+        match (t0, parse_time(s)) {
+            (Some(a), Some(b)) => (b - a).whole_milliseconds().max(0) as u64,
+            _ => 0,
+        }
+    };
+    shards
+        .iter()
+        .map(|(k, m)| Bar {
+            label: format!("shard {k}/{n} ({} files)", m.requested),
+            status: if m.failed > 0 {
+                Status::Failed
+            } else {
+                Status::Complete
+            },
+            timing: Timing {
+                start_ms: ms(&m.started),
+                end_ms: ms(&m.finished).max(ms(&m.started) + 1),
+                received: m.bytes,
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -216,19 +216,7 @@ impl Http {
                 r = r.body(b.clone());
             }
             match creds.token {
-                Some(t) if self.trust.allows(&url) => {
-                    if let Some(v) = t.header_value() {
-                        r = r.header(header::AUTHORIZATION, v);
-                    }
-                    if creds.cookie {
-                        if let Ok(mut v) =
-                            HeaderValue::from_str(&format!("mast_token={}", t.expose()))
-                        {
-                            v.set_sensitive(true);
-                            r = r.header(header::COOKIE, v);
-                        }
-                    }
-                }
+                Some(t) if self.trust.allows(&url) => r = with_credentials(r, t, creds.cookie),
                 Some(_) => withheld = url.host_str().map(str::to_string),
                 None => {}
             }
@@ -243,36 +231,7 @@ impl Http {
                     withheld,
                 });
             }
-            let location = resp
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| {
-                    FetchError::Redirect(format!(
-                        "HTTP {} without a Location",
-                        resp.status().as_u16()
-                    ))
-                })?;
-            let next = url
-                .join(location)
-                .map_err(|e| FetchError::Redirect(format!("bad redirect target: {e}")))?;
-            if !matches!(next.scheme(), "http" | "https") {
-                return Err(FetchError::Redirect(format!(
-                    "redirect to unsupported scheme `{}`",
-                    crate::layout::escape(next.scheme())
-                )));
-            }
-            if seen.contains(&next) {
-                return Err(FetchError::Redirect(format!(
-                    "redirect loop at {}",
-                    crate::layout::escape(&crate::layout::redact_url(&next))
-                )));
-            }
-            if seen.len() > MAX_REDIRECTS {
-                return Err(FetchError::Redirect(format!(
-                    "more than {MAX_REDIRECTS} redirects"
-                )));
-            }
+            let next = redirect_target(&resp, &url, &seen)?;
             let status = resp.status();
             if matches!(status.as_u16(), 301..=303) && method != Method::HEAD {
                 // As browsers and curl do: the next hop is a GET without a body.
@@ -303,6 +262,61 @@ pub fn network_error(e: &reqwest::Error) -> FetchError {
         message,
         fatal: retry::is_fatal_network(e),
     }
+}
+
+/// Adds the credentials of `token` to a request: `Authorization`, and the
+/// `mast_token` cookie when asked; both marked sensitive.
+fn with_credentials(
+    mut r: reqwest::RequestBuilder,
+    token: &Token,
+    cookie: bool,
+) -> reqwest::RequestBuilder {
+    if let Some(v) = token.header_value() {
+        r = r.header(header::AUTHORIZATION, v);
+    }
+    if cookie {
+        if let Ok(mut v) = HeaderValue::from_str(&format!("mast_token={}", token.expose())) {
+            v.set_sensitive(true);
+            r = r.header(header::COOKIE, v);
+        }
+    }
+    r
+}
+
+/// Returns where a redirect answer leads: an http(s) URL not seen before,
+/// within [`MAX_REDIRECTS`] hops.
+fn redirect_target(resp: &Response, url: &Url, seen: &[Url]) -> Result<Url, FetchError> {
+    let location = resp
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            FetchError::Redirect(format!(
+                "HTTP {} without a Location",
+                resp.status().as_u16()
+            ))
+        })?;
+    let next = url
+        .join(location)
+        .map_err(|e| FetchError::Redirect(format!("bad redirect target: {e}")))?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(FetchError::Redirect(format!(
+            "redirect to unsupported scheme `{}`",
+            crate::layout::escape(next.scheme())
+        )));
+    }
+    if seen.contains(&next) {
+        return Err(FetchError::Redirect(format!(
+            "redirect loop at {}",
+            crate::layout::escape(&crate::layout::redact_url(&next))
+        )));
+    }
+    if seen.len() > MAX_REDIRECTS {
+        return Err(FetchError::Redirect(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )));
+    }
+    Ok(next)
 }
 
 /// Returns a header's value as text, if it is text.

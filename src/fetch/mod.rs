@@ -10,6 +10,7 @@
 
 pub mod http;
 pub mod part;
+mod ranges;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -23,11 +24,12 @@ use url::Url;
 
 pub use crate::error::FetchError;
 pub use http::{Answer, Creds, Http, Req, Trust};
+pub use ranges::{download_ranged, Slots, RANGED_MIN, RANGES_PER_OBJECT, RANGE_CHUNK};
 
 use crate::progress::Reporter;
 use crate::token::Token;
 use http::{body_excerpt, first_line, header_str, status_error, ERROR_EXCERPT_TIME};
-use part::{FileId, Meta, Part, Ranges, Validator};
+use part::{FileId, Meta, Part, Validator};
 /// The largest write buffer: large writes, few system calls.
 const WRITE_BUFFER: usize = 256 << 10;
 /// The smallest write buffer.
@@ -265,6 +267,59 @@ fn resume_headers(resume: Option<&(u64, Meta)>) -> HeaderMap {
     headers
 }
 
+/// Returns where an accepted answer's body goes: `(offset, total)`. A 206
+/// must be the resume asked for (or cover the whole file); a 200 starts
+/// from zero.
+fn span_of(
+    response: &Response,
+    resume: Option<&(u64, Meta)>,
+) -> Result<(u64, Option<u64>), FetchError> {
+    let h = response.headers();
+    if response.status() != StatusCode::PARTIAL_CONTENT {
+        return Ok((0, response.content_length()));
+    }
+    let raw = header_str(h, header::CONTENT_RANGE).unwrap_or_default();
+    let range = ContentRange::parse(&raw);
+    match resume {
+        Some((have, meta)) => check_resumed(
+            *have,
+            meta,
+            range,
+            &raw,
+            header_str(h, header::ETAG).as_deref(),
+            header_str(h, header::LAST_MODIFIED).as_deref(),
+        )
+        .map(|total| (*have, total)),
+        None => whole_from_partial(range, &raw),
+    }
+}
+
+/// Refuses an answer that is not the product: a text page for a binary
+/// product (its first line is the message), or another size than the
+/// input promised.
+async fn check_content(
+    http: &Http,
+    t: &Transfer<'_>,
+    response: &mut Response,
+    total: Option<u64>,
+) -> Result<(), FetchError> {
+    if t.binary {
+        let ctype = header_str(response.headers(), header::CONTENT_TYPE)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if ctype.starts_with("text/html") || ctype.starts_with("text/plain") {
+            let body = body_excerpt(response, 4096, http.stall.min(ERROR_EXCERPT_TIME)).await;
+            return Err(FetchError::ErrorPage(first_line(&body)));
+        }
+    }
+    match (t.expect_size, total) {
+        (Some(expected), Some(got)) if expected != got => {
+            Err(FetchError::SizeMismatch { expected, got })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Returns `(0, total)` for a 206 nobody asked for, which will do only
 /// when it covers the whole file.
 fn whole_from_partial(
@@ -424,13 +479,10 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
     let h = response.headers().clone();
     let etag = header_str(&h, header::ETAG);
     let last_modified = header_str(&h, header::LAST_MODIFIED);
-    let raw_range = header_str(&h, header::CONTENT_RANGE).unwrap_or_default();
-    let content_range = ContentRange::parse(&raw_range);
     let expect_md5 = match (t.md5_from_etag, &etag) {
         (true, Some(e)) => etag_md5(e),
         _ => None,
     };
-
     if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
         // The .part's bytes cannot be checked against anything: start over.
         part.discard();
@@ -441,22 +493,11 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
     if !status.is_success() {
         return Err(status_error(response, http.stall).await);
     }
-    let partial = status == StatusCode::PARTIAL_CONTENT;
-    let spans = match (partial, &resume) {
-        (true, Some((have, meta))) => check_resumed(
-            *have,
-            meta,
-            content_range,
-            &raw_range,
-            etag.as_deref(),
-            last_modified.as_deref(),
-        )
-        .map(|total| (*have, total))
-        .inspect_err(|_| part.discard()),
-        (true, None) => whole_from_partial(content_range, &raw_range),
-        (false, _) => Ok((0, response.content_length())),
-    };
-    let (offset, total) = spans?;
+    let (offset, total) = span_of(&response, resume.as_ref()).inspect_err(|_| {
+        if resume.is_some() {
+            part.discard();
+        }
+    })?;
     if let Some(b) = t.budget {
         if response.version() == reqwest::Version::HTTP_2 {
             b.saw_http2();
@@ -464,20 +505,7 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         b.warm();
     }
     check_framing(&response, &h, offset, total)?;
-    if t.binary {
-        let ctype = header_str(&h, header::CONTENT_TYPE)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if ctype.starts_with("text/html") || ctype.starts_with("text/plain") {
-            let body = body_excerpt(&mut response, 4096, http.stall.min(ERROR_EXCERPT_TIME)).await;
-            return Err(FetchError::ErrorPage(first_line(&body)));
-        }
-    }
-    if let (Some(expected), Some(got)) = (t.expect_size, total) {
-        if expected != got {
-            return Err(FetchError::SizeMismatch { expected, got });
-        }
-    }
+    check_content(http, &t, &mut response, total).await?;
     if let Some((size, v, b)) = split_here(&t, status, offset, total, &h) {
         // Large, and the archive serves ranges: the rest comes in parallel
         // ranges (this answer is dropped unread, its connection closed).
@@ -615,7 +643,7 @@ impl Drop for KeepPart<'_> {
 /// Where a body's bytes go in the `.part`: from `offset`, `want` of them
 /// when known.
 #[derive(Debug, Clone, Copy)]
-struct Span {
+pub(crate) struct Span {
     offset: u64,
     want: Option<u64>,
 }
@@ -623,7 +651,7 @@ struct Span {
 /// Streams a response body into `file` (positioned at the span's offset):
 /// no more than `stall` between chunks, never more than `want` bytes, and
 /// exactly `want` when known. Returns the bytes written.
-async fn stream_body(
+pub(crate) async fn stream_body(
     response: &mut Response,
     file: File,
     span: Span,
@@ -681,311 +709,8 @@ async fn stream_body(
     Ok(got)
 }
 
-/// Objects larger than this are fetched as parallel byte ranges.
-pub const RANGED_MIN: u64 = 16 << 20;
-/// The size of one range.
-pub const RANGE_CHUNK: u64 = 8 << 20;
-/// The most ranges of one object in flight at once.
-pub const RANGES_PER_OBJECT: usize = 8;
-
-/// Returns which ranges of a `.part` for a file of `size` bytes with
-/// validator `v` already hold their bytes: those a ranged sidecar for the
-/// same file lists, or those inside the prefix a sequential attempt at the
-/// same file left. Anything else is discarded: a pre-sized `.part`'s length
-/// says nothing about its content.
-fn finished_ranges(part: &Part, size: u64, v: &Validator) -> Vec<bool> {
-    let chunks = size.div_ceil(RANGE_CHUNK) as usize;
-    let mut done = vec![false; chunks];
-    let same = |m: &Meta| m.total == Some(size) && m.validator.as_ref() == Some(v);
-    match (part.file_len(), part.load()) {
-        (Some(len), Some(m)) if same(&m) => match &m.ranged {
-            Some(r) if r.chunk == RANGE_CHUNK && len == size => {
-                for i in &r.done {
-                    if let Some(d) = done.get_mut(*i) {
-                        *d = true;
-                    }
-                }
-            }
-            Some(_) => part.discard(),
-            None => {
-                for (i, d) in done.iter_mut().enumerate() {
-                    *d = (i as u64 + 1) * RANGE_CHUNK <= len.min(size);
-                }
-            }
-        },
-        (None, None) => {}
-        _ => part.discard(),
-    }
-    done
-}
-
-/// Where the ranges of one file get their connections.
-#[derive(Clone, Copy)]
-pub enum Slots<'a> {
-    /// The bucket's own bound: every range waits for a permit.
-    Bucket(&'a tokio::sync::Semaphore),
-    /// The archive's budget: the job's own slot, plus extra ones while
-    /// nobody is waiting for them (given back between ranges when a file
-    /// is).
-    Budget(&'a crate::budget::Budget),
-}
-
-/// A range's hold on a connection slot of the budget.
-enum Hold {
-    /// The job's own slot (the bucket's ranges each wait for a permit).
-    Own,
-    Extra(tokio::sync::OwnedSemaphorePermit),
-}
-
-/// Downloads a file of known `size` as parallel byte ranges into one
-/// pre-sized `.part` (at most [`RANGES_PER_OBJECT`] at once, each on a slot
-/// of `slots`). The sidecar, written before the file is sized, lists the
-/// ranges done (each synced to disk first), so a retry or a later run
-/// fetches only the missing ones. Every range names the validator in
-/// `If-Range` and its answer must carry it. For bucket objects a
-/// single-part ETag is checked as the MD5 of the whole file before the
-/// rename.
-pub async fn download_ranged(
-    http: &Http,
-    t: Transfer<'_>,
-    size: u64,
-    v: &Validator,
-    slots: Slots<'_>,
-) -> Result<Done, FetchError> {
-    let part = Part::of(t.path);
-    make_dirs(&t)?;
-    let done = finished_ranges(&part, size, v);
-    let meta = std::sync::Mutex::new(Meta {
-        validator: Some(v.clone()),
-        total: Some(size),
-        ranged: Some(Ranges {
-            chunk: RANGE_CHUNK,
-            done: (0..done.len()).filter(|i| done[*i]).collect(),
-        }),
-    });
-    // The sidecar first: a crash after sizing must not leave zeros that
-    // look like content.
-    if let Ok(m) = meta.lock() {
-        part.save(&m).map_err(|e| FetchError::disk(&part.meta, e))?;
-    }
-    let file = part
-        .open(false)
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    file.set_len(size)
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    let id = FileId::of(&file).map_err(|e| FetchError::disk(&part.path, e))?;
-    drop(file);
-    let have: u64 = done
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| **d)
-        .map(|(i, _)| RANGE_CHUNK.min(size - i as u64 * RANGE_CHUNK))
-        .sum();
-    t.reporter.started(t.id, t.label, Some(size), have);
-    let todo: Vec<usize> = (0..done.len()).filter(|i| !done[*i]).collect();
-    let received = run_ranges(http, &t, &part, &meta, size, v, todo, slots).await?;
-    // Every range must be listed as done before the file may be renamed:
-    // a range never fetched would leave zeros that look like content.
-    let listed = meta
-        .lock()
-        .map(|m| m.ranged.as_ref().map_or(0, |r| r.done.len()))
-        .unwrap_or(0);
-    if listed != done.len() {
-        part.discard();
-        return Err(FetchError::RangeMismatch(format!(
-            "only {listed} of {} ranges arrived; starting over",
-            done.len()
-        )));
-    }
-    let md5 = match (t.md5_from_etag, v) {
-        (true, Validator::Etag(e)) => etag_md5(e),
-        _ => None,
-    };
-    let (etag, last_modified) = match v {
-        Validator::Etag(e) => (Some(e.clone()), None),
-        Validator::LastModified(d) => (None, Some(d.clone())),
-    };
-    finish(
-        &part,
-        t.path,
-        id,
-        md5.as_deref(),
-        None,
-        Done {
-            size,
-            received,
-            http_status: StatusCode::PARTIAL_CONTENT.as_u16(),
-            etag,
-            last_modified,
-            withheld: None,
-        },
-    )
-    .await
-}
-
-/// Fetches the ranges `todo` (indices of [`RANGE_CHUNK`]s), as many at once
-/// as `slots` allow, recording each in the sidecar once it is on disk.
-/// Returns the bytes received.
-#[allow(clippy::too_many_arguments)]
-async fn run_ranges(
-    http: &Http,
-    t: &Transfer<'_>,
-    part: &Part,
-    meta: &std::sync::Mutex<Meta>,
-    size: u64,
-    v: &Validator,
-    todo: Vec<usize>,
-    slots: Slots<'_>,
-) -> Result<u64, FetchError> {
-    use futures_util::stream::{FuturesUnordered, StreamExt};
-    let one = |i: usize, hold: Hold| async move {
-        let _bucket = match slots {
-            Slots::Bucket(sem) => Some(sem.acquire().await.map_err(|_| FetchError::Interrupted)?),
-            Slots::Budget(_) => None,
-        };
-        let start = i as u64 * RANGE_CHUNK;
-        let end = (start + RANGE_CHUNK).min(size) - 1;
-        let got = fetch_range(http, t, part, start, end, size, v).await?;
-        let mut m = meta
-            .lock()
-            .map_err(|_| FetchError::disk(&part.meta, io::Error::other("lock poisoned")))?;
-        if let Some(r) = m.ranged.as_mut() {
-            r.done.push(i);
-        }
-        part.save(&m).map_err(|e| FetchError::disk(&part.meta, e))?;
-        Ok::<(u64, Hold), FetchError>((got, hold))
-    };
-    let mut queue = todo.into_iter();
-    let mut running = FuturesUnordered::new();
-    let mut received = 0u64;
-    if let Some(i) = queue.next() {
-        running.push(one(i, Hold::Own));
-    }
-    loop {
-        // Widen while slots are free and ranges are left.
-        while running.len() < RANGES_PER_OBJECT && queue.len() > 0 {
-            let extra = match slots {
-                Slots::Bucket(_) => Some(Hold::Own),
-                Slots::Budget(b) => b.try_extra().map(Hold::Extra),
-            };
-            // The slot first: a range is taken from the queue only with one.
-            let Some(hold) = extra else {
-                break;
-            };
-            let Some(i) = queue.next() else {
-                break;
-            };
-            running.push(one(i, hold));
-        }
-        let Some(result) = running.next().await else {
-            return Ok(received);
-        };
-        let (got, hold) = result?;
-        received += got;
-        let keep = match (&hold, slots) {
-            // A file waits for this extra slot: give it back.
-            (Hold::Extra(_), Slots::Budget(b)) => !b.wanted(),
-            _ => true,
-        };
-        if keep {
-            if let Some(i) = queue.next() {
-                running.push(one(i, hold));
-            }
-        } else if let (Hold::Extra(p), Slots::Budget(b)) = (hold, slots) {
-            b.release(p);
-        }
-    }
-}
-
-/// Fetches bytes `start..=end` of a file of `size` bytes with validator
-/// `v` into the `.part` at their offset, synced to disk. Returns the bytes
-/// received.
-async fn fetch_range(
-    http: &Http,
-    t: &Transfer<'_>,
-    part: &Part,
-    start: u64,
-    end: u64,
-    size: u64,
-    v: &Validator,
-) -> Result<u64, FetchError> {
-    use std::io::{Seek, SeekFrom};
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
-        headers.insert(header::RANGE, v);
-    }
-    if let Some(h) = v.if_range().and_then(|s| HeaderValue::from_str(s).ok()) {
-        headers.insert(header::IF_RANGE, h);
-    }
-    let Answer { mut response, .. } = http
-        .send(Req {
-            headers,
-            ..Req::get(t.url, Creds::token(t.token))
-        })
-        .await?;
-    if response.status() != StatusCode::PARTIAL_CONTENT {
-        if !response.status().is_success() {
-            return Err(status_error(response, http.stall).await);
-        }
-        // A whole file instead of a range: If-Range said it changed.
-        part.discard();
-        return Err(FetchError::RangeMismatch(format!(
-            "asked for bytes {start}-{end}, got HTTP {} (did the file change?)",
-            response.status().as_u16()
-        )));
-    }
-    let raw = header_str(response.headers(), header::CONTENT_RANGE).unwrap_or_default();
-    let want_range = ContentRange {
-        start: Some(start),
-        end: Some(end),
-        total: Some(size),
-    };
-    // An answer naming another version (a reprocessed file) is not ours.
-    let same_etag = match v {
-        Validator::Etag(e) => header_str(response.headers(), header::ETAG).is_none_or(|x| x == *e),
-        Validator::LastModified(d) => {
-            header_str(response.headers(), header::LAST_MODIFIED).is_none_or(|x| x == *d)
-        }
-    };
-    if ContentRange::parse(&raw) != Some(want_range) || !same_etag {
-        part.discard();
-        return Err(FetchError::RangeMismatch(format!(
-            "asked for bytes {start}-{end} of {size}, got Content-Range `{}` (did the object change?)",
-            crate::layout::escape(&raw)
-        )));
-    }
-    let mut file = part
-        .open(false)
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    file.seek(SeekFrom::Start(start))
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    let sync = file
-        .try_clone()
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    let want = end - start + 1;
-    let got = stream_body(
-        &mut response,
-        file,
-        Span {
-            offset: start,
-            want: Some(want),
-        },
-        http.stall,
-        None,
-        t,
-        &part.path,
-    )
-    .await?;
-    // On disk before the sidecar says so.
-    tokio::task::spawn_blocking(move || sync.sync_data())
-        .await
-        .map_err(|e| FetchError::disk(&part.path, io::Error::other(e)))?
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    Ok(got)
-}
-
 /// Creates the folders of a transfer's path below DEST, none a symlink.
-fn make_dirs(t: &Transfer<'_>) -> Result<(), FetchError> {
+pub(crate) fn make_dirs(t: &Transfer<'_>) -> Result<(), FetchError> {
     let rel_dir = t.label.rsplit_once('/').map_or("", |(d, _)| d);
     part::create_dirs(t.root, rel_dir).map_err(|e| FetchError::disk(t.path, e))
 }
@@ -1013,7 +738,7 @@ async fn hash_file(part: &Part, mut hasher: Md5) -> Result<Md5, FetchError> {
 
 /// Checks the MD5 (when known) and renames the `.part` over the final path,
 /// only if it is still the file that was written.
-async fn finish(
+pub(crate) async fn finish(
     part: &Part,
     path: &Path,
     id: FileId,
