@@ -49,7 +49,7 @@ impl Auth {
 
     /// After a 401/403 without a token: asks once for the whole run (other
     /// transfers that hit it meanwhile wait here) and returns the token.
-    pub async fn ask(&self, reporter: &dyn Reporter) -> Option<Token> {
+    pub async fn ask(&self, reporter: &dyn Reporter, cancel: &CancellationToken) -> Option<Token> {
         let mut prompted = self.prompted.lock().await;
         if let Some(t) = self.current() {
             return Some(t);
@@ -59,11 +59,31 @@ impl Auth {
         }
         *prompted = true;
         let mut answer = None;
-        tokio::task::block_in_place(|| reporter.suspend(&mut || answer = token::prompt()));
+        tokio::task::block_in_place(|| reporter.suspend(&mut || answer = prompt_or_cancel(cancel)));
         if let (Some(t), Ok(mut slot)) = (answer.clone(), self.token.write()) {
             *slot = Some(t);
         }
         answer
+    }
+}
+
+/// Asks for the token on the terminal, giving up (and giving the terminal
+/// its echo back) when the run is cancelled: Ctrl-C at the prompt ends the
+/// run like anywhere else, with its manifest.
+fn prompt_or_cancel(cancel: &CancellationToken) -> Option<Token> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(token::prompt());
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(answer) => return answer,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !cancel.is_cancelled() => {}
+            Err(_) => {
+                token::restore_terminal();
+                return None;
+            }
+        }
     }
 }
 

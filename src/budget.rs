@@ -100,6 +100,8 @@ pub struct Budget {
     cold: AtomicUsize,
     /// A large file asked for an extra slot and found none since the last look.
     demand: AtomicBool,
+    /// Body bytes received so far, as they stream.
+    bytes: std::sync::atomic::AtomicU64,
     sample: Mutex<Sample>,
 }
 
@@ -117,6 +119,7 @@ impl Budget {
             sem: Arc::new(Semaphore::new(1)),
             cold: AtomicUsize::new(start - 1),
             demand: AtomicBool::new(false),
+            bytes: std::sync::atomic::AtomicU64::new(0),
             auto,
             cap: AtomicUsize::new(cap),
             current: AtomicUsize::new(start),
@@ -141,6 +144,16 @@ impl Budget {
         if held > 0 {
             self.sem.add_permits(held);
         }
+    }
+
+    /// Counts body bytes as they arrive (the throughput `tick` looks at).
+    pub fn streamed(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Returns true if and only if the held-back slots were given out.
+    pub fn is_warm(&self) -> bool {
+        self.cold.load(Ordering::SeqCst) == 0
     }
 
     /// Returns the budget now.
@@ -268,7 +281,8 @@ impl Budget {
     /// bytes and finished files so far, grows the budget while it is
     /// saturated (a file waits), throughput holds or rises, and the server
     /// has not pushed back lately. Returns the budget now.
-    pub fn tick(&self, bytes: u64, files: usize) -> usize {
+    pub fn tick(&self, files: usize) -> usize {
+        let bytes = self.bytes.load(Ordering::Relaxed);
         let Ok(mut s) = self.sample.lock() else {
             return self.current();
         };
@@ -280,7 +294,8 @@ impl Budget {
         let calm = s
             .strained
             .is_none_or(|t| now.duration_since(t) > CALM_AFTER_STRAIN);
-        let holding = rate >= s.rate * 0.9;
+        // Nothing arriving is no reason to open more connections.
+        let holding = rate > 0.0 && rate >= s.rate * 0.9 && self.is_warm();
         *s = Sample {
             at: now,
             bytes,
@@ -340,7 +355,8 @@ mod tests {
         b.release(x);
         b.release(y);
         assert_eq!(b.sem.available_permits(), 1);
-        assert_eq!(b.tick(1 << 30, 100), 1, "a fixed budget never grows");
+        b.streamed(1 << 30);
+        assert_eq!(b.tick(100), 1, "a fixed budget never grows");
     }
 
     #[tokio::test]
@@ -348,7 +364,8 @@ mod tests {
         let b = Arc::new(Budget::new(Jobs::Auto));
         b.warm();
         assert_eq!(b.current(), AUTO_START);
-        assert_eq!(b.tick(1000, 1), AUTO_START, "nobody waits: no growth");
+        b.streamed(1000);
+        assert_eq!(b.tick(1), AUTO_START, "nobody waits: no growth");
         let held: Vec<_> = (0..AUTO_START)
             .map(|_| b.sem.clone().try_acquire_owned().unwrap())
             .collect();
@@ -360,18 +377,16 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let mut level = b.current();
-        for i in 2..20u64 {
-            level = b.tick(i * 1_000_000, i as usize * 10);
+        for i in 2..20usize {
+            b.streamed(1_000_000 * i);
+            level = b.tick(i * 10);
         }
         assert_eq!(level, AUTO_CAP_HTTP1, "grew to the cap and no further");
         assert!(waiter.await.unwrap().is_some());
         assert_eq!(b.push_back(Pushback::Strain), AUTO_CAP_HTTP1 * 3 / 4);
         let after = b.current();
-        assert_eq!(
-            b.tick(1 << 40, 1 << 20),
-            after,
-            "no growth right after strain"
-        );
+        b.streamed(1 << 40);
+        assert_eq!(b.tick(1 << 20), after, "no growth right after strain");
         assert_eq!(b.push_back(Pushback::SlowDown), after / 2);
         b.saw_http2();
         assert_eq!(b.cap.load(Ordering::Relaxed), AUTO_CAP_HTTP2);

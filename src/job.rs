@@ -188,8 +188,10 @@ fn on_retry(ctx: &Ctx, id: usize, job: &Job, err: &FetchError, n: u32, delay: Du
             ),
         );
     }
+    // Whatever the first file's fate, the others need not wait for it.
+    ctx.budget.warm();
     ctx.reporter
-        .retrying(id, &job.rel, n + 1, &err.to_string(), delay);
+        .retrying(id, &job.rel, n, &err.to_string(), delay);
 }
 
 /// `--update` for one complete file: a HEAD to its source; a changed file
@@ -251,10 +253,10 @@ async fn update_one(
     let unrecorded = !known || (etag.is_none() && modified.is_none() && source_has);
     if unrecorded && !older_than_file(&head, &local(ctx.dest.root(), &job.rel)) {
         // Nothing says which version is on disk (fetched by another tool,
-        // or its record lost): only a source dated before the file was
-        // written proves it current; otherwise fetch it again.
+        // or its record lost): only a file carrying the source's own date
+        // proves it current; otherwise fetch it again.
         let note =
-            "updated: no record of the version on disk, and the source is not older than the file";
+            "updated: no record of the version on disk, and the file does not carry the source's date";
         return fetch_one(ctx, id, job, Some(note)).await;
     }
     if unrecorded || (etag.is_none() && modified.is_none()) {
@@ -278,9 +280,10 @@ async fn update_one(
     ))
 }
 
-/// Returns true if and only if the source's Last-Modified is before the
-/// local file's modification time (so the file holds that version or a
-/// later one).
+/// Returns true if and only if the local file carries the source's
+/// Last-Modified as its modification time (as mastdl, `curl -R` and
+/// `wget -N` set it): then it holds that version. A copy made later, or
+/// a clock running ahead, proves nothing.
 fn older_than_file(head: &fetch::Head, path: &Path) -> bool {
     let Some(source) = head
         .last_modified
@@ -291,7 +294,12 @@ fn older_than_file(head: &fetch::Head, path: &Path) -> bool {
     };
     std::fs::metadata(path)
         .and_then(|m| m.modified())
-        .is_ok_and(|file| source <= file)
+        .is_ok_and(|file| {
+            let gap = file
+                .duration_since(source)
+                .or_else(|e| Ok::<_, ()>(e.duration()));
+            gap.is_ok_and(|g| g < Duration::from_secs(1))
+        })
 }
 
 /// Where a job is being fetched from now.
@@ -354,7 +362,7 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, note: Option<&str>) -> Outco
         }
         let denied = matches!(status, Some(401 | 403));
         if denied && from.token.is_none() && from.source == Source::Mast {
-            if let Some(t) = ctx.auth.ask(ctx.reporter.as_ref()).await {
+            if let Some(t) = ctx.auth.ask(ctx.reporter.as_ref(), &ctx.cancel).await {
                 from.token = Some(t);
                 continue;
             }

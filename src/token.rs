@@ -153,6 +153,33 @@ pub fn prompt() -> Option<Token> {
     Token::parse(&answer, "the prompt").ok().flatten()
 }
 
+/// Gives the terminal its echo and line editing back after a prompt that
+/// was abandoned (the run was cancelled while it waited).
+pub fn restore_terminal() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        let Ok(tty) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+        else {
+            return;
+        };
+        let fd = tty.as_raw_fd();
+        // SAFETY: tcgetattr/tcsetattr only read and write the struct given,
+        // on a descriptor this function owns.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(fd, &mut t) == 0 {
+                t.c_lflag |= libc::ECHO | libc::ICANON;
+                libc::tcsetattr(fd, libc::TCSANOW, &t);
+            }
+        }
+        let _ = std::io::Write::write_all(&mut &tty, b"\n");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

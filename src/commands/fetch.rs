@@ -209,17 +209,22 @@ async fn run_all(
     let ticker = tokio::spawn({
         let ctx = ctx.clone();
         async move {
-            loop {
+            for n in 1u32.. {
                 tokio::time::sleep(crate::budget::TICK).await;
-                let bytes = ctx.received.load(Ordering::Relaxed);
-                ctx.budget.tick(bytes, ctx.finished.load(Ordering::Relaxed));
+                if n == 8 {
+                    // A first file that takes long to answer (a stall, a
+                    // bucket object) does not hold every other one back.
+                    ctx.budget.warm();
+                }
+                ctx.budget.tick(ctx.finished.load(Ordering::Relaxed));
             }
         }
     });
     for (i, task) in todo {
         let permit = tokio::select! {
-            p = ctx.budget.acquire() => p,
+            biased;
             _ = ctx.cancel.cancelled() => None,
+            p = ctx.budget.acquire() => p.filter(|_| !ctx.cancel.is_cancelled()),
         };
         let Some(permit) = permit else {
             let f = Facts {
@@ -315,7 +320,7 @@ fn finish(
         bytes: received,
         elapsed,
         interrupted: signal != 0,
-        cut_short: count(CUT_SHORT),
+        cut_short: count(CUT_SHORT) + count(job::INTERRUPTED_EARLY),
         not_started: count(NOT_STARTED),
     };
     let html = HtmlContext {

@@ -31,7 +31,7 @@ use crate::token::Token;
 use http::{body_excerpt, first_line, header_str, status_error, ERROR_EXCERPT_TIME};
 use part::{FileId, Meta, Part, Validator};
 /// The largest write buffer: large writes, few system calls.
-const WRITE_BUFFER: usize = 256 << 10;
+const WRITE_BUFFER: usize = 64 << 10;
 /// The smallest write buffer.
 const MIN_WRITE_BUFFER: usize = 16 << 10;
 
@@ -404,7 +404,12 @@ fn ranged_resume<'a>(
     let v = m.validator?;
     v.if_range()?;
     (m.ranged?.chunk == RANGE_CHUNK).then_some(())?;
-    Some((m.total?, v, budget))
+    let total = m.total?;
+    if t.expect_size.is_some_and(|s| s != total) {
+        part.discard();
+        return None;
+    }
+    Some((total, v, budget))
 }
 
 /// Checks a 206 answering `Range: bytes=HAVE-`: its `Content-Range` must
@@ -690,6 +695,9 @@ pub(crate) async fn stream_body(
             }
         }
         t.limiter.take(chunk.len()).await;
+        if let Some(b) = t.budget {
+            b.streamed(chunk.len());
+        }
         if let Some(hs) = hasher.as_mut() {
             hs.update(&chunk);
         }
@@ -758,6 +766,16 @@ pub(crate) async fn finish(
                 expected: expected.to_string(),
                 got,
             });
+        }
+    }
+    if let Some(when) = done
+        .last_modified
+        .as_deref()
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+    {
+        // The file carries the source's date, as `curl -R` does.
+        if let Ok(f) = part.open_append() {
+            let _ = f.set_modified(when);
         }
     }
     part::commit(part, path, Some(id)).map_err(|e| FetchError::disk(path, e))?;

@@ -260,7 +260,8 @@ async fn fetch_range(
         })
         .await?;
     if response.status() != StatusCode::PARTIAL_CONTENT {
-        if !response.status().is_success() {
+        if !response.status().is_success() && response.status() != StatusCode::RANGE_NOT_SATISFIABLE
+        {
             return Err(status_error(response, http.stall).await);
         }
         // A whole file instead of a range: If-Range said it changed.
@@ -277,12 +278,11 @@ async fn fetch_range(
         total: Some(size),
     };
     // An answer naming another version (a reprocessed file) is not ours.
-    let same_etag = match v {
-        Validator::Etag(e) => header_str(response.headers(), header::ETAG).is_none_or(|x| x == *e),
-        Validator::LastModified(d) => {
-            header_str(response.headers(), header::LAST_MODIFIED).is_none_or(|x| x == *d)
-        }
-    };
+    // The answer must name the version the other ranges came from.
+    let same_etag = v.matches(
+        header_str(response.headers(), header::ETAG).as_deref(),
+        header_str(response.headers(), header::LAST_MODIFIED).as_deref(),
+    );
     if ContentRange::parse(&raw) != Some(want_range) || !same_etag {
         part.discard();
         return Err(FetchError::RangeMismatch(format!(
