@@ -1,11 +1,13 @@
 //! Binary-level tests: the real `mastdl` executable against the mock MAST
 //! archive on loopback. One test binary (see `Cargo.toml`, `autotests = false`).
 
+mod concurrency;
 mod inputs;
 mod integrity;
 mod mock;
 mod mock_index;
 mod mock_invoke;
+mod mock_latency;
 mod mock_s3;
 mod raw;
 
