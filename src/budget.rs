@@ -274,6 +274,10 @@ impl Budget {
     pub fn saw_http2(&self) {
         if self.auto && !self.http2.swap(true, Ordering::Relaxed) {
             self.cap.store(AUTO_CAP_HTTP2, Ordering::Relaxed);
+            // More streams on the one connection cost no handshake: start
+            // where HTTP/1.1 stops.
+            let now = self.current();
+            self.grow(AUTO_CAP_HTTP1.saturating_sub(now));
         }
     }
 
@@ -306,7 +310,11 @@ impl Budget {
         drop(s);
         let demand = self.demand.swap(false, Ordering::Relaxed);
         if self.auto && calm && holding && (self.wanted() || demand) {
-            let step = (self.current() / 2).max(2);
+            // Over HTTP/2 a step is a stream, not a connection: double.
+            let step = match self.http2.load(Ordering::Relaxed) {
+                true => self.current(),
+                false => (self.current() / 2).max(2),
+            };
             return self.grow(step);
         }
         self.current()

@@ -32,6 +32,11 @@ use crate::rate::RateLimiter;
 use crate::retry::Policy;
 use crate::settings::Settings;
 
+/// How long a finished file's slot waits before the next file may use it:
+/// time for its connection to go back to the pool (hyper hands it back from
+/// another task), so the next file reuses it instead of opening one more.
+const HANDBACK: Duration = Duration::from_millis(2);
+
 /// The most connections to the bucket at once (S3 serves each at its own speed).
 pub const BUCKET_CONNECTIONS: usize = 16;
 
@@ -242,9 +247,7 @@ async fn run_all(
             // Let the finished exchange hand its connection back to the
             // pool before the slot goes to the next file, or that file
             // opens a new connection (and `-j N` would mean more than N).
-            for _ in 0..4 {
-                tokio::task::yield_now().await;
-            }
+            tokio::time::sleep(HANDBACK).await;
             ctx.budget.release(permit);
             ctx.finished.fetch_add(1, Ordering::Relaxed);
             ctx.reporter.finished(Some(i), &out.row, t0.elapsed());
