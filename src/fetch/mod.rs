@@ -517,9 +517,49 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         drop(response);
         return download_ranged(http, t, size, &v, Slots::Budget(b)).await;
     }
-    t.reporter.started(t.id, t.label, total, offset);
+    let answer = Accepted {
+        status,
+        offset,
+        total,
+        etag,
+        last_modified,
+        withheld,
+        expect_md5,
+    };
+    save(http, &t, &part, &mut response, answer).await
+}
 
-    make_dirs(&t)?;
+/// What an accepted answer said, for saving its body.
+struct Accepted {
+    status: StatusCode,
+    offset: u64,
+    total: Option<u64>,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    withheld: Option<String>,
+    expect_md5: Option<String>,
+}
+
+/// Saves an accepted answer's body: streamed into the `.part`, checked
+/// against the size promised and the MD5 when known, renamed into place.
+async fn save(
+    http: &Http,
+    t: &Transfer<'_>,
+    part: &Part,
+    response: &mut Response,
+    a: Accepted,
+) -> Result<Done, FetchError> {
+    let Accepted {
+        status,
+        offset,
+        total,
+        etag,
+        last_modified,
+        withheld,
+        expect_md5,
+    } = a;
+    t.reporter.started(t.id, t.label, total, offset);
+    make_dirs(t)?;
     let meta = Meta {
         validator: Validator::of(etag.as_deref(), last_modified.as_deref()),
         total,
@@ -527,9 +567,9 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
     };
     let (received, id, hasher) = receive(
         http,
-        &t,
-        &part,
-        &mut response,
+        t,
+        part,
+        response,
         (offset, total),
         &meta,
         expect_md5.is_some(),
@@ -546,7 +586,7 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         }
     }
     finish(
-        &part,
+        part,
         t.path,
         id,
         expect_md5.as_deref(),
