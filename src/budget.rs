@@ -25,6 +25,8 @@ pub const AUTO_CAP_HTTP1: usize = 16;
 /// The most concurrent requests `-j auto` sends over HTTP/2 (one
 /// connection carries them all).
 pub const AUTO_CAP_HTTP2: usize = 64;
+/// Where `-j auto` jumps once the archive answers over HTTP/2.
+pub const AUTO_START_HTTP2: usize = 48;
 /// Successes after which a throttled fixed budget gets one slot back.
 pub const RECOVER_AFTER: usize = 8;
 /// How long growth pauses after the server pushed back.
@@ -156,6 +158,11 @@ impl Budget {
         self.cold.load(Ordering::SeqCst) == 0
     }
 
+    /// Returns true if and only if the archive answered over HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
+    }
+
     /// Returns the budget now.
     pub fn current(&self) -> usize {
         self.current.load(Ordering::Relaxed)
@@ -275,9 +282,9 @@ impl Budget {
         if self.auto && !self.http2.swap(true, Ordering::Relaxed) {
             self.cap.store(AUTO_CAP_HTTP2, Ordering::Relaxed);
             // More streams on the one connection cost no handshake: start
-            // where HTTP/1.1 stops.
+            // near the top (as `curl --parallel` starts at 50).
             let now = self.current();
-            self.grow(AUTO_CAP_HTTP1.saturating_sub(now));
+            self.grow(AUTO_START_HTTP2.saturating_sub(now));
         }
     }
 

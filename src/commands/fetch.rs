@@ -247,7 +247,9 @@ async fn run_all(
             // Let the finished exchange hand its connection back to the
             // pool before the slot goes to the next file, or that file
             // opens a new connection (and `-j N` would mean more than N).
-            tokio::time::sleep(HANDBACK).await;
+            if !ctx.budget.is_http2() {
+                tokio::time::sleep(HANDBACK).await;
+            }
             ctx.budget.release(permit);
             ctx.finished.fetch_add(1, Ordering::Relaxed);
             ctx.reporter.finished(Some(i), &out.row, t0.elapsed());

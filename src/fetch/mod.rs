@@ -377,6 +377,11 @@ fn split_here<'a>(
 ) -> Option<(u64, Validator, &'a crate::budget::Budget)> {
     let budget = t.budget?;
     let size = total.filter(|s| *s >= RANGED_MIN)?;
+    if !t.limiter.is_unlimited() {
+        // Under `--limit-rate` the cap, not a connection, is the limit:
+        // more streams would only hold more buffers.
+        return None;
+    }
     let ranges =
         header_str(h, header::ACCEPT_RANGES).is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
     if !t.split || t.md5_from_etag || status != StatusCode::OK || offset != 0 || !ranges {
