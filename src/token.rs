@@ -108,11 +108,6 @@ impl Token {
         v.set_sensitive(true);
         Some(v)
     }
-
-    /// Replaces every occurrence of the secret in `text` with `(redacted)`.
-    pub fn scrub(&self, text: &str) -> String {
-        text.replace(&self.0, "(redacted)")
-    }
 }
 
 impl fmt::Debug for Token {
@@ -222,6 +217,7 @@ mod tests {
     #[test]
     fn scrub_removes_every_copy() {
         let t = Token::new("s3cr3t").unwrap();
-        assert_eq!(t.scrub("x s3cr3t y s3cr3t"), "x (redacted) y (redacted)");
+        let text = format!("x {} y {}", t.expose(), t.expose());
+        assert_eq!(scrub(&text), "x (redacted) y (redacted)");
     }
 }

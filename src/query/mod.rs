@@ -320,11 +320,6 @@ impl Ctx {
             tuning: Arc::new(tuning),
         })
     }
-
-    /// Removes every secret from `text`, should a server ever echo one.
-    fn scrub(&self, text: &str) -> String {
-        crate::token::scrub(text).into_owned()
-    }
 }
 
 async fn search(

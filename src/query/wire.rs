@@ -85,9 +85,11 @@ pub(super) async fn poll(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Re
     let mut polls = 0u32;
     loop {
         let value = send(ctx, body, what).await?;
-        match decode(value).map_err(|e| anyhow!("{what}: {}", ctx.scrub(&e)))? {
+        match decode(value).map_err(|e| anyhow!("{what}: {}", crate::token::scrub(&e)))? {
             Status::Complete(reply) => return Ok(reply),
-            Status::Error(msg) => bail!("{what}: MAST answered ERROR: {}", ctx.scrub(&msg)),
+            Status::Error(msg) => {
+                bail!("{what}: MAST answered ERROR: {}", crate::token::scrub(&msg))
+            }
             Status::Executing => {
                 polls += 1;
                 if polls > ctx.tuning.max_polls || started.elapsed() >= ctx.tuning.poll_deadline {
@@ -155,7 +157,7 @@ pub(super) async fn send(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Va
     .map_err(|(f, n)| {
         anyhow!(
             "{what}: {}{}",
-            ctx.scrub(&f.message),
+            crate::token::scrub(&f.message),
             retry::after_attempts(n)
         )
     })
