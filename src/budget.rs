@@ -4,7 +4,7 @@
 //! `-j N` fixes it at N. `-j auto` starts at [`AUTO_START`] and grows while
 //! the budget is saturated and throughput holds or rises, up to
 //! [`AUTO_CAP_HTTP1`] (or [`AUTO_CAP_HTTP2`] once the archive answers over
-//! HTTP/2, where requests share one connection). Both shrink when the
+//! HTTP/2, where requests share two connections). Both shrink when the
 //! server pushes back: a 429 halves the budget (and, with `-j N`, it comes
 //! back one slot per [`RECOVER_AFTER`] successes); with `auto`, a 503, a
 //! reset or a stall takes a quarter off and pauses growth. New files are
@@ -22,8 +22,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const AUTO_START: usize = 4;
 /// The most connections `-j auto` opens to a host over HTTP/1.1.
 pub const AUTO_CAP_HTTP1: usize = 16;
-/// The most concurrent requests `-j auto` sends over HTTP/2 (one
-/// connection carries them all).
+/// The most concurrent requests `-j auto` sends over HTTP/2 (two
+/// connections carry them all, see `fetch::http`).
 pub const AUTO_CAP_HTTP2: usize = 64;
 /// Where `-j auto` jumps once the archive answers over HTTP/2.
 pub const AUTO_START_HTTP2: usize = 48;

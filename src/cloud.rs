@@ -597,11 +597,11 @@ mod tests {
     }
 
     fn client() -> Http {
-        Http {
-            client: reqwest::Client::builder().no_proxy().build().unwrap(),
-            trust: crate::fetch::Trust::new(Url::parse("http://127.0.0.1").unwrap(), vec![]),
-            stall: Duration::from_secs(30),
-        }
+        Http::new(
+            reqwest::Client::builder().no_proxy().build().unwrap(),
+            crate::fetch::Trust::new(Url::parse("http://127.0.0.1").unwrap(), vec![]),
+            Duration::from_secs(30),
+        )
     }
 
     #[tokio::test]

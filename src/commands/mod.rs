@@ -100,16 +100,24 @@ pub fn http(
     trusted_hosts: &[String],
     options: &ClientOptions<'_>,
 ) -> anyhow::Result<Http> {
-    let client = build_client(options).map_err(|e| match e {
-        e @ (ClientError::ReadCa { .. } | ClientError::NoCert { .. }) => {
-            anyhow::Error::new(UsageError(crate::error::chain(&e)))
-        }
-        e => anyhow::Error::new(e),
-    })?;
-    Ok(Http {
-        client,
-        trust: Trust::new(base.clone(), trusted_hosts.to_vec()),
-        stall: options.stall,
+    let build = || {
+        build_client(options).map_err(|e| match e {
+            e @ (ClientError::ReadCa { .. } | ClientError::NoCert { .. }) => {
+                anyhow::Error::new(UsageError(crate::error::chain(&e)))
+            }
+            e => anyhow::Error::new(e),
+        })
+    };
+    let http = Http::new(
+        build()?,
+        Trust::new(base.clone(), trusted_hosts.to_vec()),
+        options.stall,
+    );
+    // Two connections to an HTTP/2 host, unless `-j 1` asks for one.
+    Ok(if options.pool_per_host >= 2 {
+        http.with_spare(build()?)
+    } else {
+        http
     })
 }
 

@@ -12,7 +12,10 @@
 //! goes through [`read_body`]: capped in size and bounded in total time,
 //! so a server that drips or never ends cannot hold the run or its memory.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -174,6 +177,92 @@ pub struct Http {
     pub trust: Trust,
     /// `--timeout`: the longest wait for the next bytes.
     pub stall: Duration,
+    /// A second connection to hosts that answer over HTTP/2.
+    spare: Option<Arc<Spare>>,
+}
+
+/// A second client, so that a host answering over HTTP/2 gets two
+/// connections instead of one: a server (or a path) that bounds each
+/// connection's rate would otherwise cap the whole run at one connection's
+/// rate, however many streams it carries. Hosts that answer over HTTP/1.1
+/// never see it (there, the budget counts connections).
+///
+/// The spare connection to a host is opened by one request alone, after
+/// the host's first HTTP/2 answer on the main client; once it answered
+/// over HTTP/2, requests to the host take turns between the two.
+struct Spare {
+    client: reqwest::Client,
+    hosts: Mutex<HashMap<String, Lane>>,
+    turn: AtomicUsize,
+}
+
+/// The spare connection to one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// The host answered over HTTP/2; no spare connection yet.
+    Cold,
+    /// One request is opening it.
+    Opening,
+    /// Open: requests take turns.
+    Open,
+    /// It failed or did not speak HTTP/2: the main client alone.
+    Off,
+}
+
+/// Which client a hop went out on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Main,
+    /// The spare, opening its connection.
+    Opening,
+    /// The spare, open.
+    Spare,
+}
+
+impl Spare {
+    fn key(url: &Url) -> String {
+        format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.port_or_known_default().unwrap_or(0)
+        )
+    }
+
+    /// Returns which client the next hop to `url` takes.
+    fn pick(&self, url: &Url) -> Via {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        match hosts.get_mut(&Self::key(url)) {
+            Some(lane @ Lane::Cold) => {
+                *lane = Lane::Opening;
+                Via::Opening
+            }
+            Some(Lane::Open) if self.turn.fetch_add(1, Ordering::Relaxed) % 2 == 1 => Via::Spare,
+            _ => Via::Main,
+        }
+    }
+
+    /// Learns from a hop's outcome (`Some(version)`, or `None` if it failed).
+    fn learn(&self, url: &Url, via: Via, version: Option<reqwest::Version>) {
+        let h2 = version == Some(reqwest::Version::HTTP_2);
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        match via {
+            Via::Main if h2 => {
+                hosts.entry(Self::key(url)).or_insert(Lane::Cold);
+            }
+            Via::Opening => {
+                hosts.insert(Self::key(url), if h2 { Lane::Open } else { Lane::Off });
+            }
+            // Lost: opened again by one request alone.
+            Via::Spare if version.is_none() => {
+                hosts.insert(Self::key(url), Lane::Cold);
+            }
+            Via::Spare if !h2 => {
+                hosts.insert(Self::key(url), Lane::Off);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A finished request's answer, after redirects.
@@ -185,6 +274,28 @@ pub struct Answer {
 }
 
 impl Http {
+    /// Returns the client of one connection per host (or one per request
+    /// in flight over HTTP/1.1).
+    pub fn new(client: reqwest::Client, trust: Trust, stall: Duration) -> Http {
+        Http {
+            client,
+            trust,
+            stall,
+            spare: None,
+        }
+    }
+
+    /// Returns this client with a second connection to HTTP/2 hosts,
+    /// made by `spare` (a client built like the main one).
+    pub fn with_spare(mut self, spare: reqwest::Client) -> Http {
+        self.spare = Some(Arc::new(Spare {
+            client: spare,
+            hosts: Mutex::new(HashMap::new()),
+            turn: AtomicUsize::new(0),
+        }));
+        self
+    }
+
     /// Sends `req`, following redirects: the credentials ride along to
     /// trusted URLs only, on every hop; loops and more than
     /// [`MAX_REDIRECTS`] hops fail.
@@ -208,8 +319,12 @@ impl Http {
         let mut seen = vec![url.clone()];
         let mut withheld = None;
         loop {
-            let mut r = self
-                .client
+            let via = self.spare.as_ref().map_or(Via::Main, |s| s.pick(&url));
+            let client = match (&self.spare, via) {
+                (Some(s), Via::Opening | Via::Spare) => &s.client,
+                _ => &self.client,
+            };
+            let mut r = client
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
             if let Some(b) = &body {
@@ -221,8 +336,15 @@ impl Http {
                 None => {}
             }
             let wait = timeout.unwrap_or(self.stall);
-            let resp = tokio::time::timeout(wait, r.send())
-                .await
+            let sent = tokio::time::timeout(wait, r.send()).await;
+            if let Some(s) = &self.spare {
+                let version = match &sent {
+                    Ok(Ok(resp)) => Some(resp.version()),
+                    _ => None,
+                };
+                s.learn(&url, via, version);
+            }
+            let resp = sent
                 .map_err(|_| FetchError::Stall(wait))?
                 .map_err(|e| network_error(&e))?;
             if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {

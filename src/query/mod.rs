@@ -475,11 +475,11 @@ mod tests {
     }
 
     fn client() -> Http {
-        Http {
-            client: reqwest::Client::builder().no_proxy().build().unwrap(),
-            trust: crate::fetch::Trust::new(url::Url::parse("http://127.0.0.1").unwrap(), vec![]),
-            stall: std::time::Duration::from_secs(30),
-        }
+        Http::new(
+            reqwest::Client::builder().no_proxy().build().unwrap(),
+            crate::fetch::Trust::new(url::Url::parse("http://127.0.0.1").unwrap(), vec![]),
+            std::time::Duration::from_secs(30),
+        )
     }
 
     fn obs(obsid: Value, collection: &str, proposal: &str, instrument: &str) -> Value {

@@ -1612,6 +1612,47 @@ fn tls_with_cacert_and_an_https_to_http_redirect_drops_the_token() {
 }
 
 #[test]
+fn an_http2_archive_gets_two_connections_and_j1_one() {
+    // Issue 14: over HTTP/2, requests share connections; mastdl opens a
+    // second one (a connection's rate is often capped) and never more.
+    let m = Mock::start();
+    let mut list = String::new();
+    let mut files = Vec::new();
+    for i in 0..60u64 {
+        let uri = format!("mast:HST/product/h2_{i:03}_raw.fits");
+        let body = bytes(100 + i, 2000 + i as usize * 13);
+        m.add(&uri, Product::new(body.clone()));
+        list.push_str(&uri);
+        list.push('\n');
+        files.push((uri, body));
+    }
+    for (jobs, want) in [(None, 2), (Some("1"), 1)] {
+        let e = Env::new();
+        let ca = e.write("ca.pem", &m.cert_pem);
+        let list = e.write("uris.txt", &list);
+        m.state.lock().unwrap().tls_connections.clear();
+        let mut c = e.cmd();
+        c.args(["fetch", "--base-url", &m.tls_base, "--cacert"])
+            .arg(&ca)
+            .arg("-d")
+            .arg(e.dest())
+            .arg("--flat")
+            .arg(&list);
+        if let Some(j) = jobs {
+            c.args(["-j", j]);
+        }
+        let r = Run::from(c.output().unwrap());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        for (uri, body) in &files {
+            let name = uri.rsplit('/').next().unwrap();
+            assert_eq!(&std::fs::read(e.dest().join(name)).unwrap(), body, "{uri}");
+        }
+        let conns = m.state.lock().unwrap().tls_connections.clone();
+        assert_eq!(conns, vec!["h2".to_string(); want], "-j {jobs:?}");
+    }
+}
+
+#[test]
 fn https_proxy_variable_is_honoured() {
     // A proxy that is not there: the transfer must fail trying to reach it,
     // proving the variable is read (NO_PROXY empties the default exclusions).

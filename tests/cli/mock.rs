@@ -103,6 +103,8 @@ pub struct Inner {
     pub other_port: u16,
     pub base_port: u16,
     pub alt_port: u16,
+    /// The protocol each TLS connection negotiated (ALPN), in accept order.
+    pub tls_connections: Vec<String>,
 }
 
 pub type Shared = Arc<Mutex<Inner>>;
@@ -178,6 +180,7 @@ impl Mock {
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
+        let st2 = state.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -207,7 +210,7 @@ impl Mock {
                     }));
                 }
                 let l = tokio::net::TcpListener::from_std(tls_listener).expect("listener");
-                tasks.push(tokio::spawn(serve_tls(l, tls_config, app.clone())));
+                tasks.push(tokio::spawn(serve_tls(l, tls_config, app.clone(), st2)));
                 let _ = rx.await;
                 for t in tasks {
                     t.abort();
@@ -293,6 +296,8 @@ fn tls_server_config(
         .with_no_client_auth()
         .with_single_cert(vec![cert.cert.der().clone()], key)
         .expect("server config");
+    let mut config = config;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)
 }
 
@@ -301,17 +306,21 @@ async fn serve_tls(
     listener: tokio::net::TcpListener,
     config: Arc<tokio_rustls::rustls::ServerConfig>,
     app: Router,
+    state: Shared,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             return;
         };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
+        let (acceptor, app, state) = (acceptor.clone(), app.clone(), state.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
+            let alpn = tls.get_ref().1.alpn_protocol().unwrap_or(b"http/1.1");
+            let alpn = String::from_utf8_lossy(alpn).into_owned();
+            state.lock().unwrap().tls_connections.push(alpn);
             let svc = hyper_util::service::TowerToHyperService::new(app);
             let _ =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
