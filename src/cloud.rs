@@ -295,7 +295,7 @@ impl Request {
             self.send_once()
         })
         .await
-        .map_err(|(f, n)| anyhow!("{what} failed: {}{}", f.message, retry::after_attempts(n)))
+        .map_err(|f| anyhow!("{what} failed: {}", f.message()))
     }
 
     async fn send_once(&self) -> Result<serde_json::Map<String, Value>, Failure> {
@@ -597,11 +597,15 @@ mod tests {
     }
 
     fn client() -> Http {
-        Http::new(
-            reqwest::Client::builder().no_proxy().build().unwrap(),
-            crate::fetch::Trust::new(Url::parse("http://127.0.0.1").unwrap(), vec![]),
-            Duration::from_secs(30),
-        )
+        let options = crate::fetch::http::ClientOptions {
+            stall: std::time::Duration::from_secs(30),
+            cacert: None,
+            per_host: 4,
+            wider: Vec::new(),
+            no_proxy: true,
+        };
+        let trust = crate::fetch::Trust::new(Url::parse("http://127.0.0.1").unwrap(), vec![]);
+        Http::new(&options, trust).unwrap()
     }
 
     #[tokio::test]
@@ -700,7 +704,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("503"), "{err}");
-        assert!(err.contains("after 4 attempts"), "{err}");
+        assert!(err.contains("failed after 3 retries in "), "{err}");
         assert!(!err.contains("s3cr3t"), "{err}");
         assert_eq!(archive.authorizations.lock().unwrap().len(), 4);
     }

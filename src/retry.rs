@@ -349,12 +349,13 @@ impl Classify for Failure {
 
 /// Runs `op` up to `attempts` times with [`run`], waiting `backoff` (or the
 /// server's `Retry-After`, within [`MAX_DELAY`]) after each transient
-/// failure. Returns the value, or the last failure and the attempts made.
+/// failure. Returns the value, or the last failure (its [`Failed::message`]
+/// says how long it was tried, in the words downloads use).
 pub async fn with_retries<T, F, Fut>(
     attempts: u32,
     backoff: &Backoff,
     mut op: F,
-) -> Result<T, (Failure, u32)>
+) -> Result<T, Failed<Failure>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
@@ -368,16 +369,6 @@ where
     run(&policy, &never, None, |_| op(), |_, _, _| {})
         .await
         .map(|(v, _)| v)
-        .map_err(|f| (f.error, f.retries + 1))
-}
-
-/// Returns ` (after N attempts)` for N > 1, else nothing.
-pub fn after_attempts(attempts: u32) -> String {
-    if attempts > 1 {
-        format!(" (after {attempts} attempts)")
-    } else {
-        String::new()
-    }
 }
 
 #[cfg(test)]
@@ -443,7 +434,13 @@ mod tests {
             std::future::ready(Err(fail(true)))
         })
         .await;
-        assert_eq!(r.unwrap_err().1, 3);
+        let f = r.unwrap_err();
+        assert_eq!(f.retries, 2);
+        assert!(
+            f.message().starts_with("x (failed after 2 retries in "),
+            "{}",
+            f.message()
+        );
         assert_eq!(calls, 3);
         let mut calls = 0;
         let r: Result<(), _> = with_retries(3, &zero, || {
@@ -451,7 +448,9 @@ mod tests {
             std::future::ready(Err(fail(false)))
         })
         .await;
-        assert_eq!(r.unwrap_err().1, 1);
+        let f = r.unwrap_err();
+        assert_eq!(f.retries, 0);
+        assert_eq!(f.message(), "x");
         let mut calls = 0;
         let r = with_retries(3, &zero, || {
             calls += 1;
@@ -459,7 +458,5 @@ mod tests {
         })
         .await;
         assert_eq!(r.unwrap(), 7);
-        assert_eq!(after_attempts(1), "");
-        assert_eq!(after_attempts(2), " (after 2 attempts)");
     }
 }

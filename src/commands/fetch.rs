@@ -32,11 +32,6 @@ use crate::rate::RateLimiter;
 use crate::retry::Policy;
 use crate::settings::Settings;
 
-/// How long a finished file's slot waits before the next file may use it:
-/// time for its connection to go back to the pool (hyper hands it back from
-/// another task), so the next file reuses it instead of opening one more.
-const HANDBACK: Duration = Duration::from_millis(2);
-
 /// The most connections to the bucket at once (S3 serves each at its own speed).
 pub const BUCKET_CONNECTIONS: usize = 16;
 
@@ -244,12 +239,9 @@ async fn run_all(
             let t0 = Instant::now();
             let out = job::run(&ctx, i, &jobs[i], task).await;
             ctx.budget.warm();
-            // Let the finished exchange hand its connection back to the
-            // pool before the slot goes to the next file, or that file
-            // opens a new connection (and `-j N` would mean more than N).
-            if !ctx.budget.is_http2() {
-                tokio::time::sleep(HANDBACK).await;
-            }
+            // The next file may start before this one's connection is back
+            // in the pool: the gate (fetch::gate) keeps it from opening one
+            // more.
             ctx.budget.release(permit);
             ctx.finished.fetch_add(1, Ordering::Relaxed);
             ctx.reporter.finished(Some(i), &out.row, t0.elapsed());

@@ -17,7 +17,7 @@ use crate::cli::{Cli, Command, ShellKind};
 use crate::cloud;
 use crate::dest::Locked;
 use crate::error::{Exit, UsageError};
-use crate::fetch::http::{build_client, ClientError, ClientOptions};
+use crate::fetch::http::{ClientError, ClientOptions};
 use crate::fetch::{Http, Trust};
 use crate::input::listing::Lister;
 use crate::input::read::Reading;
@@ -100,24 +100,11 @@ pub fn http(
     trusted_hosts: &[String],
     options: &ClientOptions<'_>,
 ) -> anyhow::Result<Http> {
-    let build = || {
-        build_client(options).map_err(|e| match e {
-            e @ (ClientError::ReadCa { .. } | ClientError::NoCert { .. }) => {
-                anyhow::Error::new(UsageError(crate::error::chain(&e)))
-            }
-            e => anyhow::Error::new(e),
-        })
-    };
-    let http = Http::new(
-        build()?,
-        Trust::new(base.clone(), trusted_hosts.to_vec()),
-        options.stall,
-    );
-    // Two connections to an HTTP/2 host, unless `-j 1` asks for one.
-    Ok(if options.pool_per_host >= 2 {
-        http.with_spare(build()?)
-    } else {
-        http
+    Http::new(options, Trust::new(base.clone(), trusted_hosts.to_vec())).map_err(|e| match e {
+        e @ (ClientError::ReadCa { .. } | ClientError::NoCert { .. }) => {
+            anyhow::Error::new(UsageError(crate::error::chain(&e)))
+        }
+        e => anyhow::Error::new(e),
     })
 }
 
@@ -129,7 +116,11 @@ pub fn run_http(settings: &Settings) -> anyhow::Result<Http> {
         &ClientOptions {
             stall: settings.stall,
             cacert: settings.cacert.as_deref(),
-            pool_per_host: settings.jobs.ceiling(),
+            per_host: settings.jobs.ceiling(),
+            // The bucket has its own connection limit (S3 serves each
+            // connection at its own speed).
+            wider: vec![(settings.s3_url.clone(), fetch::BUCKET_CONNECTIONS)],
+            no_proxy: false,
         },
     )
 }
@@ -184,7 +175,7 @@ pub async fn plan_each(
         None => {
             let plan = &settings.plan;
             let rebase = plan.rebase.then(|| plan.base.clone());
-            let lister = Lister::new(&http.client, rebase, plan.flat, settings.stall);
+            let lister = Lister::new(http, rebase, plan.flat, settings.stall);
             Reading::new(lister, settings.output == Output::Json, settings.quiet)
                 .each_entry(&settings.inputs, &mut push)
                 .await

@@ -47,7 +47,9 @@ pub async fn query(s: QuerySettings) -> anyhow::Result<Exit> {
         &ClientOptions {
             stall: s.stall,
             cacert: s.cacert.as_deref(),
-            pool_per_host: 4,
+            per_host: 4,
+            wider: Vec::new(),
+            no_proxy: false,
         },
     )?;
     let mut products = query::products(&http, &s.base, s.token.as_ref(), &s.criteria).await?;

@@ -22,6 +22,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
+use super::gate::{self, Gate, GateLayer};
 use super::FetchError;
 use crate::retry;
 use crate::token::Token;
@@ -68,15 +69,19 @@ impl Trust {
     }
 }
 
-/// How the one client is built.
+/// How the run's clients are built.
 #[derive(Debug, Clone)]
 pub struct ClientOptions<'a> {
     /// `--timeout`: also bounds connecting (at most [`MAX_CONNECT`]).
     pub stall: Duration,
     /// `--cacert`: extra PEM roots.
     pub cacert: Option<&'a Path>,
-    /// Idle connections kept per host.
-    pub pool_per_host: usize,
+    /// The most connections open to one host (`-j`; see [`super::gate`]).
+    pub per_host: usize,
+    /// Hosts allowed more than `per_host` (the bucket), by URL.
+    pub wider: Vec<(Url, usize)>,
+    /// Ignore the proxy variables (tests against loopback servers).
+    pub no_proxy: bool,
 }
 
 /// Why the client could not be built (a bad `--cacert`).
@@ -93,31 +98,82 @@ pub enum ClientError {
     Build(#[from] reqwest::Error),
 }
 
-/// Builds the run's one client: redirects off (followed by [`Http::send`]),
-/// a connect timeout, the extra CA certificates, the proxy variables.
-pub fn build_client(o: &ClientOptions<'_>) -> Result<reqwest::Client, ClientError> {
-    let mut b = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("mastdl/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(o.stall.min(MAX_CONNECT))
-        .pool_max_idle_per_host(o.pool_per_host)
-        .tcp_nodelay(true);
-    if let Some(path) = o.cacert {
-        let pem = std::fs::read(path).map_err(|source| ClientError::ReadCa {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
-        if certs.is_empty() {
-            return Err(ClientError::NoCert {
+/// How each host's clients are built: [`ClientOptions`] with the
+/// `--cacert` roots read once.
+struct Spec {
+    stall: Duration,
+    roots: Vec<reqwest::Certificate>,
+    per_host: usize,
+    /// Caps above `per_host`, by host key.
+    wider: HashMap<String, usize>,
+    no_proxy: bool,
+}
+
+impl Spec {
+    fn new(o: &ClientOptions<'_>) -> Result<Spec, ClientError> {
+        let mut roots = Vec::new();
+        if let Some(path) = o.cacert {
+            let pem = std::fs::read(path).map_err(|source| ClientError::ReadCa {
                 path: path.to_path_buf(),
-            });
+                source,
+            })?;
+            roots = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
+            if roots.is_empty() {
+                return Err(ClientError::NoCert {
+                    path: path.to_path_buf(),
+                });
+            }
         }
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
+        Ok(Spec {
+            stall: o.stall,
+            roots,
+            per_host: o.per_host.max(1),
+            wider: o.wider.iter().map(|(u, n)| (host_key(u), *n)).collect(),
+            no_proxy: o.no_proxy,
+        })
     }
-    Ok(b.build()?)
+
+    /// Builds a client whose connections `gate` counts: redirects off
+    /// (followed by [`Http::send`]), a connect timeout, the extra CA
+    /// certificates, the proxy variables.
+    fn client(&self, gate: &Arc<Gate>) -> Result<reqwest::Client, reqwest::Error> {
+        let per_host = gate.cap();
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("mastdl/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.stall.min(MAX_CONNECT))
+            .connector_layer(GateLayer(gate.clone()))
+            .pool_max_idle_per_host(per_host)
+            .tcp_nodelay(true);
+        for c in &self.roots {
+            b = b.add_root_certificate(c.clone());
+        }
+        if self.no_proxy {
+            b = b.no_proxy();
+        }
+        b.build()
+    }
+
+    /// Returns the clients of the host `key`.
+    fn host(&self, key: &str) -> Result<Host, reqwest::Error> {
+        let cap = self
+            .wider
+            .get(key)
+            .map_or(self.per_host, |&n| n.max(self.per_host));
+        let gate = Gate::new(cap, gate::WAIT.min(self.stall / 2));
+        Ok(Host {
+            main: self.client(&gate)?,
+            // Two connections to an HTTP/2 host, unless `-j 1` asks for one.
+            spare: if cap >= 2 {
+                Some(self.client(&gate)?)
+            } else {
+                None
+            },
+            lane: Mutex::new(None),
+            turn: AtomicUsize::new(0),
+            gate,
+        })
+    }
 }
 
 /// The credentials a request may carry, attached hop by hop where trusted.
@@ -168,32 +224,40 @@ impl<'a> Req<'a> {
     }
 }
 
-/// The shared client, who sees the credentials, and the stall timeout.
+/// The run's clients (one set per host), who sees the credentials, and
+/// the stall timeout.
 #[derive(Clone)]
 pub struct Http {
-    /// The shared client (its own redirects off).
-    pub client: reqwest::Client,
     /// Who sees the credentials.
     pub trust: Trust,
     /// `--timeout`: the longest wait for the next bytes.
     pub stall: Duration,
-    /// A second connection to hosts that answer over HTTP/2.
-    spare: Option<Arc<Spare>>,
+    hosts: Arc<Hosts>,
 }
 
-/// A second client, so that a host answering over HTTP/2 gets two
-/// connections instead of one: a server (or a path) that bounds each
+/// Each host's clients, built when the host is first asked for.
+struct Hosts {
+    spec: Spec,
+    by_key: Mutex<HashMap<String, Arc<Host>>>,
+}
+
+/// One host's clients. Their connections are counted by one [`Gate`]
+/// (at most `-j` open at once).
+///
+/// `spare` is a second client, so that a host answering over HTTP/2 gets
+/// two connections instead of one: a server (or a path) that bounds each
 /// connection's rate would otherwise cap the whole run at one connection's
 /// rate, however many streams it carries. Hosts that answer over HTTP/1.1
-/// never see it (there, the budget counts connections).
-///
-/// The spare connection to a host is opened by one request alone, after
-/// the host's first HTTP/2 answer on the main client; once it answered
-/// over HTTP/2, requests to the host take turns between the two.
-struct Spare {
-    client: reqwest::Client,
-    hosts: Mutex<HashMap<String, Lane>>,
+/// never see it. The spare connection is opened by one request alone,
+/// after the host's first HTTP/2 answer on the main client; once it
+/// answered over HTTP/2, requests take turns between the two.
+struct Host {
+    main: reqwest::Client,
+    spare: Option<reqwest::Client>,
+    /// The spare connection; `None` until the host answers over HTTP/2.
+    lane: Mutex<Option<Lane>>,
     turn: AtomicUsize,
+    gate: Arc<Gate>,
 }
 
 /// The spare connection to one host.
@@ -205,7 +269,7 @@ enum Lane {
     Opening,
     /// Open: requests take turns.
     Open,
-    /// It failed or did not speak HTTP/2: the main client alone.
+    /// It did not speak HTTP/2: the main client alone.
     Off,
 }
 
@@ -219,49 +283,41 @@ enum Via {
     Spare,
 }
 
-impl Spare {
-    fn key(url: &Url) -> String {
-        format!(
-            "{}://{}:{}",
-            url.scheme(),
-            url.host_str().unwrap_or(""),
-            url.port_or_known_default().unwrap_or(0)
-        )
-    }
-
-    /// Returns which client the next hop to `url` takes.
-    fn pick(&self, url: &Url) -> Via {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        match hosts.get_mut(&Self::key(url)) {
-            Some(lane @ Lane::Cold) => {
-                *lane = Lane::Opening;
-                Via::Opening
+impl Host {
+    /// Returns which client the next request takes.
+    fn pick(&self) -> (Via, &reqwest::Client) {
+        let Some(spare) = &self.spare else {
+            return (Via::Main, &self.main);
+        };
+        let mut lane = self.lane.lock().unwrap_or_else(|p| p.into_inner());
+        match *lane {
+            Some(Lane::Cold) => {
+                *lane = Some(Lane::Opening);
+                (Via::Opening, spare)
             }
-            Some(Lane::Open) if self.turn.fetch_add(1, Ordering::Relaxed) % 2 == 1 => Via::Spare,
-            _ => Via::Main,
+            Some(Lane::Open) if self.turn.fetch_add(1, Ordering::Relaxed) % 2 == 1 => {
+                (Via::Spare, spare)
+            }
+            _ => (Via::Main, &self.main),
         }
     }
 
-    /// Learns from a hop's outcome (`Some(version)`, or `None` if it failed).
-    fn learn(&self, url: &Url, via: Via, version: Option<reqwest::Version>) {
+    /// Learns from a request's outcome (`Some(version)`, or `None` if it
+    /// failed).
+    fn learn(&self, via: Via, version: Option<reqwest::Version>) {
+        if self.spare.is_none() {
+            return;
+        }
         let h2 = version == Some(reqwest::Version::HTTP_2);
-        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        match via {
-            Via::Main if h2 => {
-                hosts.entry(Self::key(url)).or_insert(Lane::Cold);
-            }
-            Via::Opening => {
-                hosts.insert(Self::key(url), if h2 { Lane::Open } else { Lane::Off });
-            }
+        let mut lane = self.lane.lock().unwrap_or_else(|p| p.into_inner());
+        *lane = match (via, h2, version) {
+            (Via::Main, true, _) => Some(lane.unwrap_or(Lane::Cold)),
+            (Via::Opening, true, _) => Some(Lane::Open),
             // Lost: opened again by one request alone.
-            Via::Spare if version.is_none() => {
-                hosts.insert(Self::key(url), Lane::Cold);
-            }
-            Via::Spare if !h2 => {
-                hosts.insert(Self::key(url), Lane::Off);
-            }
-            _ => {}
-        }
+            (Via::Opening | Via::Spare, false, None) => Some(Lane::Cold),
+            (Via::Opening | Via::Spare, false, Some(_)) => Some(Lane::Off),
+            _ => return,
+        };
     }
 }
 
@@ -274,26 +330,33 @@ pub struct Answer {
 }
 
 impl Http {
-    /// Returns the client of one connection per host (or one per request
-    /// in flight over HTTP/1.1).
-    pub fn new(client: reqwest::Client, trust: Trust, stall: Duration) -> Http {
-        Http {
-            client,
+    /// Returns the run's clients (built per host as hosts are met): at
+    /// most `per_host` connections to each host, `trust` deciding who sees
+    /// the credentials.
+    pub fn new(options: &ClientOptions<'_>, trust: Trust) -> Result<Http, ClientError> {
+        let spec = Spec::new(options)?;
+        // Built once here so that a client that cannot be built fails now.
+        spec.host("")?;
+        Ok(Http {
             trust,
-            stall,
-            spare: None,
-        }
+            stall: options.stall,
+            hosts: Arc::new(Hosts {
+                spec,
+                by_key: Mutex::new(HashMap::new()),
+            }),
+        })
     }
 
-    /// Returns this client with a second connection to HTTP/2 hosts,
-    /// made by `spare` (a client built like the main one).
-    pub fn with_spare(mut self, spare: reqwest::Client) -> Http {
-        self.spare = Some(Arc::new(Spare {
-            client: spare,
-            hosts: Mutex::new(HashMap::new()),
-            turn: AtomicUsize::new(0),
-        }));
-        self
+    /// Returns the clients of `url`'s host.
+    fn host(&self, url: &Url) -> Result<Arc<Host>, FetchError> {
+        let key = host_key(url);
+        let mut hosts = self.hosts.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = hosts.get(&key) {
+            return Ok(h.clone());
+        }
+        let host = Arc::new(self.hosts.spec.host(&key).map_err(|e| network_error(&e))?);
+        hosts.insert(key, host.clone());
+        Ok(host)
     }
 
     /// Sends `req`, following redirects: the credentials ride along to
@@ -319,34 +382,24 @@ impl Http {
         let mut seen = vec![url.clone()];
         let mut withheld = None;
         loop {
-            let via = self.spare.as_ref().map_or(Via::Main, |s| s.pick(&url));
-            let client = match (&self.spare, via) {
-                (Some(s), Via::Opening | Via::Spare) => &s.client,
-                _ => &self.client,
+            let token = match creds.token {
+                Some(t) if self.trust.allows(&url) => Some(t),
+                Some(_) => {
+                    withheld = url.host_str().map(str::to_string);
+                    None
+                }
+                None => None,
             };
-            let mut r = client
-                .request(method.clone(), url.clone())
-                .headers(headers.clone());
-            if let Some(b) = &body {
-                r = r.body(b.clone());
-            }
-            match creds.token {
-                Some(t) if self.trust.allows(&url) => r = with_credentials(r, t, creds.cookie),
-                Some(_) => withheld = url.host_str().map(str::to_string),
-                None => {}
-            }
-            let wait = timeout.unwrap_or(self.stall);
-            let sent = tokio::time::timeout(wait, r.send()).await;
-            if let Some(s) = &self.spare {
-                let version = match &sent {
-                    Ok(Ok(resp)) => Some(resp.version()),
-                    _ => None,
-                };
-                s.learn(&url, via, version);
-            }
-            let resp = sent
-                .map_err(|_| FetchError::Stall(wait))?
-                .map_err(|e| network_error(&e))?;
+            let hop = Hop {
+                method: &method,
+                url: &url,
+                headers: &headers,
+                body: body.as_deref(),
+                token,
+                cookie: creds.cookie,
+                wait: timeout.unwrap_or(self.stall),
+            };
+            let resp = self.exchange(&hop).await?;
             if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
                 return Ok(Answer {
                     response: resp,
@@ -365,6 +418,83 @@ impl Http {
             url = next;
         }
     }
+
+    /// GETs `url` without credentials and without following redirects.
+    pub async fn get_one(&self, url: &Url) -> Result<Response, FetchError> {
+        self.exchange(&Hop {
+            method: &Method::GET,
+            url,
+            headers: &HeaderMap::new(),
+            body: None,
+            token: None,
+            cookie: false,
+            wait: self.stall,
+        })
+        .await
+    }
+
+    /// Sends one hop on its host's clients. A connect refused at the
+    /// connection cap with none coming back means a counted connection
+    /// closed unseen: the count is corrected and the hop sent again.
+    async fn exchange(&self, hop: &Hop<'_>) -> Result<Response, FetchError> {
+        let host = self.host(hop.url)?;
+        let mut lost = 0;
+        loop {
+            let (via, client) = host.pick();
+            let mut r = client
+                .request(hop.method.clone(), hop.url.clone())
+                .headers(hop.headers.clone());
+            if let Some(b) = hop.body {
+                r = r.body(b.to_string());
+            }
+            if let Some(t) = hop.token {
+                r = with_credentials(r, t, hop.cookie);
+            }
+            let sent = tokio::time::timeout(hop.wait, r.send()).await;
+            match sent {
+                Ok(Err(e)) if gate::is_saturated(&e) && lost < host.gate.cap() => {
+                    host.learn(via, None);
+                    host.gate.lost();
+                    lost += 1;
+                }
+                Ok(Ok(resp)) => {
+                    host.learn(via, Some(resp.version()));
+                    return Ok(resp);
+                }
+                Ok(Err(e)) => {
+                    host.learn(via, None);
+                    return Err(network_error(&e));
+                }
+                Err(_) => {
+                    host.learn(via, None);
+                    return Err(FetchError::Stall(hop.wait));
+                }
+            }
+        }
+    }
+}
+
+/// Returns the key of `url`'s host: scheme, host and port.
+fn host_key(url: &Url) -> String {
+    format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// One request of a redirect chain, its credentials already decided.
+struct Hop<'a> {
+    method: &'a Method,
+    url: &'a Url,
+    headers: &'a HeaderMap,
+    body: Option<&'a str>,
+    /// The token, only where trusted.
+    token: Option<&'a Token>,
+    cookie: bool,
+    /// The longest wait for the response headers.
+    wait: Duration,
 }
 
 /// Returns the error for a failed exchange, classified by [`retry`].

@@ -8,6 +8,7 @@
 //! `Content-Range` and validator; anything else starts from zero. A ranged
 //! transfer ([`download_ranged`]) trusts only the ranges its sidecar lists.
 
+pub mod gate;
 pub mod http;
 pub mod part;
 mod ranges;

@@ -19,6 +19,7 @@ use percent_encoding::percent_decode_str;
 use url::Url;
 
 use super::{Entry, InputError, LocalHint, Origin, ProductMeta};
+use crate::fetch::http::Http;
 use crate::layout;
 
 /// The largest index page read (a directory of ~50,000 files).
@@ -255,7 +256,7 @@ pub const MAX_INDEX_PAGE_TIME: Duration = Duration::from_secs(120);
 /// Expands listings over HTTP, with the run's one client (no credentials
 /// are ever sent for listings: archive index pages are public).
 pub struct Lister {
-    client: reqwest::Client,
+    http: Http,
     /// `--base-url`, when the user set one: script URLs take its scheme,
     /// host and port.
     rebase: Option<Url>,
@@ -264,16 +265,12 @@ pub struct Lister {
 }
 
 impl Lister {
-    /// Returns a lister using `client`, re-rooting and checking paths as
-    /// `plan` says, waiting at most `stall` for the next bytes.
-    pub fn new(
-        client: &reqwest::Client,
-        rebase: Option<Url>,
-        flat: bool,
-        stall: Duration,
-    ) -> Lister {
+    /// Returns a lister using `http` (never with credentials), re-rooting
+    /// and checking paths as `plan` says, waiting at most `stall` for the
+    /// next bytes.
+    pub fn new(http: &Http, rebase: Option<Url>, flat: bool, stall: Duration) -> Lister {
         Lister {
-            client: client.clone(),
+            http: http.clone(),
             rebase,
             stall,
             flat,
@@ -391,10 +388,10 @@ impl Lister {
     async fn page(&self, listing: &Listing, url: &Url) -> anyhow::Result<(Url, Option<String>)> {
         let mut url = url.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let answer = tokio::time::timeout(self.stall, self.client.get(url.clone()).send())
+            let answer = self
+                .http
+                .get_one(&url)
                 .await
-                .map_err(|_| anyhow::anyhow!("no answer in {}s", self.stall.as_secs()))
-                .and_then(|r| Ok(r?))
                 .with_context(|| format!("Cannot list `{url}` ({})", listing.origin))?;
             let status = answer.status();
             if status.is_redirection() {

@@ -475,11 +475,15 @@ mod tests {
     }
 
     fn client() -> Http {
-        Http::new(
-            reqwest::Client::builder().no_proxy().build().unwrap(),
-            crate::fetch::Trust::new(url::Url::parse("http://127.0.0.1").unwrap(), vec![]),
-            std::time::Duration::from_secs(30),
-        )
+        let options = crate::fetch::http::ClientOptions {
+            stall: std::time::Duration::from_secs(30),
+            cacert: None,
+            per_host: 4,
+            wider: Vec::new(),
+            no_proxy: true,
+        };
+        let trust = crate::fetch::Trust::new(url::Url::parse("http://127.0.0.1").unwrap(), vec![]);
+        Http::new(&options, trust).unwrap()
     }
 
     fn obs(obsid: Value, collection: &str, proposal: &str, instrument: &str) -> Value {
@@ -780,7 +784,7 @@ mod tests {
         assert!(err.contains("Mast.Caom.Products chunk"), "{err}");
         assert!(err.contains("(obsid "), "{err}");
         assert!(err.contains("HTTP 503"), "{err}");
-        assert!(err.contains("after 3 attempts"), "{err}");
+        assert!(err.contains("failed after 2 retries in "), "{err}");
         assert!(!err.contains("s3cr3t"), "{err}");
     }
 

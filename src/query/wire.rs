@@ -154,13 +154,7 @@ pub(super) async fn send(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Va
         send_once(ctx, body)
     })
     .await
-    .map_err(|(f, n)| {
-        anyhow!(
-            "{what}: {}{}",
-            crate::token::scrub(&f.message),
-            retry::after_attempts(n)
-        )
-    })
+    .map_err(|f| anyhow!("{what}: {}", crate::token::scrub(&f.message())))
 }
 
 pub(super) async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {

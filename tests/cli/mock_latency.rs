@@ -48,6 +48,9 @@ pub enum Answer {
     ServeIgnoringIfRange,
     /// The file's head, then half its body, then the connection is closed.
     CutHalf,
+    /// The file, then the connection is closed without a word (no
+    /// `Connection: close`), as a server closes an idle connection.
+    ServeThenClose,
     /// A bare status (with `Retry-After` when given), after `delay`.
     Status {
         code: u16,
@@ -324,7 +327,10 @@ fn serve(s: TcpStream, conn: usize, stats: &Stats, stop: &AtomicBool, script: &S
             (_, None) => (404, Arc::new(b"no such product".to_vec()), 0, 15),
             (answer, Some((body, etag))) => {
                 let total = body.len() as u64;
-                let honour = matches!(answer, Answer::Serve { .. } | Answer::CutHalf);
+                let honour = matches!(
+                    answer,
+                    Answer::Serve { .. } | Answer::CutHalf | Answer::ServeThenClose
+                );
                 let current = match (&req.if_range, &etag) {
                     (Some(v), Some(e)) => v == e,
                     (Some(_), None) => false,
@@ -394,7 +400,7 @@ fn serve(s: TcpStream, conn: usize, stats: &Stats, stop: &AtomicBool, script: &S
             head_sent,
         });
         drop(flight);
-        if !keep_alive || !whole {
+        if !keep_alive || !whole || matches!(answer, Answer::ServeThenClose) {
             let _ = out.shutdown(Shutdown::Both);
             return;
         }

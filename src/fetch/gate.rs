@@ -1,0 +1,218 @@
+//! At most N connections to a host, counted where they are opened.
+//!
+//! reqwest's pool opens a connection whenever a request finds none idle,
+//! including when one is about to come back: hyper hands a finished
+//! HTTP/1.1 connection back to the pool from another task, and a request
+//! started in that moment races a new connection against the returning one
+//! (and the loser is kept too). So `-j N` alone can mean N + 1 connections.
+//!
+//! A [`Gate`] sits in the connector of each host's clients: a connection is
+//! opened only while fewer than the cap are open. At the cap, the connect
+//! waits (up to [`WAIT`]), long enough for a returning connection to serve
+//! the request instead, and then fails with [`Saturated`]. That failure is
+//! harmless when the request already got the returning connection (the
+//! pool had started the connect in the background and drops it). When it
+//! reaches the request ([`super::http::Http`] sees it), a counted
+//! connection must have closed unseen (a server closes idle ones), so the
+//! count is corrected ([`Gate::lost`]) and the request sent again.
+//!
+//! The count never goes down otherwise: a connection that closed unseen
+//! costs at most one [`WAIT`] when the next one is needed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// The longest a connect waits at the cap for a connection to come back.
+pub const WAIT: Duration = Duration::from_millis(200);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A connect refused at the cap.
+#[derive(Debug, thiserror::Error)]
+#[error("{cap} connections already open to this host")]
+pub struct Saturated {
+    pub cap: usize,
+}
+
+/// The connections open to one host (see the module docs).
+#[derive(Debug)]
+pub struct Gate {
+    cap: usize,
+    wait: Duration,
+    open: Mutex<usize>,
+    freed: Notify,
+}
+
+impl Gate {
+    /// Returns a gate of `cap` connections (at least one) whose connects
+    /// wait at most `wait` at the cap.
+    pub fn new(cap: usize, wait: Duration) -> Arc<Gate> {
+        Arc::new(Gate {
+            cap: cap.max(1),
+            wait,
+            open: Mutex::new(0),
+            freed: Notify::new(),
+        })
+    }
+
+    /// Returns the cap.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Returns the connections counted as open.
+    pub fn open(&self) -> usize {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a connection about to open, waiting for room.
+    async fn enter(&self) -> Result<(), Saturated> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let freed = self.freed.notified();
+            {
+                let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+                if *open < self.cap {
+                    *open += 1;
+                    return Ok(());
+                }
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(Saturated { cap: self.cap });
+            }
+        }
+    }
+
+    /// A counted connection is gone (it failed to open, or a request met
+    /// [`Saturated`] and none came back: one closed unseen).
+    pub fn lost(&self) {
+        {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            *open = open.saturating_sub(1);
+        }
+        self.freed.notify_one();
+    }
+}
+
+/// Returns true if and only if `e` (or an error below it) is [`Saturated`].
+pub fn is_saturated(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(err) = at {
+        if err.downcast_ref::<Saturated>().is_some() {
+            return true;
+        }
+        at = err.source();
+    }
+    false
+}
+
+/// Puts a [`Gate`] in front of a connector (reqwest's `connector_layer`).
+#[derive(Debug, Clone)]
+pub struct GateLayer(pub Arc<Gate>);
+
+impl<S> tower_layer::Layer<S> for GateLayer {
+    type Service = Gated<S>;
+    fn layer(&self, inner: S) -> Gated<S> {
+        Gated {
+            inner,
+            gate: self.0.clone(),
+        }
+    }
+}
+
+/// A connector behind a [`Gate`].
+#[derive(Debug, Clone)]
+pub struct Gated<S> {
+    inner: S,
+    gate: Arc<Gate>,
+}
+
+impl<S, R> tower_service::Service<R> for Gated<S>
+where
+    S: tower_service::Service<R, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        // The clone made ready serves this call; a fresh clone stays.
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            gate.enter().await?;
+            let opened = inner.call(req).await;
+            if opened.is_err() {
+                gate.lost();
+            }
+            opened
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn connects_wait_at_the_cap_and_fail_after_the_wait() {
+        let gate = Gate::new(2, WAIT);
+        gate.enter().await.unwrap();
+        gate.enter().await.unwrap();
+        assert_eq!(gate.open(), 2);
+        // At the cap: a connection lost within the wait lets it through.
+        let g = gate.clone();
+        let waiting = tokio::spawn(async move { g.enter().await });
+        tokio::time::sleep(WAIT / 2).await;
+        gate.lost();
+        waiting.await.unwrap().unwrap();
+        assert_eq!(gate.open(), 2);
+        // Nothing lost: refused after the wait, the count unchanged.
+        let e = gate.enter().await.unwrap_err();
+        assert_eq!(e.cap, 2);
+        assert_eq!(gate.open(), 2);
+        // Found below the errors that wrap it (as hyper's and reqwest's do).
+        #[derive(Debug, thiserror::Error)]
+        #[error("wrapped")]
+        struct Wrap(#[source] BoxError);
+        let wrapped = Wrap(Box::new(Wrap(Box::new(e))));
+        assert!(is_saturated(&wrapped));
+        assert!(!is_saturated(&Wrap("x".into())));
+    }
+
+    #[tokio::test]
+    async fn a_failed_connect_is_not_counted() {
+        use tower_service::Service;
+        #[derive(Clone)]
+        struct Refuse;
+        impl Service<()> for Refuse {
+            type Response = ();
+            type Error = BoxError;
+            type Future = std::future::Ready<Result<(), BoxError>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, _: ()) -> Self::Future {
+                std::future::ready(Err("refused".into()))
+            }
+        }
+        let gate = Gate::new(1, WAIT);
+        let mut svc = tower_layer::Layer::layer(&GateLayer(gate.clone()), Refuse);
+        assert!(svc.call(()).await.is_err());
+        assert!(svc.call(()).await.is_err());
+        assert_eq!(gate.open(), 0);
+    }
+}
