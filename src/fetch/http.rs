@@ -1,7 +1,10 @@
-//! The one HTTP client and the one place credentials are attached.
+//! The run's HTTP clients and the one place credentials are attached.
 //!
 //! Every request mastdl makes — downloads, HEADs for `--update`, `/whoami`,
-//! `path_lookup`, searches — goes through [`Http::send`]. reqwest's own
+//! `path_lookup`, searches, index pages — goes through [`Http`]: one set
+//! of clients per host, whose connections a [`Gate`] counts (at most `-j`
+//! open to the host), with a second connection to hosts that answer over
+//! HTTP/2 (see `Host`). reqwest's own
 //! redirect handling is off: redirects are followed here, hop by hop, and at
 //! each hop the credential-bearing headers (`Authorization` and the
 //! `mast_token` cookie) are attached only when [`Trust`] allows the hop's
@@ -15,7 +18,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -165,7 +168,7 @@ impl Spec {
             main: self.client(&gate)?,
             // Two connections to an HTTP/2 host, unless `-j 1` asks for one.
             spare: if cap >= 2 {
-                Some(self.client(&gate)?)
+                Some(OnceLock::new())
             } else {
                 None
             },
@@ -253,7 +256,8 @@ struct Hosts {
 /// answered over HTTP/2, requests take turns between the two.
 struct Host {
     main: reqwest::Client,
-    spare: Option<reqwest::Client>,
+    /// Built when first needed (`None`: never, `-j 1`).
+    spare: Option<OnceLock<reqwest::Client>>,
     /// The spare connection; `None` until the host answers over HTTP/2.
     lane: Mutex<Option<Lane>>,
     turn: AtomicUsize,
@@ -284,20 +288,34 @@ enum Via {
 }
 
 impl Host {
-    /// Returns which client the next request takes.
-    fn pick(&self) -> (Via, &reqwest::Client) {
+    /// Returns which client the next request takes (building the spare
+    /// with `spec` when it is first needed).
+    fn pick(&self, spec: &Spec) -> (Via, &reqwest::Client) {
         let Some(spare) = &self.spare else {
             return (Via::Main, &self.main);
         };
         let mut lane = self.lane.lock().unwrap_or_else(|p| p.into_inner());
         match *lane {
             Some(Lane::Cold) => {
+                if spare.get().is_none() {
+                    match spec.client(&self.gate) {
+                        Ok(c) => {
+                            let _ = spare.set(c);
+                        }
+                        Err(_) => {
+                            *lane = Some(Lane::Off);
+                            return (Via::Main, &self.main);
+                        }
+                    }
+                }
                 *lane = Some(Lane::Opening);
-                (Via::Opening, spare)
+                spare
+                    .get()
+                    .map_or((Via::Main, &self.main), |c| (Via::Opening, c))
             }
-            Some(Lane::Open) if self.turn.fetch_add(1, Ordering::Relaxed) % 2 == 1 => {
-                (Via::Spare, spare)
-            }
+            Some(Lane::Open) if self.turn.fetch_add(1, Ordering::Relaxed) % 2 == 1 => spare
+                .get()
+                .map_or((Via::Main, &self.main), |c| (Via::Spare, c)),
             _ => (Via::Main, &self.main),
         }
     }
@@ -335,14 +353,16 @@ impl Http {
     /// the credentials.
     pub fn new(options: &ClientOptions<'_>, trust: Trust) -> Result<Http, ClientError> {
         let spec = Spec::new(options)?;
-        // Built once here so that a client that cannot be built fails now.
-        spec.host("")?;
+        // The archive's clients are built now, so that a client that cannot
+        // be built fails here.
+        let key = host_key(&trust.base);
+        let archive = Arc::new(spec.host(&key)?);
         Ok(Http {
             trust,
             stall: options.stall,
             hosts: Arc::new(Hosts {
                 spec,
-                by_key: Mutex::new(HashMap::new()),
+                by_key: Mutex::new(HashMap::from([(key, archive)])),
             }),
         })
     }
@@ -440,7 +460,7 @@ impl Http {
         let host = self.host(hop.url)?;
         let mut lost = 0;
         loop {
-            let (via, client) = host.pick();
+            let (via, client) = host.pick(&self.hosts.spec);
             let mut r = client
                 .request(hop.method.clone(), hop.url.clone())
                 .headers(hop.headers.clone());
