@@ -8,16 +8,19 @@
 //!
 //! A [`Gate`] sits in the connector of each host's clients: a connection is
 //! opened only while fewer than the cap are open. At the cap, the connect
-//! waits (up to [`WAIT`]), long enough for a returning connection to serve
-//! the request instead, and then fails with [`Saturated`]. That failure is
-//! harmless when the request already got the returning connection (the
-//! pool had started the connect in the background and drops it). When it
-//! reaches the request ([`super::http::Http`] sees it), a counted
-//! connection must have closed unseen (a server closes idle ones), so the
-//! count is corrected ([`Gate::lost`]) and the request sent again.
+//! waits: for a returning connection to serve the request instead, or for
+//! one in progress to open (it is pooled, and may serve the request). Only
+//! when [`WAIT`] passes with no connect in progress and none opened does
+//! it fail with [`Saturated`]. That failure is harmless when the request
+//! already got a returning connection (the pool had started the connect in
+//! the background and drops it). When it reaches the request,
+//! `super::http` decides whether a counted connection closed unseen (a
+//! server closes idle ones): then it corrects the count ([`Gate::lost`])
+//! and sends the request again.
 //!
-//! The count never goes down otherwise: a connection that closed unseen
-//! costs at most one [`WAIT`] when the next one is needed.
+//! The count goes down by itself only when a connect fails or is dropped;
+//! a connection that closed unseen costs one [`WAIT`] when the next one is
+//! needed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -44,20 +47,35 @@ pub struct Saturated {
 pub struct Gate {
     cap: usize,
     wait: Duration,
-    open: Mutex<usize>,
+    count: Mutex<Count>,
     freed: Notify,
+}
+
+/// What a [`Gate`] counts.
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    /// Connections open or opening.
+    open: usize,
+    /// Of those, still opening.
+    connecting: usize,
+    /// Connections opened so far.
+    opened: u64,
 }
 
 impl Gate {
     /// Returns a gate of `cap` connections (at least one) whose connects
-    /// wait at most `wait` at the cap.
+    /// wait at most `wait` at the cap with nothing moving.
     pub fn new(cap: usize, wait: Duration) -> Arc<Gate> {
         Arc::new(Gate {
             cap: cap.max(1),
             wait,
-            open: Mutex::new(0),
+            count: Mutex::new(Count::default()),
             freed: Notify::new(),
         })
+    }
+
+    fn count(&self) -> std::sync::MutexGuard<'_, Count> {
+        self.count.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Returns the cap.
@@ -65,37 +83,76 @@ impl Gate {
         self.cap
     }
 
-    /// Returns the connections counted as open.
+    /// Returns the connections counted as open (or opening).
     pub fn open(&self) -> usize {
-        *self.open.lock().unwrap_or_else(|p| p.into_inner())
+        self.count().open
     }
 
-    /// Counts a connection about to open, waiting for room.
+    /// Counts a connection about to open, waiting for room while anything
+    /// moves (see the module docs).
     async fn enter(&self) -> Result<(), Saturated> {
-        let deadline = tokio::time::Instant::now() + self.wait;
+        let mut deadline = tokio::time::Instant::now() + self.wait;
+        let mut last = None;
         loop {
             let freed = self.freed.notified();
             {
-                let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-                if *open < self.cap {
-                    *open += 1;
+                let mut c = self.count();
+                if c.open < self.cap {
+                    c.open += 1;
+                    c.connecting += 1;
                     return Ok(());
                 }
+                last.get_or_insert(c.opened);
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                return Err(Saturated { cap: self.cap });
+                let c = *self.count();
+                if c.connecting == 0 && last == Some(c.opened) {
+                    return Err(Saturated { cap: self.cap });
+                }
+                // A connect is in progress or one opened: wait on.
+                last = Some(c.opened);
+                deadline = tokio::time::Instant::now() + self.wait;
             }
         }
     }
 
-    /// A counted connection is gone (it failed to open, or a request met
-    /// [`Saturated`] and none came back: one closed unseen).
+    /// A connect counted by [`Gate::enter`] ended: opened, or not (failed
+    /// or dropped).
+    fn entered(&self, opened: bool) {
+        {
+            let mut c = self.count();
+            c.connecting = c.connecting.saturating_sub(1);
+            if opened {
+                c.opened += 1;
+            } else {
+                c.open = c.open.saturating_sub(1);
+            }
+        }
+        if !opened {
+            self.freed.notify_one();
+        }
+    }
+
+    /// A counted connection is gone: a request met [`Saturated`] and none
+    /// came back, so one closed unseen.
     pub fn lost(&self) {
         {
-            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            *open = open.saturating_sub(1);
+            let mut c = self.count();
+            c.open = c.open.saturating_sub(1);
         }
         self.freed.notify_one();
+    }
+}
+
+/// Ends a counted connect when dropped: not opened unless marked.
+struct Entered {
+    gate: Arc<Gate>,
+    opened: bool,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.gate.entered(self.opened);
     }
 }
 
@@ -154,11 +211,14 @@ where
         let gate = self.gate.clone();
         Box::pin(async move {
             gate.enter().await?;
-            let opened = inner.call(req).await;
-            if opened.is_err() {
-                gate.lost();
-            }
-            opened
+            // Dropped with the future too (a timeout, a cancelled request).
+            let mut entered = Entered {
+                gate: gate.clone(),
+                opened: false,
+            };
+            let conn = inner.call(req).await;
+            entered.opened = conn.is_ok();
+            conn
         })
     }
 }
@@ -170,8 +230,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn connects_wait_at_the_cap_and_fail_after_the_wait() {
         let gate = Gate::new(2, WAIT);
-        gate.enter().await.unwrap();
-        gate.enter().await.unwrap();
+        for _ in 0..2 {
+            gate.enter().await.unwrap();
+            gate.entered(true);
+        }
         assert_eq!(gate.open(), 2);
         // At the cap: a connection lost within the wait lets it through.
         let g = gate.clone();
@@ -180,7 +242,16 @@ mod tests {
         gate.lost();
         waiting.await.unwrap().unwrap();
         assert_eq!(gate.open(), 2);
-        // Nothing lost: refused after the wait, the count unchanged.
+        // It is still connecting: others wait on past the wait, and get
+        // room when it fails.
+        let g = gate.clone();
+        let waiting = tokio::spawn(async move { g.enter().await });
+        tokio::time::sleep(WAIT * 3).await;
+        assert!(!waiting.is_finished());
+        gate.entered(false);
+        waiting.await.unwrap().unwrap();
+        gate.entered(true);
+        // Nothing moving: refused after the wait, the count unchanged.
         let e = gate.enter().await.unwrap_err();
         assert_eq!(e.cap, 2);
         assert_eq!(gate.open(), 2);
@@ -213,6 +284,25 @@ mod tests {
         let mut svc = tower_layer::Layer::layer(&GateLayer(gate.clone()), Refuse);
         assert!(svc.call(()).await.is_err());
         assert!(svc.call(()).await.is_err());
+        assert_eq!(gate.open(), 0);
+        // Nor one dropped while it waits to open.
+        #[derive(Clone)]
+        struct Never;
+        impl Service<()> for Never {
+            type Response = ();
+            type Error = BoxError;
+            type Future = std::future::Pending<Result<(), BoxError>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, _: ()) -> Self::Future {
+                std::future::pending()
+            }
+        }
+        let mut svc = tower_layer::Layer::layer(&GateLayer(gate.clone()), Never);
+        let connect = svc.call(());
+        let cut = tokio::time::timeout(Duration::from_millis(10), connect).await;
+        assert!(cut.is_err());
         assert_eq!(gate.open(), 0);
     }
 }

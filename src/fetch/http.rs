@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -173,6 +173,8 @@ impl Spec {
                 None
             },
             lane: Mutex::new(None),
+            h2: AtomicBool::new(false),
+            busy: Arc::new(AtomicUsize::new(0)),
             turn: AtomicUsize::new(0),
             gate,
         })
@@ -260,6 +262,10 @@ struct Host {
     spare: Option<OnceLock<reqwest::Client>>,
     /// The spare connection; `None` until the host answers over HTTP/2.
     lane: Mutex<Option<Lane>>,
+    /// The host answered over HTTP/2.
+    h2: AtomicBool,
+    /// Requests to the host from sending until their response is dropped.
+    busy: Arc<AtomicUsize>,
     turn: AtomicUsize,
     gate: Arc<Gate>,
 }
@@ -288,31 +294,46 @@ enum Via {
 }
 
 impl Host {
+    fn lane(&self) -> std::sync::MutexGuard<'_, Option<Lane>> {
+        self.lane.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decides, for a request whose connect was refused at the cap with
+    /// nothing moving, whether a counted connection closed unseen: over
+    /// HTTP/2 any live connection would have served it; over HTTP/1.1 each
+    /// request in flight holds one, so if there are no more requests (this
+    /// one included) than counted connections, one of those is gone.
+    fn saturated(&self) {
+        let busy = self.busy.load(Ordering::SeqCst);
+        if self.h2.load(Ordering::Relaxed) || busy <= self.gate.open() {
+            self.gate.lost();
+        }
+    }
+
     /// Returns which client the next request takes (building the spare
     /// with `spec` when it is first needed).
     fn pick(&self, spec: &Spec) -> (Via, &reqwest::Client) {
         let Some(spare) = &self.spare else {
             return (Via::Main, &self.main);
         };
-        let mut lane = self.lane.lock().unwrap_or_else(|p| p.into_inner());
-        match *lane {
-            Some(Lane::Cold) => {
-                if spare.get().is_none() {
-                    match spec.client(&self.gate) {
-                        Ok(c) => {
-                            let _ = spare.set(c);
-                        }
-                        Err(_) => {
-                            *lane = Some(Lane::Off);
-                            return (Via::Main, &self.main);
-                        }
-                    }
+        if spare.get().is_none() && *self.lane() == Some(Lane::Cold) {
+            // Built outside the lane's lock (it reads the system's roots).
+            match spec.client(&self.gate) {
+                Ok(c) => {
+                    let _ = spare.set(c);
                 }
-                *lane = Some(Lane::Opening);
-                spare
-                    .get()
-                    .map_or((Via::Main, &self.main), |c| (Via::Opening, c))
+                Err(_) => *self.lane() = Some(Lane::Off),
             }
+        }
+        let mut lane = self.lane();
+        match *lane {
+            Some(Lane::Cold) => match spare.get() {
+                Some(c) => {
+                    *lane = Some(Lane::Opening);
+                    (Via::Opening, c)
+                }
+                None => (Via::Main, &self.main),
+            },
             Some(Lane::Open) if self.turn.fetch_add(1, Ordering::Relaxed) % 2 == 1 => spare
                 .get()
                 .map_or((Via::Main, &self.main), |c| (Via::Spare, c)),
@@ -323,11 +344,14 @@ impl Host {
     /// Learns from a request's outcome (`Some(version)`, or `None` if it
     /// failed).
     fn learn(&self, via: Via, version: Option<reqwest::Version>) {
+        let h2 = version == Some(reqwest::Version::HTTP_2);
+        if h2 {
+            self.h2.store(true, Ordering::Relaxed);
+        }
         if self.spare.is_none() {
             return;
         }
-        let h2 = version == Some(reqwest::Version::HTTP_2);
-        let mut lane = self.lane.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lane = self.lane();
         *lane = match (via, h2, version) {
             (Via::Main, true, _) => Some(lane.unwrap_or(Lane::Cold)),
             (Via::Opening, true, _) => Some(Lane::Open),
@@ -370,13 +394,14 @@ impl Http {
     /// Returns the clients of `url`'s host.
     fn host(&self, url: &Url) -> Result<Arc<Host>, FetchError> {
         let key = host_key(url);
-        let mut hosts = self.hosts.by_key.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = hosts.get(&key) {
+        let hosts = || self.hosts.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = hosts().get(&key) {
             return Ok(h.clone());
         }
+        // Built outside the lock (it reads the system's roots); if another
+        // request built this host's meanwhile, theirs is kept.
         let host = Arc::new(self.hosts.spec.host(&key).map_err(|e| network_error(&e))?);
-        hosts.insert(key, host.clone());
-        Ok(host)
+        Ok(hosts().entry(key).or_insert(host).clone())
     }
 
     /// Sends `req`, following redirects: the credentials ride along to
@@ -454,11 +479,12 @@ impl Http {
     }
 
     /// Sends one hop on its host's clients. A connect refused at the
-    /// connection cap with none coming back means a counted connection
-    /// closed unseen: the count is corrected and the hop sent again.
+    /// connection cap (see [`gate`]) is sent again, after correcting the
+    /// count when a connection closed unseen (`Host::saturated`), until
+    /// the hop's wait is spent.
     async fn exchange(&self, hop: &Hop<'_>) -> Result<Response, FetchError> {
         let host = self.host(hop.url)?;
-        let mut lost = 0;
+        let started = Instant::now();
         loop {
             let (via, client) = host.pick(&self.hosts.spec);
             let mut r = client
@@ -470,27 +496,64 @@ impl Http {
             if let Some(t) = hop.token {
                 r = with_credentials(r, t, hop.cookie);
             }
+            let busy = Busy::new(&host.busy);
+            // Learns how it went even if this future is dropped.
+            let mut attempt = Attempt {
+                host: &host,
+                via,
+                version: None,
+            };
             let sent = tokio::time::timeout(hop.wait, r.send()).await;
             match sent {
-                Ok(Err(e)) if gate::is_saturated(&e) && lost < host.gate.cap() => {
-                    host.learn(via, None);
-                    host.gate.lost();
-                    lost += 1;
-                }
-                Ok(Ok(resp)) => {
-                    host.learn(via, Some(resp.version()));
+                Ok(Ok(mut resp)) => {
+                    attempt.version = Some(resp.version());
+                    resp.extensions_mut().insert(busy);
                     return Ok(resp);
                 }
-                Ok(Err(e)) => {
-                    host.learn(via, None);
-                    return Err(network_error(&e));
+                Ok(Err(e)) if gate::is_saturated(&e) && started.elapsed() < hop.wait => {
+                    host.saturated();
                 }
-                Err(_) => {
-                    host.learn(via, None);
-                    return Err(FetchError::Stall(hop.wait));
-                }
+                Ok(Err(e)) => return Err(network_error(&e)),
+                Err(_) => return Err(FetchError::Stall(hop.wait)),
             }
         }
+    }
+}
+
+/// A request counted in its host's `busy` until dropped (it rides in the
+/// response's extensions; a clone counts again).
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(n: &Arc<AtomicUsize>) -> Busy {
+        n.fetch_add(1, Ordering::SeqCst);
+        Busy(n.clone())
+    }
+}
+
+impl Clone for Busy {
+    fn clone(&self) -> Busy {
+        Busy::new(&self.0)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One request on one of a host's clients: what it learned about the
+/// spare connection is recorded when it ends, however it ends.
+struct Attempt<'a> {
+    host: &'a Host,
+    via: Via,
+    version: Option<reqwest::Version>,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.host.learn(self.via, self.version);
     }
 }
 
