@@ -597,15 +597,7 @@ mod tests {
     }
 
     fn client() -> Http {
-        let options = crate::fetch::http::ClientOptions {
-            stall: std::time::Duration::from_secs(30),
-            cacert: None,
-            per_host: 4,
-            wider: Vec::new(),
-            no_proxy: true,
-        };
-        let trust = crate::fetch::Trust::new(Url::parse("http://127.0.0.1").unwrap(), vec![]);
-        Http::new(&options, trust).unwrap()
+        Http::loopback()
     }
 
     #[tokio::test]

@@ -175,7 +175,7 @@ pub async fn plan_each(
         None => {
             let plan = &settings.plan;
             let rebase = plan.rebase.then(|| plan.base.clone());
-            let lister = Lister::new(http, rebase, plan.flat, settings.stall);
+            let lister = Lister::new(http, rebase, plan.flat);
             Reading::new(lister, settings.output == Output::Json, settings.quiet)
                 .each_entry(&settings.inputs, &mut push)
                 .await

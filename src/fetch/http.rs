@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -173,7 +173,6 @@ impl Spec {
                 None
             },
             lane: Mutex::new(None),
-            h2: AtomicBool::new(false),
             busy: Arc::new(AtomicUsize::new(0)),
             turn: AtomicUsize::new(0),
             gate,
@@ -260,10 +259,9 @@ struct Host {
     main: reqwest::Client,
     /// Built when first needed (`None`: never, `-j 1`).
     spare: Option<OnceLock<reqwest::Client>>,
-    /// The spare connection; `None` until the host answers over HTTP/2.
+    /// The spare connection; `None` until the host answers over HTTP/2
+    /// (so `Some` means it did, even with no spare).
     lane: Mutex<Option<Lane>>,
-    /// The host answered over HTTP/2.
-    h2: AtomicBool,
     /// Requests to the host from sending until their response is dropped.
     busy: Arc<AtomicUsize>,
     turn: AtomicUsize,
@@ -305,7 +303,7 @@ impl Host {
     /// one included) than counted connections, one of those is gone.
     fn saturated(&self) {
         let busy = self.busy.load(Ordering::SeqCst);
-        if self.h2.load(Ordering::Relaxed) || busy <= self.gate.open() {
+        if self.lane().is_some() || busy <= self.gate.open() {
             self.gate.lost();
         }
     }
@@ -345,12 +343,6 @@ impl Host {
     /// failed).
     fn learn(&self, via: Via, version: Option<reqwest::Version>) {
         let h2 = version == Some(reqwest::Version::HTTP_2);
-        if h2 {
-            self.h2.store(true, Ordering::Relaxed);
-        }
-        if self.spare.is_none() {
-            return;
-        }
         let mut lane = self.lane();
         *lane = match (via, h2, version) {
             (Via::Main, true, _) => Some(lane.unwrap_or(Lane::Cold)),
@@ -462,6 +454,21 @@ impl Http {
             seen.push(next.clone());
             url = next;
         }
+    }
+
+    /// Returns a client for tests against loopback servers (proxy
+    /// variables ignored, 4 connections per host).
+    #[cfg(test)]
+    pub(crate) fn loopback() -> Http {
+        let options = ClientOptions {
+            stall: Duration::from_secs(30),
+            cacert: None,
+            per_host: 4,
+            wider: Vec::new(),
+            no_proxy: true,
+        };
+        let trust = Trust::new(Url::parse("http://127.0.0.1").expect("a URL"), vec![]);
+        Http::new(&options, trust).expect("a loopback client")
     }
 
     /// GETs `url` without credentials and without following redirects.

@@ -260,19 +260,17 @@ pub struct Lister {
     /// `--base-url`, when the user set one: script URLs take its scheme,
     /// host and port.
     rebase: Option<Url>,
-    stall: Duration,
     flat: bool,
 }
 
 impl Lister {
-    /// Returns a lister using `http` (never with credentials), re-rooting
-    /// and checking paths as `plan` says, waiting at most `stall` for the
-    /// next bytes.
-    pub fn new(http: &Http, rebase: Option<Url>, flat: bool, stall: Duration) -> Lister {
+    /// Returns a lister using `http` (never with credentials; its stall
+    /// timeout bounds the wait for the next bytes), re-rooting and checking
+    /// paths as `plan` says.
+    pub fn new(http: &Http, rebase: Option<Url>, flat: bool) -> Lister {
         Lister {
             http: http.clone(),
             rebase,
-            stall,
             flat,
         }
     }
@@ -446,7 +444,7 @@ impl Lister {
         let bytes = crate::fetch::http::read_body(
             &mut answer,
             MAX_INDEX_PAGE_BYTES,
-            self.stall,
+            self.http.stall,
             MAX_INDEX_PAGE_TIME,
         )
         .await?;
