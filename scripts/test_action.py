@@ -265,6 +265,26 @@ class StaticTest(unittest.TestCase):
         self.assertEqual(users, ["Check the inputs", "mastdl fetch"])
         self.assertEqual(set(action["outputs"]), {"cache-hit", "manifest", "complete", "skipped", "failed", "bytes"})
 
+    def test_the_readme_workflow_matches_action_yml(self) -> None:
+        with open(os.path.join(ROOT, "action.yml"), encoding="utf-8") as f:
+            action = yaml.safe_load(f)
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        m = re.search(r"```yaml\n(# \.github/workflows/test\.yml\n.*?)```", readme, re.S)
+        self.assertIsNotNone(m, "README's GitHub Actions workflow")
+        workflow = yaml.safe_load(m.group(1))
+        steps = workflow["jobs"]["test"]["steps"]
+        ours = [s for s in steps if str(s.get("uses", "")).startswith("mastdl/mastdl@")]
+        self.assertEqual(len(ours), 1)
+        self.assertLessEqual(set(ours[0]["with"]), set(action["inputs"]))
+        used = set(re.findall(r"steps\.%s\.outputs\.([\w-]+)" % ours[0]["id"], m.group(1)))
+        self.assertTrue(used)
+        self.assertLessEqual(used, set(action["outputs"]))
+        # Every input and output is in the README's tables.
+        section = readme[readme.index("## GitHub Actions") :]
+        for name in list(action["inputs"]) + list(action["outputs"]):
+            self.assertIn("| `%s` |" % name, section)
+
     def test_markdown_escaping(self) -> None:
         esc = mastdl_action.md_escape
         self.assertEqual(esc("a|b"), "a\\|b")
