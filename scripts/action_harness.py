@@ -18,7 +18,9 @@ status functions), substitutes `${{ }}` in its `env:` and `with:`, then
     first, then the newest entry under each restore prefix), with the same
     outputs (`cache-hit`, `cache-primary-key`, `cache-matched-key`);
   - stands in for the step with id `install` (which would pip-install mastdl)
-    with an already-built binary: outputs `bin`, `version`, `built=false`.
+    with an already-built binary: outputs `bin`, `version`, `built=false`
+    (unless `stand_in_install=False`: then the step runs, and a test seeds
+    the wheel cache with a wheel so that pip needs no index).
 
 A `run:` script holding `${{` is refused: the action must pass inputs through
 `env:`. The result holds the action's outputs, each step's outcome, the job
@@ -269,7 +271,8 @@ def mastdl_version(binary: str) -> str:
 class ActionRunner:
     """Runs action.yml's steps; one instance keeps one cache across runs (jobs)."""
 
-    def __init__(self, binary: str, cache_root: str, action_dir: str = ROOT) -> None:
+    def __init__(self, binary: str, cache_root: str, action_dir: str = ROOT, stand_in_install: bool = True) -> None:
+        self.stand_in_install = stand_in_install
         self.binary = os.path.abspath(binary)
         self.version = mastdl_version(self.binary)
         self.cache_root = cache_root
@@ -308,6 +311,10 @@ class ActionRunner:
         else:
             log.append("Cache not found for input keys: %s" % ", ".join([key] + prefixes))
         return out
+
+    def seed_cache(self, key: str, folder: str) -> None:
+        """Adds a cache entry, as an earlier job's save would have."""
+        self._cache_save({"key": key, "path": os.path.abspath(folder)}, "/", [])
 
     def _cache_save(self, with_: Dict[str, str], workspace: str, log: List[str]) -> Dict[str, str]:
         key = with_["key"]
@@ -406,7 +413,7 @@ class ActionRunner:
                     outputs = self._cache_save(with_, workspace, log)
                 else:
                     raise ValueError("the harness has no stand-in for %s" % uses)
-            elif sid == "install":
+            elif sid == "install" and self.stand_in_install:
                 # Stand-in: pip would install mastdl; use the binary built here.
                 outputs = {"bin": self.binary, "version": self.version, "built": "false"}
                 log.append("(harness) install stood in for by %s %s" % (self.binary, self.version))

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -247,6 +248,54 @@ class ActionTest(unittest.TestCase):
         self.assertIn("--jobs 2", result.log)
         self.assertEqual(result.outputs["complete"], "1")
         self.assertTrue(os.path.isfile(os.path.join(ws, "mastDownload", "ib1f01a1q_flt.fits")))
+
+    def test_the_install_step_from_a_cached_wheel(self) -> None:
+        # A stand-in wheel of the action's source (the real one takes maturin
+        # and a release build): its `mastdl` script runs the binary built here.
+        wheel_dir = os.path.join(self.work, "wheel")
+        os.makedirs(wheel_dir)
+        make_wheel(wheel_dir, "0.0.1", "#!/bin/sh\nexec %s \"$@\"\n" % shlex.quote(os.path.abspath(BINARY)))
+        key = "mastdl-wheel-Linux-X64-" + mastdl_action.source_hash(ROOT)[:32]
+        runner = ActionRunner(BINARY, os.path.join(self.work, "cache-install"), stand_in_install=False)
+        runner.seed_cache(key, wheel_dir)
+        result = runner.run({"uris": GOOD[0], "args": "--base-url %s" % self.archive.url}, self.workspace())
+        self.assertTrue(result.success, result.log)
+        install = result.step("install")
+        self.assertIn("--no-index --find-links", install.log)
+        self.assertEqual(install.outputs["version"], self.runner.version)
+        self.assertEqual(install.outputs["built"], "false")
+        self.assertTrue(install.outputs["bin"].endswith(os.path.join("venv", "bin", "mastdl")))
+        self.assertEqual(self.step_outcomes(result)["Save the mastdl wheel"], "skipped")
+        self.assertEqual(result.outputs["complete"], "1")
+        self.assertEqual((result.env_file, result.path_file), ("", ""))
+
+
+def make_wheel(folder: str, version: str, script: str) -> str:
+    """Writes a minimal `mastdl` wheel whose one file is the `mastdl` script."""
+    import base64
+    import hashlib
+    import zipfile
+
+    name = "mastdl-%s" % version
+    files = {
+        "%s.data/scripts/mastdl" % name: script.encode(),
+        "%s.dist-info/METADATA" % name: ("Metadata-Version: 2.1\nName: mastdl\nVersion: %s\n" % version).encode(),
+        "%s.dist-info/WHEEL" % name: b"Wheel-Version: 1.0\nGenerator: test_action\nRoot-Is-Purelib: false\nTag: py3-none-any\n",
+    }
+    record = "%s.dist-info/RECORD" % name
+    lines = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        lines.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+    lines.append("%s,," % record)
+    files[record] = ("\n".join(lines) + "\n").encode()
+    path = os.path.join(folder, "%s-py3-none-any.whl" % name.replace("+", "_"))
+    with zipfile.ZipFile(path, "w") as z:
+        for member, data in files.items():
+            info = zipfile.ZipInfo(member)
+            info.external_attr = 0o100755 << 16
+            z.writestr(info, data)
+    return path
 
 
 class StaticTest(unittest.TestCase):
