@@ -228,6 +228,17 @@ class ActionTest(unittest.TestCase):
         self.assertEqual(result.outputs["manifest"], "")
         self.assertIn("exited with code 2", result.summary)
 
+    def test_a_stale_manifest_from_the_cache_is_not_reported(self) -> None:
+        first = self.run_action({"uris": GOOD[0]})
+        self.assertEqual(first.outputs["complete"], "1")
+        # Another input, DEST restored from the first (restore prefix), then an input error:
+        # mastdl writes no manifest, and the restored one is not this run's.
+        second = self.run_action({"uris": "not-a-uri", "fail-on-error": "false"})
+        self.assertIn("restored from a run with another input", second.summary)
+        self.assertEqual(second.outputs["manifest"], "")
+        self.assertEqual(second.outputs["complete"], "0")
+        self.assertIn("exited with code 2", second.summary)
+
     def test_no_input_can_inject_shell_code(self) -> None:
         marker = os.path.join(self.work, "pwned")
         for inputs in [

@@ -265,7 +265,7 @@ def summary_markdown(manifest: Optional[dict], code: int, cache_line: str) -> st
         return (
             "### mastdl: no manifest\n\n"
             "`mastdl fetch` exited with code %d (%s) before writing `MANIFEST.json`; "
-            "its messages are in this step's log.\n\n" % (code, md_escape(meaning))
+            "its messages are in this step's log.\n\n%s\n\n" % (code, md_escape(meaning), cache_line)
         )
     counts = {k: int(manifest.get(k) or 0) for k in ("requested", "complete", "skipped", "failed", "interrupted", "bytes")}
     head = "%d complete, %d skipped, %d failed" % (counts["complete"], counts["skipped"], counts["failed"])
@@ -309,6 +309,14 @@ def summary_markdown(manifest: Optional[dict], code: int, cache_line: str) -> st
     return "\n".join(lines) + "\n"
 
 
+def file_identity(path: str) -> Optional[tuple]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def cmd_fetch() -> None:
     binary = env("MASTDL_BIN")
     if not binary:
@@ -324,10 +332,13 @@ def cmd_fetch() -> None:
     argv += ["--", env("INPUT_FILE")]
     # The token reaches mastdl through MAST_API_TOKEN (the step's environment) only.
     print("+ " + " ".join(shlex.quote(a) for a in argv), flush=True)
-    code = subprocess.run(argv).returncode
     manifest_path = os.path.abspath(os.path.join(dest, "MANIFEST.json"))
+    # A manifest restored from the cache, which this run did not rewrite (an
+    # input error, a locked DEST), says nothing about this run.
+    before = file_identity(manifest_path)
+    code = subprocess.run(argv).returncode
     manifest = None
-    if os.path.isfile(manifest_path):
+    if os.path.isfile(manifest_path) and file_identity(manifest_path) != before:
         try:
             with open(manifest_path, encoding="utf-8") as f:
                 manifest = json.load(f)
