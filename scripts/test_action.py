@@ -279,6 +279,15 @@ class ActionTest(unittest.TestCase):
         self.assertEqual(self.step_outcomes(result)["Save the mastdl wheel"], "skipped")
         self.assertEqual(result.outputs["complete"], "1")
         self.assertEqual((result.env_file, result.path_file), ("", ""))
+        # A `version` that is not one stops the install before pip runs.
+        marker = os.path.join(self.work, "pwned")
+        bad = runner.run({"uris": GOOD[0], "version": "1; touch %s" % marker}, self.workspace())
+        self.assertFalse(bad.success)
+        self.assertEqual(self.step_outcomes(bad)["Restore the mastdl wheel built from this action's source"], "skipped")
+        self.assertEqual(bad.step("install").outcome, "failure")
+        self.assertIn("input `version` must be a version", bad.log)
+        self.assertNotIn("pip", bad.step("install").log)
+        self.assertFalse(os.path.exists(marker))
 
 
 def make_wheel(folder: str, version: str, script: str) -> str:
