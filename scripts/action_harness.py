@@ -512,26 +512,28 @@ def main(argv: List[str]) -> int:
                 "mast:HST/echo/ib1f01b2q_spt.fits",
             ]
         )
-        for n in (1, 2):
+        runs = [
+            ("mixed input, with the token", {"uris": uris, "token": DEFAULT_TOKEN}),
+            ("the same input in another job (DEST from the cache)", {"uris": uris, "token": DEFAULT_TOKEN}),
+            ("only files that download, no token", {"uris": "\n".join(uris.split("\n")[:2])}),
+            ("the same again in another job (DEST from the cache)", {"uris": "\n".join(uris.split("\n")[:2])}),
+        ]
+        for n, (title, inputs) in enumerate(runs, 1):
             workspace = os.path.join(work, "workspace-%d" % n)
             os.makedirs(workspace)
             before = archive.stats()["requests"]
-            result = runner.run(
-                {
-                    "uris": uris,
-                    "token": DEFAULT_TOKEN,
-                    "args": "--base-url %s --retries 0" % archive.url,
-                    "fail-on-error": "false",
-                },
-                workspace,
-            )
-            print("=== run %d: requests to the archive: %d" % (n, archive.stats()["requests"] - before))
+            inputs = dict(inputs, args="--base-url %s --retries 0" % archive.url)
+            inputs["fail-on-error"] = "false"
+            result = runner.run(inputs, workspace)
+            print("=== run %d: %s; requests to the archive: %d" % (n, title, archive.stats()["requests"] - before))
+            print("--- steps: " + ", ".join("%s: %s" % (st.name, st.outcome) for st in result.steps))
             print("--- outputs")
             for k, v in result.outputs.items():
-                print("%s=%s" % (k, v))
+                print("%s=%s" % (k, v.replace(work, "$WORK")))
             print("--- job summary")
-            print(result.summary)
-            print("--- token in outputs/summary/log: %s" % any(DEFAULT_TOKEN in t for t in [json.dumps(result.outputs), result.summary, result.log]))
+            print(result.summary.replace(work, "$WORK"))
+            leaked = any(DEFAULT_TOKEN in t for t in [json.dumps(result.outputs), result.summary, result.log])
+            print("--- token in outputs/summary/log: %s; masks registered: %d" % (leaked, len(result.masks)))
     finally:
         archive.close()
         shutil.rmtree(work, ignore_errors=True)
