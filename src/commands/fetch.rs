@@ -189,7 +189,9 @@ fn classify(
             continue;
         }
         match complete_size(&local(dest.root(), &job.rel), job, &state) {
-            Some(size) if settings.update => {
+            // A reprocessed change-feed row is checked like `--update`
+            // checks every file (`--force` fetches it anyway).
+            Some(size) if settings.update || (job.update && !settings.force) => {
                 outcomes.push(None);
                 let record = state.remove(&job.rel);
                 todo.push((i, Task::Check { size, record }));

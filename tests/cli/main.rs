@@ -2,6 +2,7 @@
 //! archive on loopback. One test binary (see `Cargo.toml`, `autotests = false`).
 
 mod concurrency;
+mod feed;
 mod inputs;
 mod integrity;
 mod mock;
