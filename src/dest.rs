@@ -37,6 +37,10 @@ pub struct StateRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
     pub source: Source,
+    /// The MD5 of the file's bytes as they were written (lowercase hex),
+    /// for `mastdl verify`; absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
 }
 
 /// DEST is held by another running mastdl.
@@ -163,30 +167,7 @@ impl Dest {
 
     /// Reads every state record in DEST (all shards'), the last per path winning.
     pub fn load_state(&self) -> HashMap<String, StateRecord> {
-        let mut out = HashMap::new();
-        let Ok(dir) = fs::read_dir(self.root.join(META_DIR)) else {
-            return out;
-        };
-        let mut files: Vec<PathBuf> = dir
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("state") && n.ends_with(".jsonl"))
-            })
-            .collect();
-        files.sort();
-        for f in files {
-            let Ok(text) = fs::read_to_string(&f) else {
-                continue;
-            };
-            for line in text.lines() {
-                if let Ok(r) = serde_json::from_str::<StateRecord>(line) {
-                    out.insert(r.path.clone(), r);
-                }
-            }
-        }
-        out
+        read_state(&self.root)
     }
 
     /// Appends one record. Records are written in batches (every
@@ -245,6 +226,35 @@ impl Dest {
         w.pending.clear();
         Ok(())
     }
+}
+
+/// Reads every state record below `root` (all shards'), the last per path
+/// winning, without locking or writing anything (`mastdl verify`).
+pub fn read_state(root: &Path) -> HashMap<String, StateRecord> {
+    let mut out = HashMap::new();
+    let Ok(dir) = fs::read_dir(root.join(META_DIR)) else {
+        return out;
+    };
+    let mut files: Vec<PathBuf> = dir
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("state") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    for f in files {
+        let Ok(text) = fs::read_to_string(&f) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Ok(r) = serde_json::from_str::<StateRecord>(line) {
+                out.insert(r.path.clone(), r);
+            }
+        }
+    }
+    out
 }
 
 impl Drop for Dest {
@@ -317,6 +327,7 @@ mod tests {
             etag: None,
             last_modified: None,
             source: Source::Mast,
+            md5: None,
         }
     }
 

@@ -310,6 +310,11 @@ async fn update_one(
             etag: head.etag.clone(),
             last_modified: head.last_modified.clone(),
             source: job.source,
+            // The bytes did not change: what they hashed to still holds.
+            md5: record
+                .as_ref()
+                .filter(|r| r.size == size)
+                .and_then(|r| r.md5.clone()),
         });
     }
     Outcome::untransferred(row(
@@ -494,6 +499,7 @@ fn complete(
         etag: done.etag.clone(),
         last_modified: done.last_modified.clone(),
         source: from.source,
+        md5: done.md5.clone(),
     });
     let withheld = done
         .withheld

@@ -167,7 +167,7 @@ pub fn download_root(base: &Url) -> Result<Url, url::ParseError> {
 }
 
 /// Returns `root?uri=…` with the URI percent-encoded except `:` and `/`.
-fn with_uri(root: &Url, uri: &str) -> Url {
+pub(crate) fn with_uri(root: &Url, uri: &str) -> Url {
     let mut url = root.clone();
     url.set_query(Some(&format!(
         "uri={}",

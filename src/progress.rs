@@ -173,13 +173,15 @@ pub fn json_error(message: &str, exit: i32) {
     emit(json!({"ts": ts(), "event": "error", "message": message, "exit": exit}));
 }
 
-fn emit(v: serde_json::Value) {
+/// Prints one JSON event on stderr, every registered secret scrubbed.
+pub(crate) fn emit(v: serde_json::Value) {
     let line = v.to_string();
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{}", crate::token::scrub(&line));
 }
 
-fn ts() -> String {
+/// Returns an event's timestamp (RFC 3339, UTC).
+pub(crate) fn ts() -> String {
     crate::manifest::now_rfc3339()
 }
 

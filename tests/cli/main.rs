@@ -12,6 +12,7 @@ mod mock_latency;
 mod mock_s3;
 mod raw;
 mod unattended;
+mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
