@@ -204,7 +204,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub remote: bool,
 
-    /// Print on standard output, as a download script `mastdl fetch` reads, the files a `fetch --force` would repair; nothing else.
+    /// Also print on standard output, as a download script `mastdl fetch` reads, the files `fetch --force` would repair.
     #[arg(long)]
     pub print_repair: bool,
 
