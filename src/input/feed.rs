@@ -10,10 +10,13 @@
 //! Python's `quote(uri, safe='')`), other missions' `mast:` URIs from the
 //! archive's download endpoint.
 //!
-//! A row whose event says the product was reprocessed (an `event`,
-//! `event_type` or `eventType` field containing "reprocess", any case) is
-//! marked so that the run asks the source whether the local copy differs
-//! and replaces it when it does, as `--update` does, without `--update`.
+//! A row whose event says the product was reprocessed (a string field whose
+//! name contains `event` — `event`, `event_type`, `eventType`… — or is
+//! `type` or `status`, holding "reprocess" in any case) is marked so that
+//! the run asks the source whether the local copy differs and replaces it
+//! when it does, as `--update` does, without `--update`. astroquery ignores
+//! the event, so its field's name is not pinned down anywhere public: any
+//! of these spellings is taken.
 //!
 //! Every error names the file and the 1-based row: a file that is not a
 //! JSON array of objects, a row without `filename`, a `..` segment in any
@@ -31,14 +34,31 @@ use super::{Entry, InputError, LocalHint, Origin, ProductMeta};
 /// parsed whole.
 pub const MAX_FEED_BYTES: usize = 64 << 20;
 
-/// The fields that may carry a row's event type.
-const EVENT_FIELDS: &[&str] = &["event", "event_type", "eventType"];
+/// Returns true if and only if a field named `name` may carry the row's
+/// event type.
+fn is_event_field(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.contains("event") || name == "type" || name == "status"
+}
 
-/// Returns true if and only if `text` (a BOM and whitespace aside) starts
-/// like JSON (`[` or `{`): no URI list, script or table does.
+/// Returns true if and only if `text` (a BOM and whitespace aside) opens a
+/// JSON array of objects or a JSON object: `[` then `{` or `]`, or `{` then
+/// `"` or `}`. No URI list or table starts so, nor a script (whose `[ -d x ]`
+/// test has no `{` after its `[`).
 pub fn looks_like_json(text: &str) -> bool {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    matches!(text.trim_start().as_bytes().first(), Some(b'[' | b'{'))
+    opens_json(text.as_bytes())
+}
+
+/// [`looks_like_json`] on the first bytes of an input; false when they end
+/// before deciding.
+pub fn opens_json(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let mut it = bytes.iter().filter(|b| !b.is_ascii_whitespace());
+    match (it.next(), it.next()) {
+        (Some(b'['), Some(b'{' | b']')) => true,
+        (Some(b'{'), Some(b'"' | b'}')) => true,
+        _ => false,
+    }
 }
 
 /// Reads a change-feed file named `file`.
@@ -129,9 +149,10 @@ fn entry(fields: &Map<String, Value>, origin: Origin) -> Result<Entry, InputErro
             "no `mission`: it says where the file comes from (`hst`, `jwst`, `roman`…)".into(),
         ));
     };
-    let reprocessed = EVENT_FIELDS
+    let reprocessed = fields
         .iter()
-        .filter_map(|f| fields.get(*f).and_then(Value::as_str))
+        .filter(|(name, _)| is_event_field(name))
+        .filter_map(|(_, v)| v.as_str())
         .any(|e| e.to_ascii_lowercase().contains("reprocess"));
     // What the archive knows the product by: the row's `uri`, else its
     // `filename` (astroquery's `download_products`).
@@ -238,7 +259,26 @@ mod tests {
             e.iter().map(|e| e.origin.line).collect::<Vec<_>>(),
             [1, 2, 3]
         );
-        assert!(looks_like_json("\u{feff}\n  [") && !looks_like_json("mast:X/y"));
+        assert!(looks_like_json("\u{feff}\n  [ \n{") && !looks_like_json("mast:X/y"));
+        assert!(looks_like_json("[]") && looks_like_json("{\"a\": 1}"));
+        assert!(!looks_like_json(
+            "[ -d HST ] || mkdir HST\ncurl -o a https://x/a\n"
+        ));
+    }
+
+    #[test]
+    fn a_one_line_feed_longer_than_a_line_may_be_is_read_whole() {
+        let row = r#"{"mission": "hst", "fileset": "A", "filename": "a_raw.fits"},"#;
+        let mut text = String::from("\u{feff}[");
+        while text.len() <= crate::input::read::MAX_LINE_BYTES + 10 {
+            text.push_str(row);
+        }
+        text.push_str(r#"{"mission": "hst", "fileset": "B", "filename": "b_raw.fits"}]"#);
+        let parsed = crate::input::read::read_input("e.json", text.as_bytes(), &mut |_| {
+            panic!("not a URI list")
+        })
+        .unwrap();
+        assert!(parsed.items.len() > 10_000);
     }
 
     #[test]

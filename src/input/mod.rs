@@ -312,6 +312,10 @@ mod tests {
         assert_eq!(detect("a,b,c\n1,2,3\n"), Kind::Csv);
         assert_eq!(detect("http://x/y\n"), Kind::UriList);
         assert_eq!(detect("\n  [{\"mission\": \"hst\"}]"), Kind::Feed);
+        assert_eq!(
+            detect("[ -d a ] || mkdir a\ncurl -o a/b https://x/b\n"),
+            Kind::Script
+        );
     }
 
     #[test]

@@ -125,11 +125,7 @@ fn starts_like_json<R: BufRead>(reader: &mut R, file: &str) -> anyhow::Result<bo
     let buf = reader
         .fill_buf()
         .map_err(|e| UsageError(format!("Cannot read `{file}`: {e}")))?;
-    let buf = buf.strip_prefix(b"\xef\xbb\xbf").unwrap_or(buf);
-    Ok(matches!(
-        buf.iter().find(|b| !b.is_ascii_whitespace()),
-        Some(b'[' | b'{')
-    ))
+    Ok(feed::opens_json(buf))
 }
 
 /// Reads a change feed whole (a JSON document may be one long line), up
