@@ -54,11 +54,10 @@ pub fn looks_like_json(text: &str) -> bool {
 pub fn opens_json(bytes: &[u8]) -> bool {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     let mut it = bytes.iter().filter(|b| !b.is_ascii_whitespace());
-    match (it.next(), it.next()) {
-        (Some(b'['), Some(b'{' | b']')) => true,
-        (Some(b'{'), Some(b'"' | b'}')) => true,
-        _ => false,
-    }
+    matches!(
+        (it.next(), it.next()),
+        (Some(b'['), Some(b'{' | b']')) | (Some(b'{'), Some(b'"' | b'}'))
+    )
 }
 
 /// Reads a change-feed file named `file`.
