@@ -130,18 +130,86 @@ enum Problem {
     Unchecked(String),
 }
 
-impl Problem {
-    /// Returns the word that starts the problem's line.
-    fn word(&self) -> &'static str {
+/// The kinds of problem, in the order the summary names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Missing,
+    NotAFile,
+    Size,
+    Corrupt,
+    Unreadable,
+    Changed,
+    Unchecked,
+    Extra,
+}
+
+impl Kind {
+    const ALL: [Kind; 8] = [
+        Kind::Missing,
+        Kind::NotAFile,
+        Kind::Size,
+        Kind::Corrupt,
+        Kind::Unreadable,
+        Kind::Changed,
+        Kind::Unchecked,
+        Kind::Extra,
+    ];
+
+    /// Returns the word that starts a problem's line.
+    fn word(self) -> &'static str {
         match self {
-            Problem::Missing => "MISSING",
-            Problem::NotAFile => "NOTFILE",
-            Problem::Size { .. } => "SIZE",
-            Problem::Corrupt { .. } => "CORRUPT",
-            Problem::Unreadable(_) => "UNREADABLE",
-            Problem::Extra => "EXTRA",
-            Problem::Changed(_) => "CHANGED",
-            Problem::Unchecked(_) => "UNCHECKED",
+            Kind::Missing => "MISSING",
+            Kind::NotAFile => "NOTFILE",
+            Kind::Size => "SIZE",
+            Kind::Corrupt => "CORRUPT",
+            Kind::Unreadable => "UNREADABLE",
+            Kind::Changed => "CHANGED",
+            Kind::Unchecked => "UNCHECKED",
+            Kind::Extra => "EXTRA",
+        }
+    }
+
+    /// Returns the kind's key in JSON events.
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Missing => "missing",
+            Kind::NotAFile => "not_a_file",
+            Kind::Size => "size",
+            Kind::Corrupt => "corrupt",
+            Kind::Unreadable => "unreadable",
+            Kind::Changed => "changed",
+            Kind::Unchecked => "unchecked",
+            Kind::Extra => "extra",
+        }
+    }
+
+    /// Returns how the summary line counts the kind: `2 missing`.
+    fn phrase(self) -> &'static str {
+        match self {
+            Kind::Missing => "missing",
+            Kind::NotAFile => "not a file",
+            Kind::Size => "of another size",
+            Kind::Corrupt => "corrupt",
+            Kind::Unreadable => "unreadable",
+            Kind::Changed => "changed at the source",
+            Kind::Unchecked => "not checked at the source",
+            Kind::Extra => "extra",
+        }
+    }
+}
+
+impl Problem {
+    /// Returns the problem's kind.
+    fn kind(&self) -> Kind {
+        match self {
+            Problem::Missing => Kind::Missing,
+            Problem::NotAFile => Kind::NotAFile,
+            Problem::Size { .. } => Kind::Size,
+            Problem::Corrupt { .. } => Kind::Corrupt,
+            Problem::Unreadable(_) => Kind::Unreadable,
+            Problem::Extra => Kind::Extra,
+            Problem::Changed(_) => Kind::Changed,
+            Problem::Unchecked(_) => Kind::Unchecked,
         }
     }
 
@@ -558,7 +626,7 @@ fn report(
     unhashed: usize,
     elapsed: Duration,
 ) {
-    let count = |word: &str| findings.iter().filter(|f| f.problem.word() == word).count();
+    let count = |kind: Kind| findings.iter().filter(|f| f.problem.kind() == kind).count();
     let bad_records: HashSet<usize> = findings.iter().filter_map(|f| f.record).collect();
     let ok = records.len() - bad_records.len();
     let bytes: u64 = records.iter().map(|r| r.size).sum();
@@ -567,16 +635,17 @@ fn report(
     if cfg.json {
         for f in findings {
             progress::emit(json!({"ts": progress::ts(), "event": "problem",
-                "problem": f.problem.word().to_ascii_lowercase(), "path": f.path,
+                "problem": f.problem.kind().key(), "path": f.path,
                 "message": f.problem.detail()}));
         }
-        progress::emit(json!({"ts": progress::ts(), "event": "summary",
-            "recorded": records.len(), "ok": ok, "missing": count("MISSING"),
-            "not_a_file": count("NOTFILE"), "size": count("SIZE"), "corrupt": count("CORRUPT"),
-            "unreadable": count("UNREADABLE"), "extra": count("EXTRA"),
-            "changed": count("CHANGED"), "unchecked": count("UNCHECKED"),
+        let mut summary = json!({"ts": progress::ts(), "event": "summary",
+            "recorded": records.len(), "ok": ok,
             "unhashed": unhashed, "bytes": bytes, "duration_ms": elapsed.as_millis() as u64,
-            "clean": findings.is_empty(), "repair": repair}));
+            "clean": findings.is_empty(), "repair": repair});
+        for kind in Kind::ALL {
+            summary[kind.key()] = json!(count(kind));
+        }
+        progress::emit(summary);
         return;
     }
     for f in findings {
@@ -587,25 +656,16 @@ fn report(
             .unwrap_or_default();
         eprintln!(
             "{:<10} {}{}",
-            f.problem.word(),
+            f.problem.kind().word(),
             escape(&f.path),
             escape(&detail)
         );
     }
     let mut parts = vec![format!("{ok} ok")];
-    for (word, what) in [
-        ("MISSING", "missing"),
-        ("NOTFILE", "not a file"),
-        ("SIZE", "of another size"),
-        ("CORRUPT", "corrupt"),
-        ("UNREADABLE", "unreadable"),
-        ("CHANGED", "changed at the source"),
-        ("UNCHECKED", "not checked at the source"),
-        ("EXTRA", "extra"),
-    ] {
-        let n = count(word);
+    for kind in Kind::ALL {
+        let n = count(kind);
         if n > 0 {
-            parts.push(format!("{n} {what}"));
+            parts.push(format!("{n} {}", kind.phrase()));
         }
     }
     let unhashed = if unhashed > 0 {
