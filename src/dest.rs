@@ -144,6 +144,22 @@ impl Dest {
         })
     }
 
+    /// Returns DEST for reading its records only (`mastdl verify`): no
+    /// folder is created, no lock taken, and — as nothing is recorded
+    /// through it — nothing is ever written.
+    pub fn read_only(root: &Path) -> Dest {
+        Dest {
+            root: root.to_path_buf(),
+            shard: None,
+            state: Mutex::new(StateWriter {
+                file: None,
+                pending: Vec::new(),
+                last: Instant::now(),
+            }),
+            _locks: Vec::new(),
+        }
+    }
+
     /// Returns DEST.
     pub fn root(&self) -> &Path {
         &self.root
@@ -167,7 +183,30 @@ impl Dest {
 
     /// Reads every state record in DEST (all shards'), the last per path winning.
     pub fn load_state(&self) -> HashMap<String, StateRecord> {
-        read_state(&self.root)
+        let mut out = HashMap::new();
+        let Ok(dir) = fs::read_dir(self.root.join(META_DIR)) else {
+            return out;
+        };
+        let mut files: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("state") && n.ends_with(".jsonl"))
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let Ok(text) = fs::read_to_string(&f) else {
+                continue;
+            };
+            for line in text.lines() {
+                if let Ok(r) = serde_json::from_str::<StateRecord>(line) {
+                    out.insert(r.path.clone(), r);
+                }
+            }
+        }
+        out
     }
 
     /// Appends one record. Records are written in batches (every
@@ -226,35 +265,6 @@ impl Dest {
         w.pending.clear();
         Ok(())
     }
-}
-
-/// Reads every state record below `root` (all shards'), the last per path
-/// winning, without locking or writing anything (`mastdl verify`).
-pub fn read_state(root: &Path) -> HashMap<String, StateRecord> {
-    let mut out = HashMap::new();
-    let Ok(dir) = fs::read_dir(root.join(META_DIR)) else {
-        return out;
-    };
-    let mut files: Vec<PathBuf> = dir
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("state") && n.ends_with(".jsonl"))
-        })
-        .collect();
-    files.sort();
-    for f in files {
-        let Ok(text) = fs::read_to_string(&f) else {
-            continue;
-        };
-        for line in text.lines() {
-            if let Ok(r) = serde_json::from_str::<StateRecord>(line) {
-                out.insert(r.path.clone(), r);
-            }
-        }
-    }
-    out
 }
 
 impl Drop for Dest {

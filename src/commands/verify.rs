@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::cli::{LogFormat, ProgressMode, VerifyArgs};
-use crate::dest::{self, StateRecord, META_DIR};
+use crate::dest::{Dest, StateRecord, META_DIR};
 use crate::error::{Exit, UsageError};
 use crate::fetch::http::ClientOptions;
 use crate::fetch::Http;
@@ -258,7 +258,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
     let t0 = Instant::now();
     let root = cfg.dest.clone();
     check_root(&root)?;
-    let mut records: Vec<StateRecord> = dest::read_state(&root).into_values().collect();
+    let mut records: Vec<StateRecord> = Dest::read_only(&root).load_state().into_values().collect();
     if records.is_empty() {
         return Err(UsageError(format!(
             "`{}` holds no record of downloaded files (`{META_DIR}/state.jsonl`): nothing to verify; is it a folder `mastdl fetch` filled?",
