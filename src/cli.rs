@@ -35,6 +35,8 @@ pub enum Command {
         #[arg(value_name = "DEST")]
         dest: PathBuf,
     },
+    /// Check a mirror, read-only: every recorded file present, same size, same MD5 (exit 0 clean, 1 not).
+    Verify(VerifyArgs),
     /// Print the man page (roff) on standard output: `mastdl man > mastdl.1`.
     Man,
     /// Generate shell completions.
@@ -48,7 +50,11 @@ pub enum Command {
 impl Cli {
     /// Returns true if and only if stderr is to carry JSON events.
     pub fn json_logs(&self) -> bool {
-        matches!(&self.command, Command::Fetch(a) | Command::Plan(a) if a.log_format == LogFormat::Json)
+        match &self.command {
+            Command::Fetch(a) | Command::Plan(a) => a.log_format == LogFormat::Json,
+            Command::Verify(a) => a.log_format == LogFormat::Json,
+            _ => false,
+        }
     }
 
     /// Returns true if and only if the command downloads (so an input error
@@ -181,6 +187,62 @@ pub struct FetchArgs {
 
     #[command(flatten)]
     pub criteria: CriteriaArgs,
+}
+
+/// Options of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The payload folder a `mastdl fetch` filled.
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
+
+    /// Also list files below DEST that no record lists.
+    #[arg(long)]
+    pub extra: bool,
+
+    /// Also ask each file's source (one HEAD each) whether its size or validators changed.
+    #[arg(long)]
+    pub remote: bool,
+
+    /// Also print on standard output, as a download script `mastdl fetch` reads, the files `fetch --force` would repair.
+    #[arg(long)]
+    pub print_repair: bool,
+
+    /// With `--remote`: HEAD requests at once (at most N connections to a host).
+    #[arg(short = 'j', long, value_name = "N", default_value = "4")]
+    pub jobs: std::num::NonZeroUsize,
+
+    /// MAST API token for `--remote` [default: env MAST_API_TOKEN].
+    #[arg(short = 't', long, value_name = "TOKEN", hide_default_value = true)]
+    pub token: Option<String>,
+
+    /// Archive root [default: https://mast.stsci.edu]; also re-roots recorded script URLs.
+    #[arg(long, value_name = "URL", env = "MASTDL_BASE_URL")]
+    pub base_url: Option<Url>,
+
+    /// Extra CA certificates (PEM file).
+    #[arg(long, value_name = "PATH")]
+    pub cacert: Option<PathBuf>,
+
+    /// Also send the token on redirects to HOST (repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub trusted_host: Vec<String>,
+
+    /// Stall timeout of a `--remote` request.
+    #[arg(long, value_name = "SECS", default_value = "60")]
+    pub timeout: NonZeroU64,
+
+    /// Only problems and the summary (no progress bar).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Progress bar while hashing.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub progress: ProgressMode,
+
+    /// stderr as human lines or one JSON object per event.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// Options of `query`.

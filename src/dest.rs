@@ -37,6 +37,10 @@ pub struct StateRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
     pub source: Source,
+    /// The MD5 of the file's bytes as they were written (lowercase hex),
+    /// for `mastdl verify`; absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
 }
 
 /// DEST is held by another running mastdl.
@@ -138,6 +142,22 @@ impl Dest {
             }),
             _locks: locks,
         })
+    }
+
+    /// Returns DEST for reading its records only (`mastdl verify`): no
+    /// folder is created, no lock taken, and — as nothing is recorded
+    /// through it — nothing is ever written.
+    pub fn read_only(root: &Path) -> Dest {
+        Dest {
+            root: root.to_path_buf(),
+            shard: None,
+            state: Mutex::new(StateWriter {
+                file: None,
+                pending: Vec::new(),
+                last: Instant::now(),
+            }),
+            _locks: Vec::new(),
+        }
     }
 
     /// Returns DEST.
@@ -317,6 +337,7 @@ mod tests {
             etag: None,
             last_modified: None,
             source: Source::Mast,
+            md5: None,
         }
     }
 

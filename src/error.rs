@@ -17,6 +17,9 @@ pub enum Exit {
     Usage = 2,
     /// DEST is locked by another running mastdl.
     Locked = 3,
+    /// Every FAILED file failed for want of a valid token (none given,
+    /// rejected or expired): a cron job can alert "renew the token".
+    NeedsToken = 4,
     /// Interrupted by SIGINT (Ctrl-C).
     Interrupted = 130,
     /// Terminated by SIGTERM.

@@ -68,7 +68,44 @@ pub enum Access {
     Untouched,
     Public,
     Token,
-    Denied,
+    /// The archive refused the file (401/403), and why.
+    Denied(Denial),
+}
+
+/// Why the archive refused a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// No token was given (none on the command line, in the environment or
+    /// at the prompt).
+    NoToken,
+    /// A 401 with a token: MAST did not accept it (expired or revoked).
+    Rejected,
+    /// A 403 with a token: it may be valid and not grant this file; it
+    /// counts as a token failure only when `/whoami` said MAST did not
+    /// accept the token.
+    NotGranted,
+}
+
+impl Denial {
+    /// Returns why a 401/403 (`status`) refused a file, `None` for any
+    /// other status.
+    pub fn of(status: Option<u16>, had_token: bool) -> Option<Denial> {
+        match (status?, had_token) {
+            (401 | 403, false) => Some(Denial::NoToken),
+            (401, true) => Some(Denial::Rejected),
+            (403, true) => Some(Denial::NotGranted),
+            _ => None,
+        }
+    }
+
+    /// Returns true if and only if the refusal is for want of a valid token,
+    /// `token_refused` when `/whoami` said MAST did not accept the token.
+    pub fn wants_token(self, token_refused: bool) -> bool {
+        match self {
+            Denial::NoToken | Denial::Rejected => true,
+            Denial::NotGranted => token_refused,
+        }
+    }
 }
 
 impl Access {
@@ -78,7 +115,7 @@ impl Access {
             Access::Untouched => "",
             Access::Public => "public",
             Access::Token => "token",
-            Access::Denied => "denied",
+            Access::Denied(_) => "denied",
         }
     }
 }
@@ -216,24 +253,28 @@ async fn update_one(
     let (head, _) = match head {
         Ok(h) => h,
         Err(f) => {
-            let message = if f.cancelled {
-                NOT_STARTED.to_string()
+            let (status, message) = if f.cancelled {
+                (Status::Interrupted, NOT_STARTED.to_string())
             } else {
-                format!(
+                let message = format!(
                     "could not check for an update ({}); the local file is unchanged",
                     failure_message(&f, token.is_some())
-                )
+                );
+                (Status::Failed, message)
             };
-            return Outcome::untransferred(row(
-                job,
-                Facts {
-                    status: Status::Failed,
-                    http_status: f.error.status(),
-                    attempts: f.retries + 1,
-                    message: Some(message),
-                    ..Facts::plain(Status::Failed, size)
-                },
-            ));
+            let denial = Denial::of(f.error.status(), token.is_some());
+            return Outcome {
+                access: denial.map_or(Access::Untouched, Access::Denied),
+                ..Outcome::untransferred(row(
+                    job,
+                    Facts {
+                        http_status: f.error.status(),
+                        attempts: f.retries + 1,
+                        message: Some(message),
+                        ..Facts::plain(status, size)
+                    },
+                ))
+            };
         }
     };
     // Validators recorded from another source (archive vs bucket) say nothing
@@ -269,6 +310,11 @@ async fn update_one(
             etag: head.etag.clone(),
             last_modified: head.last_modified.clone(),
             source: job.source,
+            // The bytes did not change: what they hashed to still holds.
+            md5: record
+                .as_ref()
+                .filter(|r| r.size == size)
+                .and_then(|r| r.md5.clone()),
         });
     }
     Outcome::untransferred(row(
@@ -453,6 +499,7 @@ fn complete(
         etag: done.etag.clone(),
         last_modified: done.last_modified.clone(),
         source: from.source,
+        md5: done.md5.clone(),
     });
     let withheld = done
         .withheld
@@ -505,13 +552,14 @@ fn not_in_cloud(job: &Job, from: &From, f: &Failed<FetchError>, attempts: u32) -
 
 /// The outcome of a job that failed for good, or was interrupted.
 fn failure(job: &Job, path: &Path, from: &From, f: &Failed<FetchError>, attempts: u32) -> Outcome {
-    let message = if f.cancelled {
+    let (row_status, message) = if f.cancelled {
         let kept = fetch::part::Part::of(path)
             .file_len()
             .is_some_and(|n| n > 0);
-        if kept { CUT_SHORT } else { INTERRUPTED_EARLY }.to_string()
+        let message = if kept { CUT_SHORT } else { INTERRUPTED_EARLY };
+        (Status::Interrupted, message.to_string())
     } else {
-        failure_message(f, from.token.is_some())
+        (Status::Failed, failure_message(f, from.token.is_some()))
     };
     let status = f.error.status();
     Outcome {
@@ -523,12 +571,12 @@ fn failure(job: &Job, path: &Path, from: &From, f: &Failed<FetchError>, attempts
                 http_status: status,
                 attempts,
                 message: Some(message),
-                ..Facts::plain(Status::Failed, 0)
+                ..Facts::plain(row_status, 0)
             },
         ),
         timing: None,
-        access: if matches!(status, Some(401 | 403)) {
-            Access::Denied
+        access: if let Some(d) = Denial::of(status, from.token.is_some()) {
+            Access::Denied(d)
         } else if from.token.is_some() {
             Access::Token
         } else {

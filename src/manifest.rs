@@ -29,6 +29,9 @@ pub enum Status {
     Complete,
     Skipped,
     Failed,
+    /// Cut short or kept from starting by SIGINT/SIGTERM (the `.part`, if
+    /// any, is kept for the next run).
+    Interrupted,
 }
 
 impl Status {
@@ -38,6 +41,7 @@ impl Status {
             Status::Complete => "COMPLETE",
             Status::Skipped => "SKIPPED",
             Status::Failed => "FAILED",
+            Status::Interrupted => "INTERRUPTED",
         }
     }
 }
@@ -85,6 +89,10 @@ pub struct Manifest {
     pub complete: usize,
     pub skipped: usize,
     pub failed: usize,
+    /// Files the interruption cut short or kept from starting (absent in
+    /// manifests written before the status existed).
+    #[serde(default)]
+    pub interrupted: usize,
     /// Body bytes this run transferred.
     pub bytes: u64,
     pub files: Vec<FileRecord>,
@@ -103,6 +111,7 @@ impl Manifest {
             complete: count(Status::Complete),
             skipped: count(Status::Skipped),
             failed: count(Status::Failed),
+            interrupted: count(Status::Interrupted),
             bytes,
             files,
         }
@@ -135,7 +144,9 @@ pub fn now_rfc3339() -> String {
 /// unpredictable name, created exclusively (never through a planted
 /// symlink), synced, then renamed over `path` (a rename replaces a symlink
 /// at `path`, it does not follow it). On any failure the temporary file is
-/// removed.
+/// removed. The file is created as every other file is: mode 0666 less the
+/// umask (a temporary file's usual 0600 would survive the rename, and a
+/// mirror shared with a group or served by a web server could not read it).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -145,10 +156,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        // Handed to open(2), which takes the umask off.
+        builder.permissions(fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -216,7 +233,7 @@ const CSS: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222
 h1{font-size:1.4em}table{border-collapse:collapse;font-size:.85em}\
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}\
 th{background:#eee}td.n{text-align:right}.COMPLETE{color:#1a7f37}.SKIPPED{color:#555}\
-.FAILED{color:#c62828;font-weight:bold}dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}\
+.FAILED{color:#c62828;font-weight:bold}.INTERRUPTED{color:#ef6c00}dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}\
 dt{font-weight:bold}svg{border:1px solid #ccc;background:#fafafa}";
 
 /// Returns the HTML page.
@@ -230,7 +247,7 @@ pub fn html(m: &Manifest, ctx: &HtmlContext) -> String {
 <dt>Tool</dt><dd>{} {}</dd><dt>Started</dt><dd>{}</dd><dt>Finished</dt><dd>{}</dd>\
 <dt>Duration</dt><dd>{:.1} s</dd><dt>Logged In User</dt><dd>{}</dd><dt>Requested</dt><dd>{}</dd>\
 <dt>Complete</dt><dd>{}</dd><dt>Skipped</dt><dd>{}</dd><dt>Failed</dt><dd>{}</dd>\
-<dt>Transferred</dt><dd>{} ({} bytes)</dd></dl>\n",
+<dt>Interrupted</dt><dd>{}</dd><dt>Transferred</dt><dd>{} ({} bytes)</dd></dl>\n",
         m.requested,
         e(&m.tool),
         e(&m.version),
@@ -242,6 +259,7 @@ pub fn html(m: &Manifest, ctx: &HtmlContext) -> String {
         m.complete,
         m.skipped,
         m.failed,
+        m.interrupted,
         human_bytes(m.bytes),
         m.bytes
     );
@@ -252,7 +270,7 @@ pub fn html(m: &Manifest, ctx: &HtmlContext) -> String {
     );
     for (i, f) in m.files.iter().enumerate() {
         let access = ctx.access.get(i).map(String::as_str).unwrap_or("");
-        let file = if f.status == Status::Failed {
+        let file = if matches!(f.status, Status::Failed | Status::Interrupted) {
             e(&f.path)
         } else {
             format!("<a href=\"{}\">{}</a>", e(&href(&f.path)), e(&f.path))
@@ -320,6 +338,7 @@ aria-label=\"transfer timeline\">",
             Status::Complete => "#2e7d32",
             Status::Skipped => "#9e9e9e",
             Status::Failed => "#c62828",
+            Status::Interrupted => "#ef6c00",
         };
         let _ = write!(
             s,
@@ -343,6 +362,7 @@ aria-label=\"transfer timeline\">",
     s.push_str(
         "<p class=\"legend\"><span style=\"color:#2e7d32\">&#9632;</span> complete \
 <span style=\"color:#9e9e9e\">&#9632;</span> skipped <span style=\"color:#c62828\">&#9632;</span> failed \
+<span style=\"color:#ef6c00\">&#9632;</span> interrupted \
 &mdash; hover a bar for the file, its duration and throughput</p>\n",
     );
     if bars.len() > MAX_BARS {
@@ -392,6 +412,7 @@ mod tests {
                 "failed",
                 "files",
                 "finished",
+                "interrupted",
                 "requested",
                 "skipped",
                 "started",
@@ -439,5 +460,36 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"));
         assert!(page.contains("&lt;b&gt;"));
         assert!(page.contains("Total Files: 1"));
+    }
+
+    #[test]
+    fn interrupted_rows_have_their_own_word_and_count() {
+        let m = Manifest::new(
+            "s".into(),
+            "f".into(),
+            0,
+            vec![
+                record(Status::Interrupted, Some("not started")),
+                record(Status::Failed, None),
+            ],
+        );
+        assert_eq!((m.failed, m.interrupted), (1, 1));
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["files"][0]["status"], "INTERRUPTED");
+        assert_eq!(v["interrupted"], 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_atomic_leaves_the_mode_to_the_umask() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("MANIFEST.json");
+        write_atomic(&p, b"{}").unwrap();
+        // What a plain create gets here, under this process's umask.
+        let plain = d.path().join("plain");
+        fs::write(&plain, b"").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), mode(&plain));
     }
 }

@@ -35,6 +35,10 @@ pub struct Job {
     pub fallback: Option<Url>,
     /// Where the entry was read.
     pub origin: Origin,
+    /// The input says the product changed (a change feed's reprocessed
+    /// row): when complete, ask the source whether it differs and replace
+    /// it when it does, as `--update` does for every file.
+    pub update: bool,
 }
 
 /// One of N disjoint parts of a plan.
@@ -163,7 +167,7 @@ pub fn download_root(base: &Url) -> Result<Url, url::ParseError> {
 }
 
 /// Returns `root?uri=…` with the URI percent-encoded except `:` and `/`.
-fn with_uri(root: &Url, uri: &str) -> Url {
+pub(crate) fn with_uri(root: &Url, uri: &str) -> Url {
     let mut url = root.clone();
     url.set_query(Some(&format!(
         "uri={}",
@@ -286,7 +290,15 @@ impl Planner {
         if self.opts.shard.is_some_and(|s| !s.contains(&e.uri)) {
             return Ok(None);
         }
+        let update = matches!(
+            e.local,
+            LocalHint::Feed {
+                reprocessed: true,
+                ..
+            }
+        );
         Ok(Some(Job {
+            update,
             uri: e.uri,
             url,
             rel,
@@ -347,6 +359,7 @@ fn keep(e: &Entry, opts: &PlanOptions) -> bool {
             filename: Some(f), ..
         } => f.clone(),
         LocalHint::Path(p) => p.rsplit('/').next().unwrap_or(p).to_string(),
+        LocalHint::Feed { filename, .. } => filename.clone(),
         _ => layout::filename(&e.uri).into_owned(),
     };
     let name = name.to_ascii_lowercase();
@@ -408,6 +421,21 @@ fn local_path(e: &Entry, flat: bool) -> Result<String, String> {
                     .unwrap_or_else(|| layout::obs_id(&name).to_string());
                 vec![coll, obs, name]
             }
+        }
+        LocalHint::Feed { filename, .. } if flat => vec![filename.clone()],
+        LocalHint::Feed {
+            mission,
+            fileset: Some(fileset),
+            filename,
+            ..
+        } => vec![mission.clone(), fileset.clone(), filename.clone()],
+        LocalHint::Feed { fileset: None, .. } => {
+            return Err(
+                "This row has no `fileset` or `dataset`, which names its folder \
+                 (`mission/FILESET/FILENAME`): add one, or pass `--flat` to put every file \
+                 straight into DEST"
+                    .into(),
+            )
         }
         LocalHint::None => {
             let name = uri_name();

@@ -35,6 +35,9 @@ impl Level {
     }
 }
 
+/// Where a new MAST token is made.
+pub const NEW_TOKEN_PAGE: &str = "https://auth.mast.stsci.edu/token";
+
 /// The run's totals.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
@@ -45,18 +48,15 @@ pub struct Summary {
     pub bytes: u64,
     pub elapsed: Duration,
     pub interrupted: bool,
-    /// FAILED rows whose transfer the interruption cut short (`.part` kept).
+    /// INTERRUPTED rows whose transfer the interruption cut short (`.part` kept).
     pub cut_short: usize,
-    /// FAILED rows the interruption kept from starting.
+    /// INTERRUPTED rows the interruption kept from starting.
     pub not_started: usize,
+    /// Every FAILED file failed for want of a valid token (exit 4).
+    pub wants_token: bool,
 }
 
 impl Summary {
-    /// Returns the FAILED files the interruption does not explain.
-    pub fn real_failures(&self) -> usize {
-        self.failed - (self.cut_short + self.not_started).min(self.failed)
-    }
-
     /// Returns the summary line: `N complete, M skipped, K failed, X in T (R/s)`.
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
@@ -65,7 +65,6 @@ impl Summary {
         } else {
             0
         };
-        let real = self.real_failures();
         let interrupted = if self.interrupted {
             format!(
                 " (interrupted: {} cut short with their .part kept, {} not started)",
@@ -74,11 +73,16 @@ impl Summary {
         } else {
             String::new()
         };
+        let token = if self.wants_token {
+            format!("; every failure wants a valid MAST token (none given, rejected or expired): make a new one at {NEW_TOKEN_PAGE}")
+        } else {
+            String::new()
+        };
         format!(
-            "{} complete, {} skipped, {} failed, {} in {:.1}s ({}/s){interrupted}",
+            "{} complete, {} skipped, {} failed, {} in {:.1}s ({}/s){interrupted}{token}",
             self.complete,
             self.skipped,
-            real,
+            self.failed,
             human_bytes(self.bytes),
             secs,
             human_bytes(rate),
@@ -147,7 +151,7 @@ impl Reporter for Lines {
         }
     }
     fn finished(&self, _id: Option<usize>, row: &FileRecord, elapsed: Duration) {
-        if !self.quiet || row.status == Status::Failed {
+        if !self.quiet || matches!(row.status, Status::Failed | Status::Interrupted) {
             eprintln!("{}", finished_line(row, elapsed));
         }
     }
@@ -169,13 +173,15 @@ pub fn json_error(message: &str, exit: i32) {
     emit(json!({"ts": ts(), "event": "error", "message": message, "exit": exit}));
 }
 
-fn emit(v: serde_json::Value) {
+/// Prints one JSON event on stderr, every registered secret scrubbed.
+pub(crate) fn emit(v: serde_json::Value) {
     let line = v.to_string();
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{}", crate::token::scrub(&line));
 }
 
-fn ts() -> String {
+/// Returns an event's timestamp (RFC 3339, UTC).
+pub(crate) fn ts() -> String {
     crate::manifest::now_rfc3339()
 }
 
@@ -209,8 +215,10 @@ impl Reporter for Json {
     fn summary(&self, s: &Summary) {
         emit(
             json!({"ts": ts(), "event": "summary", "complete": s.complete, "skipped": s.skipped,
-            "failed": s.real_failures(), "bytes": s.bytes, "duration_ms": s.elapsed.as_millis() as u64,
-            "interrupted": s.interrupted, "cut_short": s.cut_short, "not_started": s.not_started}),
+            "failed": s.failed, "bytes": s.bytes, "duration_ms": s.elapsed.as_millis() as u64,
+            "interrupted": s.interrupted, "cut_short": s.cut_short, "not_started": s.not_started,
+            "wants_token": s.wants_token,
+            "new_token": s.wants_token.then_some(NEW_TOKEN_PAGE)}),
         );
     }
 }
@@ -316,7 +324,7 @@ impl Reporter for Bars {
             let total = self.overall.message();
             self.overall.set_prefix(format!("{}/{} files", *d, total));
         }
-        if row.status == Status::Failed {
+        if matches!(row.status, Status::Failed | Status::Interrupted) {
             let _ = self.multi.println(finished_line(row, elapsed));
         }
     }
@@ -352,13 +360,14 @@ mod tests {
             interrupted: false,
             cut_short: 0,
             not_started: 0,
+            wants_token: false,
         };
         assert_eq!(
             s.line(),
             "2 complete, 1 skipped, 0 failed, 2.00 KiB in 2.0s (1.00 KiB/s)"
         );
         let cut = Summary {
-            failed: 29,
+            failed: 1,
             interrupted: true,
             cut_short: 4,
             not_started: 24,
@@ -368,5 +377,13 @@ mod tests {
             cut.line(),
             "2 complete, 1 skipped, 1 failed, 2.00 KiB in 2.0s (1.00 KiB/s) (interrupted: 4 cut short with their .part kept, 24 not started)"
         );
+        let token = Summary {
+            failed: 3,
+            wants_token: true,
+            ..s
+        };
+        assert!(token
+            .line()
+            .ends_with("make a new one at https://auth.mast.stsci.edu/token"));
     }
 }

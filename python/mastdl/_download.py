@@ -356,6 +356,10 @@ class _Progress:
         elif kind == "finish":
             status = ev.get("status")
             self.bytes += int(ev.get("bytes") or 0) if status == "COMPLETE" else 0
+            # INTERRUPTED (Ctrl-C: the .part kept, or not started) is no
+            # file in the result either: astroquery's ERROR, like FAILED.
+            if status == "INTERRUPTED":
+                status = "FAILED"
             if status == "FAILED":
                 self.failed += 1
             if not self.verbose:
@@ -696,10 +700,11 @@ def download_products(
     code, errors, interrupted = _run(args, env, _input_text(records), progress)
     env.clear()
 
-    # Exit 0, 1 and 130 (interrupted) write the manifest; the others
-    # (refused input, folder locked, crash) write none.
+    # Exit 0, 1, 4 (every failure wants a valid token) and 130
+    # (interrupted) write the manifest; the others (refused input, folder
+    # locked, crash) write none.
     manifest: Optional[Mapping[str, Any]] = None
-    if code in (0, 1, 130):
+    if code in (0, 1, 4, 130):
         try:
             with open(os.path.join(base_dir, "MANIFEST.json"), encoding="utf-8") as f:
                 manifest = json.load(f)

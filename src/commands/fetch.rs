@@ -20,11 +20,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{plan_jobs, point_at_bucket, reporter, run_http};
-use crate::auth::{self, Auth};
+use crate::auth::{self, Auth, Identity};
 use crate::budget::{Budget, Jobs};
 use crate::dest::{Dest, StateRecord};
 use crate::error::Exit;
-use crate::job::{self, local, row, Ctx, Facts, Outcome, Task, CUT_SHORT, NOT_STARTED};
+use crate::job::{self, local, row, Access, Ctx, Facts, Outcome, Task, CUT_SHORT, NOT_STARTED};
 use crate::manifest::{self, Bar, HtmlContext, Manifest, Status};
 use crate::plan::Job;
 use crate::progress::{Level, Reporter, Summary};
@@ -64,18 +64,18 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     let (decided, todo) = classify(&jobs, &ctx.dest, &settings, &not_in_cloud);
     // Who the token belongs to, asked only when something will be asked of
     // the archive at all: a re-run of a complete pull makes no request.
-    let user = match (&settings.token, todo.is_empty()) {
-        (None, _) => "anonymous".to_string(),
-        (Some(_), true) => "not asked (nothing to download)".to_string(),
-        (Some(t), false) => auth::whoami(
-            &ctx.http,
-            &settings.plan.base,
-            t,
-            reporter.as_ref(),
-            &cancel,
-        )
-        .await
-        .label(),
+    let identity = match (&settings.token, todo.is_empty()) {
+        (Some(t), false) => Some(
+            auth::whoami(
+                &ctx.http,
+                &settings.plan.base,
+                t,
+                reporter.as_ref(),
+                &cancel,
+            )
+            .await,
+        ),
+        _ => None,
     };
     reporter.planned(jobs.len(), todo.len());
     for o in decided.iter().flatten() {
@@ -83,21 +83,31 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     }
     let jobs = Arc::new(jobs);
     let outcomes = run_all(&ctx, &jobs, decided, todo).await;
-    let user = match (&settings.token, ctx.auth.current()) {
+    let identity = match (&settings.token, ctx.auth.current()) {
         // A token typed at the prompt: the manifest names its owner too.
-        (None, Some(t)) => auth::whoami(
-            &ctx.http,
-            &settings.plan.base,
-            &t,
-            reporter.as_ref(),
-            &cancel,
-        )
-        .await
-        .label(),
-        _ => user,
+        (None, Some(t)) => Some(
+            auth::whoami(
+                &ctx.http,
+                &settings.plan.base,
+                &t,
+                reporter.as_ref(),
+                &cancel,
+            )
+            .await,
+        ),
+        _ => identity,
+    };
+    let user = match (&identity, &settings.token) {
+        (Some(id), _) => id.label(),
+        (None, Some(_)) => "not asked (nothing to download)".to_string(),
+        (None, None) => "anonymous".to_string(),
+    };
+    let who = Who {
+        user,
+        token_refused: identity == Some(Identity::Anonymous),
     };
     let signal = signalled.load(Ordering::SeqCst);
-    finish(&ctx, &jobs, outcomes, started_at, user, signal)
+    finish(&ctx, &jobs, outcomes, started_at, who, signal)
 }
 
 /// Lowers `--jobs` to what the open-file limit allows, saying so.
@@ -179,7 +189,9 @@ fn classify(
             continue;
         }
         match complete_size(&local(dest.root(), &job.rel), job, &state) {
-            Some(size) if settings.update => {
+            // A reprocessed change-feed row is checked like `--update`
+            // checks every file (`--force` fetches it anyway).
+            Some(size) if settings.update || (job.update && !settings.force) => {
                 outcomes.push(None);
                 let record = state.remove(&job.rel);
                 todo.push((i, Task::Check { size, record }));
@@ -229,7 +241,7 @@ async fn run_all(
         let Some(permit) = permit else {
             let f = Facts {
                 message: Some(NOT_STARTED.into()),
-                ..Facts::plain(Status::Failed, 0)
+                ..Facts::plain(Status::Interrupted, 0)
             };
             outcomes[i] = Some(Outcome::untransferred(row(&jobs[i], f)));
             continue;
@@ -267,22 +279,27 @@ fn finish(
     jobs: &[Job],
     outcomes: Vec<Option<Outcome>>,
     started_at: String,
-    user: String,
+    who: Who,
     signal: i32,
 ) -> anyhow::Result<Exit> {
     let mut rows = Vec::with_capacity(outcomes.len());
+    // FAILED files refused for want of a valid token.
+    let mut want_token = 0;
     let mut bars = Vec::new();
     let mut access = Vec::with_capacity(outcomes.len());
     for (i, o) in outcomes.into_iter().enumerate() {
         let o = o.unwrap_or_else(|| {
             // Never started (interrupted), or its task died.
-            let message = match ctx.cancel.is_cancelled() {
-                true => NOT_STARTED,
-                false => "internal error: the transfer ended unexpectedly",
+            let (status, message) = match ctx.cancel.is_cancelled() {
+                true => (Status::Interrupted, NOT_STARTED),
+                false => (
+                    Status::Failed,
+                    "internal error: the transfer ended unexpectedly",
+                ),
             };
             let f = Facts {
                 message: Some(message.into()),
-                ..Facts::plain(Status::Failed, 0)
+                ..Facts::plain(status, 0)
             };
             Outcome::untransferred(row(&jobs[i], f))
         });
@@ -292,6 +309,9 @@ fn finish(
                 status: o.row.status,
                 timing,
             });
+        }
+        if let (Status::Failed, Access::Denied(d)) = (o.row.status, o.access) {
+            want_token += usize::from(d.wants_token(who.token_refused));
         }
         rows.push(o.row);
         access.push(o.access.as_str().to_string());
@@ -306,7 +326,7 @@ fn finish(
     let m = Manifest::new(started_at, manifest::now_rfc3339(), received, rows);
     let count = |what: &str| {
         let failed_with = |r: &&manifest::FileRecord| {
-            r.status == Status::Failed && r.message.as_deref() == Some(what)
+            r.status == Status::Interrupted && r.message.as_deref() == Some(what)
         };
         m.files.iter().filter(failed_with).count()
     };
@@ -319,9 +339,10 @@ fn finish(
         interrupted: signal != 0,
         cut_short: count(CUT_SHORT) + count(job::INTERRUPTED_EARLY),
         not_started: count(NOT_STARTED),
+        wants_token: m.failed > 0 && want_token == m.failed,
     };
     let html = HtmlContext {
-        user,
+        user: who.user,
         seconds: elapsed.as_secs_f64(),
         bars,
         access,
@@ -333,7 +354,16 @@ fn finish(
     Ok(match signal {
         130 => Exit::Interrupted,
         143 => Exit::Terminated,
+        _ if summary.wants_token => Exit::NeedsToken,
         _ if m.failed > 0 => Exit::Failed,
         _ => Exit::Success,
     })
+}
+
+/// Who the run was, for the manifest and the exit code.
+struct Who {
+    /// The manifest's "Logged In User".
+    user: String,
+    /// `/whoami` said MAST did not accept the token.
+    token_refused: bool,
 }

@@ -1,5 +1,5 @@
 //! The commands, one file each (as uv lays out its commands): `fetch`,
-//! `plan`, `query`, `report`; and what they share: building the one HTTP
+//! `plan`, `query`, `report`, `verify`; and what they share: building the one HTTP
 //! client, reading the inputs (or running the search) through the planner,
 //! pointing jobs at the bucket, choosing the reporter, and mapping a
 //! run-ending error to its exit code and hint.
@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod plan;
 pub mod query;
 pub mod report;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plan(args) => plan::plan(Settings::resolve(args)?).await,
         Command::Query(args) => query::query(QuerySettings::resolve(args)?).await,
         Command::Report { dest } => report::report(&dest),
+        Command::Verify(args) => verify::verify(args).await,
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(Exit::Success)

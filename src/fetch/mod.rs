@@ -91,6 +91,10 @@ pub struct Done {
     pub last_modified: Option<String>,
     /// A host a redirect led to that did not get the token.
     pub withheld: Option<String>,
+    /// The MD5 of the file's bytes (lowercase hex), recorded for `verify`:
+    /// hashed as the body streams in, or, for parallel ranges (which do
+    /// not arrive in order), read back once before the rename.
+    pub md5: Option<String>,
 }
 
 /// What a HEAD says about a source, for `--update`.
@@ -571,16 +575,7 @@ async fn save(
         total,
         ranged: None,
     };
-    let (received, id, hasher) = receive(
-        http,
-        t,
-        part,
-        response,
-        (offset, total),
-        &meta,
-        expect_md5.is_some(),
-    )
-    .await?;
+    let (received, id, hasher) = receive(http, t, part, response, (offset, total), &meta).await?;
     let size = offset + received;
     if let Some(expected) = t.expect_size {
         if expected != size {
@@ -604,6 +599,7 @@ async fn save(
             etag,
             last_modified,
             withheld,
+            md5: None,
         },
     )
     .await
@@ -613,8 +609,8 @@ async fn save(
 /// `total`): a new `.part` (with its sidecar at once when large) or the
 /// old one appended to; on failure the bytes stay with their sidecar for
 /// the next attempt (unless too long, or the disk is full). Returns the
-/// bytes received, the file's identity and, when `md5`, the hash of the
-/// whole file so far.
+/// bytes received, the file's identity and the MD5 of the whole file so
+/// far (a resumed `.part`'s bytes are read back once to start it).
 async fn receive(
     http: &Http,
     t: &Transfer<'_>,
@@ -622,7 +618,6 @@ async fn receive(
     response: &mut Response,
     (offset, total): (u64, Option<u64>),
     meta: &Meta,
-    md5: bool,
 ) -> Result<(u64, FileId, Option<Md5>), FetchError> {
     let file = if offset > 0 {
         part.open_append()
@@ -641,10 +636,11 @@ async fn receive(
             .map_err(|e| FetchError::disk(&part.meta, e))?;
         keep.armed = false;
     }
-    let mut hasher = md5.then(Md5::new);
-    if let (Some(hs), true) = (hasher.take(), offset > 0) {
-        hasher = Some(hash_file(part, hs).await?);
+    let mut hasher = Md5::new();
+    if offset > 0 {
+        hasher = hash_file(part, hasher).await?;
     }
+    let mut hasher = Some(hasher);
     let streamed = stream_body(
         response,
         file,
@@ -791,21 +787,23 @@ async fn hash_file(part: &Part, mut hasher: Md5) -> Result<Md5, FetchError> {
 }
 
 /// Checks the MD5 (when known) and renames the `.part` over the final path,
-/// only if it is still the file that was written.
+/// only if it is still the file that was written. The file's MD5 goes into
+/// the returned [`Done`] for the state record: `hasher` when the body was
+/// hashed as it streamed, else (parallel ranges) the `.part` read back once.
 pub(crate) async fn finish(
     part: &Part,
     path: &Path,
     id: FileId,
     expect_md5: Option<&str>,
     hasher: Option<Md5>,
-    done: Done,
+    mut done: Done,
 ) -> Result<Done, FetchError> {
+    let h = match hasher {
+        Some(h) => h,
+        None => hash_file(part, Md5::new()).await?,
+    };
+    let got = hex(&h.finalize());
     if let Some(expected) = expect_md5 {
-        let h = match hasher {
-            Some(h) => h,
-            None => hash_file(part, Md5::new()).await?,
-        };
-        let got = hex(&h.finalize());
         if !got.eq_ignore_ascii_case(expected) {
             part.discard();
             return Err(FetchError::Md5Mismatch {
@@ -814,6 +812,7 @@ pub(crate) async fn finish(
             });
         }
     }
+    done.md5 = Some(got);
     if let Some(when) = done
         .last_modified
         .as_deref()

@@ -154,6 +154,7 @@ pub async fn download_ranged(
             etag,
             last_modified,
             withheld: None,
+            md5: None,
         },
     )
     .await

@@ -3,12 +3,14 @@
 //! The kind is detected from the content, never from the file name
 //! ([`detect`]): an astropy ECSV header, a CSV header (a product table with
 //! a `dataURI` column, or a MastMissions product list with a `uri` column),
-//! a shell script with `curl` or `wget` commands, or else a plain URI list.
+//! a shell script with `curl` or `wget` commands, a JSON array (MAST's
+//! change feed, [`feed`]), or else a plain URI list.
 //! Each kind lives in its own module and is a pure function of the text;
 //! [`read`] owns getting the text (bounded: [`read::MAX_LINE_BYTES`],
 //! [`read::MAX_DOCUMENT_BYTES`]) and [`listing`] expands recursive wget
 //! lines over HTTP.
 
+pub mod feed;
 pub mod list;
 pub mod listing;
 pub mod read;
@@ -48,6 +50,16 @@ pub enum LocalHint {
     /// A download script's `--output` path, relative to its download folder,
     /// `/`-separated and not yet validated.
     Path(String),
+    /// A change-feed row ([`feed`]): `MISSION/FILESET/FILENAME`; a row
+    /// without a fileset can only go straight into DEST (`--flat`).
+    Feed {
+        mission: String,
+        fileset: Option<String>,
+        filename: String,
+        /// The row says the product was reprocessed: replace the local
+        /// copy when it differs, as `--update` does.
+        reprocessed: bool,
+    },
 }
 
 /// Product metadata a table (or a query) carries, used by filters.
@@ -144,6 +156,8 @@ pub enum Kind {
     Script,
     Csv,
     Ecsv,
+    /// A JSON array of product rows: MAST's change feed.
+    Feed,
 }
 
 /// What one of the first lines of an input says about its kind.
@@ -225,6 +239,9 @@ fn runs_download(line: &str) -> bool {
 /// `mast:` URI), else the whole text ([`body_kind`]). The answer does not
 /// depend on how the text is read or how long it is.
 pub fn detect(text: &str) -> Kind {
+    if feed::looks_like_json(text) {
+        return Kind::Feed;
+    }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut first = true;
     for line in text.lines() {
@@ -254,6 +271,7 @@ pub fn parse_items(file: &str, text: &str) -> Result<Parsed, InputError> {
         }),
         Kind::Csv => entries(table::parse_csv(file, text)),
         Kind::Ecsv => entries(table::parse_ecsv(file, text)),
+        Kind::Feed => entries(feed::parse(file, text)),
     }
 }
 
@@ -293,6 +311,11 @@ mod tests {
         assert_eq!(detect("# comment\n\"obs_id\",\"dataURI\"\n"), Kind::Csv);
         assert_eq!(detect("a,b,c\n1,2,3\n"), Kind::Csv);
         assert_eq!(detect("http://x/y\n"), Kind::UriList);
+        assert_eq!(detect("\n  [{\"mission\": \"hst\"}]"), Kind::Feed);
+        assert_eq!(
+            detect("[ -d a ] || mkdir a\ncurl -o a/b https://x/b\n"),
+            Kind::Script
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::io::{self, BufRead, IsTerminal, Read};
 
 use anyhow::Context as _;
 
+use super::feed;
 use super::listing::Lister;
 use super::InputSource;
 use super::{head, list, parse_items, Entry, Head, InputError, Item, Kind, Parsed};
@@ -78,9 +79,12 @@ impl<R: BufRead> LineReader<'_, R> {
 /// returned.
 pub fn read_input<R: BufRead>(
     file: &str,
-    reader: R,
+    mut reader: R,
     push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
 ) -> anyhow::Result<Parsed> {
+    if starts_like_json(&mut reader, file)? {
+        return read_feed(file, reader);
+    }
     let mut lines = LineReader {
         file,
         reader,
@@ -112,6 +116,42 @@ pub fn read_input<R: BufRead>(
         }
     }
     Ok(Parsed::default())
+}
+
+/// Returns true if and only if the input's first bytes that are not a BOM
+/// or whitespace open JSON (MAST's change feed), looking only at what is
+/// buffered: nothing is consumed.
+fn starts_like_json<R: BufRead>(reader: &mut R, file: &str) -> anyhow::Result<bool> {
+    let buf = reader
+        .fill_buf()
+        .map_err(|e| UsageError(format!("Cannot read `{file}`: {e}")))?;
+    Ok(feed::opens_json(buf))
+}
+
+/// Reads a change feed whole (a JSON document may be one long line), up
+/// to [`feed::MAX_FEED_BYTES`].
+fn read_feed<R: BufRead>(file: &str, reader: R) -> anyhow::Result<Parsed> {
+    let mut bytes = Vec::new();
+    reader
+        .take(feed::MAX_FEED_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| UsageError(format!("Cannot read `{file}`: {e}")))?;
+    if bytes.len() > feed::MAX_FEED_BYTES {
+        let message = format!(
+            "This JSON file is larger than {} MiB, the most mastdl reads as a change feed: split it",
+            feed::MAX_FEED_BYTES >> 20
+        );
+        return Err(InputError::new(file, 1, message).into());
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| InputError::new(file, 1, format!("This JSON file is not UTF-8 text: {e}")))?;
+    Ok(Parsed {
+        items: feed::parse(file, &text)?
+            .into_iter()
+            .map(Item::Entry)
+            .collect(),
+        note: None,
+    })
 }
 
 /// Reads a URI list from its first URI (`line`, just read) on.

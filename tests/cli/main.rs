@@ -2,6 +2,7 @@
 //! archive on loopback. One test binary (see `Cargo.toml`, `autotests = false`).
 
 mod concurrency;
+mod feed;
 mod inputs;
 mod integrity;
 mod mock;
@@ -10,6 +11,8 @@ mod mock_invoke;
 mod mock_latency;
 mod mock_s3;
 mod raw;
+mod unattended;
+mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -446,7 +449,8 @@ fn no_token_without_a_terminal_fails_with_a_hint() {
     let e = Env::new();
     let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
     let r = e.fetch(&m, &[list.to_str().unwrap()]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    // The only failure wants a token: exit 4 (issue 23).
+    assert_eq!(r.code, 4, "{}", r.stderr);
     let man = e.manifest();
     let ra = row(&man, A);
     assert_eq!(ra["status"], "FAILED");
@@ -473,7 +477,7 @@ fn rejected_token_says_so_and_how_to_get_a_new_one() {
     let e = Env::new();
     let list = e.write("uris.txt", A);
     let r = e.fetch(&m, &[list.to_str().unwrap(), "--token", "expired-token"]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(
         r.stderr.contains("did not accept the token"),
         "{}",
@@ -938,7 +942,10 @@ fn sigint_keeps_the_part_writes_the_manifest_exits_130_and_a_rerun_resumes() {
     );
     assert!(!final_path.exists());
     let man = e.manifest();
-    assert_eq!(row(&man, A)["status"], "FAILED");
+    assert_eq!(row(&man, A)["status"], "INTERRUPTED");
+    assert_eq!(man["failed"], 0);
+    assert_eq!(man["interrupted"], 2);
+    assert!(r.stderr.contains("INTERRUPTED "), "{}", r.stderr);
     let msg = row(&man, A)["message"].as_str().unwrap();
     assert!(
         msg.contains("interrupted") && msg.contains(".part"),

@@ -15,14 +15,15 @@ use crate::input::{Entry, InputError, LocalHint, Origin, ProductMeta};
 
 /// The mission search's root on the archive (re-rooted by `--base-url` as
 /// script URLs are).
-const MISSIONS_ROOT: &str = "https://mast.stsci.edu/search/";
+pub(crate) const MISSIONS_ROOT: &str = "https://mast.stsci.edu/search/";
 
 /// Missions whose files come from `retrieve_product` (astroquery's
 /// `_get_download_url`).
-const RETRIEVE_PRODUCT: &[&str] = &["hst", "jwst", "roman", "roman_spectra", "roman_cgi"];
+pub(crate) const RETRIEVE_PRODUCT: &[&str] =
+    &["hst", "jwst", "roman", "roman_spectra", "roman_cgi"];
 
 /// What Python's `quote(uri, safe='')` leaves alone: letters, digits, `_.-~`.
-const PRODUCT_NAME: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const PRODUCT_NAME: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')

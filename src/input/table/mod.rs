@@ -14,6 +14,7 @@ mod missions;
 
 pub use self::csv::parse_csv;
 pub use ecsv::parse_ecsv;
+pub(crate) use missions::{MISSIONS_ROOT, PRODUCT_NAME, RETRIEVE_PRODUCT};
 
 use super::{Entry, InputError, LocalHint, Origin, ProductMeta};
 

@@ -1,0 +1,707 @@
+//! `mastdl verify DEST`: a read-only check of a mirror, for the nightly job
+//! that wants to know its data is still what was downloaded.
+//!
+//! Every file the state record (`DEST/.mastdl/state*.jsonl`) lists must be
+//! a regular file at its path, of the recorded size, whose bytes hash to
+//! the MD5 recorded as they streamed in. `--extra` also lists files below
+//! DEST that no record lists; `--remote` asks each file's source (one HEAD
+//! each, at most `-j` at once) whether its size or validators changed, so
+//! a reprocessed product shows up without downloading it.
+//!
+//! Nothing is written below DEST: no lock, no record, no manifest. Files
+//! are hashed in parallel (one thread per core, a 1 MiB buffer each), never
+//! through a symlink. One line per problem and a summary go to stderr (or
+//! JSON events), then the command that repairs what can be repaired; the
+//! exit code is 0 when clean, 1 when not.
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::io::{self, IsTerminal as _, Read as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt as _};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use md5::{Digest as _, Md5};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::cli::{LogFormat, ProgressMode, VerifyArgs};
+use crate::dest::{Dest, StateRecord, META_DIR};
+use crate::error::{Exit, UsageError};
+use crate::fetch::http::ClientOptions;
+use crate::fetch::Http;
+use crate::layout::escape;
+use crate::manifest::human_bytes;
+use crate::plan::Source;
+use crate::progress;
+use crate::retry::{self, Policy};
+use crate::settings::{base_url, resolve_token};
+use crate::token::Token;
+
+/// Retries of one `--remote` HEAD on transient errors.
+const REMOTE_RETRIES: u32 = 2;
+
+/// The read buffer of one hashing thread.
+const HASH_BUFFER: usize = 1 << 20;
+
+/// `verify`'s configuration, resolved once.
+struct Config {
+    dest: PathBuf,
+    extra: bool,
+    remote: bool,
+    print_repair: bool,
+    jobs: usize,
+    base: Url,
+    /// `--base-url` given: recorded script URLs are re-rooted at it.
+    rebase: bool,
+    token: Option<Token>,
+    trusted_hosts: Vec<String>,
+    cacert: Option<PathBuf>,
+    stall: Duration,
+    json: bool,
+    bar: bool,
+}
+
+impl Config {
+    fn resolve(args: VerifyArgs) -> Result<Config, UsageError> {
+        let VerifyArgs {
+            dest,
+            extra,
+            remote,
+            print_repair,
+            jobs,
+            token,
+            base_url: given,
+            cacert,
+            trusted_host,
+            timeout,
+            quiet,
+            progress,
+            log_format,
+        } = args;
+        let rebase = given.is_some();
+        let json = log_format == LogFormat::Json;
+        let bar = !json
+            && !quiet
+            && match progress {
+                ProgressMode::Always => true,
+                ProgressMode::Auto => io::stderr().is_terminal(),
+                ProgressMode::Never => false,
+            };
+        Ok(Config {
+            dest,
+            extra,
+            remote,
+            print_repair,
+            jobs: jobs.get(),
+            base: base_url(given)?,
+            rebase,
+            token: resolve_token(token.as_deref())?,
+            trusted_hosts: trusted_host,
+            cacert,
+            stall: Duration::from_secs(timeout.get()),
+            json,
+            bar,
+        })
+    }
+}
+
+/// What is wrong with one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Problem {
+    /// Recorded, and nothing is at its path.
+    Missing,
+    /// Recorded, and what is at its path is not a regular file (a
+    /// directory, a symlink, a FIFO…).
+    NotAFile,
+    /// Recorded with another size.
+    Size { recorded: u64, found: u64 },
+    /// Same size, other bytes.
+    Corrupt { recorded: String, found: String },
+    /// The file could not be read, or its record names no usable path.
+    Unreadable(String),
+    /// Below DEST, and no record lists it (`--extra`).
+    Extra,
+    /// The source's size or validators changed (`--remote`).
+    Changed(String),
+    /// The source could not be asked (`--remote`).
+    Unchecked(String),
+}
+
+/// The kinds of problem, in the order the summary names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Missing,
+    NotAFile,
+    Size,
+    Corrupt,
+    Unreadable,
+    Changed,
+    Unchecked,
+    Extra,
+}
+
+impl Kind {
+    const ALL: [Kind; 8] = [
+        Kind::Missing,
+        Kind::NotAFile,
+        Kind::Size,
+        Kind::Corrupt,
+        Kind::Unreadable,
+        Kind::Changed,
+        Kind::Unchecked,
+        Kind::Extra,
+    ];
+
+    /// Returns the word that starts a problem's line.
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Missing => "MISSING",
+            Kind::NotAFile => "NOTFILE",
+            Kind::Size => "SIZE",
+            Kind::Corrupt => "CORRUPT",
+            Kind::Unreadable => "UNREADABLE",
+            Kind::Changed => "CHANGED",
+            Kind::Unchecked => "UNCHECKED",
+            Kind::Extra => "EXTRA",
+        }
+    }
+
+    /// Returns the kind's key in JSON events.
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Missing => "missing",
+            Kind::NotAFile => "not_a_file",
+            Kind::Size => "size",
+            Kind::Corrupt => "corrupt",
+            Kind::Unreadable => "unreadable",
+            Kind::Changed => "changed",
+            Kind::Unchecked => "unchecked",
+            Kind::Extra => "extra",
+        }
+    }
+
+    /// Returns how the summary line counts the kind: `2 missing`.
+    fn phrase(self) -> &'static str {
+        match self {
+            Kind::Missing => "missing",
+            Kind::NotAFile => "not a file",
+            Kind::Size => "of another size",
+            Kind::Corrupt => "corrupt",
+            Kind::Unreadable => "unreadable",
+            Kind::Changed => "changed at the source",
+            Kind::Unchecked => "not checked at the source",
+            Kind::Extra => "extra",
+        }
+    }
+}
+
+impl Problem {
+    /// Returns the problem's kind.
+    fn kind(&self) -> Kind {
+        match self {
+            Problem::Missing => Kind::Missing,
+            Problem::NotAFile => Kind::NotAFile,
+            Problem::Size { .. } => Kind::Size,
+            Problem::Corrupt { .. } => Kind::Corrupt,
+            Problem::Unreadable(_) => Kind::Unreadable,
+            Problem::Extra => Kind::Extra,
+            Problem::Changed(_) => Kind::Changed,
+            Problem::Unchecked(_) => Kind::Unchecked,
+        }
+    }
+
+    /// Returns what to say after the path, if anything.
+    fn detail(&self) -> Option<String> {
+        match self {
+            Problem::Missing => Some("recorded, not on disk".into()),
+            Problem::NotAFile => Some("not a regular file (never followed)".into()),
+            Problem::Size { recorded, found } => {
+                Some(format!("recorded {recorded} bytes, found {found}"))
+            }
+            Problem::Corrupt { recorded, found } => Some(format!(
+                "content changed: MD5 recorded {recorded}, the bytes hash to {found}"
+            )),
+            Problem::Unreadable(m) | Problem::Changed(m) | Problem::Unchecked(m) => Some(m.clone()),
+            Problem::Extra => Some("no record lists this file".into()),
+        }
+    }
+
+    /// Returns true if and only if `fetch --force` of the recorded source
+    /// repairs it.
+    fn repairable(&self) -> bool {
+        !matches!(self, Problem::Extra | Problem::Unchecked(_))
+    }
+}
+
+/// What the local check found for one record.
+enum Local {
+    /// Present, the right size and, when `hashed`, the right MD5.
+    Ok {
+        hashed: bool,
+    },
+    Bad(Problem),
+}
+
+/// One problem found, with the record it concerns (none for an extra file).
+struct Finding {
+    path: String,
+    problem: Problem,
+    record: Option<usize>,
+}
+
+/// Runs `verify`. Returns 0 when the mirror is clean, 1 when not.
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
+    let cfg = Config::resolve(args)?;
+    let t0 = Instant::now();
+    let root = cfg.dest.clone();
+    check_root(&root)?;
+    let mut records: Vec<StateRecord> = Dest::read_only(&root).load_state().into_values().collect();
+    if records.is_empty() {
+        return Err(UsageError(format!(
+            "`{}` holds no record of downloaded files (`{META_DIR}/state.jsonl`): nothing to verify; is it a folder `mastdl fetch` filled?",
+            root.display()
+        ))
+        .into());
+    }
+    records.sort_by(|a, b| a.path.cmp(&b.path));
+    let total: u64 = records.iter().map(|r| r.size).sum();
+    let bar = progress_bar(cfg.bar, total);
+    let local = check_local(&root, &records, &bar).await;
+    bar.finish_and_clear();
+    let mut findings = Vec::new();
+    let mut unhashed = 0;
+    let mut sound = Vec::new();
+    for (i, l) in local.into_iter().enumerate() {
+        match l {
+            Local::Ok { hashed } => {
+                unhashed += usize::from(!hashed);
+                sound.push(i);
+            }
+            Local::Bad(problem) => findings.push(Finding {
+                path: records[i].path.clone(),
+                problem,
+                record: Some(i),
+            }),
+        }
+    }
+    if cfg.remote {
+        findings.extend(check_remote(&cfg, &records, &sound).await?);
+    }
+    if cfg.extra {
+        findings.extend(extra_files(&root, &records));
+    }
+    findings.sort_by(|a, b| a.path.cmp(&b.path));
+    if cfg.print_repair {
+        print_repair(&cfg, &records, &findings)?;
+    }
+    report(&cfg, &records, &findings, unhashed, t0.elapsed());
+    Ok(if findings.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Failed
+    })
+}
+
+/// Refuses a DEST that is not a folder, and a symlinked `.mastdl`.
+fn check_root(root: &Path) -> Result<(), UsageError> {
+    match fs::metadata(root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(UsageError(format!("`{}` is not a folder", root.display()))),
+        Err(e) => return Err(UsageError(format!("Cannot read `{}`: {e}", root.display()))),
+    }
+    let meta = root.join(META_DIR);
+    if fs::symlink_metadata(&meta).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(UsageError(format!(
+            "`{}` is a symlink: mastdl never follows one there",
+            meta.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Returns the hashing progress bar: drawn on stderr when `shown`, hidden
+/// otherwise.
+fn progress_bar(shown: bool, total: u64) -> ProgressBar {
+    if !shown {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "verify [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Checks every record's file, one hashing thread per core at most;
+/// returns the results in the records' order.
+async fn check_local(root: &Path, records: &[StateRecord], bar: &ProgressBar) -> Vec<Local> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(16));
+    let mut out: Vec<(usize, Local)> = stream::iter(records.iter().cloned().enumerate())
+        .map(|(i, r)| {
+            let (root, bar) = (root.to_path_buf(), bar.clone());
+            async move {
+                let checked = tokio::task::spawn_blocking(move || check_one(&root, &r, &bar))
+                    .await
+                    .unwrap_or_else(|e| Local::Bad(Problem::Unreadable(e.to_string())));
+                (i, checked)
+            }
+        })
+        .buffer_unordered(threads)
+        .collect()
+        .await;
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, l)| l).collect()
+}
+
+/// Checks one record's file: present, a regular file, its size, its MD5.
+fn check_one(root: &Path, r: &StateRecord, bar: &ProgressBar) -> Local {
+    if let Err(m) = crate::layout::checked_components(&r.path) {
+        return Local::Bad(Problem::Unreadable(format!(
+            "the record's path is unusable: {m}"
+        )));
+    }
+    let path = crate::job::local(root, &r.path);
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Local::Bad(Problem::Missing),
+        Err(e) => return Local::Bad(Problem::Unreadable(e.to_string())),
+    };
+    if !meta.is_file() {
+        return Local::Bad(Problem::NotAFile);
+    }
+    if meta.len() != r.size {
+        bar.inc(r.size);
+        return Local::Bad(Problem::Size {
+            recorded: r.size,
+            found: meta.len(),
+        });
+    }
+    let Some(recorded) = &r.md5 else {
+        bar.inc(r.size);
+        return Local::Ok { hashed: false };
+    };
+    match md5_of(&path, bar) {
+        Ok(found) if found.eq_ignore_ascii_case(recorded) => Local::Ok { hashed: true },
+        Ok(found) => Local::Bad(Problem::Corrupt {
+            recorded: recorded.clone(),
+            found,
+        }),
+        Err(e) => Local::Bad(Problem::Unreadable(e.to_string())),
+    }
+}
+
+/// Returns the MD5 (lowercase hex) of the file at `path`, opened without
+/// following a symlink, read with a bounded buffer.
+fn md5_of(path: &Path, bar: &ProgressBar) -> io::Result<String> {
+    let mut o = OpenOptions::new();
+    o.read(true);
+    crate::fetch::part::nofollow(&mut o);
+    let mut f = o.open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; HASH_BUFFER];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        bar.inc(n as u64);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Returns where the record's file came from: the archive's download URL
+/// for a `mast:` URI, the recorded URL itself otherwise (re-rooted at
+/// `--base-url` when given, as `fetch` re-roots script URLs).
+fn source_url(cfg: &Config, r: &StateRecord) -> Option<Url> {
+    let is_mast = r
+        .uri
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("mast:"));
+    if is_mast {
+        let root = crate::plan::download_root(&cfg.base).ok()?;
+        return Some(crate::plan::with_uri(&root, &r.uri));
+    }
+    let mut url = Url::parse(&r.uri).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    if cfg.rebase {
+        url.set_scheme(cfg.base.scheme()).ok()?;
+        url.set_host(cfg.base.host_str()).ok()?;
+        url.set_port(cfg.base.port()).ok()?;
+    }
+    Some(url)
+}
+
+/// Asks the source of each sound file (`sound`: indexes into `records`)
+/// whether it changed, at most `-j` at once.
+async fn check_remote(
+    cfg: &Config,
+    records: &[StateRecord],
+    sound: &[usize],
+) -> anyhow::Result<Vec<Finding>> {
+    let http: Http = super::http(
+        &cfg.base,
+        &cfg.trusted_hosts,
+        &ClientOptions {
+            stall: cfg.stall,
+            cacert: cfg.cacert.as_deref(),
+            per_host: cfg.jobs,
+            wider: Vec::new(),
+            no_proxy: false,
+        },
+    )?;
+    let policy = Policy::new(REMOTE_RETRIES);
+    let cancel = CancellationToken::new();
+    let (http, policy, cancel) = (&http, &policy, &cancel);
+    let found: Vec<Option<Finding>> = stream::iter(sound.iter().copied())
+        .map(|i| async move {
+            let r = &records[i];
+            let problem = match source_url(cfg, r) {
+                None => Some(Problem::Unchecked(format!(
+                    "no source URL is known for `{}`",
+                    escape(&r.uri)
+                ))),
+                Some(url) => {
+                    let asked = retry::run(
+                        policy,
+                        cancel,
+                        None,
+                        |_| crate::fetch::head(http, &url, cfg.token.as_ref()),
+                        |_, _, _| {},
+                    )
+                    .await;
+                    match asked {
+                        Ok((head, _)) => {
+                            // Validators recorded from the bucket say
+                            // nothing of the archive's: then only the size.
+                            let (etag, modified) = match r.source {
+                                Source::Mast => (r.etag.as_deref(), r.last_modified.as_deref()),
+                                Source::Cloud => (None, None),
+                            };
+                            crate::fetch::changed(&head, r.size, etag, modified)
+                                .map(|why| Problem::Changed(format!("the source changed: {why}")))
+                        }
+                        Err(f) => Some(Problem::Unchecked(format!(
+                            "cannot ask the source: {}",
+                            f.message()
+                        ))),
+                    }
+                }
+            };
+            problem.map(|problem| Finding {
+                path: r.path.clone(),
+                problem,
+                record: Some(i),
+            })
+        })
+        .buffer_unordered(cfg.jobs)
+        .collect()
+        .await;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// Returns true if and only if a file's name is mastdl's own bookkeeping:
+/// a `.part`, its sidecar, a manifest (top level) or a manifest being
+/// written.
+fn is_own(rel: &str, top: bool) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let part = [".part", ".part.meta", ".part.ranges"]
+        .iter()
+        .any(|s| name.ends_with(s));
+    let manifest =
+        top && name.starts_with("MANIFEST") && (name.ends_with(".json") || name.ends_with(".HTML"));
+    let temp = name.starts_with(".MANIFEST") && name.ends_with(".tmp");
+    part || manifest || temp
+}
+
+/// Lists what lies below DEST that no record lists (symlinks are listed,
+/// never followed; `.mastdl` is skipped).
+fn extra_files(root: &Path, records: &[StateRecord]) -> Vec<Finding> {
+    let recorded: HashSet<&str> = records.iter().map(|r| r.path.as_str()).collect();
+    let mut found = Vec::new();
+    let mut todo = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = todo.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                found.push(Finding {
+                    path: if rel.is_empty() { ".".into() } else { rel },
+                    problem: Problem::Unreadable(format!("cannot list this folder: {e}")),
+                    record: None,
+                });
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let top = rel.is_empty();
+            if top && name == META_DIR {
+                continue;
+            }
+            let path = if top { name } else { format!("{rel}/{name}") };
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir {
+                todo.push((entry.path(), path));
+            } else if !recorded.contains(path.as_str()) && !is_own(&path, top) {
+                found.push(Finding {
+                    path,
+                    problem: Problem::Extra,
+                    record: None,
+                });
+            }
+        }
+    }
+    found
+}
+
+/// Returns `s` quoted for a POSIX shell.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Returns the command that repairs what can be repaired.
+fn repair_command(cfg: &Config) -> String {
+    let dest = sh_quote(&cfg.dest.display().to_string());
+    let remote = if cfg.remote { " --remote" } else { "" };
+    let base = if cfg.rebase {
+        format!(" --base-url {}", sh_quote(cfg.base.as_str()))
+    } else {
+        String::new()
+    };
+    format!(
+        "mastdl verify {dest}{remote}{base} --print-repair | mastdl fetch --force -d {dest}{base} -"
+    )
+}
+
+/// Prints the repairable files on stdout as a download script `fetch`
+/// reads: one `curl -o PATH URL` line each, PATH below DEST.
+fn print_repair(cfg: &Config, records: &[StateRecord], findings: &[Finding]) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    writeln!(out, "#!/bin/sh")?;
+    writeln!(
+        out,
+        "# Written by `mastdl verify --print-repair`: run with `mastdl fetch --force -d DEST -`, never with sh."
+    )?;
+    let mut seen = HashSet::new();
+    for f in findings.iter().filter(|f| f.problem.repairable()) {
+        let Some(r) = f.record.map(|i| &records[i]) else {
+            continue;
+        };
+        let Some(url) = source_url(cfg, r) else {
+            continue;
+        };
+        if seen.insert(r.path.as_str()) {
+            writeln!(
+                out,
+                "curl -o {} {}",
+                sh_quote(&r.path),
+                sh_quote(url.as_str())
+            )?;
+        }
+    }
+    out.flush()
+}
+
+/// Prints one line (or JSON event) per problem, the summary and the
+/// repair command on stderr.
+fn report(
+    cfg: &Config,
+    records: &[StateRecord],
+    findings: &[Finding],
+    unhashed: usize,
+    elapsed: Duration,
+) {
+    let count = |kind: Kind| findings.iter().filter(|f| f.problem.kind() == kind).count();
+    let bad_records: HashSet<usize> = findings.iter().filter_map(|f| f.record).collect();
+    let ok = records.len() - bad_records.len();
+    let bytes: u64 = records.iter().map(|r| r.size).sum();
+    let repairable = findings.iter().any(|f| f.problem.repairable());
+    let repair = repairable.then(|| repair_command(cfg));
+    if cfg.json {
+        for f in findings {
+            progress::emit(json!({"ts": progress::ts(), "event": "problem",
+                "problem": f.problem.kind().key(), "path": f.path,
+                "message": f.problem.detail()}));
+        }
+        let mut summary = json!({"ts": progress::ts(), "event": "summary",
+            "recorded": records.len(), "ok": ok,
+            "unhashed": unhashed, "bytes": bytes, "duration_ms": elapsed.as_millis() as u64,
+            "clean": findings.is_empty(), "repair": repair});
+        for kind in Kind::ALL {
+            summary[kind.key()] = json!(count(kind));
+        }
+        progress::emit(summary);
+        return;
+    }
+    for f in findings {
+        let detail = f
+            .problem
+            .detail()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        eprintln!(
+            "{:<10} {}{}",
+            f.problem.kind().word(),
+            escape(&f.path),
+            escape(&detail)
+        );
+    }
+    let mut parts = vec![format!("{ok} ok")];
+    for kind in Kind::ALL {
+        let n = count(kind);
+        if n > 0 {
+            parts.push(format!("{n} {}", kind.phrase()));
+        }
+    }
+    let unhashed = if unhashed > 0 {
+        format!(" ({unhashed} without a recorded MD5: size checked only)")
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "verify: {} files recorded ({}): {} in {:.1}s{unhashed}",
+        records.len(),
+        human_bytes(bytes),
+        parts.join(", "),
+        elapsed.as_secs_f64()
+    );
+    if let Some(cmd) = repair {
+        eprintln!("repair: {cmd}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_files_are_not_extra() {
+        assert!(is_own("HST/a/x.fits.part", false));
+        assert!(is_own("HST/a/x.fits.part.meta", false));
+        assert!(is_own("MANIFEST.json", true));
+        assert!(is_own("MANIFEST.0-of-2.HTML", true));
+        assert!(!is_own("HST/MANIFEST.json", false));
+        assert!(!is_own("HST/a/x.fits", false));
+    }
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+    }
+}
