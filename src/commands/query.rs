@@ -66,6 +66,6 @@ pub async fn query(s: QuerySettings) -> anyhow::Result<Exit> {
             &s.output,
         )?,
     }
-    eprintln!("{} products", products.len());
+    crate::progress::say(format_args!("{} products", products.len()));
     Ok(Exit::Success)
 }

@@ -14,6 +14,7 @@ use crate::dest;
 use crate::error::{Exit, UsageError};
 use crate::manifest::{self, Bar, HtmlContext, Manifest, Status, Timing};
 use crate::plan::Shard;
+use crate::progress::say;
 
 /// Returns `(k, n)` for a file named `MANIFEST.K-of-N.json`.
 pub fn shard_of_name(name: &str) -> Option<(u32, u32)> {
@@ -57,7 +58,7 @@ pub fn report(dest: &Path) -> anyhow::Result<Exit> {
     };
     manifest::save(dest, "MANIFEST", &merged, &ctx)
         .with_context(|| format!("Cannot write the manifest in `{}`", dest.display()))?;
-    eprintln!(
+    say(format_args!(
         "{} of {n} shards: {} requested, {} complete, {} skipped, {} failed, {} transferred",
         n as usize - missing.len(),
         merged.requested,
@@ -65,16 +66,19 @@ pub fn report(dest: &Path) -> anyhow::Result<Exit> {
         merged.skipped,
         merged.failed,
         manifest::human_bytes(merged.bytes)
-    );
+    ));
     if !running.is_empty() {
-        eprintln!(
+        say(format_args!(
             "error: still running (their manifests are not final): {}",
             running.join(", ")
-        );
+        ));
     }
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|k| format!("{k}/{n}")).collect();
-        eprintln!("error: missing shard manifests: {}", list.join(", "));
+        say(format_args!(
+            "error: missing shard manifests: {}",
+            list.join(", ")
+        ));
     }
     let clean = merged.failed == 0 && missing.is_empty() && running.is_empty();
     Ok(if clean { Exit::Success } else { Exit::Failed })
