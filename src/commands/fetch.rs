@@ -38,7 +38,7 @@ pub const BUCKET_CONNECTIONS: usize = 16;
 /// Runs `fetch`: plan, lock, download, manifest. Returns the exit code.
 pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     let http = run_http(&settings)?;
-    let mut jobs = plan_jobs(&settings, &http).await?;
+    let (mut jobs, notes) = plan_jobs(&settings, &http).await?;
     let dest = Dest::open(&settings.dest, settings.plan.shard)?;
     let reporter = reporter(&settings);
     fit_jobs(&mut settings, reporter.as_ref());
@@ -97,7 +97,7 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         _ => user,
     };
     let signal = signalled.load(Ordering::SeqCst);
-    finish(&ctx, &jobs, outcomes, started_at, user, signal)
+    finish(&ctx, &jobs, outcomes, started_at, notes, user, signal)
 }
 
 /// Lowers `--jobs` to what the open-file limit allows, saying so.
@@ -260,13 +260,14 @@ async fn run_all(
     outcomes
 }
 
-/// Writes the state record and both manifests, prints the summary, and
-/// returns the exit code.
+/// Writes the state record and both manifests (with the plan's `notes`),
+/// prints the summary, and returns the exit code.
 fn finish(
     ctx: &Ctx,
     jobs: &[Job],
     outcomes: Vec<Option<Outcome>>,
     started_at: String,
+    notes: Vec<String>,
     user: String,
     signal: i32,
 ) -> anyhow::Result<Exit> {
@@ -303,7 +304,8 @@ fn finish(
     }
     let elapsed = ctx.origin.elapsed();
     let received = ctx.received.load(Ordering::Relaxed);
-    let m = Manifest::new(started_at, manifest::now_rfc3339(), received, rows);
+    let mut m = Manifest::new(started_at, manifest::now_rfc3339(), received, rows);
+    m.notes = notes;
     let count = |what: &str| {
         let failed_with = |r: &&manifest::FileRecord| {
             r.status == Status::Failed && r.message.as_deref() == Some(what)

@@ -177,11 +177,15 @@ impl Reading {
 
     /// Feeds every entry of every input in `sources` to `push`, in order,
     /// listing the directories of recursive wget lines where they stand.
+    /// Every wget line of a script is checked before any of them makes a
+    /// request. Returns the notes the run's manifest keeps (links a listing
+    /// skipped), each said once on stderr as it comes.
     pub async fn each_entry(
         &self,
         sources: &[InputSource],
         push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<String>> {
+        let mut notes = Vec::new();
         for src in sources {
             let (name, parsed) = match src {
                 InputSource::Stdin => {
@@ -210,11 +214,21 @@ impl Reading {
             if let Some(note) = &parsed.note {
                 self.notes.message(Level::Info, &format!("{name}: {note}"));
             }
+            for item in &parsed.items {
+                if let Item::Listing(l) = item {
+                    self.lister.check(l)?;
+                }
+            }
             for item in parsed.items {
                 match item {
                     Item::Entry(e) => push(e)?,
                     Item::Listing(l) => {
-                        if self.lister.expand(&l, push).await? == 0 {
+                        let listed = self.lister.expand(&l, push).await?;
+                        if let Some(note) = listed.note(&l) {
+                            self.notes.message(Level::Warn, &note);
+                            notes.push(note);
+                        }
+                        if listed.kept == 0 && listed.skipped_count == 0 {
                             let text = format!(
                                 "{}: Listed `{}` and kept no file: check this wget line's `-A`, `-R` and `-l`",
                                 l.origin,
@@ -226,7 +240,7 @@ impl Reading {
                 }
             }
         }
-        Ok(())
+        Ok(notes)
     }
 }
 
