@@ -9,6 +9,7 @@
 //! [`read::MAX_DOCUMENT_BYTES`]) and [`listing`] expands recursive wget
 //! lines over HTTP.
 
+pub mod filter;
 pub mod list;
 pub mod listing;
 pub mod read;
@@ -176,10 +177,7 @@ pub(crate) fn head(text: &str, first: bool) -> Head {
     }
     if text.starts_with('#') {
         Head::Undecided
-    } else if text
-        .get(..5)
-        .is_some_and(|p| p.eq_ignore_ascii_case("mast:"))
-    {
+    } else if crate::layout::is_mast_uri(text) {
         Head::Kind(Kind::UriList)
     } else {
         Head::Whole
@@ -225,7 +223,6 @@ fn runs_download(line: &str) -> bool {
 /// `mast:` URI), else the whole text ([`body_kind`]). The answer does not
 /// depend on how the text is read or how long it is.
 pub fn detect(text: &str) -> Kind {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut first = true;
     for line in text.lines() {
         match head(line.trim(), first) {
@@ -286,10 +283,7 @@ mod tests {
         assert_eq!(detect("curl -o x 'https://x'\n"), Kind::Script);
         assert_eq!(detect("mkdir a\ncd a\nwget -r https://x/\n"), Kind::Script);
         assert_eq!(detect("# %ECSV 1.0\n# ---\n"), Kind::Ecsv);
-        assert_eq!(
-            detect("\u{feff}obsID,dataURI\n1,mast:X/y.fits\n"),
-            Kind::Csv
-        );
+        assert_eq!(detect("obsID,dataURI\n1,mast:X/y.fits\n"), Kind::Csv);
         assert_eq!(detect("# comment\n\"obs_id\",\"dataURI\"\n"), Kind::Csv);
         assert_eq!(detect("a,b,c\n1,2,3\n"), Kind::Csv);
         assert_eq!(detect("http://x/y\n"), Kind::UriList);

@@ -27,6 +27,9 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// are read line by line and have no such limit.
 pub const MAX_DOCUMENT_BYTES: usize = 256 << 20;
 
+/// A UTF-8 byte-order mark (spreadsheets save CSV with one).
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// Reads lines from an input, with the caps.
 struct LineReader<'a, R> {
     file: &'a str,
@@ -49,6 +52,11 @@ impl<R: BufRead> LineReader<'_, R> {
             return Ok(None);
         }
         self.line += 1;
+        // The one place a UTF-8 byte-order mark is dropped: no reader
+        // after this one sees it.
+        if self.line == 1 && self.buf.starts_with(BOM) {
+            self.buf.drain(..BOM.len());
+        }
         if self.buf.contains(&0) {
             return Err(InputError::new(
                 self.file,
@@ -90,11 +98,7 @@ pub fn read_input<R: BufRead>(
     let mut text = String::new();
     let mut first = true;
     while let Some(line) = lines.next()? {
-        let raw = if lines.line == 1 {
-            line.strip_prefix('\u{feff}').unwrap_or(&line)
-        } else {
-            &line
-        };
+        let raw = &line;
         match head(raw.trim(), first) {
             Head::Undecided => {}
             Head::Kind(Kind::UriList) => return stream_list(lines, &line, push),
@@ -128,6 +132,26 @@ fn stream_list<R: BufRead>(
         current = lines.next()?;
     }
     Ok(Parsed::default())
+}
+
+/// Returns the entries of `text` read as a file named `file` is read
+/// (tests: the byte-order mark and the line numbers as a user's file has them).
+#[cfg(test)]
+pub(crate) fn read_text(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
+    let mut got = Vec::new();
+    let parsed = read_input(file, text.as_bytes(), &mut |e| {
+        got.push(e);
+        Ok(())
+    })
+    .map_err(|e| match e.downcast::<InputError>() {
+        Ok(e) => e,
+        Err(e) => InputError::new(file, 0, e.to_string()),
+    })?;
+    got.extend(parsed.items.into_iter().filter_map(|i| match i {
+        Item::Entry(e) => Some(e),
+        Item::Listing(_) => None,
+    }));
+    Ok(got)
 }
 
 /// Reads the rest of a script or table after `text` and parses it.

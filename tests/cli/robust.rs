@@ -66,3 +66,130 @@ fn a_closed_stderr_changes_neither_the_run_nor_its_exit_code() {
         }
     }
 }
+
+/// Issue 20 §6: under a low open-file limit the run lowers `-j` before the
+/// client is built, so the per-host connection cap (which keeps the next
+/// file from opening a connection while the last one's is on its way back
+/// to the pool) is the lowered one too.
+#[test]
+fn a_low_open_file_limit_lowers_the_connection_cap_too() {
+    use super::mock_latency::{Answer, Slow};
+    let delay = std::time::Duration::from_millis(1);
+    let s = Slow::start(move |_| (0, Answer::Serve { delay }));
+    let e = Env::new();
+    let mut list = String::new();
+    let mut files = Vec::new();
+    for i in 0..400 {
+        let uri = format!("mast:HST/product/lim{i:03}_raw.fits");
+        let body = bytes(7000 + i, 500 + (i as usize * 37) % 3000);
+        s.put(&uri, body.clone(), Some(&format!("\"l{i}\"")));
+        list.push_str(&uri);
+        list.push('\n');
+        files.push((format!("lim{i:03}_raw.fits"), body));
+    }
+    let list = e.write("uris.txt", &list);
+    // 96 descriptors kept in reserve plus 3 per transfer: room for 2.
+    let out = e
+        .cmd_of("sh")
+        .arg("-c")
+        .arg("ulimit -n 102 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_mastdl"))
+        .args(["fetch", "--base-url", &s.base, "-d"])
+        .arg(e.dest())
+        .args(["--flat", "-j", "40", list.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let r = Run::from(out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("running 2 transfers at once"),
+        "{}",
+        r.stderr
+    );
+    for (name, body) in &files {
+        assert!(
+            std::fs::read(e.dest().join(name)).unwrap() == *body,
+            "{name}"
+        );
+    }
+    let (accepted, open) = (s.accepted(), s.peak_open());
+    assert!(
+        accepted <= 2 && open <= 2,
+        "{accepted} connections opened, {open} open at once; the run said 2"
+    );
+}
+
+/// Issue 20 §6: a product table is filtered by the rules `query` uses:
+/// `--product-type` trimmed, `--mrp-only` matching the group whole.
+#[test]
+fn a_product_table_is_filtered_as_query_filters() {
+    let m = Mock::start();
+    let e = Env::new();
+    let table = e.write(
+        "products.csv",
+        "dataURI,productFilename,productType,calib_level,productGroupDescription\n\
+         mast:JWST/product/jw1_a_cal.fits,jw1_a_cal.fits,SCIENCE,2,Minimum Recommended Products\n\
+         mast:JWST/product/jw1_b_cal.fits,jw1_b_cal.fits,SCIENCE,2,Not Minimum Recommended Products\n\
+         mast:JWST/product/jw1_c_cal.fits,jw1_c_cal.fits,AUXILIARY,2,Minimum Recommended Products\n\
+         mast:JWST/product/jw1_d_i2d.fits,jw1_d_i2d.fits,SCIENCE,3,Minimum Recommended Products\n",
+    );
+    let out = e
+        .cmd()
+        .args(["plan", "--base-url", &m.base])
+        .args([
+            "--product-type",
+            " science ",
+            "--mrp-only",
+            "--extension",
+            "_CAL.fits",
+        ])
+        .arg(&table)
+        .output()
+        .unwrap();
+    let r = Run::from(out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let uris: Vec<&str> = r
+        .stdout
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(uris, ["mast:JWST/product/jw1_a_cal.fits"], "{}", r.stdout);
+}
+
+/// Issue 20 §6: a byte-order mark and a `MAST:` prefix in any case are read
+/// the same by every input kind (one place each now).
+#[test]
+fn every_input_kind_takes_a_bom_and_any_case_of_mast() {
+    let m = Mock::start();
+    let e = Env::new();
+    let uri = "MAST:HST/product/ib1f01020_raw.fits";
+    let inputs = [
+        ("list.txt", format!("\u{feff}{uri}\n")),
+        ("t.csv", format!("\u{feff}obs_id,dataURI\nib1f01020,{uri}\n")),
+        (
+            "t.ecsv",
+            format!(
+                "\u{feff}# %ECSV 1.0\n# ---\n# datatype:\n# - {{name: dataURI, datatype: string}}\ndataURI\n{uri}\n"
+            ),
+        ),
+        (
+            "get.sh",
+            format!(
+                "\u{feff}#!/bin/sh\ncurl -o ib1f01020_raw.fits 'https://mast.stsci.edu/api/v0.1/Download/file?uri={uri}'\n"
+            ),
+        ),
+    ];
+    for (name, text) in inputs {
+        let p = e.write(name, &text);
+        let out = e
+            .cmd()
+            .args(["plan", "--base-url", &m.base])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let r = Run::from(out);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        assert_eq!(r.stdout.lines().count(), 1, "{name}: {}", r.stdout);
+        assert!(r.stdout.starts_with(uri), "{name}: {}", r.stdout);
+    }
+}
