@@ -43,22 +43,24 @@ fn fetch_with_stderr_gone(e: &Env, m: &Mock, args: &[&str]) -> Run {
 
 #[test]
 fn a_closed_stderr_changes_neither_the_run_nor_its_exit_code() {
-    for json in [false, true] {
+    for mode in ["text", "json", "bars"] {
         let m = Mock::start();
         let e = Env::new();
         let s = script(&e, &m, 40);
         let mut args = vec!["-j", "4", s.to_str().unwrap()];
-        if json {
-            args.extend(["--log-format", "json"]);
+        match mode {
+            "json" => args.extend(["--log-format", "json"]),
+            "bars" => args.extend(["--progress", "always"]),
+            _ => {}
         }
         let r = fetch_with_stderr_gone(&e, &m, &args);
         // One file is missing from the archive: the run earned exit 1, not
         // a panic's 101 nor a broken pipe's 0.
-        assert_eq!(r.code, 1, "json: {json}, stdout: {}", r.stdout);
+        assert_eq!(r.code, 1, "mode: {mode}, stdout: {}", r.stdout);
         let man = e.manifest();
-        assert_eq!(man["requested"], 40, "json: {json}");
-        assert_eq!(man["complete"], 39, "json: {json}");
-        assert_eq!(man["failed"], 1, "json: {json}");
+        assert_eq!(man["requested"], 40, "mode: {mode}");
+        assert_eq!(man["complete"], 39, "mode: {mode}");
+        assert_eq!(man["failed"], 1, "mode: {mode}");
         assert!(e.dest().join("MANIFEST.HTML").is_file());
         for i in 0..39 {
             let f = e.dest().join(format!("f{i:03}_raw.fits"));
