@@ -51,7 +51,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 ShellKind::Zsh => clap_complete::Shell::Zsh,
                 ShellKind::Fish => clap_complete::Shell::Fish,
             };
-            clap_complete::generate(shell, &mut Cli::command(), "mastdl", &mut std::io::stdout());
+            // Written whole here: clap_complete panics on a write error (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mastdl", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
             Ok(Exit::Success)
         }
     }

@@ -43,7 +43,7 @@ pub const MAX_LISTING_PAGES: usize = 10_000;
 pub const MAX_LISTING_KEPT_BYTES: usize = 256 << 20;
 
 /// What one kept file or queued folder costs beyond its names' bytes.
-const KEPT_OVERHEAD: usize = 256;
+const KEPT_OVERHEAD: usize = 512;
 
 /// The longest one listing may take, all its pages together (1 hour).
 pub const MAX_LISTING_TIME: Duration = Duration::from_secs(3600);
@@ -490,15 +490,20 @@ impl Lister {
                                 return Ok(());
                             }
                         };
-                        kept_bytes += entry.uri.len() * 2
-                            + url.path().len()
+                        // The path stays in `seen_files`; the entry only
+                        // when the plan keeps it.
+                        kept_bytes += url.path().len();
+                        let weight = entry.uri.len() * 2
                             + match &entry.local {
                                 LocalHint::Path(p) => p.len(),
                                 _ => 0,
                             }
                             + KEPT_OVERHEAD;
                         match push(entry) {
-                            Ok(()) => listed.kept += 1,
+                            Ok(()) => {
+                                listed.kept += 1;
+                                kept_bytes += weight;
+                            }
                             Err(e) => listed.skip(e.message),
                         }
                     }
