@@ -483,6 +483,9 @@ impl Lister {
                         {
                             return Ok(());
                         }
+                        // The path stays in `seen_files`; the entry only
+                        // when the plan keeps it.
+                        kept_bytes += url.path().len();
                         let entry = match self.entry(listing, &start, &url) {
                             Ok(e) => e,
                             Err(e) => {
@@ -490,9 +493,6 @@ impl Lister {
                                 return Ok(());
                             }
                         };
-                        // The path stays in `seen_files`; the entry only
-                        // when the plan keeps it.
-                        kept_bytes += url.path().len();
                         let weight = entry.uri.len() * 2
                             + match &entry.local {
                                 LocalHint::Path(p) => p.len(),

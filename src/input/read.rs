@@ -2,7 +2,8 @@
 //! lines with a cap on their length ([`MAX_LINE_BYTES`]) and on the size of
 //! what is read whole ([`MAX_DOCUMENT_BYTES`]), refusing binary data, and
 //! deciding the kind from the first lines (or, when they do not say, the
-//! whole text) exactly as [`super::detect`] does. A URI list is streamed
+//! whole text) exactly as [`super::detect`] does; a UTF-8 byte-order mark
+//! is dropped here, once, for every kind. A URI list is streamed
 //! line by line, so it has no size limit; scripts and tables are read
 //! whole. [`Reading`] hands every entry on, expands recursive wget lines
 //! ([`Lister`]) and says once per input what a script does that mastdl does
@@ -98,8 +99,7 @@ pub fn read_input<R: BufRead>(
     let mut text = String::new();
     let mut first = true;
     while let Some(line) = lines.next()? {
-        let raw = &line;
-        match head(raw.trim(), first) {
+        match head(line.trim(), first) {
             Head::Undecided => {}
             Head::Kind(Kind::UriList) => return stream_list(lines, &line, push),
             Head::Kind(_) | Head::Whole => {
@@ -107,7 +107,7 @@ pub fn read_input<R: BufRead>(
                 return read_whole(lines, text);
             }
         }
-        first &= raw.trim().is_empty();
+        first &= line.trim().is_empty();
         // A blank or comment line before the first that decides: every kind
         // skips it, so only its line break is kept (for the line numbers).
         text.push('\n');
