@@ -42,13 +42,21 @@ pub fn report(dest: &Path) -> anyhow::Result<Exit> {
     let started = shards.values().map(|m| m.started.clone()).min();
     let finished = shards.values().map(|m| m.finished.clone()).max();
     let bytes = shards.values().map(|m| m.bytes).sum();
+    // Every shard reads the same inputs: their notes are said once.
+    let mut notes: Vec<String> = Vec::new();
+    for note in shards.values().flat_map(|m| &m.notes) {
+        if !notes.contains(note) {
+            notes.push(note.clone());
+        }
+    }
     let files: Vec<_> = shards.into_values().flat_map(|m| m.files).collect();
-    let merged = Manifest::new(
+    let mut merged = Manifest::new(
         started.unwrap_or_default(),
         finished.unwrap_or_default(),
         bytes,
         files,
     );
+    merged.notes = notes;
     let seconds = bars.iter().map(|b| b.timing.end_ms).max().unwrap_or(0) as f64 / 1000.0;
     let ctx = HtmlContext {
         user: "(see each shard)".into(),

@@ -509,3 +509,23 @@ fn a_refused_wget_line_is_refused_before_any_line_of_its_script_lists() {
     );
     assert!(!r.stderr.contains("nothing-here"), "{}", r.stderr);
 }
+
+#[test]
+fn shards_keep_the_listing_notes_and_report_says_them_once() {
+    let m = Mock::start();
+    let e = Env::new();
+    let url = format!("http://archive.stsci.edu{BAD_DIR}");
+    let s = e.write("k.sh", &format!("wget -r -nd -np {url}\n"));
+    for k in ["0/2", "1/2"] {
+        let r = e.fetch(&m, &["--shard", k, s.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let out = e.cmd().arg("report").arg(e.dest()).output().unwrap();
+    let r = Run::from(out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let man = e.manifest();
+    assert_eq!(man["complete"], 2, "{man}");
+    let notes = man["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{man}");
+    assert!(notes[0].as_str().unwrap().contains("Skipped 4 link(s)"));
+}
