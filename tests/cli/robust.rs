@@ -81,20 +81,20 @@ fn a_low_open_file_limit_lowers_the_connection_cap_too() {
     let e = Env::new();
     let mut list = String::new();
     let mut files = Vec::new();
-    for i in 0..400 {
-        let uri = format!("mast:HST/product/lim{i:03}_raw.fits");
+    for i in 0..2000 {
+        let uri = format!("mast:HST/product/lim{i:04}_raw.fits");
         let body = bytes(7000 + i, 500 + (i as usize * 37) % 3000);
         s.put(&uri, body.clone(), Some(&format!("\"l{i}\"")));
         list.push_str(&uri);
         list.push('\n');
-        files.push((format!("lim{i:03}_raw.fits"), body));
+        files.push((format!("lim{i:04}_raw.fits"), body));
     }
     let list = e.write("uris.txt", &list);
-    // 96 descriptors kept in reserve plus 3 per transfer: room for 2.
+    // 96 descriptors kept in reserve plus 3 per transfer: room for 16.
     let out = e
         .cmd_of("sh")
         .arg("-c")
-        .arg("ulimit -n 102 && exec \"$0\" \"$@\"")
+        .arg("ulimit -n 144 && exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_mastdl"))
         .args(["fetch", "--base-url", &s.base, "-d"])
         .arg(e.dest())
@@ -104,7 +104,7 @@ fn a_low_open_file_limit_lowers_the_connection_cap_too() {
     let r = Run::from(out);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stderr.contains("running 2 transfers at once"),
+        r.stderr.contains("running 16 transfers at once"),
         "{}",
         r.stderr
     );
@@ -116,8 +116,8 @@ fn a_low_open_file_limit_lowers_the_connection_cap_too() {
     }
     let (accepted, open) = (s.accepted(), s.peak_open());
     assert!(
-        accepted <= 2 && open <= 2,
-        "{accepted} connections opened, {open} open at once; the run said 2"
+        accepted <= 16 && open <= 16,
+        "{accepted} connections opened, {open} open at once; the run said 16"
     );
 }
 
