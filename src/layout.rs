@@ -14,6 +14,12 @@ fn has_control(s: &str) -> bool {
     }
 }
 
+/// Returns true if and only if `s` starts with `mast:` (any case): the one
+/// test of whether a string is meant as a MAST URI.
+pub fn is_mast_uri(s: &str) -> bool {
+    s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("mast:"))
+}
+
 /// Checks a `mast:` URI: `mast:COLLECTION/.../FILE`, with no empty, `.` or
 /// `..` segments in its path (the part before any `?`), no absolute path,
 /// backslash or control character anywhere. Returns what is wrong.
@@ -26,7 +32,7 @@ pub fn check_uri(uri: &str) -> Result<(), String> {
     }
     let rest = uri
         .get(5..)
-        .filter(|_| uri[..5].eq_ignore_ascii_case("mast:"))
+        .filter(|_| is_mast_uri(uri))
         .ok_or("not a `mast:` URI")?;
     let path = rest.split('?').next().unwrap_or("");
     if path.starts_with('/') {

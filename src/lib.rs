@@ -10,6 +10,9 @@
 //! [`manifest`] writes what happened. [`settings`] is the configuration
 //! resolved once from [`cli`]; [`auth`] and [`token`] hold who the run is.
 
+// stderr may be a pipe its reader closed: write it through `progress::say`.
+#![deny(clippy::print_stderr)]
+
 pub mod auth;
 pub mod budget;
 pub mod cli;

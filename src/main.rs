@@ -1,4 +1,7 @@
 //! The `mastdl` binary: parse, run, map the outcome to an exit code.
+//! Nothing here writes stderr but [`say`], which cannot panic.
+
+#![deny(clippy::print_stderr)]
 
 use std::process::ExitCode;
 
@@ -6,6 +9,7 @@ use clap::Parser;
 use mastdl::cli::Cli;
 use mastdl::commands::{exit_for, hint_for, is_broken_pipe};
 use mastdl::error::Exit;
+use mastdl::progress::say;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,7 +20,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say(format_args!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(Exit::Failed as u8);
         }
     };
@@ -31,12 +35,12 @@ fn main() -> ExitCode {
                 mastdl::progress::json_error(&scrub(format!("{err:#}")), code as i32);
                 return ExitCode::from(code as u8);
             }
-            eprintln!("error: {}", scrub(err.to_string()));
+            say(format_args!("error: {}", scrub(err.to_string())));
             for cause in err.chain().skip(1) {
-                eprintln!("  Caused by: {}", scrub(cause.to_string()));
+                say(format_args!("  Caused by: {}", scrub(cause.to_string())));
             }
             if let Some(hint) = hint_for(&err, downloads) {
-                eprintln!("hint: {hint}");
+                say(format_args!("hint: {hint}"));
             }
             ExitCode::from(code as u8)
         }

@@ -95,6 +95,10 @@ pub struct Manifest {
     pub interrupted: usize,
     /// Body bytes this run transferred.
     pub bytes: u64,
+    /// What the plan left out and why (links a wget listing skipped);
+    /// absent when there is nothing to say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub files: Vec<FileRecord>,
 }
 
@@ -113,6 +117,7 @@ impl Manifest {
             failed: count(Status::Failed),
             interrupted: count(Status::Interrupted),
             bytes,
+            notes: Vec::new(),
             files,
         }
     }
@@ -263,6 +268,13 @@ pub fn html(m: &Manifest, ctx: &HtmlContext) -> String {
         human_bytes(m.bytes),
         m.bytes
     );
+    if !m.notes.is_empty() {
+        h.push_str("<h2>Notes</h2>\n<ul>\n");
+        for n in &m.notes {
+            let _ = writeln!(h, "<li>{}</li>", e(n));
+        }
+        h.push_str("</ul>\n");
+    }
     h.push_str(&timeline(ctx));
     h.push_str(
         "<table>\n<tr><th>URI</th><th>File</th><th>Access</th><th>Status</th><th>Logged In User</th>\

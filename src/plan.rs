@@ -12,6 +12,7 @@ use std::str::FromStr;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
 
+use crate::input::filter::{self, ProductFilter};
 use crate::input::{Entry, InputError, LocalHint, Origin, ProductMeta};
 use crate::layout;
 
@@ -235,10 +236,7 @@ impl Planner {
             origin: e.origin.clone(),
             message: m,
         };
-        let is_mast = e
-            .uri
-            .get(..5)
-            .is_some_and(|p| p.eq_ignore_ascii_case("mast:"));
+        let is_mast = layout::is_mast_uri(&e.uri);
         if is_mast {
             layout::check_uri(&e.uri)
                 .map_err(|m| bad(format!("{m}: `{}`", layout::escape(&e.uri))))?;
@@ -362,30 +360,16 @@ fn keep(e: &Entry, opts: &PlanOptions) -> bool {
         LocalHint::Feed { filename, .. } => filename.clone(),
         _ => layout::filename(&e.uri).into_owned(),
     };
-    let name = name.to_ascii_lowercase();
-    let ext_ok = opts.extensions.is_empty()
-        || opts
-            .extensions
-            .iter()
-            .any(|x| name.ends_with(&x.to_ascii_lowercase()));
+    let ext_ok = filter::has_extension(&name, &opts.extensions);
     if !ext_ok || e.meta == ProductMeta::default() {
         return ext_ok;
     }
-    let type_ok = opts.product_types.is_empty()
-        || e.meta
-            .product_type
-            .as_ref()
-            .is_some_and(|t| opts.product_types.iter().any(|w| w.eq_ignore_ascii_case(t)));
-    let level_ok = opts.calib_levels.is_empty()
-        || e.meta
-            .calib_level
-            .is_some_and(|l| opts.calib_levels.contains(&l));
-    let mrp_ok = !opts.mrp_only
-        || e.meta
-            .group
-            .as_ref()
-            .is_some_and(|g| g.contains("Minimum Recommended Products"));
-    type_ok && level_ok && mrp_ok
+    ProductFilter {
+        product_types: &opts.product_types,
+        calib_levels: &opts.calib_levels,
+        mrp_only: opts.mrp_only,
+    }
+    .keeps_meta(&e.meta)
 }
 
 /// Returns the checked `/`-separated path of an entry below DEST.

@@ -5,6 +5,10 @@
 //! [`Lines`] for logs (CI, cron: no escape codes, one line per finished
 //! file and a summary), and [`Json`] (one object per event on stderr).
 //! Everything printed here goes to stderr; stdout is for data.
+//!
+//! Every line goes through [`say`]: a stderr its reader closed (`2>&1 |
+//! head -1`) loses the line and nothing else. `eprintln!` would panic
+//! there, so it is denied crate-wide (`clippy::print_stderr`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -90,6 +94,12 @@ impl Summary {
     }
 }
 
+/// Writes `line` and a line break to stderr, ignoring a stderr that is
+/// gone: losing the terminal never changes a run's outcome.
+pub fn say(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// Receives the run's events. Every method has a do-nothing default.
 pub trait Reporter: Send + Sync {
     /// The plan is built: `files` to consider, `to_fetch` of them not yet complete.
@@ -141,27 +151,27 @@ fn finished_line(row: &FileRecord, elapsed: Duration) -> String {
 impl Reporter for Lines {
     fn retrying(&self, _id: usize, label: &str, attempt: u32, reason: &str, delay: Duration) {
         if !self.quiet {
-            eprintln!(
+            say(format_args!(
                 "retry    {} (attempt {} after {}): waiting {:.1}s",
                 escape(label),
                 attempt + 1,
                 escape(reason),
                 delay.as_secs_f64()
-            );
+            ));
         }
     }
     fn finished(&self, _id: Option<usize>, row: &FileRecord, elapsed: Duration) {
         if !self.quiet || matches!(row.status, Status::Failed | Status::Interrupted) {
-            eprintln!("{}", finished_line(row, elapsed));
+            say(finished_line(row, elapsed));
         }
     }
     fn message(&self, level: Level, text: &str) {
         if !self.quiet || level == Level::Error {
-            eprintln!("{}: {}", level.as_str(), escape(text));
+            say(format_args!("{}: {}", level.as_str(), escape(text)));
         }
     }
     fn summary(&self, s: &Summary) {
-        eprintln!("{}", s.line());
+        say(s.line());
     }
 }
 
@@ -175,9 +185,7 @@ pub fn json_error(message: &str, exit: i32) {
 
 /// Prints one JSON event on stderr, every registered secret scrubbed.
 pub(crate) fn emit(v: serde_json::Value) {
-    let line = v.to_string();
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{}", crate::token::scrub(&line));
+    say(crate::token::scrub(&v.to_string()));
 }
 
 /// Returns an event's timestamp (RFC 3339, UTC).
@@ -338,7 +346,7 @@ impl Reporter for Bars {
     fn summary(&self, s: &Summary) {
         self.overall.finish_and_clear();
         let _ = self.multi.clear();
-        eprintln!("{}", s.line());
+        say(s.line());
     }
     fn suspend(&self, f: &mut dyn FnMut()) {
         self.multi.suspend(f)

@@ -667,8 +667,10 @@ def download_products(
 
     root = os.fspath(download_dir) if download_dir else "."
     base_dir = root if flat else os.path.join(root, "mastDownload")
-    args = [os.fsdecode(find_mastdl_bin()), "fetch", "-", "--dest", base_dir]
-    args += ["--log-format", "json", "--progress", "never"]
+    # Every value rides in its option's own word (`--dest=-data`): a value
+    # that starts with `-` is never read as an option.
+    args = [os.fsdecode(find_mastdl_bin()), "fetch", "-", "--dest=" + base_dir]
+    args += ["--log-format=json", "--progress=never"]
     if flat:
         args.append("--flat")
     if cloud_only:
@@ -676,22 +678,22 @@ def download_products(
     elif cloud:
         args.append("--cloud")
     for ext in _listify(extension):
-        args += ["--extension", ext]
+        args.append("--extension=" + ext)
     for ptype in _listify(productType):
-        args += ["--product-type", ptype]
+        args.append("--product-type=" + ptype)
     levels = [calib_level] if isinstance(calib_level, int) else list(calib_level or [])
     for level in levels:
-        args += ["--calib-level", str(int(level))]
+        args.append("--calib-level=%d" % int(level))
     if mrp_only:
         args.append("--mrp-only")
     if jobs is not None:
-        args += ["--jobs", str(jobs)]
+        args.append("--jobs=%s" % jobs)
     if update:
         args.append("--update")
     if not cache:
         args.append("--force")
     if base_url:
-        args += ["--base-url", str(base_url)]
+        args.append("--base-url=" + str(base_url))
 
     env = _Environment(os.environ)
     if secret is not None:

@@ -116,6 +116,23 @@ def test_flat_puts_files_straight_into_download_dir(tmp_path: Path, archive: Arc
     assert not (tmp_path / "mastDownload").exists()
 
 
+def test_values_that_start_with_a_dash_are_values(
+    tmp_path: Path, archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--dest -data` would read `-data` as an option; `--dest=-data` cannot.
+    archive.add(HST)
+    archive.add(IUE)
+    monkeypatch.chdir(tmp_path)
+    for flat in (True, False):
+        rows = rows_of(
+            mastdl.download_products([HST, IUE], "-data", flat=flat, base_url=archive.url)
+        )
+        assert [r["Status"] for r in rows] == ["COMPLETE", "COMPLETE"], rows
+        assert all(Path(r["Local Path"]).is_file() for r in rows)
+    assert (tmp_path / "-data" / HST_REL[-1]).is_file()
+    assert (tmp_path / "-data" / "mastDownload" / Path(*HST_REL)).is_file()
+
+
 def test_failed_files_are_error_rows_and_raise_only_when_asked(
     tmp_path: Path, archive: Archive
 ) -> None:

@@ -37,11 +37,12 @@ pub const BUCKET_CONNECTIONS: usize = 16;
 
 /// Runs `fetch`: plan, lock, download, manifest. Returns the exit code.
 pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
-    let http = run_http(&settings)?;
-    let mut jobs = plan_jobs(&settings, &http).await?;
-    let dest = Dest::open(&settings.dest, settings.plan.shard)?;
+    // The final `-j` first: the client's per-host connection cap is sized from it.
     let reporter = reporter(&settings);
     fit_jobs(&mut settings, reporter.as_ref());
+    let http = run_http(&settings)?;
+    let (mut jobs, notes) = plan_jobs(&settings, &http).await?;
+    let dest = Dest::open(&settings.dest, settings.plan.shard)?;
     let not_in_cloud = point_at_bucket(&mut jobs, &settings, &http, reporter.as_ref()).await?;
     let started_at = manifest::now_rfc3339();
     let cancel = CancellationToken::new();
@@ -107,7 +108,7 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         token_refused: identity == Some(Identity::Anonymous),
     };
     let signal = signalled.load(Ordering::SeqCst);
-    finish(&ctx, &jobs, outcomes, started_at, who, signal)
+    finish(&ctx, &jobs, outcomes, started_at, notes, who, signal)
 }
 
 /// Lowers `--jobs` to what the open-file limit allows, saying so.
@@ -272,13 +273,14 @@ async fn run_all(
     outcomes
 }
 
-/// Writes the state record and both manifests, prints the summary, and
-/// returns the exit code.
+/// Writes the state record and both manifests (with the plan's `notes`),
+/// prints the summary, and returns the exit code.
 fn finish(
     ctx: &Ctx,
     jobs: &[Job],
     outcomes: Vec<Option<Outcome>>,
     started_at: String,
+    notes: Vec<String>,
     who: Who,
     signal: i32,
 ) -> anyhow::Result<Exit> {
@@ -323,7 +325,8 @@ fn finish(
     }
     let elapsed = ctx.origin.elapsed();
     let received = ctx.received.load(Ordering::Relaxed);
-    let m = Manifest::new(started_at, manifest::now_rfc3339(), received, rows);
+    let mut m = Manifest::new(started_at, manifest::now_rfc3339(), received, rows);
+    m.notes = notes;
     let count = |what: &str| {
         let failed_with = |r: &&manifest::FileRecord| {
             r.status == Status::Interrupted && r.message.as_deref() == Some(what)

@@ -53,7 +53,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 ShellKind::Zsh => clap_complete::Shell::Zsh,
                 ShellKind::Fish => clap_complete::Shell::Fish,
             };
-            clap_complete::generate(shell, &mut Cli::command(), "mastdl", &mut std::io::stdout());
+            // Written whole here: clap_complete panics on a write error (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mastdl", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
             Ok(Exit::Success)
         }
     }
@@ -140,12 +143,13 @@ pub fn reporter(settings: &Settings) -> Arc<dyn Reporter> {
 
 /// Feeds the plan's jobs to `f`, in order: the inputs' (or the `--query`
 /// search's) entries, through one [`Planner`]. A bad entry ends it with an
-/// input error after the jobs before it.
+/// input error after the jobs before it. Returns the notes for the
+/// manifest (what the plan left out, already said on stderr).
 pub async fn plan_each(
     settings: &Settings,
     http: &Http,
     f: &mut dyn FnMut(Job),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let mut planner = Planner::new(settings.plan.clone());
     let mut push = |e: Entry| -> Result<(), InputError> {
         if let Some(job) = planner.push(e)? {
@@ -171,8 +175,8 @@ pub async fn plan_each(
                         line: i + 1,
                     })
                 })
-                .try_for_each(&mut push)
-                .map_err(anyhow::Error::from)
+                .try_for_each(&mut push)?;
+            Ok(Vec::new())
         }
         None => {
             let plan = &settings.plan;
@@ -186,10 +190,14 @@ pub async fn plan_each(
 }
 
 /// Reads the inputs (or runs the `--query` search) and builds the plan.
-pub async fn plan_jobs(settings: &Settings, http: &Http) -> anyhow::Result<Vec<Job>> {
+/// Returns the jobs and the notes for the manifest.
+pub async fn plan_jobs(
+    settings: &Settings,
+    http: &Http,
+) -> anyhow::Result<(Vec<Job>, Vec<String>)> {
     let mut jobs = Vec::new();
-    plan_each(settings, http, &mut |job| jobs.push(job)).await?;
-    Ok(jobs)
+    let notes = plan_each(settings, http, &mut |job| jobs.push(job)).await?;
+    Ok((jobs, notes))
 }
 
 /// Points the jobs the bucket has at the bucket (`--cloud`): asks the

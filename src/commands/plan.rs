@@ -26,7 +26,7 @@ pub async fn plan(settings: Settings) -> anyhow::Result<Exit> {
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if settings.cloud != Cloud::Off {
         // The bucket's answer is needed before the first line.
-        let mut jobs = plan_jobs(&settings, &http).await?;
+        let (mut jobs, _) = plan_jobs(&settings, &http).await?;
         let skip = point_at_bucket(&mut jobs, &settings, &http, &Lines { quiet: true }).await?;
         for (j, _) in jobs.iter().zip(skip).filter(|(_, skip)| !skip) {
             line(&mut out, j).context("Cannot write the plan")?;

@@ -12,18 +12,14 @@ use crate::fetch::http::ClientOptions;
 use crate::query::{self, Product};
 use crate::settings::{QueryOutput, QuerySettings};
 
-/// Returns true if and only if `p`'s file name ends with one of `exts`
-/// (any case); every product passes when `exts` is empty.
+/// Returns true if and only if `p`'s file name (`productFilename`, else
+/// the URI's last segment, as the planner names it) passes `--extension`.
 fn has_extension(p: &Product, exts: &[String]) -> bool {
-    if exts.is_empty() {
-        return true;
-    }
-    let name = p
-        .product_filename
-        .clone()
-        .unwrap_or_else(|| crate::layout::filename(&p.data_uri).into_owned())
-        .to_ascii_lowercase();
-    exts.iter().any(|x| name.ends_with(&x.to_ascii_lowercase()))
+    let name = match &p.product_filename {
+        Some(f) => std::borrow::Cow::Borrowed(f.as_str()),
+        None => crate::layout::filename(&p.data_uri),
+    };
+    crate::input::filter::has_extension(&name, exts)
 }
 
 /// Writes `products` as the output asks.
@@ -66,6 +62,6 @@ pub async fn query(s: QuerySettings) -> anyhow::Result<Exit> {
             &s.output,
         )?,
     }
-    eprintln!("{} products", products.len());
+    crate::progress::say(format_args!("{} products", products.len()));
     Ok(Exit::Success)
 }

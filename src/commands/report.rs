@@ -14,6 +14,7 @@ use crate::dest;
 use crate::error::{Exit, UsageError};
 use crate::manifest::{self, Bar, HtmlContext, Manifest, Status, Timing};
 use crate::plan::Shard;
+use crate::progress::say;
 
 /// Returns `(k, n)` for a file named `MANIFEST.K-of-N.json`.
 pub fn shard_of_name(name: &str) -> Option<(u32, u32)> {
@@ -41,13 +42,21 @@ pub fn report(dest: &Path) -> anyhow::Result<Exit> {
     let started = shards.values().map(|m| m.started.clone()).min();
     let finished = shards.values().map(|m| m.finished.clone()).max();
     let bytes = shards.values().map(|m| m.bytes).sum();
+    // Every shard reads the same inputs: their notes are said once.
+    let mut notes: Vec<String> = Vec::new();
+    for note in shards.values().flat_map(|m| &m.notes) {
+        if !notes.contains(note) {
+            notes.push(note.clone());
+        }
+    }
     let files: Vec<_> = shards.into_values().flat_map(|m| m.files).collect();
-    let merged = Manifest::new(
+    let mut merged = Manifest::new(
         started.unwrap_or_default(),
         finished.unwrap_or_default(),
         bytes,
         files,
     );
+    merged.notes = notes;
     let seconds = bars.iter().map(|b| b.timing.end_ms).max().unwrap_or(0) as f64 / 1000.0;
     let ctx = HtmlContext {
         user: "(see each shard)".into(),
@@ -57,7 +66,7 @@ pub fn report(dest: &Path) -> anyhow::Result<Exit> {
     };
     manifest::save(dest, "MANIFEST", &merged, &ctx)
         .with_context(|| format!("Cannot write the manifest in `{}`", dest.display()))?;
-    eprintln!(
+    say(format_args!(
         "{} of {n} shards: {} requested, {} complete, {} skipped, {} failed, {} transferred",
         n as usize - missing.len(),
         merged.requested,
@@ -65,16 +74,19 @@ pub fn report(dest: &Path) -> anyhow::Result<Exit> {
         merged.skipped,
         merged.failed,
         manifest::human_bytes(merged.bytes)
-    );
+    ));
     if !running.is_empty() {
-        eprintln!(
+        say(format_args!(
             "error: still running (their manifests are not final): {}",
             running.join(", ")
-        );
+        ));
     }
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|k| format!("{k}/{n}")).collect();
-        eprintln!("error: missing shard manifests: {}", list.join(", "));
+        say(format_args!(
+            "error: missing shard manifests: {}",
+            list.join(", ")
+        ));
     }
     let clean = merged.failed == 0 && missing.is_empty() && running.is_empty();
     Ok(if clean { Exit::Success } else { Exit::Failed })

@@ -654,12 +654,12 @@ fn report(
             .detail()
             .map(|d| format!(": {d}"))
             .unwrap_or_default();
-        eprintln!(
+        progress::say(format!(
             "{:<10} {}{}",
             f.problem.kind().word(),
             escape(&f.path),
             escape(&detail)
-        );
+        ));
     }
     let mut parts = vec![format!("{ok} ok")];
     for kind in Kind::ALL {
@@ -673,15 +673,15 @@ fn report(
     } else {
         String::new()
     };
-    eprintln!(
+    progress::say(format!(
         "verify: {} files recorded ({}): {} in {:.1}s{unhashed}",
         records.len(),
         human_bytes(bytes),
         parts.join(", "),
         elapsed.as_secs_f64()
-    );
+    ));
     if let Some(cmd) = repair {
-        eprintln!("repair: {cmd}");
+        progress::say(format!("repair: {cmd}"));
     }
 }
 

@@ -52,7 +52,7 @@ pub fn looks_like_json(text: &str) -> bool {
 /// [`looks_like_json`] on the first bytes of an input; false when they end
 /// before deciding.
 pub fn opens_json(bytes: &[u8]) -> bool {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let bytes = super::read::strip_bom(bytes);
     let mut it = bytes.iter().filter(|b| !b.is_ascii_whitespace());
     matches!(
         (it.next(), it.next()),
@@ -62,7 +62,6 @@ pub fn opens_json(bytes: &[u8]) -> bool {
 
 /// Reads a change-feed file named `file`.
 pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: Value = serde_json::from_str(text).map_err(|e| {
         InputError::new(
             file,

@@ -5,7 +5,6 @@ use super::{Entry, InputError, Origin};
 /// Reads a URI list. A line that is not a `mast:` URI is an error naming
 /// `file` and its line; the URI's own checks happen in the plan.
 pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         if let Some(e) = parse_line(file, i + 1, raw)? {
@@ -18,19 +17,11 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
 /// Reads line `line` (1-based) of a URI list: `None` for a blank or
 /// comment line.
 pub fn parse_line(file: &str, line: usize, raw: &str) -> Result<Option<Entry>, InputError> {
-    let raw = if line == 1 {
-        raw.strip_prefix('\u{feff}').unwrap_or(raw)
-    } else {
-        raw
-    };
     let text = raw.trim();
     if text.is_empty() || text.starts_with('#') {
         return Ok(None);
     }
-    if !text
-        .get(..5)
-        .is_some_and(|p| p.eq_ignore_ascii_case("mast:"))
-    {
+    if !crate::layout::is_mast_uri(text) {
         let shown: String = text
             .chars()
             .take(80)

@@ -6,13 +6,19 @@
 //! and off-site links are ignored, and nothing outside the starting
 //! directory is followed (always, as with `-np`). Every page read is bounded
 //! in size ([`MAX_INDEX_PAGE_BYTES`]) and in time (the run's `--timeout`
-//! stall); `-l0`/`-l inf` stop at [`MAX_LISTING_DEPTH`], and one listing
-//! reads at most [`MAX_LISTING_PAGES`] pages. Listings carry no token: the
-//! archive's index pages are public. Names the server supplies become
-//! paths only after the same checks as a script's `--output` paths.
+//! stall, [`MAX_INDEX_PAGE_TIME`] in all); `-l0`/`-l inf` stop at
+//! [`MAX_LISTING_DEPTH`]. The whole listing is bounded too ([`Bounds`]): in
+//! pages read, in what it keeps in memory (the files it found and the
+//! folders still to read, not the pages it read) and in time. Listings carry
+//! no token: the archive's index pages are public. Names the server supplies
+//! become paths only after the same checks as a script's `--output` paths;
+//! a link whose name fails them is skipped (and said, see [`Listed`]), the
+//! others are kept.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use anyhow::Context as _;
 use percent_encoding::percent_decode_str;
@@ -30,6 +36,20 @@ pub const MAX_LISTING_DEPTH: u32 = 32;
 
 /// The most index pages one listing reads.
 pub const MAX_LISTING_PAGES: usize = 10_000;
+
+/// The most one listing keeps in memory (256 MiB): the files it found and
+/// the folders still to read, each counted as its names' bytes plus
+/// [`KEPT_OVERHEAD`].
+pub const MAX_LISTING_KEPT_BYTES: usize = 256 << 20;
+
+/// What one kept file or queued folder costs beyond its names' bytes.
+const KEPT_OVERHEAD: usize = 512;
+
+/// The longest one listing may take, all its pages together (1 hour).
+pub const MAX_LISTING_TIME: Duration = Duration::from_secs(3600);
+
+/// The most skipped links one listing names; the rest are counted.
+const MAX_SKIPS_NAMED: usize = 20;
 
 /// The most redirects followed for one index page.
 const MAX_REDIRECTS: usize = 5;
@@ -167,8 +187,19 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
 
 /// Returns the `href` values of an HTML page, entities decoded, in order.
 pub fn hrefs(html: &str) -> Vec<String> {
-    let lower = html.to_ascii_lowercase();
     let mut out = Vec::new();
+    each_href(html, &mut |h| {
+        out.push(h);
+        Ok(())
+    })
+    .map(|_| out)
+    .unwrap_or_default()
+}
+
+/// Hands the `href` values of an HTML page to `f`, entities decoded, in
+/// order (one at a time: a page of half a million links is never a list).
+fn each_href(html: &str, f: &mut dyn FnMut(String) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let lower = html.to_ascii_lowercase();
     let mut from = 0;
     while let Some(k) = lower[from..].find("href") {
         let mut at = from + k + 4;
@@ -192,9 +223,9 @@ pub fn hrefs(html: &str) -> Vec<String> {
                 .unwrap_or(""),
         };
         from = at + value.len();
-        out.push(unescape(value.trim()));
+        f(unescape(value.trim()))?;
     }
-    out
+    Ok(())
 }
 
 fn unescape(s: &str) -> String {
@@ -213,20 +244,24 @@ enum Link {
     File(Url),
 }
 
-/// Sorts the links of the page at `page` (whose folder is below `root`):
-/// folders and files below `root`, each once, everything else dropped.
-fn links(page: &Url, root: &Url, html: &str) -> Vec<Link> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for href in hrefs(html) {
+/// Hands the links of the page at `page` (whose folder is below `root`) to
+/// `f`: folders and files below `root`, everything else dropped. A link
+/// may come twice; the caller keeps each once.
+fn each_link(
+    page: &Url,
+    root: &Url,
+    html: &str,
+    f: &mut dyn FnMut(Link) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    each_href(html, &mut |href| {
         if href.is_empty() || href.starts_with(['?', '#']) {
-            continue;
+            return Ok(());
         }
         let Ok(mut url) = page.join(&href) else {
-            continue;
+            return Ok(());
         };
         if url.query().is_some() {
-            continue;
+            return Ok(());
         }
         url.set_fragment(None);
         let same_site = url.scheme() == root.scheme()
@@ -236,22 +271,82 @@ fn links(page: &Url, root: &Url, html: &str) -> Vec<Link> {
             || !url.path().starts_with(root.path())
             || url.path().len() <= page.path().len() && url.path().ends_with('/')
         {
-            continue;
+            return Ok(());
         }
-        if !seen.insert(url.path().to_string()) {
-            continue;
-        }
-        out.push(if url.path().ends_with('/') {
+        f(if url.path().ends_with('/') {
             Link::Folder(url)
         } else {
             Link::File(url)
-        });
-    }
-    out
+        })
+    })
 }
 
 /// The longest one index page may take to arrive.
 pub const MAX_INDEX_PAGE_TIME: Duration = Duration::from_secs(120);
+
+/// What one listing may cost; [`Bounds::RUN`] is what every run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// The most index pages read.
+    pub pages: usize,
+    /// The most bytes kept (see [`MAX_LISTING_KEPT_BYTES`]).
+    pub kept_bytes: usize,
+    /// The longest one page may take, from request to last byte.
+    pub page_time: Duration,
+    /// The longest the whole listing may take.
+    pub total_time: Duration,
+}
+
+impl Bounds {
+    /// The bounds of a run.
+    pub const RUN: Bounds = Bounds {
+        pages: MAX_LISTING_PAGES,
+        kept_bytes: MAX_LISTING_KEPT_BYTES,
+        page_time: MAX_INDEX_PAGE_TIME,
+        total_time: MAX_LISTING_TIME,
+    };
+}
+
+/// What a listing found: how many files it kept, and the links it skipped
+/// because their names cannot be local files (the rest of the listing is
+/// kept all the same).
+#[derive(Debug, Default)]
+pub struct Listed {
+    /// Files handed on.
+    pub kept: usize,
+    /// Why each skipped link was skipped, the first [`MAX_SKIPS_NAMED`].
+    pub skipped: Vec<String>,
+    /// Skipped links in all.
+    pub skipped_count: usize,
+}
+
+impl Listed {
+    fn skip(&mut self, why: String) {
+        self.skipped_count += 1;
+        if self.skipped.len() < MAX_SKIPS_NAMED {
+            self.skipped.push(why);
+        }
+    }
+
+    /// Returns the one note that says what was skipped, if anything was.
+    pub fn note(&self, listing: &Listing) -> Option<String> {
+        if self.skipped_count == 0 {
+            return None;
+        }
+        let more = self.skipped_count - self.skipped.len();
+        let more = match more {
+            0 => String::new(),
+            n => format!("; and {n} more"),
+        };
+        Some(format!(
+            "{}: Skipped {} link(s) on the index pages of `{}` whose names cannot be local files, and kept the rest: {}{more}",
+            listing.origin,
+            self.skipped_count,
+            layout::escape(&listing.url),
+            self.skipped.join("; ")
+        ))
+    }
+}
 
 /// Expands listings over HTTP, with the run's one client (no credentials
 /// are ever sent for listings: archive index pages are public).
@@ -261,6 +356,7 @@ pub struct Lister {
     /// host and port.
     rebase: Option<Url>,
     flat: bool,
+    bounds: Bounds,
 }
 
 impl Lister {
@@ -272,18 +368,19 @@ impl Lister {
             http: http.clone(),
             rebase,
             flat,
+            bounds: Bounds::RUN,
         }
     }
 
-    /// Lists `listing`'s directory tree and hands each file it keeps to
-    /// `push`, as an entry whose URI and URL are the file's URL (on the
-    /// script's host) and whose local path is where wget would put it.
-    /// Returns how many files it kept.
-    pub async fn expand(
-        &self,
-        listing: &Listing,
-        push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
-    ) -> anyhow::Result<usize> {
+    /// Returns this lister with other bounds (tests).
+    pub fn with_bounds(mut self, bounds: Bounds) -> Lister {
+        self.bounds = bounds;
+        self
+    }
+
+    /// Checks what can be checked of `listing` without a request: its `-P`
+    /// folder and its URL. Returns the starting URL.
+    pub fn check(&self, listing: &Listing) -> Result<Url, InputError> {
         let prefix = listing.layout.prefix.trim_start_matches("./");
         if !self.flat && !prefix.is_empty() && prefix != "." {
             layout::checked_components(prefix.trim_end_matches('/')).map_err(|m| {
@@ -292,9 +389,22 @@ impl Lister {
                 ))
             })?;
         }
-        let start = Url::parse(&listing.url).map_err(|e| {
-            listing.error(format!("Bad URL `{}`: {e}", layout::escape(&listing.url)))
-        })?;
+        Url::parse(&listing.url)
+            .map_err(|e| listing.error(format!("Bad URL `{}`: {e}", layout::escape(&listing.url))))
+    }
+
+    /// Lists `listing`'s directory tree and hands each file it keeps to
+    /// `push`, as an entry whose URI and URL are the file's URL (on the
+    /// script's host) and whose local path is where wget would put it. A
+    /// file whose name cannot be a local file, or that `push` refuses, is
+    /// skipped and counted in the result; the listing goes on. Fails when a
+    /// bound is hit, naming the wget line.
+    pub async fn expand(
+        &self,
+        listing: &Listing,
+        push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
+    ) -> anyhow::Result<Listed> {
+        let start = self.check(listing)?;
         let mut root = self.reroot(&start);
         root.set_query(None);
         root.set_fragment(None);
@@ -304,47 +414,107 @@ impl Lister {
             .level
             .unwrap_or(MAX_LISTING_DEPTH)
             .min(MAX_LISTING_DEPTH);
-        let mut queue = VecDeque::from([(self.reroot(&start), 0u32)]);
-        let (mut pages, mut kept) = (0, 0);
-        let mut seen_pages = HashSet::new();
+        let bounds = self.bounds;
+        let deadline = Instant::now() + bounds.total_time;
+        let first = self.reroot(&start);
+        let mut kept_bytes = first.as_str().len() + KEPT_OVERHEAD;
+        let mut seen_pages = HashSet::from([first.path().to_string()]);
+        let mut queue = VecDeque::from([(first, 0u32)]);
+        let mut pages = 0;
         let mut seen_files = HashSet::new();
+        let mut listed = Listed::default();
+        let too_much = |kept_bytes: usize, listed: &Listed, queued: usize| {
+            (kept_bytes > bounds.kept_bytes).then(|| {
+                listing.error(format!(
+                    "This listing keeps more than {} in memory ({} files found, {queued} folders still to read): pull a smaller directory, narrow `-A`, or lower `-l`",
+                    crate::manifest::human_bytes(bounds.kept_bytes as u64),
+                    listed.kept
+                ))
+            })
+        };
         while let Some((page, depth)) = queue.pop_front() {
-            if !seen_pages.insert(page.path().to_string()) {
-                continue;
-            }
+            kept_bytes = kept_bytes.saturating_sub(page.as_str().len() + KEPT_OVERHEAD);
             pages += 1;
-            if pages > MAX_LISTING_PAGES {
+            if pages > bounds.pages {
                 return Err(listing
                     .error(format!(
-                        "This listing reads more than {MAX_LISTING_PAGES} index pages: pull a smaller directory, or lower `-l`"
+                        "This listing reads more than {} index pages: pull a smaller directory, or lower `-l`",
+                        bounds.pages
                     ))
                     .into());
             }
-            let (page, Some(html)) = self.page(listing, &page).await? else {
+            let page_deadline = Instant::now() + bounds.page_time;
+            let cut = page_deadline.min(deadline);
+            let (page, html) = match tokio::time::timeout_at(cut, self.page(listing, &page)).await
+            {
+                Ok(read) => read?,
+                Err(_) if cut == deadline => anyhow::bail!(
+                    "{}: This listing took longer than {:?} in all ({} index pages read): pull a smaller directory, or lower `-l`",
+                    listing.origin,
+                    bounds.total_time,
+                    pages - 1
+                ),
+                Err(_) => anyhow::bail!(
+                    "Cannot list `{page}` ({}): the index page was too slow in total, still arriving after {:?} (the most one page may take)",
+                    listing.origin,
+                    bounds.page_time
+                ),
+            };
+            let Some(html) = html else {
                 continue;
             };
-            for link in links(&page, &root, &html) {
+            each_link(&page, &root, &html, &mut |link| {
                 match link {
-                    Link::Folder(url) if depth + 1 < depth_cap => queue.push_back((url, depth + 1)),
-                    Link::Folder(_) => {}
+                    Link::Folder(url) => {
+                        if depth + 1 < depth_cap && seen_pages.insert(url.path().to_string()) {
+                            kept_bytes += url.as_str().len() * 2 + KEPT_OVERHEAD;
+                            queue.push_back((url, depth + 1));
+                        }
+                    }
                     Link::File(url) => {
                         let name = decoded(
                             url.path_segments()
                                 .and_then(|mut s| s.next_back())
                                 .unwrap_or(""),
                         );
-                        if depth < depth_cap
-                            && listing.keeps(&name)
-                            && seen_files.insert(url.path().to_string())
+                        if depth >= depth_cap
+                            || !listing.keeps(&name)
+                            || !seen_files.insert(url.path().to_string())
                         {
-                            push(self.entry(listing, &start, &url)?)?;
-                            kept += 1;
+                            return Ok(());
+                        }
+                        // The path stays in `seen_files`; the entry only
+                        // when the plan keeps it.
+                        kept_bytes += url.path().len();
+                        let entry = match self.entry(listing, &start, &url) {
+                            Ok(e) => e,
+                            Err(e) => {
+                                listed.skip(e.message);
+                                return Ok(());
+                            }
+                        };
+                        let weight = entry.uri.len() * 2
+                            + match &entry.local {
+                                LocalHint::Path(p) => p.len(),
+                                _ => 0,
+                            }
+                            + KEPT_OVERHEAD;
+                        match push(entry) {
+                            Ok(()) => {
+                                listed.kept += 1;
+                                kept_bytes += weight;
+                            }
+                            Err(e) => listed.skip(e.message),
                         }
                     }
                 }
-            }
+                match too_much(kept_bytes, &listed, queue.len()) {
+                    Some(e) => Err(e.into()),
+                    None => Ok(()),
+                }
+            })?;
         }
-        Ok(kept)
+        Ok(listed)
     }
 
     /// The entry for a file found at `url` (on the fetched host).
@@ -355,8 +525,8 @@ impl Lister {
         original.set_fragment(None);
         let path = listing.layout.path(&original).map_err(|m| {
             listing.error(format!(
-                "The index page links to `{}`, which cannot be a local file name: {m}",
-                layout::escape(url.as_str())
+                "`{}` cannot be a local file name: {m}",
+                layout::escape(original.as_str())
             ))
         })?;
         Ok(Entry {
@@ -439,13 +609,14 @@ impl Lister {
     }
 
     /// Reads a body, at most [`MAX_INDEX_PAGE_BYTES`], waiting at most the
-    /// stall time for each piece and [`MAX_INDEX_PAGE_TIME`] in all.
+    /// stall time for each piece ([`Lister::expand`] bounds the whole page
+    /// in time: the limit given here is only a backstop past it).
     async fn body(&self, mut answer: reqwest::Response) -> anyhow::Result<String> {
         let bytes = crate::fetch::http::read_body(
             &mut answer,
             MAX_INDEX_PAGE_BYTES,
             self.http.stall,
-            MAX_INDEX_PAGE_TIME,
+            self.bounds.page_time.saturating_mul(2),
         )
         .await?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -455,6 +626,20 @@ impl Lister {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The links of a page, each once.
+    fn links(page: &Url, root: &Url, html: &str) -> Vec<Link> {
+        let (mut out, mut seen) = (Vec::new(), HashSet::new());
+        each_link(page, root, html, &mut |l| {
+            let (Link::Folder(u) | Link::File(u)) = &l;
+            if seen.insert(u.path().to_string()) {
+                out.push(l);
+            }
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
 
     fn listing(accept: &[&str], reject: &[&str]) -> Listing {
         Listing {
@@ -468,6 +653,110 @@ mod tests {
                 line: 1,
             },
         }
+    }
+
+    /// A loopback server: `/big/` links to 300 files and 300 folders (which
+    /// are empty), `/slow/` sends a few bytes every 20 ms for ever, and
+    /// `/deep/…/` answers after 50 ms with one sub-folder.
+    async fn serve() -> Url {
+        use axum::body::Body;
+        use axum::routing::get;
+        let big = || async {
+            let mut html = String::from("<html><body>");
+            for i in 0..300 {
+                html.push_str(&format!(
+                    "<a href=\"f{i:04}_llc.fits\">f</a><a href=\"d{i}/\">d</a>\n"
+                ));
+            }
+            ([("content-type", "text/html")], html)
+        };
+        let slow = || async {
+            let chunks = futures_util::stream::unfold(0u64, |n| async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Some((Ok::<_, std::io::Error>(format!("<p>{n}</p>\n")), n + 1))
+            });
+            ([("content-type", "text/html")], Body::from_stream(chunks))
+        };
+        let deep = || async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ([("content-type", "text/html")], "<a href=\"n/\">n</a>")
+        };
+        let app = axum::Router::new()
+            .route("/big/", get(big))
+            .route(
+                "/big/{d}/",
+                get(|| async { ([("content-type", "text/html")], "") }),
+            )
+            .route("/slow/", get(slow))
+            .route("/deep/", get(deep))
+            .route("/deep/{*rest}", get(deep));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Url::parse(&format!("http://{addr}/")).unwrap()
+    }
+
+    fn at(base: &Url, path: &str, accept: &[&str]) -> Listing {
+        Listing {
+            url: base.join(path).unwrap().to_string(),
+            ..listing(accept, &[])
+        }
+    }
+
+    async fn expand(lister: &Lister, l: &Listing) -> anyhow::Result<Listed> {
+        lister.expand(l, &mut |_| Ok(())).await
+    }
+
+    #[tokio::test]
+    async fn a_listing_is_bounded_in_what_it_keeps_not_in_what_it_reads() {
+        let base = serve().await;
+        let small = Bounds {
+            kept_bytes: 64 << 10,
+            ..Bounds::RUN
+        };
+        let lister = Lister::new(&Http::loopback(), None, false);
+        let all = expand(&lister, &at(&base, "big/", &[])).await.unwrap();
+        assert_eq!(all.kept, 300);
+        let lister = lister.with_bounds(small);
+        let err = expand(&lister, &at(&base, "big/", &[])).await.unwrap_err();
+        let err = err.downcast::<InputError>().unwrap();
+        assert_eq!(err.origin.line, 1);
+        assert!(err.message.contains("keeps more than 64.00 KiB"), "{err}");
+        // The same pages, keeping nothing of them (`-A`) and no folder
+        // (`-l1`), stay within the bound.
+        let mut l = at(&base, "big/", &["_xyz.fits"]);
+        l.level = Some(1);
+        let none = expand(&lister, &l).await.unwrap();
+        assert_eq!(none.kept, 0);
+    }
+
+    #[tokio::test]
+    async fn a_page_too_slow_in_total_says_so_not_stalled() {
+        let base = serve().await;
+        let lister = Lister::new(&Http::loopback(), None, false).with_bounds(Bounds {
+            page_time: Duration::from_millis(300),
+            ..Bounds::RUN
+        });
+        let err = expand(&lister, &at(&base, "slow/", &[])).await.unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("too slow in total"), "{text}");
+        assert!(text.contains("k.sh:1"), "{text}");
+        assert!(!text.contains("stall"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_listing_is_bounded_in_time_in_all() {
+        let base = serve().await;
+        let lister = Lister::new(&Http::loopback(), None, false).with_bounds(Bounds {
+            total_time: Duration::from_millis(300),
+            ..Bounds::RUN
+        });
+        let err = expand(&lister, &at(&base, "deep/", &[])).await.unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.starts_with("k.sh:1: This listing took longer than 300ms in all"),
+            "{text}"
+        );
     }
 
     #[test]

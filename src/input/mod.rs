@@ -11,6 +11,7 @@
 //! lines over HTTP.
 
 pub mod feed;
+pub mod filter;
 pub mod list;
 pub mod listing;
 pub mod read;
@@ -190,10 +191,7 @@ pub(crate) fn head(text: &str, first: bool) -> Head {
     }
     if text.starts_with('#') {
         Head::Undecided
-    } else if text
-        .get(..5)
-        .is_some_and(|p| p.eq_ignore_ascii_case("mast:"))
-    {
+    } else if crate::layout::is_mast_uri(text) {
         Head::Kind(Kind::UriList)
     } else {
         Head::Whole
@@ -242,7 +240,6 @@ pub fn detect(text: &str) -> Kind {
     if feed::looks_like_json(text) {
         return Kind::Feed;
     }
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut first = true;
     for line in text.lines() {
         match head(line.trim(), first) {
@@ -304,10 +301,7 @@ mod tests {
         assert_eq!(detect("curl -o x 'https://x'\n"), Kind::Script);
         assert_eq!(detect("mkdir a\ncd a\nwget -r https://x/\n"), Kind::Script);
         assert_eq!(detect("# %ECSV 1.0\n# ---\n"), Kind::Ecsv);
-        assert_eq!(
-            detect("\u{feff}obsID,dataURI\n1,mast:X/y.fits\n"),
-            Kind::Csv
-        );
+        assert_eq!(detect("obsID,dataURI\n1,mast:X/y.fits\n"), Kind::Csv);
         assert_eq!(detect("# comment\n\"obs_id\",\"dataURI\"\n"), Kind::Csv);
         assert_eq!(detect("a,b,c\n1,2,3\n"), Kind::Csv);
         assert_eq!(detect("http://x/y\n"), Kind::UriList);

@@ -2,7 +2,8 @@
 //! lines with a cap on their length ([`MAX_LINE_BYTES`]) and on the size of
 //! what is read whole ([`MAX_DOCUMENT_BYTES`]), refusing binary data, and
 //! deciding the kind from the first lines (or, when they do not say, the
-//! whole text) exactly as [`super::detect`] does. A URI list is streamed
+//! whole text) exactly as [`super::detect`] does; a UTF-8 byte-order mark
+//! is dropped here, once, for every kind. A URI list is streamed
 //! line by line, so it has no size limit; scripts and tables are read
 //! whole. [`Reading`] hands every entry on, expands recursive wget lines
 //! ([`Lister`]) and says once per input what a script does that mastdl does
@@ -28,6 +29,15 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// are read line by line and have no such limit.
 pub const MAX_DOCUMENT_BYTES: usize = 256 << 20;
 
+/// A UTF-8 byte-order mark (spreadsheets save CSV with one).
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Returns `bytes` without a leading UTF-8 byte-order mark: the one rule
+/// for it, used by the line reader and the whole-file readers.
+pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
+}
+
 /// Reads lines from an input, with the caps.
 struct LineReader<'a, R> {
     file: &'a str,
@@ -50,6 +60,12 @@ impl<R: BufRead> LineReader<'_, R> {
             return Ok(None);
         }
         self.line += 1;
+        // The one place a UTF-8 byte-order mark is dropped: no reader
+        // after this one sees it.
+        if self.line == 1 {
+            let bom = self.buf.len() - strip_bom(&self.buf).len();
+            self.buf.drain(..bom);
+        }
         if self.buf.contains(&0) {
             return Err(InputError::new(
                 self.file,
@@ -94,12 +110,7 @@ pub fn read_input<R: BufRead>(
     let mut text = String::new();
     let mut first = true;
     while let Some(line) = lines.next()? {
-        let raw = if lines.line == 1 {
-            line.strip_prefix('\u{feff}').unwrap_or(&line)
-        } else {
-            &line
-        };
-        match head(raw.trim(), first) {
+        match head(line.trim(), first) {
             Head::Undecided => {}
             Head::Kind(Kind::UriList) => return stream_list(lines, &line, push),
             Head::Kind(_) | Head::Whole => {
@@ -107,7 +118,7 @@ pub fn read_input<R: BufRead>(
                 return read_whole(lines, text);
             }
         }
-        first &= raw.trim().is_empty();
+        first &= line.trim().is_empty();
         // A blank or comment line before the first that decides: every kind
         // skips it, so only its line break is kept (for the line numbers).
         text.push('\n');
@@ -143,7 +154,7 @@ fn read_feed<R: BufRead>(file: &str, reader: R) -> anyhow::Result<Parsed> {
         );
         return Err(InputError::new(file, 1, message).into());
     }
-    let text = String::from_utf8(bytes)
+    let text = String::from_utf8(strip_bom(&bytes).to_vec())
         .map_err(|e| InputError::new(file, 1, format!("This JSON file is not UTF-8 text: {e}")))?;
     Ok(Parsed {
         items: feed::parse(file, &text)?
@@ -168,6 +179,26 @@ fn stream_list<R: BufRead>(
         current = lines.next()?;
     }
     Ok(Parsed::default())
+}
+
+/// Returns the entries of `text` read as a file named `file` is read
+/// (tests: the byte-order mark and the line numbers as a user's file has them).
+#[cfg(test)]
+pub(crate) fn read_text(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
+    let mut got = Vec::new();
+    let parsed = read_input(file, text.as_bytes(), &mut |e| {
+        got.push(e);
+        Ok(())
+    })
+    .map_err(|e| match e.downcast::<InputError>() {
+        Ok(e) => e,
+        Err(e) => InputError::new(file, 0, e.to_string()),
+    })?;
+    got.extend(parsed.items.into_iter().filter_map(|i| match i {
+        Item::Entry(e) => Some(e),
+        Item::Listing(_) => None,
+    }));
+    Ok(got)
 }
 
 /// Reads the rest of a script or table after `text` and parses it.
@@ -217,11 +248,15 @@ impl Reading {
 
     /// Feeds every entry of every input in `sources` to `push`, in order,
     /// listing the directories of recursive wget lines where they stand.
+    /// Every wget line of a script is checked before any of them makes a
+    /// request. Returns the notes the run's manifest keeps (links a listing
+    /// skipped), each said once on stderr as it comes.
     pub async fn each_entry(
         &self,
         sources: &[InputSource],
         push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<String>> {
+        let mut notes = Vec::new();
         for src in sources {
             let (name, parsed) = match src {
                 InputSource::Stdin => {
@@ -250,11 +285,21 @@ impl Reading {
             if let Some(note) = &parsed.note {
                 self.notes.message(Level::Info, &format!("{name}: {note}"));
             }
+            for item in &parsed.items {
+                if let Item::Listing(l) = item {
+                    self.lister.check(l)?;
+                }
+            }
             for item in parsed.items {
                 match item {
                     Item::Entry(e) => push(e)?,
                     Item::Listing(l) => {
-                        if self.lister.expand(&l, push).await? == 0 {
+                        let listed = self.lister.expand(&l, push).await?;
+                        if let Some(note) = listed.note(&l) {
+                            self.notes.message(Level::Warn, &note);
+                            notes.push(note);
+                        }
+                        if listed.kept == 0 && listed.skipped_count == 0 {
                             let text = format!(
                                 "{}: Listed `{}` and kept no file: check this wget line's `-A`, `-R` and `-l`",
                                 l.origin,
@@ -266,7 +311,7 @@ impl Reading {
                 }
             }
         }
-        Ok(())
+        Ok(notes)
     }
 }
 

@@ -4,7 +4,8 @@
 use anyhow::bail;
 use serde_json::{Map, Value};
 
-use super::{Product, DEFAULT_CHUNK_SIZE, MRP};
+use super::{Product, DEFAULT_CHUNK_SIZE};
+use crate::input::filter::ProductFilter;
 
 /// Search criteria; each non-empty field becomes one Mashup filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,24 +113,14 @@ impl Criteria {
         Ok(out)
     }
 
-    /// Whether `p` passes the product filters.
+    /// Returns true if and only if `p` passes the product filters (the
+    /// planner's own, [`ProductFilter`]).
     pub(super) fn keeps(&self, p: &Product) -> bool {
-        let types: Vec<&str> = self
-            .product_type
-            .iter()
-            .map(|t| t.trim())
-            .filter(|t| !t.is_empty())
-            .collect();
-        let type_ok = types.is_empty()
-            || p.product_type
-                .as_deref()
-                .is_some_and(|t| types.iter().any(|w| w.eq_ignore_ascii_case(t)));
-        let level_ok = self.calib_level.is_empty()
-            || p.calib_level.is_some_and(|l| self.calib_level.contains(&l));
-        let mrp_ok = !self.mrp_only
-            || p.group
-                .as_deref()
-                .is_some_and(|g| g.eq_ignore_ascii_case(MRP));
-        type_ok && level_ok && mrp_ok
+        ProductFilter {
+            product_types: &self.product_type,
+            calib_levels: &self.calib_level,
+            mrp_only: self.mrp_only,
+        }
+        .keeps(p.product_type.as_deref(), p.calib_level, p.group.as_deref())
     }
 }

@@ -131,7 +131,6 @@ pub const DEFAULT_CHUNK_SIZE: usize = 5;
 const INVOKE_PATH: &str = "api/v0/invoke";
 const FILTERED: &str = "Mast.Caom.Filtered";
 const PRODUCTS: &str = "Mast.Caom.Products";
-const MRP: &str = "Minimum Recommended Products";
 const MAX_PAGES: u64 = 1000;
 /// The largest search answer read (one page of rows).
 pub const MAX_PAGE: usize = 256 << 20;
@@ -449,6 +448,7 @@ mod tests {
     use super::lenient::*;
     use super::wire::*;
     use super::*;
+    use crate::input::filter::MRP;
     use mock_invoke::MockInvoke;
 
     fn fast() -> Tuning {

@@ -8,7 +8,7 @@
 use std::process::Stdio;
 
 use super::mock::{Mock, Product};
-use super::mock_index::{file_bytes, KEPLER_DIR, KEPLER_FILES};
+use super::mock_index::{file_bytes, BAD_DIR, BAD_DIR_FILES, BAD_NAMES, KEPLER_DIR, KEPLER_FILES};
 use super::{Env, Run};
 
 /// Runs `mastdl plan --base-url BASE ARGS…`.
@@ -434,4 +434,98 @@ fn dev_zero_and_dev_urandom_are_refused() {
     let r = plan(&e, &m, &["/dev/urandom"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("/dev/urandom:"), "{}", r.stderr);
+}
+
+// ---- issue 20 §5: one bad name on an index page, a refused line first -------
+
+#[test]
+fn bad_names_on_an_index_page_are_skipped_said_once_and_the_rest_downloaded() {
+    let m = Mock::start();
+    let e = Env::new();
+    let url = format!("http://archive.stsci.edu{BAD_DIR}");
+    let s = e.write("k.sh", &format!("#!/bin/sh\nwget -r -nd -np {url}\n"));
+    let r = e.fetch(&m, &[s.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for (name, size) in BAD_DIR_FILES {
+        let got = std::fs::read(e.dest().join(name)).unwrap();
+        assert_eq!(
+            got,
+            file_bytes(&format!("{BAD_DIR}{name}"), *size),
+            "{name}"
+        );
+    }
+    let said: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("Skipped 4 link(s)"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", r.stderr);
+    assert!(
+        said[0].starts_with("warn: ") && said[0].contains("k.sh:2: "),
+        "{}",
+        said[0]
+    );
+    for bad in BAD_NAMES {
+        assert!(said[0].contains(bad), "{bad}: {}", said[0]);
+    }
+    let man = e.manifest();
+    assert_eq!(man["complete"], 2, "{man}");
+    assert_eq!(man["requested"], 2, "{man}");
+    let notes = man["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{man}");
+    assert!(notes[0].as_str().unwrap().contains("Skipped 4 link(s)"));
+    assert!(e.html().contains("Skipped 4 link(s)"));
+    assert!(!e.dest().join("MANIFEST.json.part").exists());
+    // A run with nothing to say has no `notes` key (the schema as before).
+    let list = e.write("u.txt", "mast:HST/product/ib1f01020_raw.fits\n");
+    m.add(
+        "mast:HST/product/ib1f01020_raw.fits",
+        Product::new(vec![1; 10]),
+    );
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(e.manifest().get("notes").is_none());
+}
+
+#[test]
+fn a_refused_wget_line_is_refused_before_any_line_of_its_script_lists() {
+    let m = Mock::start();
+    let e = Env::new();
+    // Line 2 would answer 404 if it were listed; line 3 is refused.
+    let s = e.write(
+        "k.sh",
+        &format!(
+            "#!/bin/sh\nwget -r -np -nH http://archive.stsci.edu/pub/nothing-here/\n\
+             wget -r -np -nH -P ../x {KEPLER_URL}\n"
+        ),
+    );
+    let r = plan(&e, &m, &[s.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("k.sh:3: The wget `-P` folder must stay inside DEST"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("nothing-here"), "{}", r.stderr);
+}
+
+#[test]
+fn shards_keep_the_listing_notes_and_report_says_them_once() {
+    let m = Mock::start();
+    let e = Env::new();
+    let url = format!("http://archive.stsci.edu{BAD_DIR}");
+    let s = e.write("k.sh", &format!("wget -r -nd -np {url}\n"));
+    for k in ["0/2", "1/2"] {
+        let r = e.fetch(&m, &["--shard", k, s.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let out = e.cmd().arg("report").arg(e.dest()).output().unwrap();
+    let r = Run::from(out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let man = e.manifest();
+    assert_eq!(man["complete"], 2, "{man}");
+    let notes = man["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{man}");
+    assert!(notes[0].as_str().unwrap().contains("Skipped 4 link(s)"));
 }

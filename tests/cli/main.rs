@@ -11,6 +11,7 @@ mod mock_invoke;
 mod mock_latency;
 mod mock_s3;
 mod raw;
+mod robust;
 mod unattended;
 mod verify;
 
@@ -67,7 +68,13 @@ impl Env {
 
     /// `mastdl` with a scrubbed environment: no token, no base URL, no retry sleeps.
     fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_mastdl"));
+        self.cmd_of(env!("CARGO_BIN_EXE_mastdl"))
+    }
+
+    /// `program` with the scrubbed environment of [`Env::cmd`] (a shell
+    /// that sets a limit, then runs `mastdl`).
+    fn cmd_of(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
         c.current_dir(self.path())
             .env_remove("MAST_API_TOKEN")
             .env_remove("MASTDL_BASE_URL")

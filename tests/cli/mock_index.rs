@@ -26,6 +26,23 @@ pub const KEPLER_FILES: &[(&str, usize)] = &[
 pub const SIBLING_FILE: &str =
     "/pub/kepler/lightcurves/0024/002436324/kplr002436324-2009131105131_llc.fits";
 
+/// A folder whose index page links to names that cannot be local files
+/// (each must be skipped) beside [`BAD_DIR_FILES`] (each must be kept).
+pub const BAD_DIR: &str = "/pub/bad/";
+
+/// The links of [`BAD_DIR`] that cannot be local files: a `/` inside a
+/// name, mastdl's own manifest at the top of DEST (with `-nd`), a `.part`
+/// temporary, a NUL.
+pub const BAD_NAMES: &[&str] = &[
+    "a%2F..%2Fb_llc.fits",
+    "MANIFEST.json",
+    "x.fits.part",
+    "c%00d_llc.fits",
+];
+
+/// The good files of [`BAD_DIR`] (name, size).
+pub const BAD_DIR_FILES: &[(&str, usize)] = &[("good1_llc.fits", 1200), ("good2_llc.fits", 1300)];
+
 /// Returns the routes of the directory tree (the smallest hook into the
 /// mock's router: `.merge(mock_index::router())`).
 pub fn router() -> Router {
@@ -54,6 +71,12 @@ fn index(title: &str, rows: &[&str]) -> String {
 }
 
 fn page(path: &str) -> Option<String> {
+    if path == BAD_DIR {
+        let mut rows: Vec<&str> = BAD_NAMES.to_vec();
+        rows.insert(1, BAD_DIR_FILES[0].0);
+        rows.push(BAD_DIR_FILES[1].0);
+        return Some(index(BAD_DIR, &rows));
+    }
     let dir = path.strip_prefix(KEPLER_DIR);
     Some(match dir? {
         "" => index(
@@ -95,6 +118,12 @@ async fn serve(Path(path): Path<String>, headers: HeaderMap) -> Response {
         .iter()
         .find(|(p, _)| format!("{KEPLER_DIR}{p}") == full)
         .map(|(_, s)| *s)
+        .or_else(|| {
+            BAD_DIR_FILES
+                .iter()
+                .find(|(p, _)| format!("{BAD_DIR}{p}") == full)
+                .map(|(_, s)| *s)
+        })
         .or_else(|| (full == SIBLING_FILE).then_some(10));
     match size {
         Some(size) => (

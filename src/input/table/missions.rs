@@ -63,9 +63,7 @@ impl Columns {
     ) -> Result<Entry, InputError> {
         let mission = self.mission.and_then(text).map(|m| m.to_ascii_lowercase());
         let mission = mission.or_else(|| guess_mission(uri));
-        let is_mast = uri
-            .get(..5)
-            .is_some_and(|p| p.eq_ignore_ascii_case("mast:"));
+        let is_mast = crate::layout::is_mast_uri(uri);
         let name = self
             .filename
             .and_then(text)
