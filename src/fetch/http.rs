@@ -343,6 +343,9 @@ impl Host {
     /// failed).
     fn learn(&self, via: Via, version: Option<reqwest::Version>) {
         let h2 = version == Some(reqwest::Version::HTTP_2);
+        if h2 {
+            self.gate.multiplexed();
+        }
         let mut lane = self.lane();
         *lane = match (via, h2, version) {
             (Via::Main, true, _) => Some(lane.unwrap_or(Lane::Cold)),
@@ -514,6 +517,12 @@ impl Http {
             match sent {
                 Ok(Ok(mut resp)) => {
                     attempt.version = Some(resp.version());
+                    if will_close(resp.version(), resp.headers()) {
+                        // Its connection closes once this answer is done:
+                        // it leaves the count then, not a wait later.
+                        resp.extensions_mut()
+                            .insert(Closing(Arc::new(Closes(host.gate.clone()))));
+                    }
                     resp.extensions_mut().insert(busy);
                     return Ok(resp);
                 }
@@ -547,6 +556,42 @@ impl Clone for Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Returns true if and only if an answer says its connection closes after
+/// it: `Connection: close`, or HTTP/1.0 without `Connection: keep-alive`
+/// (RFC 9112 §9.3). hyper then closes the connection once the body ends
+/// (or the answer is dropped) and never pools it.
+pub(crate) fn will_close(version: reqwest::Version, h: &HeaderMap) -> bool {
+    let says = |token: &str| {
+        h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    match version {
+        reqwest::Version::HTTP_09 => true,
+        reqwest::Version::HTTP_10 => !says("keep-alive"),
+        reqwest::Version::HTTP_11 => says("close"),
+        // HTTP/2 and later have no `Connection` header; their closes are
+        // GOAWAY frames, corrected at the gate (see `Host::saturated`).
+        _ => false,
+    }
+}
+
+/// The connection of an answer that says it closes: leaves its host's
+/// count when the answer is dropped (it rides in the answer's extensions,
+/// which need `Clone`; clones share the one [`Closes`]).
+#[derive(Clone)]
+struct Closing(#[allow(dead_code)] Arc<Closes>);
+
+/// Takes a connection off its gate's count when dropped.
+struct Closes(Arc<Gate>);
+
+impl Drop for Closes {
+    fn drop(&mut self) {
+        self.0.lost();
     }
 }
 
@@ -781,6 +826,49 @@ mod tests {
         let t = Trust::new(Url::parse("http://127.0.0.1:1234").unwrap(), vec![]);
         assert!(t.allows(&Url::parse("http://127.0.0.1:999/x").unwrap()));
         assert!(!t.allows(&Url::parse("http://localhost:999/x").unwrap()));
+    }
+
+    /// Issue 20 §2: a connection whose answer says it closes leaves its
+    /// host's count when the answer is done, not a wait later; a
+    /// keep-alive one stays counted (it is pooled).
+    #[tokio::test]
+    async fn a_connection_that_says_it_closes_leaves_the_count_at_once() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let heads = [
+            ("HTTP/1.1 200 OK\r\nConnection: close\r\n", true),
+            ("HTTP/1.0 200 OK\r\n", true),
+            ("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, close\r\n", true),
+            ("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n", false),
+            ("HTTP/1.1 200 OK\r\n", false),
+        ];
+        for (head, closes) in heads {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = Url::parse(&format!("http://{}/f", l.local_addr().unwrap())).unwrap();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await.unwrap();
+                let answer = format!("{head}Content-Length: 2\r\n\r\nok");
+                s.write_all(answer.as_bytes()).await.unwrap();
+                if closes {
+                    s.shutdown().await.unwrap();
+                } else {
+                    // Held open until the client goes.
+                    let _ = s.read(&mut buf).await;
+                }
+            });
+            let http = Http::loopback();
+            let mut resp = http.get_one(&url).await.unwrap();
+            let host = http.host(&url).unwrap();
+            assert_eq!(host.gate.open(), 1, "{head}");
+            assert_eq!(resp.chunk().await.unwrap().as_deref(), Some(&b"ok"[..]));
+            drop(resp);
+            let want = usize::from(!closes);
+            assert_eq!(host.gate.open(), want, "{head}");
+            drop(http);
+            drop(host);
+            server.await.unwrap();
+        }
     }
 
     #[test]
