@@ -1097,6 +1097,71 @@ mod tests {
         }
     }
 
+    /// Issue 20 §1: without a validator, a resume's answer must start at
+    /// the overlap asked for and name the total recorded when the `.part`
+    /// was started (an unknown total will not do); with one, its validator.
+    #[test]
+    fn a_resume_without_validator_needs_the_recorded_total() {
+        let r = Resume {
+            have: 100_000,
+            from: 100_000 - RESUME_OVERLAP,
+            meta: Meta {
+                validator: None,
+                total: Some(200_000),
+                ranged: None,
+            },
+        };
+        assert_eq!(r.check(), Check::Overlap);
+        let answer = |raw: &str| check_resumed(&r, ContentRange::parse(raw), raw, None, None);
+        let from = r.from;
+        assert_eq!(
+            answer(&format!("bytes {from}-199999/200000")).unwrap(),
+            Some(200_000)
+        );
+        for bad in [
+            format!("bytes {from}-299999/300000"),
+            format!("bytes {from}-199999/*"),
+            "bytes 100000-199999/200000".to_string(),
+        ] {
+            assert!(answer(&bad).is_err(), "{bad}");
+        }
+        let strong = Resume {
+            from: 100_000,
+            meta: Meta {
+                validator: Some(Validator::Etag("\"a\"".into())),
+                ..r.meta.clone()
+            },
+            ..r
+        };
+        assert_eq!(strong.check(), Check::Validator);
+        let raw = "bytes 100000-199999/200000";
+        let ok = check_resumed(&strong, ContentRange::parse(raw), raw, Some("\"a\""), None);
+        assert_eq!(ok.unwrap(), Some(200_000));
+        let changed = check_resumed(&strong, ContentRange::parse(raw), raw, Some("\"b\""), None);
+        assert!(changed.is_err());
+    }
+
+    #[test]
+    fn a_lead_is_compared_or_kept_across_chunks() {
+        let mut equal = Lead::Equal(b"abcd");
+        assert_eq!(equal.eat(b"ab"), Some(&b""[..]));
+        assert_eq!(equal.eat(b"cdef"), Some(&b"ef"[..]));
+        assert_eq!(equal.eat(b"gh"), Some(&b"gh"[..]));
+        assert_eq!(Lead::Equal(b"abcd").eat(b"abXd"), None);
+        let mut keep = Lead::Keep(3, Vec::new());
+        assert_eq!(keep.eat(b"ab"), Some(&b""[..]));
+        assert_eq!(keep.eat(b"cde"), Some(&b"de"[..]));
+        assert!(matches!(keep, Lead::Keep(0, ref k) if k == b"abc"));
+        assert_eq!(
+            Joined::Resumed {
+                at: 43_201_331,
+                check: Check::Overlap
+            }
+            .describe(),
+            "resumed at 41.20 MiB; no validator, overlap checked"
+        );
+    }
+
     #[test]
     fn text_products() {
         assert!(is_text_product("x_cat.ecsv"));
