@@ -475,6 +475,15 @@ fn a_product_changed_between_runs_comes_whole_never_a_hybrid() {
         );
         let expected = if ignore_if_range { 206 } else { 200 };
         assert_eq!(first.status, expected, "{seen:?}");
+        if ignore_if_range {
+            // Issue 20 §7: a range refused for its validator says so.
+            assert!(
+                r.stderr
+                    .contains("the validator changed (ETag \"v1\" -> \"v2\")"),
+                "{}",
+                r.stderr
+            );
+        }
         assert!(
             seen.iter()
                 .any(|x| x.req.range.is_none() && x.status == 200 && x.sent == BIG_SIZE as u64),
