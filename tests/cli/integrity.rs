@@ -787,8 +787,9 @@ fn no_validator_reply(req: &super::raw::Req, body: &[u8]) -> Reply {
 /// KiB before the end of the `.part` (no `If-Range`: there is nothing to
 /// put in it), compares them with the `.part`'s, and appends the rest —
 /// exact bytes, the manifest saying which check passed. When the product
-/// changed between the attempts inside that overlap, the file comes again
-/// whole and exact.
+/// changed between the attempts inside that overlap, or its length changed
+/// (the total is not the one recorded when the `.part` was started), the
+/// file comes again whole and exact.
 #[test]
 fn without_validators_a_cut_file_resumes_with_its_overlap_checked() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -798,9 +799,11 @@ fn without_validators_a_cut_file_resumes_with_its_overlap_checked() {
     let v1 = bytes(201, SIZE);
     let mut v2 = v1.clone();
     v2[CUT - 1000] ^= 0xff;
-    for changed in [false, true] {
+    let mut longer = v1.clone();
+    longer.extend_from_slice(&bytes(204, 5000));
+    for (changed, later) in [(false, v1.clone()), (true, v2.clone()), (true, longer)] {
         let first = v1.clone();
-        let later = if changed { v2.clone() } else { v1.clone() };
+        let want = later.clone();
         let calls = std::sync::Arc::new(AtomicUsize::new(0));
         let n = calls.clone();
         let raw = Raw::start(move |req| {
@@ -833,12 +836,11 @@ fn without_validators_a_cut_file_resumes_with_its_overlap_checked() {
         let r = fetch(&[]);
         assert_eq!(r.code, 0, "changed: {changed}: {}", r.stderr);
         let got = std::fs::read(&path).unwrap();
-        let want = if changed { &v2 } else { &v1 };
         assert!(
-            got == *want,
+            got == want,
             "changed: {changed}: the bytes are not the file's ({})",
             if got == v1 || got == v2 {
-                "the other version"
+                "another version"
             } else {
                 "a hybrid"
             }
@@ -922,18 +924,28 @@ fn without_validators_a_large_file_comes_in_overlapping_ranges() {
 }
 
 /// Issue 20 §1: a file without validators that changes between two of its
-/// ranges, inside their overlap, is never saved as a hybrid: the overlap
+/// ranges, inside their overlap (or in length: the later answers name
+/// another total), is never saved as a hybrid: the overlap or the total
 /// differs, and the file comes again whole, in one stream, exact.
 #[test]
 fn without_validators_a_file_changed_between_ranges_comes_again_whole() {
-    const URI: &str = "mast:HST/product/nvchg_raw.fits";
     let v1 = bytes(203, RANGED_SIZE);
     let mut v2 = v1.clone();
     // Inside the second range's overlap with the first.
     v2[(8 << 20) - 100] ^= 0xff;
-    let (old, new) = (v1.clone(), v2.clone());
-    // The first answer and the first range are the old version; every
-    // later range is the new one.
+    // Or longer: its answers name another total.
+    let mut longer = v1.clone();
+    longer.extend_from_slice(&bytes(205, 5000));
+    for new in [v2.clone(), longer] {
+        changed_between_ranges(&v1, &v2, new);
+    }
+}
+
+/// Serves `old` to the first answer and the first range, `new` to every
+/// later range; checks that the file comes again whole as `old`.
+fn changed_between_ranges(v1: &[u8], v2: &[u8], new: Vec<u8>) {
+    const URI: &str = "mast:HST/product/nvchg_raw.fits";
+    let old = v1.to_vec();
     let raw = Raw::start(move |req| match req.header("range") {
         None | Some("bytes=0-8388607") => no_validator_reply(req, &old),
         Some(_) => no_validator_reply(req, &new),
