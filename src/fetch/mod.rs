@@ -125,7 +125,7 @@ impl Joined {
     /// validator, overlap checked".
     pub fn describe(self) -> String {
         let how = |c: Check| match c {
-            Check::Validator => "validator checked (`If-Range`)",
+            Check::Validator => "validator checked (If-Range)",
             Check::Overlap => "no validator, overlap checked",
         };
         match self {
