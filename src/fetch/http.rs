@@ -38,6 +38,9 @@ pub const MAX_CONNECT: Duration = Duration::from_secs(30);
 pub const ERROR_EXCERPT: usize = 4096;
 /// The longest wait for an error body's excerpt.
 pub const ERROR_EXCERPT_TIME: Duration = Duration::from_secs(5);
+/// How many times one hop is sent again at once after an HTTP/2 server
+/// refused it unprocessed (see [`unprocessed`]).
+const MAX_RESEND: u32 = 3;
 
 /// Which hosts see the credentials.
 #[derive(Debug, Clone)]
@@ -491,10 +494,14 @@ impl Http {
     /// Sends one hop on its host's clients. A connect refused at the
     /// connection cap (see [`gate`]) is sent again, after correcting the
     /// count when a connection closed unseen (`Host::saturated`), until
-    /// the hop's wait is spent.
+    /// the hop's wait is spent. A request an HTTP/2 server refused
+    /// unprocessed while closing its connection (a GOAWAY) is sent again at
+    /// once, on a new connection, up to [`MAX_RESEND`] times: it costs no
+    /// retry and no backoff.
     async fn exchange(&self, hop: &Hop<'_>) -> Result<Response, FetchError> {
         let host = self.host(hop.url)?;
         let started = Instant::now();
+        let mut resent = 0;
         loop {
             let (via, client) = host.pick(&self.hosts.spec);
             let mut r = client
@@ -529,6 +536,11 @@ impl Http {
                 Ok(Err(e)) if gate::is_saturated(&e) && started.elapsed() < hop.wait => {
                     host.saturated();
                 }
+                Ok(Err(e))
+                    if unprocessed(&e) && resent < MAX_RESEND && started.elapsed() < hop.wait =>
+                {
+                    resent += 1;
+                }
                 Ok(Err(e)) => return Err(network_error(&e)),
                 Err(_) => return Err(FetchError::Stall(hop.wait)),
             }
@@ -557,6 +569,24 @@ impl Drop for Busy {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Returns true if and only if `e` says an HTTP/2 server did not process
+/// the request: it refused the stream (`REFUSED_STREAM`), or closed the
+/// connection with a graceful GOAWAY (`NO_ERROR`, as nginx does after
+/// `keepalive_requests`) before it was answered. RFC 9113 §8.7: such a
+/// request may be sent again.
+pub(crate) fn unprocessed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(err) = at {
+        if let Some(h) = err.downcast_ref::<h2::Error>() {
+            let graceful =
+                h.is_go_away() && h.is_remote() && h.reason() == Some(h2::Reason::NO_ERROR);
+            return graceful || h.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        at = err.source();
+    }
+    false
 }
 
 /// Returns true if and only if an answer says its connection closes after
@@ -869,6 +899,18 @@ mod tests {
             drop(host);
             server.await.unwrap();
         }
+    }
+
+    #[test]
+    fn only_requests_an_http2_server_refused_unprocessed_go_again() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("wrapped")]
+        struct Wrap(#[source] Box<dyn std::error::Error + Send + Sync>);
+        let refused = Wrap(Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM)));
+        assert!(unprocessed(&refused));
+        let reset = Wrap(Box::new(h2::Error::from(h2::Reason::INTERNAL_ERROR)));
+        assert!(!unprocessed(&reset));
+        assert!(!unprocessed(&Wrap("connection reset".into())));
     }
 
     #[test]
