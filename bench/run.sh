@@ -4,13 +4,15 @@
 # no-network floor (cp -r), all served by a local nginx on 127.0.0.1.
 #
 #   bench/run.sh [--quick] [--reps N] [-j|--jobs N] [--work DIR]
-#                [--workloads small,mixed,large,plan] [--no-build] [--timeout S]
+#                [--workloads small,mixed,large,close,plan] [--no-build] [--timeout S]
 #                [--dest-root DIR]
 #   bench/run.sh --wan [...]     the WAN profile instead (bench/wan.sh: a loopback
 #                                archive with latency, connection cost and rate caps)
 #
 # Results: WORK/results.md, raw runs in WORK/raw.tsv, logs in WORK/logs/
 # (results-quick.md, raw-quick.tsv, logs-quick/ with --quick). See bench/README.md.
+# MASTDL_BEFORE=/path/to/mastdl also measures that binary on the close workload
+# (a before/after comparison, e.g. a build of main).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,10 +27,11 @@ REPS=
 JOBS=4
 WORK=$HERE/work
 DEST_ROOT=
-WORKLOADS=small,mixed,large,plan
+WORKLOADS=small,mixed,large,close,plan
 BUILD=1
 TIMEOUT=
 MASTDL=${MASTDL:-$REPO/target/release/mastdl}
+MASTDL_BEFORE=${MASTDL_BEFORE:-}
 
 usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -66,6 +69,7 @@ if [ "$QUICK" = 1 ]; then
   SPEC_small=50x32768
   SPEC_mixed=20x32768,4x1048576,1x8388608
   SPEC_large=2x8388608
+  SPEC_close=200x1000
   PLAN_COUNTS="1000 10000"
   RESULTS=results-quick.md
   SUFFIX=-quick
@@ -76,12 +80,13 @@ else
   SPEC_small=2000x32768
   SPEC_mixed=200x32768,20x4194304,2x67108864
   SPEC_large=4x268435456
+  SPEC_close=200x1000
   PLAN_COUNTS="1000 10000 100000 1000000"
   RESULTS=results.md
   SUFFIX=
 fi
 for w in ${WORKLOADS//,/ }; do
-  case $w in small|mixed|large|plan) ;; *) die "unknown workload '$w' (small, mixed, large, plan)";; esac
+  case $w in small|mixed|large|close|plan) ;; *) die "unknown workload '$w' (small, mixed, large, close, plan)";; esac
 done
 has_wl() { [[ ",$WORKLOADS," == *",$1,"* ]]; }
 
@@ -135,7 +140,7 @@ printf 'workload\ttool\trep\twall_s\tcpu_s\trss_kb\tstatus\tnote\trequests\tbody
 # ---------------------------------------------------------------- 2. data
 say "generating data under $WORK (kept between runs)"
 WLS=()
-for w in small mixed large; do has_wl "$w" && WLS+=("$w"); done
+for w in small mixed large close; do has_wl "$w" && WLS+=("$w"); done
 for w in "${WLS[@]}"; do
   spec_var=SPEC_$w
   "$PY" "$LIB/gen.py" workload "$WORK" "$w" "$PREFIX$w" "${!spec_var}" >&2
@@ -169,7 +174,7 @@ free_port() {
 }
 
 write_nginx_conf() {
-  local port=$1 userline=
+  local port=$1 close_port=$2 userline=
   [ "$(id -u)" = 0 ] && userline="user $(id -un) $(id -gn);"
   mkdir -p "$NGX/logs" "$NGX/tmp"
   cat >"$NGX/nginx.conf" <<EOF
@@ -214,6 +219,19 @@ http {
         }
         location / { return 404; }
     }
+
+    # The close workload: the same files from a server that keeps no
+    # connection alive (every answer says Connection: close).
+    server {
+        listen 127.0.0.1:$close_port backlog=4096;
+        keepalive_timeout 0;
+        root $WORK/data;
+        location = /api/v0.1/Download/file {
+            if (\$bench_name = "") { return 400; }
+            try_files /\$bench_name =404;
+        }
+        location / { return 404; }
+    }
 }
 EOF
 }
@@ -222,7 +240,8 @@ start_nginx() {
   local try
   for try in 1 2 3; do
     PORT=$(free_port)
-    write_nginx_conf "$PORT"
+    CLOSE_PORT=$(free_port)
+    write_nginx_conf "$PORT" "$CLOSE_PORT"
     : >"$NGX/logs/access.log"
     "$NGINX" -p "$NGX/" -c "$NGX/nginx.conf" -e "$NGX/logs/error.log" -t >"$LOGS/nginx-test.log" 2>&1 ||
       { cat "$LOGS/nginx-test.log" >&2; die "nginx rejected its configuration ($NGX/nginx.conf)"; }
@@ -233,7 +252,8 @@ start_nginx() {
       kill -0 "$NGINX_PID" 2>/dev/null || break
       if curl -s -o /dev/null "http://127.0.0.1:$PORT/" 2>/dev/null; then
         BASE=http://127.0.0.1:$PORT
-        say "nginx $NGINX_PID listening on $BASE"
+        BASE_CLOSE=http://127.0.0.1:$CLOSE_PORT
+        say "nginx $NGINX_PID listening on $BASE (and $BASE_CLOSE, no keep-alive)"
         return 0
       fi
       sleep 0.1
@@ -269,6 +289,9 @@ self_test() {
   local conns
   conns=$(curl -sS --globoff -o /dev/null -o /dev/null -w '%{num_connects} ' "$url" "$url")
   [ "$conns" = "1 0 " ] || die "self-test: keep-alive not reused (connects: $conns)"
+  local closing="$BASE_CLOSE/api/v0.1/Download/file?uri=mast:BENCH/product/$name"
+  curl -sS --globoff -o /dev/null -D - "$closing" | tr -d '\r' | grep -qi '^connection: close$' ||
+    die "self-test: the close server does not say Connection: close"
   rm -f "$out"
   say "nginx self-test passed (raw and %-encoded uri, Range, HEAD, 404, 400, keep-alive)"
 }
@@ -311,7 +334,7 @@ run_one() {
     local why="exit $rc"
     [ $rc = 124 ] && why="timed out after ${TIMEOUT}s"
     note="$why: $(grep -v '^\s*$' "$log" | grep -v '^Command exited' | tail -n1 || true)"
-    if [ "$tool" = mastdl ]; then status=na; note="binary failed: $note"; else status=FAILED; fi
+    if [[ $tool == mastdl* ]]; then status=na; note="binary failed: $note"; else status=FAILED; fi
   elif [ "$verify" != none ]; then
     local vflag=; [ "$verify" = full ] && vflag=--full
     if v=$("$PY" "$LIB/verify.py" "$manifest" "$dest" $vflag 2>&1); then
@@ -355,6 +378,12 @@ check_mastdl() {
     MASTDL_SRC=$MASTDL
     MASTDL=$WORK/bin/mastdl
   fi
+  if [ -n "$MASTDL_BEFORE" ]; then
+    [ -x "$MASTDL_BEFORE" ] || die "MASTDL_BEFORE=$MASTDL_BEFORE is not an executable"
+    cp "$MASTDL_BEFORE" "$WORK/bin/mastdl-before.tmp" && mv -f "$WORK/bin/mastdl-before.tmp" "$WORK/bin/mastdl-before"
+    say "mastdl-before: $MASTDL_BEFORE"
+    MASTDL_BEFORE=$WORK/bin/mastdl-before
+  fi
   [ "$MASTDL_OK" = 1 ] && say "mastdl: $MASTDL_SRC ($("$MASTDL" --version 2>/dev/null || echo '?'))" ||
     say "mastdl rows will be n/a: $MASTDL_WHY"
 }
@@ -378,21 +407,27 @@ if [ "$BUSY_START" -gt 20 ]; then
   say "warning: the CPUs are ${BUSY_START}% busy before the runs (load $LOAD_START); other work on this machine will skew the numbers"
 fi
 
+base_for() { if [ "$1" = close ]; then echo "$BASE_CLOSE"; else echo "$BASE"; fi; }
+
 for w in "${WLS[@]}"; do
   in=$WORK/inputs/$w
-  for f in portal.sh curl.cfg aria2.txt; do sed "s|{BASE}|$BASE|g" "$in/$f" >"$in/run-$f"; done
+  for f in portal.sh curl.cfg aria2.txt; do sed "s|{BASE}|$(base_for "$w")|g" "$in/$f" >"$in/run-$f"; done
 done
 
 tools_for() {
-  echo mastdl portal-curl-loop curl-parallel aria2c
+  echo mastdl
+  if [ "$1" = close ] && [ -n "$MASTDL_BEFORE" ]; then echo mastdl-before; fi
+  echo portal-curl-loop curl-parallel aria2c
   [ "$1" = large ] && echo cp-floor
   return 0
 }
 
 tool_cmd() { # tool workload dest -> sets CMD array
-  local in=$WORK/inputs/$2
+  local in=$WORK/inputs/$2 base
+  base=$(base_for "$2")
   case $1 in
-    mastdl) CMD=("$MASTDL" fetch --base-url "$BASE" --progress never -q -j "$JOBS" -d "$3" "$WORK/uris-$2.txt") ;;
+    mastdl) CMD=("$MASTDL" fetch --base-url "$base" --progress never -q -j "$JOBS" -d "$3" "$WORK/uris-$2.txt") ;;
+    mastdl-before) CMD=("$MASTDL_BEFORE" fetch --base-url "$base" --progress never -q -j "$JOBS" -d "$3" "$WORK/uris-$2.txt") ;;
     portal-curl-loop) CMD=(bash "$in/run-portal.sh") ;;
     curl-parallel) CMD=(curl --parallel --parallel-max "$JOBS" -K "$in/run-curl.cfg") ;;
     aria2c) CMD=(aria2c --no-conf -j "$JOBS" -x1 -i "$in/run-aria2.txt" --file-allocation=none
@@ -409,7 +444,7 @@ for w in "${WLS[@]}"; do
       manifest=$WORK/manifest-$w.tsv
       [ "$tool" = cp-floor ] && manifest=$WORK/manifest-$w-cp.tsv
       verify=size; [ "$rep" = 1 ] && verify=full
-      if [ "$tool" = mastdl ] && [ "$MASTDL_OK" != 1 ]; then
+      if [[ $tool == mastdl* ]] && [ "$MASTDL_OK" != 1 ]; then
         [ "$rep" = 1 ] && record_na "$w" mastdl "$MASTDL_WHY"
         continue
       fi
@@ -489,7 +524,7 @@ BUSY_END=$(cpu_busy)
   [ $QUICK = 1 ] && echo "**Quick mode: tiny sizes, one repetition; the target checks are not meaningful here.**" && echo
   echo "Workloads (random bytes, served by nginx on 127.0.0.1 with sendfile and keep-alive):"
   echo
-  echo "- small: $SPEC_small; mixed: $SPEC_mixed; large: $SPEC_large (count x bytes)"
+  echo "- small: $SPEC_small; mixed: $SPEC_mixed; large: $SPEC_large; close: $SPEC_close from a server answering Connection: close to every request (count x bytes)"
   echo "- concurrency $JOBS for mastdl, curl --parallel and aria2c; the portal loop is sequential"
   echo "- $REPS repetition(s), tools interleaved within each repetition; every run into a fresh folder;"
   echo "  each run's files checked for count and size, the first repetition's byte for byte"

@@ -468,7 +468,7 @@ async fn attempt(
         (Some(size), Some(etag)) if size > fetch::RANGED_MIN && !etag.is_empty() => {
             let v = fetch::part::Validator::Etag(etag.to_string());
             let slots = fetch::Slots::Bucket(&ctx.bucket);
-            fetch::download_ranged(&ctx.http, transfer, size, &v, slots).await
+            fetch::download_ranged(&ctx.http, transfer, size, Some(&v), slots).await
         }
         _ => {
             let _permit = ctx
@@ -504,11 +504,13 @@ fn complete(
     let withheld = done
         .withheld
         .map(|h| format!("token withheld from untrusted host `{h}`"));
-    let message = match (note, withheld) {
-        (Some(n), Some(w)) => Some(format!("{n}; {w}")),
-        (Some(n), None) => Some(n.to_string()),
-        (None, w) => w,
-    };
+    // Which check joined bytes from more than one answer passed.
+    let joined = done.joined.map(fetch::Joined::describe);
+    let parts: Vec<String> = [note.map(str::to_string), joined, withheld]
+        .into_iter()
+        .flatten()
+        .collect();
+    let message = (!parts.is_empty()).then(|| parts.join("; "));
     Outcome {
         row: row_at(
             job,

@@ -13,8 +13,8 @@ import json
 import statistics
 import sys
 
-TOOL_ORDER = ["mastdl", "portal-curl-loop", "curl-parallel", "aria2c", "cp-floor"]
-WL_ORDER = ["small", "mixed", "large", "rerun-small"]
+TOOL_ORDER = ["mastdl", "mastdl-before", "portal-curl-loop", "curl-parallel", "aria2c", "cp-floor"]
+WL_ORDER = ["small", "mixed", "large", "close", "rerun-small"]
 
 
 def load(path):
@@ -158,6 +158,8 @@ def main():
 
     check("large: mastdl vs min(curl --parallel, aria2c)", "≤ 1.05×", large_peers)
     check("large: mastdl vs cp -r floor", "≤ 2.5×", ratio_check("large", "cp-floor", 2.5))
+    check("close (Connection: close): mastdl vs curl --parallel", "≤ 1.5×",
+          ratio_check("close", "curl-parallel", 1.5))
 
     def rss_large():
         m = need("large", "mastdl")

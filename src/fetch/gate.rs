@@ -18,9 +18,16 @@
 //! server closes idle ones): then it corrects the count ([`Gate::lost`])
 //! and sends the request again.
 //!
-//! The count goes down by itself only when a connect fails or is dropped;
-//! a connection that closed unseen costs one [`WAIT`] when the next one is
-//! needed.
+//! The count goes down when a connect fails or is dropped, and when a
+//! connection closes openly: an answer that says its connection closes
+//! (`Connection: close`, HTTP/1.0 without keep-alive) takes it off the
+//! count as soon as the answer is done (`super::http`), so a server that
+//! closes every connection costs no wait. On a host that answered over
+//! HTTP/2 ([`Gate::multiplexed`]) a live connection serves every request,
+//! so a connect at the cap with none in progress means one was closed (a
+//! GOAWAY, as nginx sends after `keepalive_requests`): it takes that one's
+//! place at once. Only an HTTP/1.1 connection closed unseen (a server
+//! closing an idle one) costs one [`WAIT`] when the next one is needed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +56,8 @@ pub struct Gate {
     wait: Duration,
     count: Mutex<Count>,
     freed: Notify,
+    /// The host answered over HTTP/2.
+    multiplexed: std::sync::atomic::AtomicBool,
 }
 
 /// What a [`Gate`] counts.
@@ -71,6 +80,7 @@ impl Gate {
             wait,
             count: Mutex::new(Count::default()),
             freed: Notify::new(),
+            multiplexed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -81,6 +91,14 @@ impl Gate {
     /// Returns the cap.
     pub fn cap(&self) -> usize {
         self.cap
+    }
+
+    /// Marks the host as one that answers over HTTP/2: one live connection
+    /// serves every request of a client, so a connect at the cap with none
+    /// in progress replaces a closed one (see the module docs).
+    pub fn multiplexed(&self) {
+        self.multiplexed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Returns the connections counted as open (or opening).
@@ -99,6 +117,13 @@ impl Gate {
                 let mut c = self.count();
                 if c.open < self.cap {
                     c.open += 1;
+                    c.connecting += 1;
+                    return Ok(());
+                }
+                if c.connecting == 0 && self.multiplexed.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    // Over HTTP/2 a live connection would have served this
+                    // request: one is gone, and this one takes its place.
                     c.connecting += 1;
                     return Ok(());
                 }
@@ -254,6 +279,14 @@ mod tests {
         // Nothing moving: refused after the wait, the count unchanged.
         let e = gate.enter().await.unwrap_err();
         assert_eq!(e.cap, 2);
+        assert_eq!(gate.open(), 2);
+        // Over HTTP/2, a connect at the cap with none in progress replaces
+        // a connection that closed (GOAWAY): no wait, the count unchanged.
+        gate.multiplexed();
+        let before = tokio::time::Instant::now();
+        gate.enter().await.unwrap();
+        assert_eq!(tokio::time::Instant::now(), before, "it waited");
+        gate.entered(true);
         assert_eq!(gate.open(), 2);
         // Found below the errors that wrap it (as hyper's and reqwest's do).
         #[derive(Debug, thiserror::Error)]

@@ -38,6 +38,9 @@ pub const MAX_CONNECT: Duration = Duration::from_secs(30);
 pub const ERROR_EXCERPT: usize = 4096;
 /// The longest wait for an error body's excerpt.
 pub const ERROR_EXCERPT_TIME: Duration = Duration::from_secs(5);
+/// How many times one hop is sent again at once after an HTTP/2 server
+/// refused it unprocessed (see [`unprocessed`]).
+const MAX_RESEND: u32 = 3;
 
 /// Which hosts see the credentials.
 #[derive(Debug, Clone)]
@@ -343,6 +346,9 @@ impl Host {
     /// failed).
     fn learn(&self, via: Via, version: Option<reqwest::Version>) {
         let h2 = version == Some(reqwest::Version::HTTP_2);
+        if h2 {
+            self.gate.multiplexed();
+        }
         let mut lane = self.lane();
         *lane = match (via, h2, version) {
             (Via::Main, true, _) => Some(lane.unwrap_or(Lane::Cold)),
@@ -488,10 +494,14 @@ impl Http {
     /// Sends one hop on its host's clients. A connect refused at the
     /// connection cap (see [`gate`]) is sent again, after correcting the
     /// count when a connection closed unseen (`Host::saturated`), until
-    /// the hop's wait is spent.
+    /// the hop's wait is spent. A request an HTTP/2 server refused
+    /// unprocessed while closing its connection (a GOAWAY) is sent again at
+    /// once, on a new connection, up to [`MAX_RESEND`] times: it costs no
+    /// retry and no backoff.
     async fn exchange(&self, hop: &Hop<'_>) -> Result<Response, FetchError> {
         let host = self.host(hop.url)?;
         let started = Instant::now();
+        let mut resent = 0;
         loop {
             let (via, client) = host.pick(&self.hosts.spec);
             let mut r = client
@@ -514,11 +524,22 @@ impl Http {
             match sent {
                 Ok(Ok(mut resp)) => {
                     attempt.version = Some(resp.version());
+                    if will_close(resp.version(), resp.headers()) {
+                        // Its connection closes once this answer is done:
+                        // it leaves the count then, not a wait later.
+                        resp.extensions_mut()
+                            .insert(Closing(Arc::new(Closes(host.gate.clone()))));
+                    }
                     resp.extensions_mut().insert(busy);
                     return Ok(resp);
                 }
                 Ok(Err(e)) if gate::is_saturated(&e) && started.elapsed() < hop.wait => {
                     host.saturated();
+                }
+                Ok(Err(e))
+                    if unprocessed(&e) && resent < MAX_RESEND && started.elapsed() < hop.wait =>
+                {
+                    resent += 1;
                 }
                 Ok(Err(e)) => return Err(network_error(&e)),
                 Err(_) => return Err(FetchError::Stall(hop.wait)),
@@ -547,6 +568,60 @@ impl Clone for Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Returns true if and only if `e` says an HTTP/2 server did not process
+/// the request: it refused the stream (`REFUSED_STREAM`), or closed the
+/// connection with a graceful GOAWAY (`NO_ERROR`, as nginx does after
+/// `keepalive_requests`) before it was answered. RFC 9113 §8.7: such a
+/// request may be sent again.
+pub(crate) fn unprocessed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(err) = at {
+        if let Some(h) = err.downcast_ref::<h2::Error>() {
+            let graceful =
+                h.is_go_away() && h.is_remote() && h.reason() == Some(h2::Reason::NO_ERROR);
+            return graceful || h.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        at = err.source();
+    }
+    false
+}
+
+/// Returns true if and only if an answer says its connection closes after
+/// it: `Connection: close`, or HTTP/1.0 without `Connection: keep-alive`
+/// (RFC 9112 §9.3). hyper then closes the connection once the body ends
+/// (or the answer is dropped) and never pools it.
+pub(crate) fn will_close(version: reqwest::Version, h: &HeaderMap) -> bool {
+    let says = |token: &str| {
+        h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    match version {
+        reqwest::Version::HTTP_09 => true,
+        reqwest::Version::HTTP_10 => !says("keep-alive"),
+        reqwest::Version::HTTP_11 => says("close"),
+        // HTTP/2 and later have no `Connection` header; their closes are
+        // GOAWAY frames, corrected at the gate (see `Host::saturated`).
+        _ => false,
+    }
+}
+
+/// The connection of an answer that says it closes: leaves its host's
+/// count when the answer is dropped (it rides in the answer's extensions,
+/// which need `Clone`; clones share the one [`Closes`]).
+#[derive(Clone)]
+struct Closing(#[allow(dead_code)] Arc<Closes>);
+
+/// Takes a connection off its gate's count when dropped.
+struct Closes(Arc<Gate>);
+
+impl Drop for Closes {
+    fn drop(&mut self) {
+        self.0.lost();
     }
 }
 
@@ -781,6 +856,61 @@ mod tests {
         let t = Trust::new(Url::parse("http://127.0.0.1:1234").unwrap(), vec![]);
         assert!(t.allows(&Url::parse("http://127.0.0.1:999/x").unwrap()));
         assert!(!t.allows(&Url::parse("http://localhost:999/x").unwrap()));
+    }
+
+    /// Issue 20 §2: a connection whose answer says it closes leaves its
+    /// host's count when the answer is done, not a wait later; a
+    /// keep-alive one stays counted (it is pooled).
+    #[tokio::test]
+    async fn a_connection_that_says_it_closes_leaves_the_count_at_once() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let heads = [
+            ("HTTP/1.1 200 OK\r\nConnection: close\r\n", true),
+            ("HTTP/1.0 200 OK\r\n", true),
+            ("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, close\r\n", true),
+            ("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n", false),
+            ("HTTP/1.1 200 OK\r\n", false),
+        ];
+        for (head, closes) in heads {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = Url::parse(&format!("http://{}/f", l.local_addr().unwrap())).unwrap();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await.unwrap();
+                let answer = format!("{head}Content-Length: 2\r\n\r\nok");
+                s.write_all(answer.as_bytes()).await.unwrap();
+                if closes {
+                    s.shutdown().await.unwrap();
+                } else {
+                    // Held open until the client goes.
+                    let _ = s.read(&mut buf).await;
+                }
+            });
+            let http = Http::loopback();
+            let mut resp = http.get_one(&url).await.unwrap();
+            let host = http.host(&url).unwrap();
+            assert_eq!(host.gate.open(), 1, "{head}");
+            assert_eq!(resp.chunk().await.unwrap().as_deref(), Some(&b"ok"[..]));
+            drop(resp);
+            let want = usize::from(!closes);
+            assert_eq!(host.gate.open(), want, "{head}");
+            drop(http);
+            drop(host);
+            server.await.unwrap();
+        }
+    }
+
+    #[test]
+    fn only_requests_an_http2_server_refused_unprocessed_go_again() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("wrapped")]
+        struct Wrap(#[source] Box<dyn std::error::Error + Send + Sync>);
+        let refused = Wrap(Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM)));
+        assert!(unprocessed(&refused));
+        let reset = Wrap(Box::new(h2::Error::from(h2::Reason::INTERNAL_ERROR)));
+        assert!(!unprocessed(&reset));
+        assert!(!unprocessed(&Wrap("connection reset".into())));
     }
 
     #[test]

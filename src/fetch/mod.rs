@@ -4,9 +4,13 @@
 //! the rename to the final path.
 //!
 //! A sequential transfer resumes a `.part` only when its sidecar says what
-//! the bytes came from, with `If-Range` and a check of the answer's
-//! `Content-Range` and validator; anything else starts from zero. A ranged
-//! transfer ([`download_ranged`]) trusts only the ranges its sidecar lists.
+//! the bytes came from: with a validator `If-Range` can carry, with
+//! `If-Range` and a check of the answer's `Content-Range` and validator;
+//! without one, from [`RESUME_OVERLAP`] bytes before the end of the
+//! `.part`, those bytes compared with the `.part`'s and the total with the
+//! one recorded when the `.part` was started. Anything else starts from
+//! zero. A ranged transfer ([`download_ranged`]) trusts only the ranges its
+//! sidecar lists (with a validator) or the overlaps it compared (without).
 
 pub mod gate;
 pub mod http;
@@ -35,6 +39,9 @@ use part::{FileId, Meta, Part, Validator};
 const WRITE_BUFFER: usize = 64 << 10;
 /// The smallest write buffer.
 const MIN_WRITE_BUFFER: usize = 16 << 10;
+/// Without a validator, a resume asks again for this many bytes before the
+/// end of the `.part` and compares them with the `.part`'s.
+pub const RESUME_OVERLAP: u64 = 64 << 10;
 
 /// Returns the write buffer for `remaining` bytes: never more than the body
 /// (a 1 MiB buffer per small file would cost an mmap/munmap each).
@@ -95,6 +102,65 @@ pub struct Done {
     /// hashed as the body streams in, or, for parallel ranges (which do
     /// not arrive in order), read back once before the rename.
     pub md5: Option<String>,
+    /// How bytes from more than one answer were joined, when they were.
+    pub joined: Option<Joined>,
+}
+
+/// How bytes from more than one answer were shown to be of one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Every answer carried the validator of the first (`If-Range`).
+    Validator,
+    /// No validator: overlapping bytes compared, every total the same.
+    Overlap,
+}
+
+/// How a file's bytes came from more than one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// A `.part` of `at` bytes was resumed.
+    Resumed { at: u64, check: Check },
+    /// The file came as parallel ranges.
+    Ranged { check: Check },
+}
+
+impl Joined {
+    /// Returns what the manifest row says: "resumed at 41.2 MiB; no
+    /// validator, overlap checked".
+    pub fn describe(self) -> String {
+        let how = |c: Check| match c {
+            Check::Validator => "validator checked (If-Range)",
+            Check::Overlap => "no validator, overlap checked",
+        };
+        match self {
+            Joined::Resumed { at, check } => format!(
+                "resumed at {}; {}",
+                crate::manifest::human_bytes(at),
+                how(check)
+            ),
+            Joined::Ranged { check } => format!("in parallel ranges; {}", how(check)),
+        }
+    }
+}
+
+/// What the next attempt keeps of a `.part`: its `have` bytes, asked for
+/// again from `from` (`from < have`: the overlap to compare, without a
+/// validator), and its sidecar.
+#[derive(Debug)]
+struct Resume {
+    have: u64,
+    from: u64,
+    meta: Meta,
+}
+
+impl Resume {
+    fn check(&self) -> Check {
+        if self.from < self.have {
+            Check::Overlap
+        } else {
+            Check::Validator
+        }
+    }
 }
 
 /// What a HEAD says about a source, for `--update`.
@@ -226,24 +292,37 @@ pub const SIDECAR_MIN: u64 = 4 << 20;
 
 /// Returns the bytes of a `.part` a sequential attempt may keep, and what
 /// is known about them: only a non-empty regular file whose sidecar says it
-/// was written sequentially. Anything else is discarded.
-fn resumable(part: &Part) -> Option<(u64, Meta)> {
+/// was written sequentially, and either a validator `If-Range` can carry
+/// (a strong ETag or a date, RFC 9110 §13.1.5) or — without one — the
+/// total recorded when it was started and at least [`RESUME_OVERLAP`]
+/// bytes to compare. Anything else is discarded.
+fn resumable(part: &Part) -> Option<Resume> {
     let have = part.file_len();
     let meta = part.load();
     match (have, meta) {
-        // Only a strong ETag or a date can be sent as `If-Range` and
-        // checked on the answer (RFC 9110 §13.1.5): without one, the bytes
-        // cannot be joined safely to later ones.
         (Some(have), Some(meta))
-            if have > 0
-                && meta.ranged.is_none()
-                && meta
-                    .validator
-                    .as_ref()
-                    .is_some_and(|v| v.if_range().is_some())
-                && meta.total.is_none_or(|t| have < t) =>
+            if have > 0 && meta.ranged.is_none() && meta.total.is_none_or(|t| have < t) =>
         {
-            Some((have, meta))
+            if meta
+                .validator
+                .as_ref()
+                .is_some_and(|v| v.if_range().is_some())
+            {
+                return Some(Resume {
+                    have,
+                    from: have,
+                    meta,
+                });
+            }
+            if meta.total.is_some() && have >= RESUME_OVERLAP {
+                return Some(Resume {
+                    have,
+                    from: have - RESUME_OVERLAP,
+                    meta,
+                });
+            }
+            part.discard();
+            None
         }
         (None, None) => None,
         _ => {
@@ -253,17 +332,20 @@ fn resumable(part: &Part) -> Option<(u64, Meta)> {
     }
 }
 
-/// Returns the `Range` and `If-Range` headers that resume `resume`'s bytes.
-fn resume_headers(resume: Option<&(u64, Meta)>) -> HeaderMap {
+/// Returns the `Range` (and, with a validator, `If-Range`) headers that
+/// resume `resume`'s bytes.
+fn resume_headers(resume: Option<&Resume>) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let Some((have, meta)) = resume {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes={have}-")) {
+    if let Some(r) = resume {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes={}-", r.from)) {
             headers.insert(header::RANGE, v);
         }
-        if let Some(v) = meta
+        if let Some(v) = r
+            .meta
             .validator
             .as_ref()
             .and_then(|v| v.if_range())
+            .filter(|_| r.check() == Check::Validator)
             .and_then(|v| HeaderValue::from_str(v).ok())
         {
             headers.insert(header::IF_RANGE, v);
@@ -272,13 +354,24 @@ fn resume_headers(resume: Option<&(u64, Meta)>) -> HeaderMap {
     headers
 }
 
-/// Returns where an accepted answer's body goes: `(offset, total)`. A 206
-/// must be the resume asked for (or cover the whole file); a 200 starts
-/// from zero.
-fn span_of(
-    response: &Response,
-    resume: Option<&(u64, Meta)>,
-) -> Result<(u64, Option<u64>), FetchError> {
+/// Reads the bytes `from..to` of a `.part` (never through a symlink).
+fn read_span(part: &Part, from: u64, to: u64) -> Result<Vec<u8>, FetchError> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = part
+        .open_read()
+        .map_err(|e| FetchError::disk(&part.path, e))?;
+    f.seek(SeekFrom::Start(from))
+        .map_err(|e| FetchError::disk(&part.path, e))?;
+    let mut buf = vec![0u8; (to - from) as usize];
+    f.read_exact(&mut buf)
+        .map_err(|e| FetchError::disk(&part.path, e))?;
+    Ok(buf)
+}
+
+/// Returns where an accepted answer's body starts in the file, and the
+/// file's total: `(start, total)`. A 206 must be the resume asked for (or
+/// cover the whole file); a 200 starts from zero.
+fn span_of(response: &Response, resume: Option<&Resume>) -> Result<(u64, Option<u64>), FetchError> {
     let h = response.headers();
     if response.status() != StatusCode::PARTIAL_CONTENT {
         return Ok((0, response.content_length()));
@@ -286,15 +379,14 @@ fn span_of(
     let raw = header_str(h, header::CONTENT_RANGE).unwrap_or_default();
     let range = ContentRange::parse(&raw);
     match resume {
-        Some((have, meta)) => check_resumed(
-            *have,
-            meta,
+        Some(r) => check_resumed(
+            r,
             range,
             &raw,
             header_str(h, header::ETAG).as_deref(),
             header_str(h, header::LAST_MODIFIED).as_deref(),
         )
-        .map(|total| (*have, total)),
+        .map(|total| (r.from, total)),
         None => whole_from_partial(range, &raw),
     }
 }
@@ -369,17 +461,17 @@ fn check_framing(
     Ok(())
 }
 
-/// Returns the size, validator and budget with which an archive file's
-/// first answer turns into parallel ranges: a fresh 200 of at least
-/// [`RANGED_MIN`] bytes with `Accept-Ranges: bytes` and a validator that
-/// `If-Range` can carry.
+/// Returns the size, validator (if any: without one `If-Range` cannot be
+/// sent, and the ranges overlap instead) and budget with which an archive
+/// file's first answer turns into parallel ranges: a fresh 200 of at least
+/// [`RANGED_MIN`] bytes with `Accept-Ranges: bytes`.
 fn split_here<'a>(
     t: &Transfer<'a>,
     status: StatusCode,
     offset: u64,
     total: Option<u64>,
     h: &HeaderMap,
-) -> Option<(u64, Validator, &'a crate::budget::Budget)> {
+) -> Option<(u64, Option<Validator>, &'a crate::budget::Budget)> {
     let budget = t.budget?;
     let size = total.filter(|s| *s >= RANGED_MIN)?;
     if !t.limiter.is_unlimited() {
@@ -395,8 +487,7 @@ fn split_here<'a>(
     let v = Validator::of(
         header_str(h, header::ETAG).as_deref(),
         header_str(h, header::LAST_MODIFIED).as_deref(),
-    )?;
-    v.if_range()?;
+    );
     Some((size, v, budget))
 }
 
@@ -422,40 +513,50 @@ fn ranged_resume<'a>(
     Some((total, v, budget))
 }
 
-/// Checks a 206 answering `Range: bytes=HAVE-`: its `Content-Range` must
-/// start at `have`, run to the end, and announce the total recorded with
-/// the first bytes; its validator must be the one recorded. Returns the
-/// total.
+/// Checks a 206 answering `Range: bytes=FROM-`: its `Content-Range` must
+/// start at `from`, run to the end, and announce the total recorded with
+/// the first bytes (without a validator that total must be announced);
+/// its validator must be the one recorded (without one, a weak ETag
+/// recorded must still be the same). Returns the total.
 fn check_resumed(
-    have: u64,
-    meta: &Meta,
+    r: &Resume,
     range: Option<ContentRange>,
     raw: &str,
     etag: Option<&str>,
     last_modified: Option<&str>,
 ) -> Result<Option<u64>, FetchError> {
+    let meta = &r.meta;
+    let overlap = r.check() == Check::Overlap;
     let ok = match range {
         Some(ContentRange {
             start: Some(start),
             end: Some(end),
             total,
         }) => {
-            start == have
+            start == r.from
                 && total.is_none_or(|t| end + 1 == t)
                 && (meta.total.is_none() || total.is_none() || meta.total == total)
+                && (!overlap || (total.is_some() && total == meta.total))
         }
         _ => false,
     };
     if !ok {
+        let recorded = match (overlap, meta.total) {
+            (true, Some(t)) => format!(
+                " (no validator: the total must be the {t} recorded when the `.part` was started)"
+            ),
+            _ => String::new(),
+        };
         return Err(FetchError::RangeMismatch(format!(
-            "asked for bytes from {have}, got Content-Range `{}`; restarting from zero",
+            "asked for bytes from {}, got Content-Range `{}`{recorded}; restarting from zero",
+            r.from,
             crate::layout::escape(raw)
         )));
     }
-    let same = meta
-        .validator
-        .as_ref()
-        .is_some_and(|v| v.matches(etag, last_modified));
+    let same = match &meta.validator {
+        Some(v) => v.matches(etag, last_modified),
+        None => overlap,
+    };
     if !same {
         return Err(FetchError::RangeMismatch(
             "the file changed on the server since its first bytes arrived (ETag or Last-Modified differ); restarting from zero".into(),
@@ -471,7 +572,7 @@ fn check_resumed(
 pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> {
     let part = Part::of(t.path);
     if let Some((total, v, b)) = ranged_resume(&t, &part) {
-        return download_ranged(http, t, total, &v, Slots::Budget(b)).await;
+        return download_ranged(http, t, total, Some(&v), Slots::Budget(b)).await;
     }
     let resume = if t.resume {
         resumable(&part)
@@ -479,7 +580,7 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         part.discard();
         None
     };
-    let have = resume.as_ref().map_or(0, |r| r.0);
+    let have = resume.as_ref().map_or(0, |r| r.have);
     let headers = resume_headers(resume.as_ref());
     let Answer {
         mut response,
@@ -508,28 +609,44 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
     if !status.is_success() {
         return Err(status_error(response, http.stall).await);
     }
-    let (offset, total) = span_of(&response, resume.as_ref()).inspect_err(|_| {
+    let (start, total) = span_of(&response, resume.as_ref()).inspect_err(|_| {
         if resume.is_some() {
             part.discard();
         }
     })?;
+    // A resumed answer starts at `from`: the bytes up to `have` are the
+    // overlap, compared with the `.part`'s, not written (empty with a
+    // validator). Its new bytes go after the `.part`'s.
+    let (offset, lead, joined) = match &resume {
+        Some(r) if start > 0 => {
+            let lead = read_span(&part, r.from, r.have).inspect_err(|_| part.discard())?;
+            let joined = Joined::Resumed {
+                at: r.have,
+                check: r.check(),
+            };
+            (r.have, lead, Some(joined))
+        }
+        _ => (0, Vec::new(), None),
+    };
     if let Some(b) = t.budget {
         if response.version() == reqwest::Version::HTTP_2 {
             b.saw_http2();
         }
         b.warm();
     }
-    check_framing(&response, &h, offset, total)?;
+    check_framing(&response, &h, start, total)?;
     check_content(http, &t, &mut response, total).await?;
-    if let Some((size, v, b)) = split_here(&t, status, offset, total, &h) {
+    if let Some((size, v, b)) = split_here(&t, status, start, total, &h) {
         // Large, and the archive serves ranges: the rest comes in parallel
         // ranges (this answer is dropped unread, its connection closed).
         drop(response);
-        return download_ranged(http, t, size, &v, Slots::Budget(b)).await;
+        return download_ranged(http, t, size, v.as_ref(), Slots::Budget(b)).await;
     }
     let answer = Accepted {
         status,
         offset,
+        lead,
+        joined,
         total,
         etag,
         last_modified,
@@ -542,7 +659,11 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
 /// What an accepted answer said, for saving its body.
 struct Accepted {
     status: StatusCode,
+    /// Where its new bytes go (the `.part`'s length when resumed).
     offset: u64,
+    /// The bytes its body starts with, to compare with the `.part`'s end.
+    lead: Vec<u8>,
+    joined: Option<Joined>,
     total: Option<u64>,
     etag: Option<String>,
     last_modified: Option<String>,
@@ -562,6 +683,8 @@ async fn save(
     let Accepted {
         status,
         offset,
+        lead,
+        joined,
         total,
         etag,
         last_modified,
@@ -575,7 +698,8 @@ async fn save(
         total,
         ranged: None,
     };
-    let (received, id, hasher) = receive(http, t, part, response, (offset, total), &meta).await?;
+    let (received, id, hasher) =
+        receive(http, t, part, response, (offset, total), &meta, &lead).await?;
     let size = offset + received;
     if let Some(expected) = t.expect_size {
         if expected != size {
@@ -600,6 +724,7 @@ async fn save(
             last_modified,
             withheld,
             md5: None,
+            joined,
         },
     )
     .await
@@ -610,7 +735,9 @@ async fn save(
 /// old one appended to; on failure the bytes stay with their sidecar for
 /// the next attempt (unless too long, or the disk is full). Returns the
 /// bytes received, the file's identity and the MD5 of the whole file so
-/// far (a resumed `.part`'s bytes are read back once to start it).
+/// far (a resumed `.part`'s bytes are read back once to start it). A body
+/// that starts with other bytes than `lead` (the overlap of a resume
+/// without validator) discards the `.part`.
 async fn receive(
     http: &Http,
     t: &Transfer<'_>,
@@ -618,6 +745,7 @@ async fn receive(
     response: &mut Response,
     (offset, total): (u64, Option<u64>),
     meta: &Meta,
+    lead: &[u8],
 ) -> Result<(u64, FileId, Option<Md5>), FetchError> {
     let file = if offset > 0 {
         part.open_append()
@@ -652,6 +780,7 @@ async fn receive(
         hasher.as_mut(),
         t,
         &part.path,
+        &mut Lead::Equal(lead),
     )
     .await;
     match streamed {
@@ -660,8 +789,13 @@ async fn receive(
             Ok((n, id, hasher))
         }
         Err(e) => {
-            if matches!(&e, FetchError::TooLong { .. }) || e.is_disk_full() {
-                // Nothing worth keeping, or the space is needed.
+            if matches!(
+                &e,
+                FetchError::TooLong { .. } | FetchError::RangeMismatch(_)
+            ) || e.is_disk_full()
+            {
+                // Nothing worth keeping (or the file changed), or the
+                // space is needed.
                 keep.armed = false;
                 part.discard();
             }
@@ -695,9 +829,43 @@ pub(crate) struct Span {
     want: Option<u64>,
 }
 
+/// The bytes a body starts with before those it writes: an overlap with
+/// bytes already on disk, without a validator.
+pub(crate) enum Lead<'a> {
+    /// They must equal these (a resume; empty: none).
+    Equal(&'a [u8]),
+    /// Keep this many more of them here, to compare later (a range).
+    Keep(usize, Vec<u8>),
+}
+
+impl Lead<'_> {
+    /// Takes the lead's share of `chunk`; returns the rest, or `None` when
+    /// it differs from the bytes expected.
+    fn eat<'c>(&mut self, chunk: &'c [u8]) -> Option<&'c [u8]> {
+        match self {
+            Lead::Equal(want) => {
+                let n = want.len().min(chunk.len());
+                if chunk[..n] != want[..n] {
+                    return None;
+                }
+                *want = &want[n..];
+                Some(&chunk[n..])
+            }
+            Lead::Keep(left, kept) => {
+                let n = (*left).min(chunk.len());
+                kept.extend_from_slice(&chunk[..n]);
+                *left -= n;
+                Some(&chunk[n..])
+            }
+        }
+    }
+}
+
 /// Streams a response body into `file` (positioned at the span's offset):
-/// no more than `stall` between chunks, never more than `want` bytes, and
-/// exactly `want` when known. Returns the bytes written.
+/// first the `lead` (compared or kept, not written), then no more than
+/// `stall` between chunks, never more than `want` bytes, and exactly `want`
+/// when known. Returns the bytes written.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn stream_body(
     response: &mut Response,
     file: File,
@@ -706,6 +874,7 @@ pub(crate) async fn stream_body(
     mut hasher: Option<&mut Md5>,
     t: &Transfer<'_>,
     path: &Path,
+    lead: &mut Lead<'_>,
 ) -> Result<u64, FetchError> {
     let mut out = io::BufWriter::with_capacity(write_buffer(span.want), file);
     let mut got: u64 = 0;
@@ -728,6 +897,19 @@ pub(crate) async fn stream_body(
             Ok(Ok(None)) => break,
             Ok(Ok(Some(c))) => c,
         };
+        t.limiter.take(chunk.len()).await;
+        if let Some(b) = t.budget {
+            b.streamed(chunk.len());
+        }
+        let Some(chunk) = lead.eat(&chunk) else {
+            return Err(FetchError::RangeMismatch(format!(
+                "no validator, and the bytes before byte {} differ from those already in the `.part`: the file changed on the server; starting over",
+                span.offset
+            )));
+        };
+        if chunk.is_empty() {
+            continue;
+        }
         got += chunk.len() as u64;
         if let Some(want) = span.want {
             if got > want {
@@ -736,14 +918,10 @@ pub(crate) async fn stream_body(
                 });
             }
         }
-        t.limiter.take(chunk.len()).await;
-        if let Some(b) = t.budget {
-            b.streamed(chunk.len());
-        }
         if let Some(hs) = hasher.as_mut() {
-            hs.update(&chunk);
+            hs.update(chunk);
         }
-        out.write_all(&chunk)
+        out.write_all(chunk)
             .map_err(|e| FetchError::disk(path, e))?;
         t.reporter.progress(t.id, chunk.len() as u64);
     }
@@ -916,6 +1094,71 @@ mod tests {
         ] {
             assert_eq!(etag_md5(bad), None, "{bad}");
         }
+    }
+
+    /// Issue 20 §1: without a validator, a resume's answer must start at
+    /// the overlap asked for and name the total recorded when the `.part`
+    /// was started (an unknown total will not do); with one, its validator.
+    #[test]
+    fn a_resume_without_validator_needs_the_recorded_total() {
+        let r = Resume {
+            have: 100_000,
+            from: 100_000 - RESUME_OVERLAP,
+            meta: Meta {
+                validator: None,
+                total: Some(200_000),
+                ranged: None,
+            },
+        };
+        assert_eq!(r.check(), Check::Overlap);
+        let answer = |raw: &str| check_resumed(&r, ContentRange::parse(raw), raw, None, None);
+        let from = r.from;
+        assert_eq!(
+            answer(&format!("bytes {from}-199999/200000")).unwrap(),
+            Some(200_000)
+        );
+        for bad in [
+            format!("bytes {from}-299999/300000"),
+            format!("bytes {from}-199999/*"),
+            "bytes 100000-199999/200000".to_string(),
+        ] {
+            assert!(answer(&bad).is_err(), "{bad}");
+        }
+        let strong = Resume {
+            from: 100_000,
+            meta: Meta {
+                validator: Some(Validator::Etag("\"a\"".into())),
+                ..r.meta.clone()
+            },
+            ..r
+        };
+        assert_eq!(strong.check(), Check::Validator);
+        let raw = "bytes 100000-199999/200000";
+        let ok = check_resumed(&strong, ContentRange::parse(raw), raw, Some("\"a\""), None);
+        assert_eq!(ok.unwrap(), Some(200_000));
+        let changed = check_resumed(&strong, ContentRange::parse(raw), raw, Some("\"b\""), None);
+        assert!(changed.is_err());
+    }
+
+    #[test]
+    fn a_lead_is_compared_or_kept_across_chunks() {
+        let mut equal = Lead::Equal(b"abcd");
+        assert_eq!(equal.eat(b"ab"), Some(&b""[..]));
+        assert_eq!(equal.eat(b"cdef"), Some(&b"ef"[..]));
+        assert_eq!(equal.eat(b"gh"), Some(&b"gh"[..]));
+        assert_eq!(Lead::Equal(b"abcd").eat(b"abXd"), None);
+        let mut keep = Lead::Keep(3, Vec::new());
+        assert_eq!(keep.eat(b"ab"), Some(&b""[..]));
+        assert_eq!(keep.eat(b"cde"), Some(&b"de"[..]));
+        assert!(matches!(keep, Lead::Keep(0, ref k) if k == b"abc"));
+        assert_eq!(
+            Joined::Resumed {
+                at: 43_201_331,
+                check: Check::Overlap
+            }
+            .describe(),
+            "resumed at 41.20 MiB; no validator, overlap checked"
+        );
     }
 
     #[test]

@@ -4,8 +4,18 @@
 //! budget: the job's slot plus extra ones nobody waits for), one range's
 //! request with `If-Range` and its checks, and the rename only once every
 //! range is listed.
+//!
+//! Without a validator `If-Range` can carry, every range after the first
+//! starts [`RANGE_OVERLAP`] bytes before its boundary: those bytes are
+//! kept, not written, and compared with what the range before it wrote
+//! once both are on disk; every answer must name the same total. Any
+//! difference discards the `.part` (the retry takes the file whole, in
+//! one stream). Such a `.part` is not resumed by ranges in a later run:
+//! the overlaps compared are not recorded.
 
+use std::collections::HashMap;
 use std::io;
+use std::sync::Mutex;
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::StatusCode;
@@ -13,8 +23,8 @@ use reqwest::StatusCode;
 use super::http::{header_str, status_error};
 use super::part::{FileId, Meta, Part, Ranges, Validator};
 use super::{
-    etag_md5, finish, make_dirs, stream_body, Answer, ContentRange, Creds, Done, FetchError, Http,
-    Req, Span, Transfer,
+    etag_md5, finish, make_dirs, read_span, stream_body, Answer, Check, ContentRange, Creds, Done,
+    FetchError, Http, Joined, Lead, Req, Span, Transfer,
 };
 
 /// Objects larger than this are fetched as parallel byte ranges.
@@ -23,15 +33,27 @@ pub const RANGED_MIN: u64 = 16 << 20;
 pub const RANGE_CHUNK: u64 = 8 << 20;
 /// The most ranges of one object in flight at once.
 pub const RANGES_PER_OBJECT: usize = 8;
+/// Without a validator, each range after the first starts this many bytes
+/// before its boundary, to compare with the range before it.
+pub const RANGE_OVERLAP: u64 = 4 << 10;
+
+/// The overlaps of ranges whose neighbour before them is not on disk yet:
+/// range index → the bytes its answer started with.
+type Pending = Mutex<HashMap<usize, Vec<u8>>>;
 
 /// Returns which ranges of a `.part` for a file of `size` bytes with
 /// validator `v` already hold their bytes: those a ranged sidecar for the
 /// same file lists, or those inside the prefix a sequential attempt at the
 /// same file left. Anything else is discarded: a pre-sized `.part`'s length
-/// says nothing about its content.
-fn finished_ranges(part: &Part, size: u64, v: &Validator) -> Vec<bool> {
+/// says nothing about its content. Without a validator `If-Range` can
+/// carry, nothing is kept.
+fn finished_ranges(part: &Part, size: u64, v: Option<&Validator>) -> Vec<bool> {
     let chunks = size.div_ceil(RANGE_CHUNK) as usize;
     let mut done = vec![false; chunks];
+    let Some(v) = v.filter(|v| v.if_range().is_some()) else {
+        part.discard();
+        return done;
+    };
     let same = |m: &Meta| m.total == Some(size) && m.validator.as_ref() == Some(v);
     match (part.file_len(), part.load()) {
         (Some(len), Some(m)) if same(&m) => match &m.ranged {
@@ -78,21 +100,26 @@ enum Hold {
 /// of `slots`). The sidecar, written before the file is sized, lists the
 /// ranges done (each synced to disk first), so a retry or a later run
 /// fetches only the missing ones. Every range names the validator in
-/// `If-Range` and its answer must carry it. For bucket objects a
-/// single-part ETag is checked as the MD5 of the whole file before the
-/// rename.
+/// `If-Range` and its answer must carry it; without a validator `If-Range`
+/// can carry, the ranges overlap and are compared (see the module docs).
+/// For bucket objects a single-part ETag is checked as the MD5 of the
+/// whole file before the rename.
 pub async fn download_ranged(
     http: &Http,
     t: Transfer<'_>,
     size: u64,
-    v: &Validator,
+    v: Option<&Validator>,
     slots: Slots<'_>,
 ) -> Result<Done, FetchError> {
     let part = Part::of(t.path);
     make_dirs(&t)?;
     let done = finished_ranges(&part, size, v);
+    let check = match v.and_then(|v| v.if_range()) {
+        Some(_) => Check::Validator,
+        None => Check::Overlap,
+    };
     let meta = std::sync::Mutex::new(Meta {
-        validator: Some(v.clone()),
+        validator: v.cloned(),
         total: Some(size),
         ranged: Some(Ranges {
             chunk: RANGE_CHUNK,
@@ -119,27 +146,37 @@ pub async fn download_ranged(
         .sum();
     t.reporter.started(t.id, t.label, Some(size), have);
     let todo: Vec<usize> = (0..done.len()).filter(|i| !done[*i]).collect();
-    let received = run_ranges(http, &t, &part, &meta, size, v, todo, slots).await?;
+    let pending = Pending::default();
+    let ranges = Book {
+        part: &part,
+        meta: &meta,
+        pending: &pending,
+        size,
+        v,
+    };
+    let received = run_ranges(http, &t, &ranges, todo, slots).await?;
     // Every range must be listed as done before the file may be renamed:
     // a range never fetched would leave zeros that look like content.
     let listed = meta
         .lock()
         .map(|m| m.ranged.as_ref().map_or(0, |r| r.done.len()))
         .unwrap_or(0);
-    if listed != done.len() {
+    let unchecked = pending.lock().map_or(1, |p| p.len());
+    if listed != done.len() || unchecked > 0 {
         part.discard();
         return Err(FetchError::RangeMismatch(format!(
-            "only {listed} of {} ranges arrived; starting over",
+            "only {listed} of {} ranges arrived ({unchecked} overlaps not compared); starting over",
             done.len()
         )));
     }
     let md5 = match (t.md5_from_etag, v) {
-        (true, Validator::Etag(e)) => etag_md5(e),
+        (true, Some(Validator::Etag(e))) => etag_md5(e),
         _ => None,
     };
     let (etag, last_modified) = match v {
-        Validator::Etag(e) => (Some(e.clone()), None),
-        Validator::LastModified(d) => (None, Some(d.clone())),
+        Some(Validator::Etag(e)) => (Some(e.clone()), None),
+        Some(Validator::LastModified(d)) => (None, Some(d.clone())),
+        None => (None, None),
     };
     finish(
         &part,
@@ -155,22 +192,73 @@ pub async fn download_ranged(
             last_modified,
             withheld: None,
             md5: None,
+            joined: Some(Joined::Ranged { check }),
         },
     )
     .await
 }
 
+/// What the ranges of one file share: its `.part`, the sidecar's content,
+/// the overlaps not compared yet, its size and validator.
+struct Book<'a> {
+    part: &'a Part,
+    meta: &'a Mutex<Meta>,
+    pending: &'a Pending,
+    size: u64,
+    v: Option<&'a Validator>,
+}
+
+impl Book<'_> {
+    /// Lists range `i` as done (its bytes are on disk) and compares the
+    /// overlaps it completes: its own `lead` with the range before it, and
+    /// the one waiting for it of the range after it. A difference discards
+    /// the `.part`.
+    fn done(&self, i: usize, lead: Option<Vec<u8>>) -> Result<(), FetchError> {
+        let poisoned = || FetchError::disk(&self.part.meta, io::Error::other("lock poisoned"));
+        // One order: pending, then the sidecar.
+        let mut pending = self.pending.lock().map_err(|_| poisoned())?;
+        let mut m = self.meta.lock().map_err(|_| poisoned())?;
+        if let Some(r) = m.ranged.as_mut() {
+            r.done.push(i);
+        }
+        let listed = |j: usize| m.ranged.as_ref().is_some_and(|r| r.done.contains(&j));
+        let mut compare = Vec::new();
+        if let Some(lead) = lead {
+            if i > 0 && listed(i - 1) {
+                compare.push((i, lead));
+            } else {
+                pending.insert(i, lead);
+            }
+        }
+        if let Some(next) = pending.remove(&(i + 1)) {
+            compare.push((i + 1, next));
+        }
+        for (j, lead) in compare {
+            let boundary = j as u64 * RANGE_CHUNK;
+            let theirs = read_span(self.part, boundary - lead.len() as u64, boundary)?;
+            if theirs != lead {
+                drop(m);
+                self.part.discard();
+                return Err(FetchError::RangeMismatch(format!(
+                    "no validator, and ranges {} and {j} differ where they overlap (the {} bytes before byte {boundary}): the file changed on the server between them; it comes again whole",
+                    j - 1,
+                    lead.len()
+                )));
+            }
+        }
+        self.part
+            .save(&m)
+            .map_err(|e| FetchError::disk(&self.part.meta, e))
+    }
+}
+
 /// Fetches the ranges `todo` (indices of [`RANGE_CHUNK`]s), as many at once
 /// as `slots` allow, recording each in the sidecar once it is on disk.
 /// Returns the bytes received.
-#[allow(clippy::too_many_arguments)]
 async fn run_ranges(
     http: &Http,
     t: &Transfer<'_>,
-    part: &Part,
-    meta: &std::sync::Mutex<Meta>,
-    size: u64,
-    v: &Validator,
+    book: &Book<'_>,
     todo: Vec<usize>,
     slots: Slots<'_>,
 ) -> Result<u64, FetchError> {
@@ -181,15 +269,9 @@ async fn run_ranges(
             Slots::Budget(_) => None,
         };
         let start = i as u64 * RANGE_CHUNK;
-        let end = (start + RANGE_CHUNK).min(size) - 1;
-        let got = fetch_range(http, t, part, start, end, size, v).await?;
-        let mut m = meta
-            .lock()
-            .map_err(|_| FetchError::disk(&part.meta, io::Error::other("lock poisoned")))?;
-        if let Some(r) = m.ranged.as_mut() {
-            r.done.push(i);
-        }
-        part.save(&m).map_err(|e| FetchError::disk(&part.meta, e))?;
+        let end = (start + RANGE_CHUNK).min(book.size) - 1;
+        let (got, lead) = fetch_range(http, t, book, start, end).await?;
+        book.done(i, lead)?;
         Ok::<(u64, Hold), FetchError>((got, hold))
     };
     let mut queue = todo.into_iter();
@@ -234,24 +316,32 @@ async fn run_ranges(
     }
 }
 
-/// Fetches bytes `start..=end` of a file of `size` bytes with validator
-/// `v` into the `.part` at their offset, synced to disk. Returns the bytes
-/// received.
+/// Fetches bytes `start..=end` of the book's file into the `.part` at
+/// their offset, synced to disk. Without a validator `If-Range` can carry,
+/// the answer starts [`RANGE_OVERLAP`] bytes earlier (after the first
+/// range), and those bytes are returned, not written. Returns the bytes
+/// written and that overlap.
 async fn fetch_range(
     http: &Http,
     t: &Transfer<'_>,
-    part: &Part,
+    book: &Book<'_>,
     start: u64,
     end: u64,
-    size: u64,
-    v: &Validator,
-) -> Result<u64, FetchError> {
+) -> Result<(u64, Option<Vec<u8>>), FetchError> {
     use std::io::{Seek, SeekFrom};
+    let (part, size, v) = (book.part, book.size, book.v);
+    let strong = v.and_then(|v| v.if_range());
+    let overlap = if strong.is_some() {
+        0
+    } else {
+        RANGE_OVERLAP.min(start)
+    };
+    let from = start - overlap;
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes={from}-{end}")) {
         headers.insert(header::RANGE, v);
     }
-    if let Some(h) = v.if_range().and_then(|s| HeaderValue::from_str(s).ok()) {
+    if let Some(h) = strong.and_then(|s| HeaderValue::from_str(s).ok()) {
         headers.insert(header::IF_RANGE, h);
     }
     let Answer { mut response, .. } = http
@@ -268,28 +358,43 @@ async fn fetch_range(
         // A whole file instead of a range: If-Range said it changed.
         part.discard();
         return Err(FetchError::RangeMismatch(format!(
-            "asked for bytes {start}-{end}, got HTTP {} (did the file change?)",
+            "asked for bytes {from}-{end}, got HTTP {} (did the file change?)",
             response.status().as_u16()
         )));
     }
     let raw = header_str(response.headers(), header::CONTENT_RANGE).unwrap_or_default();
     let want_range = ContentRange {
-        start: Some(start),
+        start: Some(from),
         end: Some(end),
         total: Some(size),
     };
-    // An answer naming another version (a reprocessed file) is not ours.
-    // The answer must name the version the other ranges came from.
-    let same_etag = v.matches(
-        header_str(response.headers(), header::ETAG).as_deref(),
-        header_str(response.headers(), header::LAST_MODIFIED).as_deref(),
-    );
-    if ContentRange::parse(&raw) != Some(want_range) || !same_etag {
+    if ContentRange::parse(&raw) != Some(want_range) {
         part.discard();
         return Err(FetchError::RangeMismatch(format!(
-            "asked for bytes {start}-{end} of {size}, got Content-Range `{}` (did the object change?)",
+            "asked for bytes {from}-{end} of {size}, got Content-Range `{}` (did the object change?)",
             crate::layout::escape(&raw)
         )));
+    }
+    // An answer naming another version (a reprocessed file) is not ours:
+    // it must name the version the other ranges came from.
+    if let Some(v) = v {
+        let h = response.headers();
+        let (etag, modified) = (
+            header_str(h, header::ETAG),
+            header_str(h, header::LAST_MODIFIED),
+        );
+        if !v.matches(etag.as_deref(), modified.as_deref()) {
+            part.discard();
+            let (old, new) = match v {
+                Validator::Etag(e) => (format!("ETag {e}"), etag),
+                Validator::LastModified(d) => (format!("Last-Modified {d}"), modified),
+            };
+            let new = new.map_or("none".to_string(), |n| crate::layout::escape(&n));
+            return Err(FetchError::RangeMismatch(format!(
+                "asked for bytes {from}-{end} of {size}: the validator changed ({} -> {new}), so the file changed on the server; starting over",
+                crate::layout::escape(&old)
+            )));
+        }
     }
     let mut file = part
         .open(false)
@@ -300,6 +405,7 @@ async fn fetch_range(
         .try_clone()
         .map_err(|e| FetchError::disk(&part.path, e))?;
     let want = end - start + 1;
+    let mut lead = Lead::Keep(overlap as usize, Vec::with_capacity(overlap as usize));
     let got = stream_body(
         &mut response,
         file,
@@ -311,6 +417,7 @@ async fn fetch_range(
         None,
         t,
         &part.path,
+        &mut lead,
     )
     .await?;
     // On disk before the sidecar says so.
@@ -318,5 +425,9 @@ async fn fetch_range(
         .await
         .map_err(|e| FetchError::disk(&part.path, io::Error::other(e)))?
         .map_err(|e| FetchError::disk(&part.path, e))?;
-    Ok(got)
+    let lead = match lead {
+        Lead::Keep(0, kept) if overlap > 0 => Some(kept),
+        _ => None,
+    };
+    Ok((got, lead))
 }

@@ -169,6 +169,28 @@ fn connections_closed_unseen_are_replaced_within_the_cap() {
     );
 }
 
+/// Issue 20 §2: an archive that answers every request with `Connection:
+/// close` (and closes): every file comes, one connection each, never more
+/// than N open at once as the server counts them. (That such a close costs
+/// no wait is `fetch::http`'s unit test: the count drops as the answer
+/// ends.)
+#[test]
+fn connection_close_on_every_answer_stays_within_the_cap() {
+    let s = Slow::start(|_| (0, Answer::ServeSayingClose));
+    let e = Env::new();
+    let (list, files) = small_files(&s, &e, 200, 20);
+    let r = fetch_from(&e, &s.base, &[list.to_str().unwrap(), "--flat", "-j", "4"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    all_complete(&e, &files);
+    assert_eq!(s.seen().len(), 200, "one request per file");
+    assert_eq!(s.accepted(), 200, "a new connection for each file");
+    assert!(
+        s.peak_open() <= 4,
+        "{} open at once with -j 4",
+        s.peak_open()
+    );
+}
+
 /// What the pushback script saw.
 #[derive(Default, Debug)]
 struct Phases {
@@ -453,6 +475,15 @@ fn a_product_changed_between_runs_comes_whole_never_a_hybrid() {
         );
         let expected = if ignore_if_range { 206 } else { 200 };
         assert_eq!(first.status, expected, "{seen:?}");
+        if ignore_if_range {
+            // Issue 20 §7: a range refused for its validator says so.
+            assert!(
+                r.stderr
+                    .contains("the validator changed (ETag \"v1\" -> \"v2\")"),
+                "{}",
+                r.stderr
+            );
+        }
         assert!(
             seen.iter()
                 .any(|x| x.req.range.is_none() && x.status == 200 && x.sent == BIG_SIZE as u64),

@@ -616,7 +616,8 @@ fn a_complete_rerun_with_a_token_makes_no_request() {
 }
 
 /// Review findings: a `.part` whose first bytes came without a strong
-/// validator is never joined to later bytes (it would be a hybrid if the
+/// validator and that is shorter than the overlap a resume compares
+/// (64 KiB) is never joined to later bytes (it would be a hybrid if the
 /// file changed); a body with no length that ends with the connection is
 /// not saved; a folder below DEST that is a symlink is not written through.
 #[test]
@@ -754,4 +755,236 @@ fn large_archive_files_come_in_parallel_ranges_or_whole() {
         .all(|s| s.if_range.as_deref() == Some("\"big1\"")));
     assert_eq!(row(&e.manifest(), B)["status"], "COMPLETE");
     assert!(!part_of(&e.dest().join(A_PATH)).exists());
+}
+
+/// Answers `req` from `body` as a server without validators does: `Range:
+/// bytes=A-` or `bytes=A-B` honoured (206 with `Content-Range`), else the
+/// whole file (200); `Accept-Ranges: bytes`; no ETag, no Last-Modified.
+fn no_validator_reply(req: &super::raw::Req, body: &[u8]) -> Reply {
+    let total = body.len();
+    let span = req
+        .header("range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| {
+            let a: usize = a.parse().ok()?;
+            let b: usize = match b {
+                "" => total - 1,
+                b => b.parse::<usize>().ok()?.min(total - 1),
+            };
+            (a <= b).then_some((a, b))
+        });
+    match span {
+        Some((a, b)) => Reply::new(206, &body[a..=b])
+            .header("Content-Range", &format!("bytes {a}-{b}/{total}"))
+            .header("Accept-Ranges", "bytes"),
+        None => Reply::new(200, body).header("Accept-Ranges", "bytes"),
+    }
+}
+
+/// Issue 20 §1: against a server that sends no ETag and no Last-Modified,
+/// a file cut part-way is resumed: the re-run asks for the bytes from 64
+/// KiB before the end of the `.part` (no `If-Range`: there is nothing to
+/// put in it), compares them with the `.part`'s, and appends the rest —
+/// exact bytes, the manifest saying which check passed. When the product
+/// changed between the attempts inside that overlap, or its length changed
+/// (the total is not the one recorded when the `.part` was started), the
+/// file comes again whole and exact.
+#[test]
+fn without_validators_a_cut_file_resumes_with_its_overlap_checked() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const SIZE: usize = 1 << 20;
+    const CUT: usize = 600_000;
+    const URI: &str = "mast:HST/product/nv_raw.fits";
+    let v1 = bytes(201, SIZE);
+    let mut v2 = v1.clone();
+    v2[CUT - 1000] ^= 0xff;
+    let mut longer = v1.clone();
+    longer.extend_from_slice(&bytes(204, 5000));
+    for (changed, later) in [(false, v1.clone()), (true, v2.clone()), (true, longer)] {
+        let first = v1.clone();
+        let want = later.clone();
+        let calls = std::sync::Arc::new(AtomicUsize::new(0));
+        let n = calls.clone();
+        let raw = Raw::start(move |req| {
+            if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Cut: the whole length announced, part of the body sent.
+                let mut r = Reply::new(200, &first[..CUT])
+                    .header("Content-Length", &SIZE.to_string())
+                    .header("Accept-Ranges", "bytes");
+                r.headers.remove(0);
+                r.close = true;
+                return r;
+            }
+            no_validator_reply(req, &later)
+        });
+        let e = Env::new();
+        let list = e.write("uris.txt", &format!("{URI}\n"));
+        let fetch = |extra: &[&str]| {
+            let mut c = e.cmd();
+            c.args(["fetch", "--timeout", "10", "--base-url", &raw.base, "-d"])
+                .arg(e.dest())
+                .args(extra)
+                .arg(&list);
+            Run::from(c.output().unwrap())
+        };
+        let path = e.dest().join("HST/nv/nv_raw.fits");
+        assert_eq!(fetch(&["--retries", "0"]).code, 1);
+        assert!(!path.exists(), "a partial file at the final path");
+        let have = std::fs::metadata(part_of(&path)).unwrap().len() as usize;
+        assert_eq!(have, CUT, "the cut attempt's bytes are kept");
+        let r = fetch(&[]);
+        assert_eq!(r.code, 0, "changed: {changed}: {}", r.stderr);
+        let got = std::fs::read(&path).unwrap();
+        assert!(
+            got == want,
+            "changed: {changed}: the bytes are not the file's ({})",
+            if got == v1 || got == v2 {
+                "another version"
+            } else {
+                "a hybrid"
+            }
+        );
+        assert!(!part_of(&path).exists() && !meta_of(&path).exists());
+        let seen = raw.seen();
+        let resume = &seen[1];
+        assert_eq!(
+            resume.header("range"),
+            Some(format!("bytes={}-", CUT - 65536).as_str()),
+            "changed: {changed}: {seen:?}"
+        );
+        assert_eq!(resume.header("if-range"), None);
+        let message = row(&e.manifest(), URI)["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if changed {
+            let whole = &seen[2..];
+            assert!(
+                whole.len() == 1 && whole[0].header("range").is_none(),
+                "after the overlap differed, the file came whole: {seen:?}"
+            );
+            assert!(!message.contains("resumed"), "{message}");
+        } else {
+            assert_eq!(seen.len(), 2, "one request resumed it: {seen:?}");
+            assert!(
+                message.contains("resumed at") && message.contains("no validator, overlap checked"),
+                "{message}"
+            );
+        }
+    }
+}
+
+/// The size of the large files of the ranged tests: three 8 MiB ranges.
+const RANGED_SIZE: usize = 20 << 20;
+/// Where the ranges of a file of [`RANGED_SIZE`] without validators
+/// start: every one after the first 4 KiB before its boundary.
+const OVERLAPPING: [&str; 3] = [
+    "bytes=0-8388607",
+    "bytes=8384512-16777215",
+    "bytes=16773120-20971519",
+];
+
+/// Issue 20 §1: a large file from a server without validators comes in
+/// parallel ranges, each after the first overlapping the one before by
+/// 4 KiB, no `If-Range` (there is nothing to put in it), every byte exact,
+/// the manifest saying which check passed.
+#[test]
+fn without_validators_a_large_file_comes_in_overlapping_ranges() {
+    const URI: &str = "mast:HST/product/nvbig_raw.fits";
+    let body = bytes(202, RANGED_SIZE);
+    let served = body.clone();
+    let raw = Raw::start(move |req| no_validator_reply(req, &served));
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{URI}\n"));
+    let mut c = e.cmd();
+    c.args(["fetch", "-j", "4", "--base-url", &raw.base, "-d"])
+        .arg(e.dest())
+        .arg(&list);
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let path = e.dest().join("HST/nvbig/nvbig_raw.fits");
+    assert!(std::fs::read(&path).unwrap() == body, "bytes differ");
+    let seen = raw.seen();
+    let mut ranges: Vec<&str> = seen.iter().filter_map(|s| s.header("range")).collect();
+    ranges.sort_by_key(|r| r.len());
+    ranges.sort();
+    let mut want = OVERLAPPING.to_vec();
+    want.sort();
+    assert_eq!(ranges, want, "{seen:?}");
+    assert!(seen.iter().all(|s| s.header("if-range").is_none()));
+    let message = row(&e.manifest(), URI)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("in parallel ranges; no validator, overlap checked"),
+        "{message}"
+    );
+}
+
+/// Issue 20 §1: a file without validators that changes between two of its
+/// ranges, inside their overlap (or in length: the later answers name
+/// another total), is never saved as a hybrid: the overlap or the total
+/// differs, and the file comes again whole, in one stream, exact.
+#[test]
+fn without_validators_a_file_changed_between_ranges_comes_again_whole() {
+    let v1 = bytes(203, RANGED_SIZE);
+    let mut v2 = v1.clone();
+    // Inside the second range's overlap with the first.
+    v2[(8 << 20) - 100] ^= 0xff;
+    // Or longer: its answers name another total.
+    let mut longer = v1.clone();
+    longer.extend_from_slice(&bytes(205, 5000));
+    for new in [v2.clone(), longer] {
+        changed_between_ranges(&v1, &v2, new);
+    }
+}
+
+/// Serves `old` to the first answer and the first range, `new` to every
+/// later range; checks that the file comes again whole as `old`.
+fn changed_between_ranges(v1: &[u8], v2: &[u8], new: Vec<u8>) {
+    const URI: &str = "mast:HST/product/nvchg_raw.fits";
+    let old = v1.to_vec();
+    let raw = Raw::start(move |req| match req.header("range") {
+        None | Some("bytes=0-8388607") => no_validator_reply(req, &old),
+        Some(_) => no_validator_reply(req, &new),
+    });
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{URI}\n"));
+    let mut c = e.cmd();
+    c.args(["fetch", "-j", "4", "--base-url", &raw.base, "-d"])
+        .arg(e.dest())
+        .arg(&list);
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let path = e.dest().join("HST/nvchg/nvchg_raw.fits");
+    let got = std::fs::read(&path).unwrap();
+    assert!(
+        got == v1,
+        "not the file whole ({})",
+        if got == v2 {
+            "the new version"
+        } else {
+            "a hybrid"
+        }
+    );
+    let seen = raw.seen();
+    let ranged = seen.iter().filter(|s| s.header("range").is_some()).count();
+    assert!(ranged >= 2, "it was tried in ranges first: {seen:?}");
+    let last = seen.last().unwrap();
+    assert!(
+        last.header("range").is_none(),
+        "then it came whole, in one stream: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|s| s.header("range").is_none()).count(),
+        2
+    );
+    assert!(!part_of(&path).exists() && !meta_of(&path).exists());
+    let message = row(&e.manifest(), URI)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!message.contains("ranges"), "{message}");
 }

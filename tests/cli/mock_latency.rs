@@ -51,6 +51,9 @@ pub enum Answer {
     /// The file, then the connection is closed without a word (no
     /// `Connection: close`), as a server closes an idle connection.
     ServeThenClose,
+    /// The file with `Connection: close`, then the connection is closed
+    /// (as a server that keeps no connection alive answers).
+    ServeSayingClose,
     /// A bare status (with `Retry-After` when given), after `delay`.
     Status {
         code: u16,
@@ -329,7 +332,10 @@ fn serve(s: TcpStream, conn: usize, stats: &Stats, stop: &AtomicBool, script: &S
                 let total = body.len() as u64;
                 let honour = matches!(
                     answer,
-                    Answer::Serve { .. } | Answer::CutHalf | Answer::ServeThenClose
+                    Answer::Serve { .. }
+                        | Answer::CutHalf
+                        | Answer::ServeThenClose
+                        | Answer::ServeSayingClose
                 );
                 let current = match (&req.if_range, &etag) {
                     (Some(v), Some(e)) => v == e,
@@ -353,7 +359,7 @@ fn serve(s: TcpStream, conn: usize, stats: &Stats, stop: &AtomicBool, script: &S
                 if let Some(e) = &etag {
                     head.push(format!("ETag: {e}"));
                 }
-                if matches!(answer, Answer::CutHalf) {
+                if matches!(answer, Answer::CutHalf | Answer::ServeSayingClose) {
                     keep_alive = false;
                 }
                 (status, body, from, to)
@@ -373,7 +379,11 @@ fn serve(s: TcpStream, conn: usize, stats: &Stats, stop: &AtomicBool, script: &S
             return;
         }
         let head_sent = stats.events.fetch_add(1, Ordering::SeqCst);
-        let stop_at = if keep_alive { to } else { from + len / 2 };
+        let stop_at = if matches!(answer, Answer::CutHalf) {
+            from + len / 2
+        } else {
+            to
+        };
         let mut sent = 0u64;
         let mut at = from;
         if method != "HEAD" {
