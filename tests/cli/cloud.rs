@@ -53,22 +53,12 @@ fn file_of(e: &Env, m: &Value, uri: &str) -> Vec<u8> {
 #[test]
 fn cloud_fetches_from_the_bucket_verifies_md5_and_falls_back_to_the_archive() {
     let (m, s3, files) = cloud_archive();
-    let e = Env::new();
-    let list = e.write(
-        "uris.txt",
+    let e = Case::on(
+        m,
         &files.iter().map(|(u, _)| *u).collect::<Vec<_>>().join("\n"),
     );
-    let r = e.fetch(
-        &m,
-        &[
-            list.to_str().unwrap(),
-            "--cloud",
-            "--s3-url",
-            &m.s3_url,
-            "--token",
-            TOKEN,
-        ],
-    );
+    let (m, list) = (&e.mock, &e.list);
+    let r = e.fetch(&["--cloud", "--s3-url", &m.s3_url, "--token", TOKEN]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let man = e.manifest();
     for (u, b) in &files {
@@ -124,7 +114,7 @@ fn cloud_fetches_from_the_bucket_verifies_md5_and_falls_back_to_the_archive() {
         "--s3-url",
         &m.s3_url,
     ])
-    .arg(&list);
+    .arg(list);
     let r = Run::from(c.output().unwrap());
     assert_eq!(r.code, 0, "{}", r.stderr);
     let jw = r.stdout.lines().find(|l| l.starts_with(JW)).unwrap();
@@ -137,17 +127,9 @@ fn cloud_fetches_from_the_bucket_verifies_md5_and_falls_back_to_the_archive() {
 #[test]
 fn cloud_only_never_touches_the_archive_download_endpoint() {
     let (m, s3, _files) = cloud_archive();
-    let e = Env::new();
-    let list = e.write("uris.txt", &[JW, HST_NULL, HST_GONE, IUE].join("\n"));
-    let r = e.fetch(
-        &m,
-        &[
-            list.to_str().unwrap(),
-            "--cloud-only",
-            "--s3-url",
-            &m.s3_url,
-        ],
-    );
+    let e = Case::on(m, &[JW, HST_NULL, HST_GONE, IUE].join("\n"));
+    let m = &e.mock;
+    let r = e.fetch(&["--cloud-only", "--s3-url", &m.s3_url]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let man = e.manifest();
     assert_eq!(row(&man, JW)["status"], "COMPLETE");
@@ -178,19 +160,9 @@ fn a_lasting_md5_mismatch_fails_and_leaves_nothing_at_the_path() {
         "stpubdata/jwst/product/jw02736-o002_t001_nircam_clear-f090w_cal.fits",
         100,
     );
-    let e = Env::new();
-    let list = e.write("uris.txt", JW_BAD);
-    let r = e.fetch(
-        &m,
-        &[
-            list.to_str().unwrap(),
-            "--cloud",
-            "--s3-url",
-            &m.s3_url,
-            "--retries",
-            "2",
-        ],
-    );
+    let e = Case::on(m, JW_BAD);
+    let m = &e.mock;
+    let r = e.fetch(&["--cloud", "--s3-url", &m.s3_url, "--retries", "2"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let man = e.manifest();
     let msg = row(&man, JW_BAD)["message"].as_str().unwrap();

@@ -142,7 +142,12 @@ impl Case {
 
     /// Like [`Case::new`], with `uris.txt` holding `text`.
     pub fn listing(products: &[(&str, Product)], text: &str) -> Case {
-        let mock = archive_with(products);
+        Case::on(archive_with(products), text)
+    }
+
+    /// A case against an archive already started (a bucket behind it, a
+    /// search endpoint…), with `uris.txt` holding `text`.
+    pub fn on(mock: Mock, text: &str) -> Case {
         let env = Env::new();
         let list = env.write("uris.txt", text);
         Case { env, mock, list }
