@@ -274,6 +274,27 @@ mod tests {
     fn verify_cli() {
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn every_command_that_talks_to_mast_takes_the_network_flags() {
+        let cli = Cli::command();
+        for name in ["fetch", "plan", "query", "verify"] {
+            let cmd = cli.find_subcommand(name).unwrap();
+            for id in ["token", "base_url", "cacert", "timeout", "trusted_host"] {
+                assert!(
+                    cmd.get_arguments().any(|a| a.get_id() == id),
+                    "{name}: {id}"
+                );
+            }
+        }
+        for name in ["fetch", "plan", "query"] {
+            let cmd = cli.find_subcommand(name).unwrap();
+            assert!(
+                cmd.get_arguments().any(|a| a.get_id() == "extension"),
+                "{name}"
+            );
+        }
+    }
 }
 
 /// The search criteria as typed (see `query::Criteria`).

@@ -124,13 +124,15 @@ pub struct Settings {
     /// `--limit-rate`: bytes per second for the whole run.
     pub limit_rate: Option<u64>,
     pub retries: u32,
-    /// The archive root is `plan.base`.
     pub plan: PlanOptions,
     pub force: bool,
     /// `--update`: HEAD complete files and replace changed ones.
     pub update: bool,
     pub output: Output,
     pub quiet: bool,
+    /// How the one client connects: the rest of the [`Network`], whose
+    /// archive root and re-rooting are `plan.base` and `plan.rebase`, and
+    /// whose token is `token`.
     pub client: ClientSettings,
     /// `--query`: the search whose products are the input.
     pub query: Option<Criteria>,
@@ -241,18 +243,31 @@ impl Settings {
 
 impl From<CriteriaArgs> for Criteria {
     fn from(a: CriteriaArgs) -> Criteria {
+        let CriteriaArgs {
+            collection,
+            proposal,
+            instrument,
+            target,
+            obs_id,
+            filters,
+            dataproduct_type,
+            product_type,
+            calib_level,
+            mrp_only,
+            chunk_size,
+        } = a;
         Criteria {
-            collection: a.collection,
-            proposal: a.proposal,
-            instrument: a.instrument,
-            target: a.target,
-            obs_id: a.obs_id,
-            filters: a.filters,
-            dataproduct_type: a.dataproduct_type,
-            product_type: a.product_type,
-            calib_level: a.calib_level,
-            mrp_only: a.mrp_only,
-            chunk_size: a.chunk_size,
+            collection,
+            proposal,
+            instrument,
+            target,
+            obs_id,
+            filters,
+            dataproduct_type,
+            product_type,
+            calib_level,
+            mrp_only,
+            chunk_size,
         }
     }
 }
