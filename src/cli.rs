@@ -51,8 +51,8 @@ impl Cli {
     /// Returns true if and only if stderr is to carry JSON events.
     pub fn json_logs(&self) -> bool {
         match &self.command {
-            Command::Fetch(a) | Command::Plan(a) => a.log_format == LogFormat::Json,
-            Command::Verify(a) => a.log_format == LogFormat::Json,
+            Command::Fetch(a) | Command::Plan(a) => a.output.log_format == LogFormat::Json,
+            Command::Verify(a) => a.output.log_format == LogFormat::Json,
             _ => false,
         }
     }
@@ -101,9 +101,8 @@ pub struct FetchArgs {
     #[arg(short = 'd', long, value_name = "DIR", default_value = "mastDownload")]
     pub dest: PathBuf,
 
-    /// MAST API token [default: env MAST_API_TOKEN, else a hidden prompt on a terminal].
-    #[arg(short = 't', long, value_name = "TOKEN", hide_default_value = true)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 
     /// Concurrent transfers: a number (at most N connections to a host) or `auto` (start at 4, grow with throughput to 16).
     #[arg(short = 'j', long, value_name = "N|auto", default_value = "auto")]
@@ -117,21 +116,12 @@ pub struct FetchArgs {
     #[arg(long, value_name = "N", default_value_t = crate::retry::DEFAULT_RETRIES)]
     pub retries: u32,
 
-    /// Stall timeout: a transfer receiving no bytes for SECS is aborted and retried.
-    #[arg(long, value_name = "SECS", default_value = "60")]
-    pub timeout: NonZeroU64,
-
-    /// Archive root [default: https://mast.stsci.edu]; also re-roots URLs taken from scripts.
-    #[arg(long, value_name = "URL", env = "MASTDL_BASE_URL")]
-    pub base_url: Option<Url>,
-
     /// Put files straight into DEST (no COLL/OBS_ID folders).
     #[arg(long)]
     pub flat: bool,
 
-    /// Keep only files whose name ends with EXT (case-insensitive; repeatable).
-    #[arg(long, value_name = "EXT")]
-    pub extension: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
     /// Only the K-th (0-based) of N disjoint shards; `auto` reads SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX (+ MASTDL_SHARD_COUNT).
     #[arg(long, value_name = "K/N")]
@@ -161,25 +151,8 @@ pub struct FetchArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Only errors and the final summary.
-    #[arg(short, long)]
-    pub quiet: bool,
-
-    /// Progress bars.
-    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
-    pub progress: ProgressMode,
-
-    /// Also send the token on redirects to HOST (repeatable).
-    #[arg(long, value_name = "HOST")]
-    pub trusted_host: Vec<String>,
-
-    /// Extra CA certificates (PEM file).
-    #[arg(long, value_name = "PATH")]
-    pub cacert: Option<PathBuf>,
-
-    /// stderr as human lines or one JSON object per event.
-    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub output: OutputArgs,
 
     /// Fetch what a MAST search returns (criteria below) instead of reading an input.
     #[arg(long)]
@@ -212,37 +185,12 @@ pub struct VerifyArgs {
     #[arg(short = 'j', long, value_name = "N", default_value = "4")]
     pub jobs: std::num::NonZeroUsize,
 
-    /// MAST API token for `--remote` [default: env MAST_API_TOKEN].
-    #[arg(short = 't', long, value_name = "TOKEN", hide_default_value = true)]
-    pub token: Option<String>,
+    // The archive and the token, for `--remote`.
+    #[command(flatten)]
+    pub network: NetworkArgs,
 
-    /// Archive root [default: https://mast.stsci.edu]; also re-roots recorded script URLs.
-    #[arg(long, value_name = "URL", env = "MASTDL_BASE_URL")]
-    pub base_url: Option<Url>,
-
-    /// Extra CA certificates (PEM file).
-    #[arg(long, value_name = "PATH")]
-    pub cacert: Option<PathBuf>,
-
-    /// Also send the token on redirects to HOST (repeatable).
-    #[arg(long, value_name = "HOST")]
-    pub trusted_host: Vec<String>,
-
-    /// Stall timeout of a `--remote` request.
-    #[arg(long, value_name = "SECS", default_value = "60")]
-    pub timeout: NonZeroU64,
-
-    /// Only problems and the summary (no progress bar).
-    #[arg(short, long)]
-    pub quiet: bool,
-
-    /// Progress bar while hashing.
-    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
-    pub progress: ProgressMode,
-
-    /// stderr as human lines or one JSON object per event.
-    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Options of `query`.
@@ -251,9 +199,8 @@ pub struct QueryArgs {
     #[command(flatten)]
     pub criteria: CriteriaArgs,
 
-    /// Keep only files whose name ends with EXT (case-insensitive; repeatable).
-    #[arg(long, value_name = "EXT")]
-    pub extension: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
     /// Write the URI list to FILE instead of standard output.
     #[arg(short = 'o', long, value_name = "FILE", conflicts_with = "table")]
@@ -263,15 +210,24 @@ pub struct QueryArgs {
     #[arg(long, value_name = "FILE")]
     pub table: Option<PathBuf>,
 
-    /// MAST API token [default: env MAST_API_TOKEN].
-    #[arg(short = 't', long, value_name = "TOKEN")]
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// How to reach the archive, with which token, trusting whom: one
+/// declaration for every command that talks to MAST (resolved once, by
+/// `settings::Network::resolve`).
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// MAST API token [default: env MAST_API_TOKEN, else (`fetch`, on a terminal) a hidden prompt].
+    #[arg(short = 't', long, value_name = "TOKEN", hide_default_value = true)]
     pub token: Option<String>,
 
-    /// Archive root [default: https://mast.stsci.edu].
+    /// Archive root [default: https://mast.stsci.edu]; also re-roots URLs taken from download scripts.
     #[arg(long, value_name = "URL", env = "MASTDL_BASE_URL")]
     pub base_url: Option<Url>,
 
-    /// Extra CA certificates (PEM) added to the system roots.
+    /// Extra CA certificates (PEM file) added to the system roots.
     #[arg(long, value_name = "PATH")]
     pub cacert: Option<PathBuf>,
 
@@ -284,6 +240,31 @@ pub struct QueryArgs {
     pub trusted_host: Vec<String>,
 }
 
+/// Which of the listed files to keep, by name (`fetch`, `plan`, `query`).
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Keep only files whose name ends with EXT (case-insensitive; repeatable).
+    #[arg(long, value_name = "EXT")]
+    pub extension: Vec<String>,
+}
+
+/// How stderr looks (`fetch`, `plan`, `verify`; resolved once, by
+/// `settings::Output::resolve`).
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Only problems and the final summary (no progress bars).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// When to draw progress bars.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub progress: ProgressMode,
+
+    /// stderr as human lines or one JSON object per event.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +273,27 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_that_talks_to_mast_takes_the_network_flags() {
+        let cli = Cli::command();
+        for name in ["fetch", "plan", "query", "verify"] {
+            let cmd = cli.find_subcommand(name).unwrap();
+            for id in ["token", "base_url", "cacert", "timeout", "trusted_host"] {
+                assert!(
+                    cmd.get_arguments().any(|a| a.get_id() == id),
+                    "{name}: {id}"
+                );
+            }
+        }
+        for name in ["fetch", "plan", "query"] {
+            let cmd = cli.find_subcommand(name).unwrap();
+            assert!(
+                cmd.get_arguments().any(|a| a.get_id() == "extension"),
+                "{name}"
+            );
+        }
     }
 }
 

@@ -9,7 +9,10 @@ use std::time::Duration;
 use url::Url;
 
 use crate::budget::Jobs;
-use crate::cli::{CriteriaArgs, FetchArgs, LogFormat, ProgressMode, QueryArgs};
+use crate::cli::{
+    CriteriaArgs, FetchArgs, FilterArgs, LogFormat, NetworkArgs, OutputArgs, ProgressMode,
+    QueryArgs,
+};
 use crate::error::UsageError;
 pub use crate::input::InputSource;
 use crate::plan::{PlanOptions, Shard};
@@ -41,6 +44,74 @@ pub enum Output {
     Json,
 }
 
+impl Output {
+    /// Resolves `--log-format`, `--progress` and `--quiet`: bars only
+    /// when asked for (or on a terminal) and not quiet. Returns the
+    /// output and whether it is quiet.
+    pub fn resolve(args: OutputArgs) -> (Output, bool) {
+        let OutputArgs {
+            quiet,
+            progress,
+            log_format,
+        } = args;
+        let output = match (log_format, progress) {
+            (LogFormat::Json, _) => Output::Json,
+            (_, ProgressMode::Always) if !quiet => Output::Bars,
+            (_, ProgressMode::Auto) if !quiet && std::io::stderr().is_terminal() => Output::Bars,
+            _ => Output::Lines,
+        };
+        (output, quiet)
+    }
+}
+
+/// The network flags ([`NetworkArgs`]), resolved once for every command
+/// that talks to MAST.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// The archive root.
+    pub base: Url,
+    /// `--base-url` given: URLs taken from scripts are re-rooted at it.
+    pub rebase: bool,
+    pub token: Option<Token>,
+    /// How the one HTTP client connects.
+    pub client: ClientSettings,
+}
+
+/// What the one HTTP client is built with, besides the connection limits
+/// each command sets (see `commands::http`).
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// `--timeout`.
+    pub stall: Duration,
+    /// `--cacert`.
+    pub cacert: Option<PathBuf>,
+    /// `--trusted-host`.
+    pub trusted_hosts: Vec<String>,
+}
+
+impl Network {
+    /// Resolves `args` against the environment (`MAST_API_TOKEN`).
+    pub fn resolve(args: NetworkArgs) -> Result<Network, UsageError> {
+        let NetworkArgs {
+            token,
+            base_url: given,
+            cacert,
+            timeout,
+            trusted_host,
+        } = args;
+        Ok(Network {
+            rebase: given.is_some(),
+            base: base_url(given)?,
+            token: resolve_token(token.as_deref())?,
+            client: ClientSettings {
+                stall: Duration::from_secs(timeout.get()),
+                cacert,
+                trusted_hosts: trusted_host,
+            },
+        })
+    }
+}
+
 /// Everything a run needs, resolved.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -53,15 +124,16 @@ pub struct Settings {
     /// `--limit-rate`: bytes per second for the whole run.
     pub limit_rate: Option<u64>,
     pub retries: u32,
-    pub stall: Duration,
     pub plan: PlanOptions,
     pub force: bool,
     /// `--update`: HEAD complete files and replace changed ones.
     pub update: bool,
     pub output: Output,
     pub quiet: bool,
-    pub trusted_hosts: Vec<String>,
-    pub cacert: Option<PathBuf>,
+    /// How the one client connects: the rest of the [`Network`], whose
+    /// archive root and re-rooting are `plan.base` and `plan.rebase`, and
+    /// whose token is `token`.
+    pub client: ClientSettings,
     /// `--query`: the search whose products are the input.
     pub query: Option<Criteria>,
     /// `--cloud` / `--cloud-only`.
@@ -73,18 +145,43 @@ pub struct Settings {
 impl Settings {
     /// Resolves `args` against the environment.
     pub fn resolve(args: FetchArgs) -> Result<Settings, UsageError> {
-        let rebase = args.base_url.is_some();
-        let base = base_url(args.base_url)?;
-        let shard = args.shard.as_deref().map(resolve_shard).transpose()?;
-        let criteria = Criteria::from(args.criteria);
-        let query = match (args.query, criteria.is_empty()) {
+        let FetchArgs {
+            inputs,
+            dest,
+            network,
+            jobs,
+            limit_rate,
+            retries,
+            flat,
+            filter: FilterArgs { extension },
+            shard,
+            force,
+            update,
+            cloud,
+            cloud_only,
+            s3_url,
+            // `plan` instead of `fetch`: decided by `commands::run`.
+            dry_run: _,
+            output,
+            query,
+            criteria,
+        } = args;
+        let Network {
+            base,
+            rebase,
+            token,
+            client,
+        } = Network::resolve(network)?;
+        let shard = shard.as_deref().map(resolve_shard).transpose()?;
+        let criteria = Criteria::from(criteria);
+        let query = match (query, criteria.is_empty()) {
             (true, true) => {
                 return Err(UsageError(
                     "`--query` needs search criteria, e.g. `--collection JWST --proposal 1073`"
                         .into(),
                 ))
             }
-            (true, false) if !args.inputs.is_empty() => {
+            (true, false) if !inputs.is_empty() => {
                 return Err(UsageError(
                     "`--query` reads no INPUT: give either criteria or inputs".into(),
                 ))
@@ -97,8 +194,7 @@ impl Settings {
             (true, false) => Some(criteria.clone()),
             (false, true) => None,
         };
-        let mut inputs: Vec<InputSource> = args
-            .inputs
+        let mut inputs: Vec<InputSource> = inputs
             .into_iter()
             .map(|p| {
                 if p.as_os_str() == "-" {
@@ -111,62 +207,67 @@ impl Settings {
         if inputs.is_empty() {
             inputs.push(InputSource::Stdin);
         }
-        let stderr_tty = std::io::stderr().is_terminal();
-        let output = match (args.log_format, args.progress) {
-            (LogFormat::Json, _) => Output::Json,
-            (_, ProgressMode::Always) if !args.quiet => Output::Bars,
-            (_, ProgressMode::Auto) if stderr_tty && !args.quiet => Output::Bars,
-            _ => Output::Lines,
-        };
+        let (output, quiet) = Output::resolve(output);
         let mut plan = PlanOptions::new(base);
         plan.rebase = rebase;
-        plan.flat = args.flat;
-        plan.extensions = args.extension;
+        plan.flat = flat;
+        plan.extensions = extension;
         plan.shard = shard;
         plan.product_types = criteria.product_type.clone();
         plan.calib_levels = criteria.calib_level.clone();
         plan.mrp_only = criteria.mrp_only;
         Ok(Settings {
             inputs,
-            dest: args.dest,
-            token: resolve_token(args.token.as_deref())?,
+            dest,
+            token,
             interactive: std::io::stdin().is_terminal(),
-            jobs: args.jobs,
-            limit_rate: args.limit_rate,
-            retries: args.retries,
-            stall: Duration::from_secs(args.timeout.get()),
+            jobs,
+            limit_rate,
+            retries,
             plan,
-            force: args.force,
-            update: args.update,
+            force,
+            update,
             output,
-            quiet: args.quiet,
-            trusted_hosts: args.trusted_host,
-            cacert: args.cacert,
+            quiet,
+            client,
             query,
-            cloud: match (args.cloud_only, args.cloud) {
+            cloud: match (cloud_only, cloud) {
                 (true, _) => Cloud::Only,
                 (false, true) => Cloud::Prefer,
                 (false, false) => Cloud::Off,
             },
-            s3_url: args.s3_url,
+            s3_url,
         })
     }
 }
 
 impl From<CriteriaArgs> for Criteria {
     fn from(a: CriteriaArgs) -> Criteria {
+        let CriteriaArgs {
+            collection,
+            proposal,
+            instrument,
+            target,
+            obs_id,
+            filters,
+            dataproduct_type,
+            product_type,
+            calib_level,
+            mrp_only,
+            chunk_size,
+        } = a;
         Criteria {
-            collection: a.collection,
-            proposal: a.proposal,
-            instrument: a.instrument,
-            target: a.target,
-            obs_id: a.obs_id,
-            filters: a.filters,
-            dataproduct_type: a.dataproduct_type,
-            product_type: a.product_type,
-            calib_level: a.calib_level,
-            mrp_only: a.mrp_only,
-            chunk_size: a.chunk_size,
+            collection,
+            proposal,
+            instrument,
+            target,
+            obs_id,
+            filters,
+            dataproduct_type,
+            product_type,
+            calib_level,
+            mrp_only,
+            chunk_size,
         }
     }
 }
@@ -192,37 +293,36 @@ impl QueryOutput {
 /// Everything `query` needs, resolved.
 #[derive(Debug, Clone)]
 pub struct QuerySettings {
-    pub base: Url,
-    pub token: Option<Token>,
+    pub network: Network,
     pub criteria: Criteria,
     pub extensions: Vec<String>,
     pub output: QueryOutput,
-    pub stall: Duration,
-    pub cacert: Option<PathBuf>,
-    pub trusted_hosts: Vec<String>,
 }
 
 impl QuerySettings {
     /// Resolves `args` against the environment.
     pub fn resolve(args: QueryArgs) -> Result<QuerySettings, UsageError> {
-        let criteria = Criteria::from(args.criteria);
+        let QueryArgs {
+            criteria,
+            filter: FilterArgs { extension },
+            output,
+            table,
+            network,
+        } = args;
+        let criteria = Criteria::from(criteria);
         if criteria.is_empty() {
             return Err(UsageError(
                 "`query` needs search criteria, e.g. `--collection JWST --proposal 1073 --instrument NIRCAM*`".into(),
             ));
         }
         Ok(QuerySettings {
-            base: base_url(args.base_url)?,
-            token: resolve_token(args.token.as_deref())?,
+            network: Network::resolve(network)?,
             criteria,
-            extensions: args.extension,
-            output: match args.table {
+            extensions: extension,
+            output: match table {
                 Some(t) => QueryOutput::Table(Some(t)),
-                None => QueryOutput::List(args.output),
+                None => QueryOutput::List(output),
             },
-            stall: Duration::from_secs(args.timeout.get()),
-            cacert: args.cacert,
-            trusted_hosts: args.trusted_host,
         })
     }
 }

@@ -25,7 +25,7 @@ use crate::input::read::Reading;
 use crate::input::{Entry, InputError, Origin};
 use crate::plan::{Job, Planner, Source};
 use crate::progress::{Bars, Json, Level, Lines, Reporter};
-use crate::settings::{Cloud, Output, QuerySettings, Settings};
+use crate::settings::{ClientSettings, Cloud, Output, QuerySettings, Settings};
 
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
@@ -99,13 +99,27 @@ pub fn hint_for(err: &anyhow::Error, downloads: bool) -> Option<&'static str> {
 }
 
 /// Builds the one HTTP client (with its trust rules) for every request
-/// of a command.
+/// of a command: the only place its options are assembled. `per_host` is
+/// the most connections to one host; `wider` names the hosts allowed more.
 pub fn http(
     base: &url::Url,
-    trusted_hosts: &[String],
-    options: &ClientOptions<'_>,
+    client: &ClientSettings,
+    per_host: usize,
+    wider: Vec<(url::Url, usize)>,
 ) -> anyhow::Result<Http> {
-    Http::new(options, Trust::new(base.clone(), trusted_hosts.to_vec())).map_err(|e| match e {
+    let ClientSettings {
+        stall,
+        cacert,
+        trusted_hosts,
+    } = client;
+    let options = ClientOptions {
+        stall: *stall,
+        cacert: cacert.as_deref(),
+        per_host,
+        wider,
+        no_proxy: false,
+    };
+    Http::new(&options, Trust::new(base.clone(), trusted_hosts.clone())).map_err(|e| match e {
         e @ (ClientError::ReadCa { .. } | ClientError::NoCert { .. }) => {
             anyhow::Error::new(UsageError(crate::error::chain(&e)))
         }
@@ -117,16 +131,11 @@ pub fn http(
 pub fn run_http(settings: &Settings) -> anyhow::Result<Http> {
     http(
         &settings.plan.base,
-        &settings.trusted_hosts,
-        &ClientOptions {
-            stall: settings.stall,
-            cacert: settings.cacert.as_deref(),
-            per_host: settings.jobs.ceiling(),
-            // The bucket has its own connection limit (S3 serves each
-            // connection at its own speed).
-            wider: vec![(settings.s3_url.clone(), fetch::BUCKET_CONNECTIONS)],
-            no_proxy: false,
-        },
+        &settings.client,
+        settings.jobs.ceiling(),
+        // The bucket has its own connection limit (S3 serves each
+        // connection at its own speed).
+        vec![(settings.s3_url.clone(), fetch::BUCKET_CONNECTIONS)],
     )
 }
 

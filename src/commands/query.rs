@@ -8,7 +8,6 @@ use anyhow::Context as _;
 
 use super::http;
 use crate::error::Exit;
-use crate::fetch::http::ClientOptions;
 use crate::query::{self, Product};
 use crate::settings::{QueryOutput, QuerySettings};
 
@@ -35,20 +34,14 @@ fn write(w: &mut dyn Write, products: &[Product], output: &QueryOutput) -> anyho
     Ok(w.flush()?)
 }
 
+/// The most connections `query` opens to one host (it takes no `-j`).
+const QUERY_CONNECTIONS: usize = 4;
+
 /// Runs `query`.
 pub async fn query(s: QuerySettings) -> anyhow::Result<Exit> {
-    let http = http(
-        &s.base,
-        &s.trusted_hosts,
-        &ClientOptions {
-            stall: s.stall,
-            cacert: s.cacert.as_deref(),
-            per_host: 4,
-            wider: Vec::new(),
-            no_proxy: false,
-        },
-    )?;
-    let mut products = query::products(&http, &s.base, s.token.as_ref(), &s.criteria).await?;
+    let net = &s.network;
+    let http = http(&net.base, &net.client, QUERY_CONNECTIONS, Vec::new())?;
+    let mut products = query::products(&http, &net.base, net.token.as_ref(), &s.criteria).await?;
     products.retain(|p| has_extension(p, &s.extensions));
     match s.output.path() {
         Some(path) => {

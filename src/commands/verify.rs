@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
-use std::io::{self, IsTerminal as _, Read as _};
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,18 +27,16 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::cli::{LogFormat, ProgressMode, VerifyArgs};
+use crate::cli::VerifyArgs;
 use crate::dest::{Dest, StateRecord, META_DIR};
 use crate::error::{Exit, UsageError};
-use crate::fetch::http::ClientOptions;
 use crate::fetch::Http;
 use crate::layout::escape;
 use crate::manifest::human_bytes;
 use crate::plan::Source;
 use crate::progress;
 use crate::retry::{self, Policy};
-use crate::settings::{base_url, resolve_token};
-use crate::token::Token;
+use crate::settings::{Network, Output};
 
 /// Retries of one `--remote` HEAD on transient errors.
 const REMOTE_RETRIES: u32 = 2;
@@ -53,13 +51,9 @@ struct Config {
     remote: bool,
     print_repair: bool,
     jobs: usize,
-    base: Url,
-    /// `--base-url` given: recorded script URLs are re-rooted at it.
-    rebase: bool,
-    token: Option<Token>,
-    trusted_hosts: Vec<String>,
-    cacert: Option<PathBuf>,
-    stall: Duration,
+    /// The archive (recorded script URLs are re-rooted at a given
+    /// `--base-url`), the token and the client's settings.
+    network: Network,
     json: bool,
     bar: bool,
 }
@@ -72,38 +66,19 @@ impl Config {
             remote,
             print_repair,
             jobs,
-            token,
-            base_url: given,
-            cacert,
-            trusted_host,
-            timeout,
-            quiet,
-            progress,
-            log_format,
+            network,
+            output,
         } = args;
-        let rebase = given.is_some();
-        let json = log_format == LogFormat::Json;
-        let bar = !json
-            && !quiet
-            && match progress {
-                ProgressMode::Always => true,
-                ProgressMode::Auto => io::stderr().is_terminal(),
-                ProgressMode::Never => false,
-            };
+        let (output, _quiet) = Output::resolve(output);
         Ok(Config {
             dest,
             extra,
             remote,
             print_repair,
             jobs: jobs.get(),
-            base: base_url(given)?,
-            rebase,
-            token: resolve_token(token.as_deref())?,
-            trusted_hosts: trusted_host,
-            cacert,
-            stall: Duration::from_secs(timeout.get()),
-            json,
-            bar,
+            network: Network::resolve(network)?,
+            json: output == Output::Json,
+            bar: output == Output::Bars,
         })
     }
 }
@@ -431,17 +406,17 @@ fn source_url(cfg: &Config, r: &StateRecord) -> Option<Url> {
         .get(..5)
         .is_some_and(|p| p.eq_ignore_ascii_case("mast:"));
     if is_mast {
-        let root = crate::plan::download_root(&cfg.base).ok()?;
+        let root = crate::plan::download_root(&cfg.network.base).ok()?;
         return Some(crate::plan::with_uri(&root, &r.uri));
     }
     let mut url = Url::parse(&r.uri).ok()?;
     if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
-    if cfg.rebase {
-        url.set_scheme(cfg.base.scheme()).ok()?;
-        url.set_host(cfg.base.host_str()).ok()?;
-        url.set_port(cfg.base.port()).ok()?;
+    if cfg.network.rebase {
+        url.set_scheme(cfg.network.base.scheme()).ok()?;
+        url.set_host(cfg.network.base.host_str()).ok()?;
+        url.set_port(cfg.network.base.port()).ok()?;
     }
     Some(url)
 }
@@ -453,17 +428,8 @@ async fn check_remote(
     records: &[StateRecord],
     sound: &[usize],
 ) -> anyhow::Result<Vec<Finding>> {
-    let http: Http = super::http(
-        &cfg.base,
-        &cfg.trusted_hosts,
-        &ClientOptions {
-            stall: cfg.stall,
-            cacert: cfg.cacert.as_deref(),
-            per_host: cfg.jobs,
-            wider: Vec::new(),
-            no_proxy: false,
-        },
-    )?;
+    let net = &cfg.network;
+    let http: Http = super::http(&net.base, &net.client, cfg.jobs, Vec::new())?;
     let policy = Policy::new(REMOTE_RETRIES);
     let cancel = CancellationToken::new();
     let (http, policy, cancel) = (&http, &policy, &cancel);
@@ -480,7 +446,7 @@ async fn check_remote(
                         policy,
                         cancel,
                         None,
-                        |_| crate::fetch::head(http, &url, cfg.token.as_ref()),
+                        |_| crate::fetch::head(http, &url, cfg.network.token.as_ref()),
                         |_, _, _| {},
                     )
                     .await;
@@ -577,8 +543,8 @@ fn sh_quote(s: &str) -> String {
 fn repair_command(cfg: &Config) -> String {
     let dest = sh_quote(&cfg.dest.display().to_string());
     let remote = if cfg.remote { " --remote" } else { "" };
-    let base = if cfg.rebase {
-        format!(" --base-url {}", sh_quote(cfg.base.as_str()))
+    let base = if cfg.network.rebase {
+        format!(" --base-url {}", sh_quote(cfg.network.base.as_str()))
     } else {
         String::new()
     };
