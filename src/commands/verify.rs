@@ -95,8 +95,12 @@ enum Problem {
     Size { recorded: u64, found: u64 },
     /// Same size, other bytes.
     Corrupt { recorded: String, found: String },
-    /// The file could not be read, or its record names no usable path.
+    /// The file could not be read.
     Unreadable(String),
+    /// The record names no usable path (`..`, control characters…), or a
+    /// folder on the path is a symlink or not a folder: never followed,
+    /// never repaired (`fetch` would refuse it too).
+    Unusable(String),
     /// Below DEST, and no record lists it (`--extra`).
     Extra,
     /// The source's size or validators changed (`--remote`).
@@ -181,7 +185,7 @@ impl Problem {
             Problem::NotAFile => Kind::NotAFile,
             Problem::Size { .. } => Kind::Size,
             Problem::Corrupt { .. } => Kind::Corrupt,
-            Problem::Unreadable(_) => Kind::Unreadable,
+            Problem::Unreadable(_) | Problem::Unusable(_) => Kind::Unreadable,
             Problem::Extra => Kind::Extra,
             Problem::Changed(_) => Kind::Changed,
             Problem::Unchecked(_) => Kind::Unchecked,
@@ -199,7 +203,10 @@ impl Problem {
             Problem::Corrupt { recorded, found } => Some(format!(
                 "content changed: MD5 recorded {recorded}, the bytes hash to {found}"
             )),
-            Problem::Unreadable(m) | Problem::Changed(m) | Problem::Unchecked(m) => Some(m.clone()),
+            Problem::Unreadable(m)
+            | Problem::Unusable(m)
+            | Problem::Changed(m)
+            | Problem::Unchecked(m) => Some(m.clone()),
             Problem::Extra => Some("no record lists this file".into()),
         }
     }
@@ -207,7 +214,10 @@ impl Problem {
     /// Returns true if and only if `fetch --force` of the recorded source
     /// repairs it.
     fn repairable(&self) -> bool {
-        !matches!(self, Problem::Extra | Problem::Unchecked(_))
+        !matches!(
+            self,
+            Problem::Extra | Problem::Unchecked(_) | Problem::Unusable(_)
+        )
     }
 }
 
@@ -242,7 +252,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
         .into());
     }
     records.sort_by(|a, b| a.path.cmp(&b.path));
-    let total: u64 = records.iter().map(|r| r.size).sum();
+    let total = total_size(records.iter());
     let bar = progress_bar(cfg.bar, total);
     let local = check_local(&root, &records, &bar).await;
     bar.finish_and_clear();
@@ -269,10 +279,20 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
         findings.extend(extra_files(&root, &records));
     }
     findings.sort_by(|a, b| a.path.cmp(&b.path));
+    let repair = Repair::of(&cfg, &records, &findings);
+    // stderr first: the problems are reported, and the exit code is
+    // theirs, whatever becomes of stdout (`| head`, a closed pipe).
+    report(&cfg, &records, &findings, &repair, unhashed, t0.elapsed());
     if cfg.print_repair {
-        print_repair(&cfg, &records, &findings)?;
+        if let Err(e) = repair.print() {
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                return Err(anyhow::Error::new(e).context("Cannot write the repair script"));
+            }
+            progress::say(
+                "verify: standard output was closed: the repair script was not written in full",
+            );
+        }
     }
-    report(&cfg, &records, &findings, unhashed, t0.elapsed());
     Ok(if findings.is_empty() {
         Exit::Success
     } else {
@@ -338,8 +358,14 @@ async fn check_local(root: &Path, records: &[StateRecord], bar: &ProgressBar) ->
 /// Checks one record's file: present, a regular file, its size, its MD5.
 fn check_one(root: &Path, r: &StateRecord, bar: &ProgressBar) -> Local {
     if let Err(m) = crate::layout::checked_components(&r.path) {
-        return Local::Bad(Problem::Unreadable(format!(
+        return Local::Bad(Problem::Unusable(format!(
             "the record's path is unusable: {m}"
+        )));
+    }
+    if let Some(folder) = crate::fetch::part::foreign_folder(root, &r.path) {
+        return Local::Bad(Problem::Unusable(format!(
+            "`{}` is not a folder of DEST's own (a symlink or a file): never followed",
+            escape(&folder)
         )));
     }
     let path = crate::job::local(root, &r.path);
@@ -363,8 +389,9 @@ fn check_one(root: &Path, r: &StateRecord, bar: &ProgressBar) -> Local {
         return Local::Ok { hashed: false };
     };
     match md5_of(&path, bar) {
-        Ok(found) if found.eq_ignore_ascii_case(recorded) => Local::Ok { hashed: true },
-        Ok(found) => Local::Bad(Problem::Corrupt {
+        Ok(None) => Local::Bad(Problem::NotAFile),
+        Ok(Some(found)) if found.eq_ignore_ascii_case(recorded) => Local::Ok { hashed: true },
+        Ok(Some(found)) => Local::Bad(Problem::Corrupt {
             recorded: recorded.clone(),
             found,
         }),
@@ -373,14 +400,26 @@ fn check_one(root: &Path, r: &StateRecord, bar: &ProgressBar) -> Local {
 }
 
 /// Returns the MD5 (lowercase hex) of the file at `path`, opened without
-/// following a symlink, read with a bounded buffer.
-fn md5_of(path: &Path, bar: &ProgressBar) -> io::Result<String> {
+/// following a symlink nor blocking on a FIFO swapped in, read with a
+/// bounded buffer; `None` when what was opened is not a regular file.
+fn md5_of(path: &Path, bar: &ProgressBar) -> io::Result<Option<String>> {
     let mut o = OpenOptions::new();
     o.read(true);
     crate::fetch::part::nofollow(&mut o);
-    let mut f = o.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let mut f = match o.open(path) {
+        Ok(f) => f,
+        // O_NOFOLLOW on a symlink swapped in since the check.
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
+        return Ok(None);
     }
     let mut h = Md5::new();
     let mut buf = vec![0u8; HASH_BUFFER];
@@ -394,7 +433,15 @@ fn md5_of(path: &Path, bar: &ProgressBar) -> io::Result<String> {
         h.update(&buf[..n]);
         bar.inc(n as u64);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(Some(
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+    ))
+}
+
+/// Returns the records' total size, saturating (a hostile record's size
+/// must not overflow).
+fn total_size<'a>(records: impl Iterator<Item = &'a StateRecord>) -> u64 {
+    records.fold(0, |n, r| n.saturating_add(r.size))
 }
 
 /// Returns where the record's file came from: the archive's download URL
@@ -539,48 +586,90 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Returns the command that repairs what can be repaired.
+/// Returns the command that repairs what can be repaired: long options
+/// with `=` and `--` before DEST, so a DEST starting with `-` stays one.
 fn repair_command(cfg: &Config) -> String {
     let dest = sh_quote(&cfg.dest.display().to_string());
     let remote = if cfg.remote { " --remote" } else { "" };
     let base = if cfg.network.rebase {
-        format!(" --base-url {}", sh_quote(cfg.network.base.as_str()))
+        format!(" --base-url={}", sh_quote(cfg.network.base.as_str()))
     } else {
         String::new()
     };
     format!(
-        "mastdl verify {dest}{remote}{base} --print-repair | mastdl fetch --force -d {dest}{base} -"
+        "mastdl verify{remote}{base} --print-repair -- {dest} | mastdl fetch --force --dest={dest}{base} -"
     )
 }
 
-/// Prints the repairable files on stdout as a download script `fetch`
-/// reads: one `curl -o PATH URL` line each, PATH below DEST.
-fn print_repair(cfg: &Config, records: &[StateRecord], findings: &[Finding]) -> io::Result<()> {
-    use std::io::Write as _;
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    writeln!(out, "#!/bin/sh")?;
-    writeln!(
-        out,
-        "# Written by `mastdl verify --print-repair`: run with `mastdl fetch --force -d DEST -`, never with sh."
-    )?;
-    let mut seen = HashSet::new();
-    for f in findings.iter().filter(|f| f.problem.repairable()) {
-        let Some(r) = f.record.map(|i| &records[i]) else {
-            continue;
+/// What `--print-repair` prints: one `curl -o PATH URL` line per file to
+/// fetch again, and the repairable records left out of it.
+struct Repair {
+    lines: Vec<String>,
+    /// The escaped path of each repairable record left out, and why.
+    left_out: Vec<(String, &'static str)>,
+}
+
+impl Repair {
+    /// Returns the repair script's lines for the repairable findings.
+    /// A record with no known source, or whose path or URL holds a control
+    /// character, is left out (said on stderr): the script never carries
+    /// one to the terminal or the reader.
+    fn of(cfg: &Config, records: &[StateRecord], findings: &[Finding]) -> Repair {
+        let mut repair = Repair {
+            lines: Vec::new(),
+            left_out: Vec::new(),
         };
-        let Some(url) = source_url(cfg, r) else {
-            continue;
-        };
-        if seen.insert(r.path.as_str()) {
-            writeln!(
-                out,
+        let mut seen = HashSet::new();
+        for f in findings.iter().filter(|f| f.problem.repairable()) {
+            let Some(r) = f.record.map(|i| &records[i]) else {
+                continue;
+            };
+            if !seen.insert(r.path.as_str()) {
+                continue;
+            }
+            let Some(url) = source_url(cfg, r) else {
+                repair
+                    .left_out
+                    .push((escape(&r.path), "no source URL is known"));
+                continue;
+            };
+            let control = |s: &str| s.chars().any(char::is_control);
+            if control(&r.path) || control(url.as_str()) {
+                repair
+                    .left_out
+                    .push((escape(&r.path), "its path or URL holds a control character"));
+                continue;
+            }
+            repair.lines.push(format!(
                 "curl -o {} {}",
                 sh_quote(&r.path),
                 sh_quote(url.as_str())
-            )?;
+            ));
         }
+        repair
     }
-    out.flush()
+
+    /// Prints the script on stdout. With nothing to repair it is a lone
+    /// comment: an empty list, which `mastdl fetch` reads as nothing to
+    /// do (exit 0), so `verify --print-repair | fetch -` passes on a
+    /// clean mirror.
+    fn print(&self) -> io::Result<()> {
+        use std::io::Write as _;
+        let mut out = io::BufWriter::new(io::stdout().lock());
+        if self.lines.is_empty() {
+            writeln!(out, "# mastdl verify --print-repair: nothing to repair")?;
+            return out.flush();
+        }
+        writeln!(out, "#!/bin/sh")?;
+        writeln!(
+            out,
+            "# Written by `mastdl verify --print-repair`: run with `mastdl fetch --force --dest=DEST -`, never with sh."
+        )?;
+        for line in &self.lines {
+            writeln!(out, "{line}")?;
+        }
+        out.flush()
+    }
 }
 
 /// Prints one line (or JSON event) per problem, the summary and the
@@ -589,25 +678,31 @@ fn report(
     cfg: &Config,
     records: &[StateRecord],
     findings: &[Finding],
+    repair: &Repair,
     unhashed: usize,
     elapsed: Duration,
 ) {
     let count = |kind: Kind| findings.iter().filter(|f| f.problem.kind() == kind).count();
     let bad_records: HashSet<usize> = findings.iter().filter_map(|f| f.record).collect();
     let ok = records.len() - bad_records.len();
-    let bytes: u64 = records.iter().map(|r| r.size).sum();
-    let repairable = findings.iter().any(|f| f.problem.repairable());
-    let repair = repairable.then(|| repair_command(cfg));
+    let bytes = total_size(records.iter());
+    let left_out =
+        |path: &str, why: &str| format!("verify: `{path}` is left out of the repair script: {why}");
+    let command = (!repair.lines.is_empty()).then(|| repair_command(cfg));
     if cfg.json {
         for f in findings {
             progress::emit(json!({"ts": progress::ts(), "event": "problem",
                 "problem": f.problem.kind().key(), "path": f.path,
                 "message": f.problem.detail()}));
         }
+        for (path, why) in &repair.left_out {
+            progress::emit(json!({"ts": progress::ts(), "event": "message",
+                "level": "warn", "message": left_out(path, why)}));
+        }
         let mut summary = json!({"ts": progress::ts(), "event": "summary",
             "recorded": records.len(), "ok": ok,
             "unhashed": unhashed, "bytes": bytes, "duration_ms": elapsed.as_millis() as u64,
-            "clean": findings.is_empty(), "repair": repair});
+            "clean": findings.is_empty(), "repair": command});
         for kind in Kind::ALL {
             summary[kind.key()] = json!(count(kind));
         }
@@ -626,6 +721,9 @@ fn report(
             escape(&f.path),
             escape(&detail)
         ));
+    }
+    for (path, why) in &repair.left_out {
+        progress::say(left_out(path, why));
     }
     let mut parts = vec![format!("{ok} ok")];
     for kind in Kind::ALL {
@@ -646,7 +744,7 @@ fn report(
         parts.join(", "),
         elapsed.as_secs_f64()
     ));
-    if let Some(cmd) = repair {
+    if let Some(cmd) = command {
         progress::say(format!("repair: {cmd}"));
     }
 }
@@ -663,6 +761,25 @@ mod tests {
         assert!(is_own("MANIFEST.0-of-2.HTML", true));
         assert!(!is_own("HST/MANIFEST.json", false));
         assert!(!is_own("HST/a/x.fits", false));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_swapped_in_is_never_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("x.fits");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // As if swapped in after `check_one` saw a regular file there.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(md5_of(&fifo, &ProgressBar::hidden()).map_err(|e| e.to_string()));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("md5_of blocked on a FIFO");
+        assert_eq!(got, Ok(None));
     }
 
     #[test]

@@ -288,6 +288,26 @@ pub fn create_dirs(root: &Path, rel_dir: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Returns the first folder on the way from `root` to the file at `rel`
+/// (`/`-separated) that exists and is not a folder of DEST's own (a
+/// symlink, or a file): [`create_dirs`]'s rule, for readers (`verify`)
+/// that must not follow one out of DEST either. `None` when every
+/// existing one is a real folder.
+pub fn foreign_folder(root: &Path, rel: &str) -> Option<String> {
+    let mut at = root.to_path_buf();
+    let mut segs: Vec<&str> = rel.split('/').collect();
+    segs.pop();
+    for (i, seg) in segs.iter().enumerate() {
+        at.push(seg);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => return Some(segs[..=i].join("/")),
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 /// The identity of an open file, to check it is still the one at a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileId {

@@ -4,6 +4,7 @@
 //! command (run here as printed); exit 0 clean, 1 not.
 
 use std::collections::BTreeMap;
+use std::process::Output;
 use std::time::SystemTime;
 
 use md5::{Digest, Md5};
@@ -110,7 +111,7 @@ fn verify_finds_a_corrupted_and_a_missing_file_and_the_printed_command_repairs_t
         .find_map(|l| l.strip_prefix("repair: "))
         .unwrap_or_else(|| panic!("no repair command: {}", r.stderr))
         .to_string();
-    assert!(cmd.contains("| mastdl fetch --force -d"), "{cmd}");
+    assert!(cmd.contains("| mastdl fetch --force --dest="), "{cmd}");
     let bin = Path::new(env!("CARGO_BIN_EXE_mastdl")).parent().unwrap();
     let mut sh = Command::new("sh");
     sh.args(["-c", &cmd])
@@ -262,4 +263,199 @@ fn a_folder_without_records_is_a_usage_error() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("nothing to verify"), "{}", r.stderr);
     assert!(!e.dest().join(".mastdl").exists(), "nothing created");
+}
+
+impl Env {
+    /// Adds a record to DEST's state, made from the first one with `path`,
+    /// `uri` and `size` changed (a hostile or damaged record).
+    fn add_record(&self, path: &str, uri: &str, size: u64) {
+        let state = self.dest().join(".mastdl/state.jsonl");
+        let text = std::fs::read_to_string(&state).unwrap();
+        let mut v: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        v["path"] = path.into();
+        v["uri"] = uri.into();
+        v["size"] = size.into();
+        v.as_object_mut().unwrap().remove("md5");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&state)
+            .unwrap();
+        writeln!(f, "{v}").unwrap();
+    }
+
+    /// Runs `mastdl verify DEST --print-repair ARGS…`, then `mastdl fetch
+    /// --force --dest=DEST -` on what it printed: the repair pipeline.
+    fn repair_pipeline(&self, m: &Mock, args: &[&str]) -> (Run, Output) {
+        let mut c = self.cmd();
+        c.arg("verify")
+            .args(["--base-url", &m.base, "--print-repair"])
+            .args(args)
+            .arg("--")
+            .arg(self.dest());
+        let out = c.output().unwrap();
+        let script = out.stdout.clone();
+        let verify = Run::from(out);
+        let mut f = self.cmd();
+        f.arg("fetch")
+            .args(["--base-url", &m.base, "--force"])
+            .arg(format!("--dest={}", self.dest().display()))
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = f.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(&script).unwrap();
+        (verify, child.wait_with_output().unwrap())
+    }
+}
+
+fn fetched_three() -> (Mock, Env) {
+    let m = three();
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n{IUE}\n"));
+    assert_eq!(e.fetch(&m, &[list.to_str().unwrap()]).code, 0);
+    (m, e)
+}
+
+#[test]
+fn a_closed_stdout_still_reports_the_problems_and_exits_1() {
+    let (m, e) = fetched_three();
+    std::fs::remove_file(e.dest().join(B_PATH)).unwrap();
+    let mut c = e.cmd();
+    c.arg("verify")
+        .arg(e.dest())
+        .args(["--base-url", &m.base, "--print-repair"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    // The reader is gone before anything is written (`| head -c 0`).
+    drop(child.stdout.take());
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("MISSING") && l.contains(B_PATH)),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("1 missing"), "{}", r.stderr);
+}
+
+#[test]
+fn unusable_record_paths_are_reported_and_left_out_of_the_repair_script() {
+    let (m, e) = fetched_three();
+    std::fs::remove_file(e.dest().join(B_PATH)).unwrap();
+    e.add_record("../evil.fits", "mast:HST/product/evil.fits", 5);
+    e.add_record(
+        "HST/x/\u{1b}[31mred\u{7}\nbell.fits",
+        "mast:HST/product/red.fits",
+        5,
+    );
+    m.reset_log();
+    let (v, fetch) = e.repair_pipeline(&m, &[]);
+    assert_eq!(v.code, 1, "{}", v.stderr);
+    assert!(
+        !v.stderr.contains('\u{1b}') && !v.stderr.contains('\u{7}'),
+        "{:?}",
+        v.stderr
+    );
+    let unusable = v
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("UNREADABLE") && l.contains("unusable"))
+        .count();
+    assert_eq!(unusable, 2, "{}", v.stderr);
+    assert!(
+        v.stdout.contains(B_PATH) && !v.stdout.contains("evil") && !v.stdout.contains("red"),
+        "{}",
+        v.stdout
+    );
+    assert!(
+        !v.stdout.bytes().any(|b| b.is_ascii_control() && b != b'\n'),
+        "{:?}",
+        v.stdout
+    );
+    let fetch = Run::from(fetch);
+    assert_eq!(fetch.code, 0, "{}", fetch.stderr);
+    assert_eq!(m.seen_for(B).len(), 1, "{:?}", m.seen());
+    assert!(e.dest().join(B_PATH).is_file());
+}
+
+#[test]
+fn the_repair_pipeline_on_a_clean_mirror_has_nothing_to_do() {
+    let (m, e) = fetched_three();
+    m.reset_log();
+    let (v, fetch) = e.repair_pipeline(&m, &[]);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    let fetch = Run::from(fetch);
+    assert_eq!(fetch.code, 0, "{}\n{}", v.stdout, fetch.stderr);
+    assert!(m.seen().is_empty(), "{:?}", m.seen());
+    // Only problems no fetch repairs: the same.
+    std::fs::write(e.dest().join("HST/ib1f01020/stray.fits"), b"x").unwrap();
+    let (v, fetch) = e.repair_pipeline(&m, &["--extra"]);
+    assert_eq!(v.code, 1, "{}", v.stderr);
+    assert!(!v.stderr.contains("repair:"), "{}", v.stderr);
+    let fetch = Run::from(fetch);
+    assert_eq!(fetch.code, 0, "{}\n{}", v.stdout, fetch.stderr);
+    assert!(m.seen().is_empty(), "{:?}", m.seen());
+}
+
+#[test]
+fn a_symlinked_product_folder_is_never_followed() {
+    let (m, e) = fetched_three();
+    let outside = e.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::rename(e.dest().join("HST"), outside.join("HST")).unwrap();
+    std::os::unix::fs::symlink(outside.join("HST"), e.dest().join("HST")).unwrap();
+    let r = e.verify(&m, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("UNREADABLE") && l.contains(B_PATH) && l.contains("`HST`")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("2 ok"), "{}", r.stderr);
+    assert!(!r.stderr.contains("repair:"), "fetch refuses it too");
+}
+
+#[test]
+fn a_dest_starting_with_a_dash_gets_a_repair_command_that_works() {
+    let m = three();
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{A}\n{B}\n"));
+    let mut c = e.cmd();
+    c.args(["fetch", "--base-url", &m.base, "--dest=-data"])
+        .arg(&list);
+    assert_eq!(Run::from(c.output().unwrap()).code, 0);
+    std::fs::remove_file(e.path().join("-data").join(B_PATH)).unwrap();
+    let mut c = e.cmd();
+    c.args(["verify", "--base-url", &m.base, "--", "-data"]);
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let cmd = r
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("repair: "))
+        .unwrap_or_else(|| panic!("no repair command: {}", r.stderr))
+        .to_string();
+    let bin = Path::new(env!("CARGO_BIN_EXE_mastdl")).parent().unwrap();
+    let mut sh = e.cmd_of("sh");
+    sh.args(["-c", &cmd])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()));
+    let fixed = Run::from(sh.output().unwrap());
+    assert_eq!(fixed.code, 0, "{cmd}\n{}", fixed.stderr);
+    assert!(e.path().join("-data").join(B_PATH).is_file(), "{cmd}");
+}
+
+#[test]
+fn hostile_record_sizes_do_not_overflow() {
+    let (m, e) = fetched_three();
+    e.add_record("HST/x/huge1.fits", "mast:HST/product/huge1.fits", u64::MAX);
+    e.add_record("HST/x/huge2.fits", "mast:HST/product/huge2.fits", u64::MAX);
+    let r = e.verify(&m, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("2 missing"), "{}", r.stderr);
 }
