@@ -224,7 +224,8 @@ impl Reporter for Json {
         emit(
             json!({"ts": ts(), "event": "summary", "complete": s.complete, "skipped": s.skipped,
             "failed": s.failed, "bytes": s.bytes, "duration_ms": s.elapsed.as_millis() as u64,
-            "interrupted": s.interrupted, "cut_short": s.cut_short, "not_started": s.not_started,
+            "interrupted": s.cut_short + s.not_started, "cut_short": s.cut_short,
+            "not_started": s.not_started, "stopped": s.interrupted,
             "wants_token": s.wants_token,
             "new_token": s.wants_token.then_some(NEW_TOKEN_PAGE)}),
         );

@@ -403,7 +403,7 @@ class _Progress:
                         _human(int(ev.get("bytes") or 0)),
                     )
                 )
-                if ev.get("interrupted"):
+                if ev.get("stopped"):
                     line += " (interrupted)"
                 self._say(line)
 

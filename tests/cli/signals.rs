@@ -115,3 +115,47 @@ fn sigterm_exits_143_with_the_manifest_written() {
         r.stderr
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn the_json_summary_counts_interrupted_files_beside_failed() {
+    let e = Case::new(&[
+        (
+            A,
+            Product {
+                stall_first: 1,
+                ..Product::new(bytes(3, 100_000))
+            },
+        ),
+        (B, Product::new(bytes(1, 10))),
+    ]);
+    let m = &e.mock;
+    let mut c = e.cmd();
+    c.args(["fetch", "--base-url", &m.base, "--timeout", "30", "-j", "1"])
+        .args(["--log-format", "json", "-d"])
+        .arg(e.dest())
+        .arg(&e.list)
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    wait_for(|| m.body_bytes() > 0);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 143, "{}", r.stderr);
+    let summary: Value = r
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .unwrap_or_else(|| panic!("no summary event: {}", r.stderr));
+    let man = e.manifest();
+    assert!(summary["interrupted"].is_u64(), "{summary}");
+    assert_eq!(summary["interrupted"], man["interrupted"], "{summary}");
+    assert_eq!(summary["interrupted"], 2, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["stopped"], true, "{summary}");
+}
