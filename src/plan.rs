@@ -13,7 +13,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
 
 use crate::input::filter::{self, ProductFilter};
-use crate::input::{Entry, InputError, LocalHint, Origin, ProductMeta};
+use crate::input::{Entry, InputError, LocalHint, Origin};
 use crate::layout;
 
 pub use crate::manifest::Source;
@@ -346,10 +346,11 @@ fn reserved(rel: &str) -> Option<&'static str> {
 }
 
 /// Returns true if and only if the filters keep `e`. The product filters
-/// judge entries that carry product metadata (tables, searches) strictly;
-/// entries with none at all (URI lists, scripts) pass them.
+/// judge entries whose source states product facts (tables with those
+/// columns, searches) strictly, blank cells failing; the others (URI
+/// lists, scripts) pass them.
 fn keep(e: &Entry, opts: &PlanOptions) -> bool {
-    if opts.extensions.is_empty() && e.meta == ProductMeta::default() {
+    if opts.extensions.is_empty() && !e.meta.judged {
         return true;
     }
     let name = match &e.local {
@@ -361,7 +362,7 @@ fn keep(e: &Entry, opts: &PlanOptions) -> bool {
         _ => layout::filename(&e.uri).into_owned(),
     };
     let ext_ok = filter::has_extension(&name, &opts.extensions);
-    if !ext_ok || e.meta == ProductMeta::default() {
+    if !ext_ok || !e.meta.judged {
         return ext_ok;
     }
     ProductFilter {

@@ -72,6 +72,12 @@ pub struct ProductMeta {
     pub calib_level: Option<i64>,
     /// `productGroupDescription`, e.g. "Minimum Recommended Products".
     pub group: Option<String>,
+    /// The source states product facts (a table with a `productType`,
+    /// `calib_level` or `productGroupDescription` column, a query): the
+    /// product filters judge the entry, a blank fact failing the filter
+    /// that needs it. False for URI lists, scripts, feeds and tables
+    /// without those columns, whose entries the product filters pass.
+    pub judged: bool,
 }
 
 /// One requested file, as read from any input kind.

@@ -183,6 +183,7 @@ impl Product {
                 product_type: self.product_type.clone(),
                 calib_level: self.calib_level,
                 group: self.group.clone(),
+                judged: true,
             },
             origin,
         }
@@ -1065,6 +1066,7 @@ mod tests {
                     product_type: Some("SCIENCE".into()),
                     calib_level: Some(2),
                     group: Some(MRP.into()),
+                    judged: true,
                 },
                 origin,
             }

@@ -195,3 +195,50 @@ fn every_input_kind_takes_a_bom_and_any_case_of_mast() {
         assert!(r.stdout.starts_with(uri), "{name}: {}", r.stdout);
     }
 }
+
+/// Issue 20 §6: a table row whose product facts are all blank lacks what
+/// the product filters need, and fails them (a URI list's entries, which
+/// state no facts, pass them).
+#[test]
+fn a_table_row_with_blank_product_facts_fails_the_product_filters() {
+    let m = Mock::start();
+    let e = Env::new();
+    let table = e.write(
+        "t.csv",
+        "dataURI,productType,calib_level,productGroupDescription\n\
+         mast:JWST/product/jw1_a_i2d.fits,SCIENCE,3,Minimum Recommended Products\n\
+         mast:JWST/product/jw1_blank_i2d.fits,,,\n",
+    );
+    let list = e.write("l.txt", "mast:JWST/product/jw1_blank_i2d.fits\n");
+    for filter in [
+        &["--product-type", "science"][..],
+        &["--mrp-only"],
+        &["--calib-level", "3"],
+    ] {
+        let plan = |input: &std::path::Path| {
+            let r = Run::from(
+                e.cmd()
+                    .args(["plan", "--base-url", &m.base])
+                    .args(filter)
+                    .arg(input)
+                    .output()
+                    .unwrap(),
+            );
+            assert_eq!(r.code, 0, "{filter:?}: {}", r.stderr);
+            r.stdout
+                .lines()
+                .map(|l| l.split('\t').next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            plan(&table),
+            ["mast:JWST/product/jw1_a_i2d.fits"],
+            "{filter:?}"
+        );
+        assert_eq!(
+            plan(&list),
+            ["mast:JWST/product/jw1_blank_i2d.fits"],
+            "{filter:?}: a URI list states no facts"
+        );
+    }
+}

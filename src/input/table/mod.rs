@@ -187,6 +187,9 @@ impl Columns {
                 product_type: text(self.product_type),
                 calib_level,
                 group: text(self.group),
+                judged: self.product_type.is_some()
+                    || self.calib_level.is_some()
+                    || self.group.is_some(),
             },
             origin: Origin {
                 file: file.to_string(),
@@ -310,6 +313,7 @@ mod test_util {
             product_type: product_type.map(str::to_string),
             calib_level,
             group: group.map(str::to_string),
+            judged: true,
         }
     }
 
