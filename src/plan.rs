@@ -374,7 +374,7 @@ fn keep(e: &Entry, opts: &PlanOptions) -> bool {
 }
 
 /// Returns the checked `/`-separated path of an entry below DEST.
-fn local_path(e: &Entry, flat: bool) -> Result<String, String> {
+pub(crate) fn local_path(e: &Entry, flat: bool) -> Result<String, String> {
     let uri_name = || layout::filename(&e.uri).into_owned();
     let parts: Vec<String> = match &e.local {
         LocalHint::Path(p) if flat => vec![p.rsplit('/').next().unwrap_or(p).to_string()],

@@ -393,6 +393,24 @@ impl Lister {
             .map_err(|e| listing.error(format!("Bad URL `{}`: {e}", layout::escape(&listing.url))))
     }
 
+    /// Checks a script's single-file `entry` as the plan will, without a
+    /// request: its `mast:` URI and its local path (the `--flat` rule
+    /// included), so a line that will be refused is refused before any
+    /// listing of the same script goes out.
+    pub fn check_entry(&self, entry: &Entry) -> Result<(), InputError> {
+        let bad = |message: String| InputError {
+            origin: entry.origin.clone(),
+            message,
+        };
+        if layout::is_mast_uri(&entry.uri) {
+            layout::check_uri(&entry.uri)
+                .map_err(|m| bad(format!("{m}: `{}`", layout::escape(&entry.uri))))?;
+        }
+        crate::plan::local_path(entry, self.flat)
+            .map(drop)
+            .map_err(bad)
+    }
+
     /// Lists `listing`'s directory tree and hands each file it keeps to
     /// `push`, as an entry whose URI and URL are the file's URL (on the
     /// script's host) and whose local path is where wget would put it. A

@@ -248,8 +248,8 @@ impl Reading {
 
     /// Feeds every entry of every input in `sources` to `push`, in order,
     /// listing the directories of recursive wget lines where they stand.
-    /// Every wget line of a script is checked before any of them makes a
-    /// request. Returns the notes the run's manifest keeps (links a listing
+    /// Every line of a script (wget and curl lines alike) is checked
+    /// before any of them makes a request. Returns the notes the run's manifest keeps (links a listing
     /// skipped), each said once on stderr as it comes.
     pub async fn each_entry(
         &self,
@@ -286,8 +286,9 @@ impl Reading {
                 self.notes.message(Level::Info, &format!("{name}: {note}"));
             }
             for item in &parsed.items {
-                if let Item::Listing(l) = item {
-                    self.lister.check(l)?;
+                match item {
+                    Item::Listing(l) => drop(self.lister.check(l)?),
+                    Item::Entry(e) => self.lister.check_entry(e)?,
                 }
             }
             for item in parsed.items {

@@ -511,6 +511,37 @@ fn a_refused_wget_line_is_refused_before_any_line_of_its_script_lists() {
 }
 
 #[test]
+fn a_refused_curl_line_is_refused_before_any_wget_line_of_its_script_lists() {
+    let m = Mock::start();
+    let e = Env::new();
+    // Line 2 would answer 404 if it were listed; line 3 is refused by
+    // the plan.
+    let curl = "curl -o ../evil.fits http://archive.stsci.edu/pub/x/evil.fits\n";
+    let s = e.write(
+        "k.sh",
+        &format!("#!/bin/sh\nwget -r -np -nH http://archive.stsci.edu/pub/nothing-here/\n{curl}"),
+    );
+    let r = plan(&e, &m, &[s.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("k.sh:3: This output path cannot be used below DEST"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("nothing-here"), "{}", r.stderr);
+    assert!(m.seen().is_empty(), "requests went out: {:?}", m.seen());
+    // With `--flat` the same line is fine: its name only is kept.
+    let s = e.write(
+        "k2.sh",
+        &format!("#!/bin/sh\nwget -r -np -nH {KEPLER_URL}\n{curl}"),
+    );
+    let r = plan(&e, &m, &[s.to_str().unwrap(), "--flat"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("evil.fits"), "{}", r.stdout);
+}
+
+#[test]
 fn shards_keep_the_listing_notes_and_report_says_them_once() {
     let m = Mock::start();
     let e = Env::new();
