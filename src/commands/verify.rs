@@ -288,9 +288,14 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
             if e.kind() != io::ErrorKind::BrokenPipe {
                 return Err(anyhow::Error::new(e).context("Cannot write the repair script"));
             }
-            progress::say(
-                "verify: standard output was closed: the repair script was not written in full",
-            );
+            let text =
+                "verify: standard output was closed: the repair script was not written in full";
+            if cfg.json {
+                progress::emit(json!({"ts": progress::ts(), "event": "message",
+                    "level": "warn", "message": text}));
+            } else {
+                progress::say(text);
+            }
         }
     }
     Ok(if findings.is_empty() {

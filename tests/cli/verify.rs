@@ -340,6 +340,35 @@ fn a_closed_stdout_still_reports_the_problems_and_exits_1() {
         r.stderr
     );
     assert!(r.stderr.contains("1 missing"), "{}", r.stderr);
+    // The same in JSON: every stderr line an event, the summary there.
+    let mut c = e.cmd();
+    c.arg("verify")
+        .arg(e.dest())
+        .args([
+            "--base-url",
+            &m.base,
+            "--print-repair",
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stdout.take());
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let events: Vec<Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|v| v["event"] == "summary" && v["missing"] == 1),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
