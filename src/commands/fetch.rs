@@ -38,10 +38,10 @@ pub const BUCKET_CONNECTIONS: usize = 16;
 /// Runs `fetch`: plan, lock, download, manifest. Returns the exit code.
 pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     // The final `-j` first: the client's per-host connection cap is sized from it.
-    let reporter = reporter(&settings);
+    let reporter = reporter(&settings, true);
     fit_jobs(&mut settings, reporter.as_ref());
     let http = run_http(&settings)?;
-    let (mut jobs, notes) = plan_jobs(&settings, &http).await?;
+    let (mut jobs, notes) = plan_jobs(&settings, &http, reporter.as_ref()).await?;
     let dest = Dest::open(&settings.dest, settings.plan.shard)?;
     let not_in_cloud = point_at_bucket(&mut jobs, &settings, &http, reporter.as_ref()).await?;
     let started_at = manifest::now_rfc3339();

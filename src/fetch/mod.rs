@@ -35,6 +35,26 @@ use crate::progress::Reporter;
 use crate::token::Token;
 use http::{body_excerpt, first_line, header_str, status_error, ERROR_EXCERPT_TIME};
 use part::{FileId, Meta, Part, Validator};
+
+/// A local disk failure at a path, as the transfer's error.
+pub(crate) trait OnDisk<T> {
+    /// Returns the value, or [`FetchError::Disk`] at `path`.
+    fn on_disk(self, path: &Path) -> Result<T, FetchError>;
+}
+
+impl<T> OnDisk<T> for Result<T, io::Error> {
+    fn on_disk(self, path: &Path) -> Result<T, FetchError> {
+        self.map_err(|e| FetchError::disk(path, e))
+    }
+}
+
+/// A blocking disk task that did not come back.
+impl<T> OnDisk<T> for Result<T, tokio::task::JoinError> {
+    fn on_disk(self, path: &Path) -> Result<T, FetchError> {
+        self.map_err(|e| FetchError::disk(path, io::Error::other(e)))
+    }
+}
+
 /// The largest write buffer: large writes, few system calls.
 const WRITE_BUFFER: usize = 64 << 10;
 /// The smallest write buffer.
@@ -357,14 +377,10 @@ fn resume_headers(resume: Option<&Resume>) -> HeaderMap {
 /// Reads the bytes `from..to` of a `.part` (never through a symlink).
 fn read_span(part: &Part, from: u64, to: u64) -> Result<Vec<u8>, FetchError> {
     use std::io::{Seek, SeekFrom};
-    let mut f = part
-        .open_read()
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    f.seek(SeekFrom::Start(from))
-        .map_err(|e| FetchError::disk(&part.path, e))?;
+    let mut f = part.open_read().on_disk(&part.path)?;
+    f.seek(SeekFrom::Start(from)).on_disk(&part.path)?;
     let mut buf = vec![0u8; (to - from) as usize];
-    f.read_exact(&mut buf)
-        .map_err(|e| FetchError::disk(&part.path, e))?;
+    f.read_exact(&mut buf).on_disk(&part.path)?;
     Ok(buf)
 }
 
@@ -752,16 +768,15 @@ async fn receive(
     } else {
         part.open(true)
     }
-    .map_err(|e| FetchError::disk(&part.path, e))?;
-    let id = FileId::of(&file).map_err(|e| FetchError::disk(&part.path, e))?;
+    .on_disk(&part.path)?;
+    let id = FileId::of(&file).on_disk(&part.path)?;
     let mut keep = KeepPart {
         part,
         meta,
         armed: offset == 0,
     };
     if offset == 0 && total.is_none_or(|t| t >= SIDECAR_MIN) {
-        part.save(meta)
-            .map_err(|e| FetchError::disk(&part.meta, e))?;
+        part.save(meta).on_disk(&part.meta)?;
         keep.armed = false;
     }
     let mut hasher = Md5::new();
@@ -881,11 +896,11 @@ pub(crate) async fn stream_body(
     loop {
         let chunk = match tokio::time::timeout(stall, response.chunk()).await {
             Err(_) => {
-                out.flush().map_err(|e| FetchError::disk(path, e))?;
+                out.flush().on_disk(path)?;
                 return Err(FetchError::Stall(stall));
             }
             Ok(Err(e)) => {
-                out.flush().map_err(|e| FetchError::disk(path, e))?;
+                out.flush().on_disk(path)?;
                 return Err(match span.want {
                     Some(want) if got < want => FetchError::Truncated {
                         got: span.offset + got,
@@ -921,11 +936,10 @@ pub(crate) async fn stream_body(
         if let Some(hs) = hasher.as_mut() {
             hs.update(chunk);
         }
-        out.write_all(chunk)
-            .map_err(|e| FetchError::disk(path, e))?;
+        out.write_all(chunk).on_disk(path)?;
         t.reporter.progress(t.id, chunk.len() as u64);
     }
-    out.flush().map_err(|e| FetchError::disk(path, e))?;
+    out.flush().on_disk(path)?;
     if let Some(want) = span.want {
         if got < want {
             return Err(FetchError::Truncated {
@@ -940,7 +954,7 @@ pub(crate) async fn stream_body(
 /// Creates the folders of a transfer's path below DEST, none a symlink.
 pub(crate) fn make_dirs(t: &Transfer<'_>) -> Result<(), FetchError> {
     let rel_dir = t.label.rsplit_once('/').map_or("", |(d, _)| d);
-    part::create_dirs(t.root, rel_dir).map_err(|e| FetchError::disk(t.path, e))
+    part::create_dirs(t.root, rel_dir).on_disk(t.path)
 }
 
 /// Hashes the bytes already in a `.part` into `hasher`, off the runtime's
@@ -960,8 +974,8 @@ async fn hash_file(part: &Part, mut hasher: Md5) -> Result<Md5, FetchError> {
         }
     })
     .await
-    .map_err(|e| FetchError::disk(&path, io::Error::other(e)))?
-    .map_err(|e| FetchError::disk(&path, e))
+    .on_disk(&path)?
+    .on_disk(&path)
 }
 
 /// Checks the MD5 (when known) and renames the `.part` over the final path,
@@ -1001,7 +1015,7 @@ pub(crate) async fn finish(
             let _ = f.set_modified(when);
         }
     }
-    part::commit(part, path, Some(id)).map_err(|e| FetchError::disk(path, e))?;
+    part::commit(part, path, Some(id)).on_disk(path)?;
     Ok(done)
 }
 
