@@ -31,6 +31,7 @@ pub use crate::error::FetchError;
 pub use http::{Answer, Creds, Http, Req, Trust};
 pub use ranges::{download_ranged, Slots, RANGED_MIN, RANGES_PER_OBJECT, RANGE_CHUNK};
 
+use crate::budget::{Event, Throttle};
 use crate::progress::Reporter;
 use crate::token::Token;
 use http::{body_excerpt, first_line, header_str, status_error, ERROR_EXCERPT_TIME};
@@ -95,10 +96,9 @@ pub struct Transfer<'a> {
     pub split: bool,
     /// The name shown in progress and logs (the path below DEST).
     pub label: &'a str,
-    /// The run's connection budget: extra slots for ranges, HTTP/2 seen.
-    pub budget: Option<&'a crate::budget::Budget>,
-    /// The run-wide `--limit-rate` (unlimited when not set).
-    pub limiter: &'a crate::rate::RateLimiter,
+    /// The run's concurrency: told of answers and bytes; extra slots for
+    /// ranges; `--limit-rate`.
+    pub throttle: &'a Throttle,
     /// The progress sink and this transfer's id there.
     pub reporter: &'a dyn Reporter,
     pub id: usize,
@@ -477,8 +477,8 @@ fn check_framing(
     Ok(())
 }
 
-/// Returns the size, validator (if any: without one `If-Range` cannot be
-/// sent, and the ranges overlap instead) and budget with which an archive
+/// Returns the size and validator (if any: without one `If-Range` cannot
+/// be sent, and the ranges overlap instead) with which an archive
 /// file's first answer turns into parallel ranges: a fresh 200 of at least
 /// [`RANGED_MIN`] bytes with `Accept-Ranges: bytes`.
 fn split_here<'a>(
@@ -487,10 +487,9 @@ fn split_here<'a>(
     offset: u64,
     total: Option<u64>,
     h: &HeaderMap,
-) -> Option<(u64, Option<Validator>, &'a crate::budget::Budget)> {
-    let budget = t.budget?;
+) -> Option<(u64, Option<Validator>)> {
     let size = total.filter(|s| *s >= RANGED_MIN)?;
-    if !t.limiter.is_unlimited() {
+    if t.throttle.is_rate_limited() {
         // Under `--limit-rate` the cap, not a connection, is the limit:
         // more streams would only hold more buffers.
         return None;
@@ -504,16 +503,12 @@ fn split_here<'a>(
         header_str(h, header::ETAG).as_deref(),
         header_str(h, header::LAST_MODIFIED).as_deref(),
     );
-    Some((size, v, budget))
+    Some((size, v))
 }
 
 /// Returns what a `.part` that an earlier attempt filled by ranges needs
-/// to go on by ranges: its total, validator and the run's budget.
-fn ranged_resume<'a>(
-    t: &Transfer<'a>,
-    part: &Part,
-) -> Option<(u64, Validator, &'a crate::budget::Budget)> {
-    let budget = t.budget?;
+/// to go on by ranges: its total and validator.
+fn ranged_resume(t: &Transfer<'_>, part: &Part) -> Option<(u64, Validator)> {
     if !t.resume || t.md5_from_etag {
         return None;
     }
@@ -526,7 +521,7 @@ fn ranged_resume<'a>(
         part.discard();
         return None;
     }
-    Some((total, v, budget))
+    Some((total, v))
 }
 
 /// Checks a 206 answering `Range: bytes=FROM-`: its `Content-Range` must
@@ -587,8 +582,9 @@ fn check_resumed(
 /// holds a partial or foreign file.
 pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> {
     let part = Part::of(t.path);
-    if let Some((total, v, b)) = ranged_resume(&t, &part) {
-        return download_ranged(http, t, total, Some(&v), Slots::Budget(b)).await;
+    if let Some((total, v)) = ranged_resume(&t, &part) {
+        let slots = Slots::Budget(t.throttle);
+        return download_ranged(http, t, total, Some(&v), slots).await;
     }
     let resume = if t.resume {
         resumable(&part)
@@ -644,19 +640,17 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         }
         _ => (0, Vec::new(), None),
     };
-    if let Some(b) = t.budget {
-        if response.version() == reqwest::Version::HTTP_2 {
-            b.saw_http2();
-        }
-        b.warm();
-    }
+    t.throttle.on(Event::Answered {
+        http2: response.version() == reqwest::Version::HTTP_2,
+    });
     check_framing(&response, &h, start, total)?;
     check_content(http, &t, &mut response, total).await?;
-    if let Some((size, v, b)) = split_here(&t, status, start, total, &h) {
+    if let Some((size, v)) = split_here(&t, status, start, total, &h) {
         // Large, and the archive serves ranges: the rest comes in parallel
         // ranges (this answer is dropped unread, its connection closed).
         drop(response);
-        return download_ranged(http, t, size, v.as_ref(), Slots::Budget(b)).await;
+        let slots = Slots::Budget(t.throttle);
+        return download_ranged(http, t, size, v.as_ref(), slots).await;
     }
     let answer = Accepted {
         status,
@@ -912,10 +906,7 @@ pub(crate) async fn stream_body(
             Ok(Ok(None)) => break,
             Ok(Ok(Some(c))) => c,
         };
-        t.limiter.take(chunk.len()).await;
-        if let Some(b) = t.budget {
-            b.streamed(chunk.len());
-        }
+        t.throttle.streamed(chunk.len()).await;
         let Some(chunk) = lead.eat(&chunk) else {
             return Err(FetchError::RangeMismatch(format!(
                 "no validator, and the bytes before byte {} differ from those already in the `.part`: the file changed on the server; starting over",

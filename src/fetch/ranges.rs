@@ -85,7 +85,7 @@ pub enum Slots<'a> {
     /// The archive's budget: the job's own slot, plus extra ones while
     /// nobody is waiting for them (given back between ranges when a file
     /// is).
-    Budget(&'a crate::budget::Budget),
+    Budget(&'a crate::budget::Throttle),
 }
 
 /// A range's hold on a connection slot of the budget.
