@@ -11,12 +11,20 @@
 //! served first: the extra ranges of a large file take only slots nobody
 //! is waiting for ([`Budget::try_extra`]) and give them back between
 //! ranges when a file is waiting ([`Budget::wanted`]).
+//!
+//! One [`Throttle`], resolved from `-j` and `--limit-rate` before any
+//! client exists, owns the budget, the bucket's connection bound and the
+//! rate limiter. The transfers and the retry loop only tell it what
+//! happened ([`Event`]: an answer, a retry with or without push-back, a
+//! success; and the bytes as they stream); it keeps them in step.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::rate::RateLimiter;
 
 /// Where `-j auto` starts.
 pub const AUTO_START: usize = 4;
@@ -73,7 +81,7 @@ pub enum Pushback {
     Strain,
 }
 
-/// Throughput at the last look.
+/// Throughput at the last look, and what happened since.
 #[derive(Debug)]
 struct Sample {
     at: Instant,
@@ -81,14 +89,18 @@ struct Sample {
     files: usize,
     rate: f64,
     strained: Option<Instant>,
+    /// Successes since a throttled fixed budget last got a slot back.
+    successes: usize,
+    /// A large file asked for an extra slot and found none since the last look.
+    demand: bool,
 }
 
 /// The connection budget (see the module docs).
 #[derive(Debug)]
-pub struct Budget {
+struct Budget {
     sem: Arc<Semaphore>,
     auto: bool,
-    /// The ceiling now (grows to the HTTP/2 cap when HTTP/2 is seen).
+    /// The ceiling now: with `auto`, [`AUTO_CAP_HTTP2`] once HTTP/2 is seen.
     cap: AtomicUsize,
     /// The budget now.
     current: AtomicUsize,
@@ -96,20 +108,16 @@ pub struct Budget {
     debt: AtomicUsize,
     /// Files waiting for a slot.
     waiting: AtomicUsize,
-    successes: AtomicUsize,
-    http2: AtomicBool,
     /// Slots held back until the first answer arrives.
     cold: AtomicUsize,
-    /// A large file asked for an extra slot and found none since the last look.
-    demand: AtomicBool,
     /// Body bytes received so far, as they stream.
-    bytes: std::sync::atomic::AtomicU64,
+    bytes: AtomicU64,
     sample: Mutex<Sample>,
 }
 
 impl Budget {
     /// Returns the budget `-j` asks for.
-    pub fn new(jobs: Jobs) -> Budget {
+    fn new(jobs: Jobs) -> Budget {
         let (auto, start, cap) = match jobs {
             Jobs::Auto => (true, AUTO_START, AUTO_CAP_HTTP1),
             Jobs::Fixed(n) => (false, n.max(1), n.max(1)),
@@ -120,28 +128,27 @@ impl Budget {
             // of each racing to open its own.
             sem: Arc::new(Semaphore::new(1)),
             cold: AtomicUsize::new(start - 1),
-            demand: AtomicBool::new(false),
-            bytes: std::sync::atomic::AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
             auto,
             cap: AtomicUsize::new(cap),
             current: AtomicUsize::new(start),
             debt: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
-            successes: AtomicUsize::new(0),
-            http2: AtomicBool::new(false),
             sample: Mutex::new(Sample {
                 at: Instant::now(),
                 bytes: 0,
                 files: 0,
                 rate: 0.0,
                 strained: None,
+                successes: 0,
+                demand: false,
             }),
         }
     }
 
     /// The first answer arrived (or the first job ended): the slots held
     /// back are given out.
-    pub fn warm(&self) {
+    fn warm(&self) {
         let held = self.cold.swap(0, Ordering::SeqCst);
         if held > 0 {
             self.sem.add_permits(held);
@@ -149,32 +156,31 @@ impl Budget {
     }
 
     /// Counts body bytes as they arrive (the throughput `tick` looks at).
-    pub fn streamed(&self, n: usize) {
+    fn streamed(&self, n: usize) {
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Returns true if and only if the held-back slots were given out.
-    pub fn is_warm(&self) -> bool {
+    fn is_warm(&self) -> bool {
         self.cold.load(Ordering::SeqCst) == 0
     }
 
-    /// Returns true if and only if the archive answered over HTTP/2.
-    pub fn is_http2(&self) -> bool {
-        self.http2.load(Ordering::Relaxed)
+    /// Returns true if and only if `auto` saw the archive answer over HTTP/2.
+    fn is_http2(&self) -> bool {
+        self.auto && self.cap.load(Ordering::Relaxed) == AUTO_CAP_HTTP2
     }
 
     /// Returns the budget now.
-    pub fn current(&self) -> usize {
+    fn current(&self) -> usize {
         self.current.load(Ordering::Relaxed)
     }
 
-    /// Returns true if and only if `-j auto`.
-    pub fn is_auto(&self) -> bool {
-        self.auto
+    fn sample(&self) -> std::sync::MutexGuard<'_, Sample> {
+        self.sample.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits for a slot for a new file.
-    pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+    async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let p = self.sem.clone().acquire_owned().await.ok();
         self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -183,24 +189,24 @@ impl Budget {
 
     /// Returns a slot for an extra range of a large file, if one is free
     /// and no file is waiting for it.
-    pub fn try_extra(&self) -> Option<OwnedSemaphorePermit> {
+    fn try_extra(&self) -> Option<OwnedSemaphorePermit> {
         if self.wanted() {
             return None;
         }
         let got = self.sem.clone().try_acquire_owned().ok();
         if got.is_none() {
-            self.demand.store(true, Ordering::Relaxed);
+            self.sample().demand = true;
         }
         got
     }
 
     /// Returns true if and only if a file is waiting for a slot.
-    pub fn wanted(&self) -> bool {
+    fn wanted(&self) -> bool {
         self.waiting.load(Ordering::SeqCst) > 0
     }
 
     /// Hands a slot back: forgotten if a shrink is still owed.
-    pub fn release(&self, permit: OwnedSemaphorePermit) {
+    fn release(&self, permit: OwnedSemaphorePermit) {
         let owed = self.debt.load(Ordering::Relaxed);
         if owed > 0
             && self
@@ -219,7 +225,7 @@ impl Budget {
         let drop = cur - target;
         if drop > 0 {
             self.current.store(target, Ordering::Relaxed);
-            self.successes.store(0, Ordering::Relaxed);
+            self.sample().successes = 0;
             let got = self.sem.forget_permits(drop);
             self.debt.fetch_add(drop - got, Ordering::Relaxed);
         }
@@ -244,7 +250,7 @@ impl Budget {
     }
 
     /// The server pushed back. Returns the budget now.
-    pub fn push_back(&self, kind: Pushback) -> usize {
+    fn push_back(&self, kind: Pushback) -> usize {
         match kind {
             Pushback::SlowDown => {
                 self.mark_strain();
@@ -259,28 +265,42 @@ impl Budget {
     }
 
     fn mark_strain(&self) {
-        if let Ok(mut s) = self.sample.lock() {
-            s.strained = Some(Instant::now());
-        }
+        self.sample().strained = Some(Instant::now());
     }
 
     /// Counts a finished file; a fixed budget throttled by a 429 gets one
     /// slot back per [`RECOVER_AFTER`] of them.
-    pub fn success(&self) {
+    fn success(&self) {
         if self.auto || self.current() >= self.cap.load(Ordering::Relaxed) {
             return;
         }
-        if self.successes.fetch_add(1, Ordering::Relaxed) + 1 >= RECOVER_AFTER {
-            self.successes.store(0, Ordering::Relaxed);
+        let recovered = {
+            let mut s = self.sample();
+            s.successes += 1;
+            let recovered = s.successes >= RECOVER_AFTER;
+            if recovered {
+                s.successes = 0;
+            }
+            recovered
+        };
+        if recovered {
             self.grow(1);
         }
     }
 
     /// The archive answered over HTTP/2: with `auto`, the ceiling becomes
     /// [`AUTO_CAP_HTTP2`] (the requests share one connection).
-    pub fn saw_http2(&self) {
-        if self.auto && !self.http2.swap(true, Ordering::Relaxed) {
-            self.cap.store(AUTO_CAP_HTTP2, Ordering::Relaxed);
+    fn saw_http2(&self) {
+        if !self.auto {
+            return;
+        }
+        let once = self.cap.compare_exchange(
+            AUTO_CAP_HTTP1,
+            AUTO_CAP_HTTP2,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        if once.is_ok() {
             // More streams on the one connection cost no handshake: start
             // near the top (as `curl --parallel` starts at 50).
             let now = self.current();
@@ -292,11 +312,9 @@ impl Budget {
     /// bytes and finished files so far, grows the budget while it is
     /// saturated (a file waits), throughput holds or rises, and the server
     /// has not pushed back lately. Returns the budget now.
-    pub fn tick(&self, files: usize) -> usize {
+    fn tick(&self, files: usize) -> usize {
         let bytes = self.bytes.load(Ordering::Relaxed);
-        let Ok(mut s) = self.sample.lock() else {
-            return self.current();
-        };
+        let mut s = self.sample();
         let now = Instant::now();
         let secs = now.duration_since(s.at).as_secs_f64().max(1e-3);
         // Bytes and files both count: a file is worth a TTFB of bytes.
@@ -307,24 +325,150 @@ impl Budget {
             .is_none_or(|t| now.duration_since(t) > CALM_AFTER_STRAIN);
         // Nothing arriving is no reason to open more connections.
         let holding = rate > 0.0 && rate >= s.rate * 0.9 && self.is_warm();
+        let demand = std::mem::take(&mut s.demand);
         *s = Sample {
             at: now,
             bytes,
             files,
             rate,
-            strained: s.strained,
+            ..*s
         };
         drop(s);
-        let demand = self.demand.swap(false, Ordering::Relaxed);
         if self.auto && calm && holding && (self.wanted() || demand) {
             // Over HTTP/2 a step is a stream, not a connection: double.
-            let step = match self.http2.load(Ordering::Relaxed) {
+            let step = match self.is_http2() {
                 true => self.current(),
                 false => (self.current() / 2).max(2),
             };
             return self.grow(step);
         }
         self.current()
+    }
+}
+
+/// What the run's transfers tell the [`Throttle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// An answer arrived (over HTTP/2 or not): the slots held back for the
+    /// first answer go out, and over HTTP/2 `auto` reaches higher.
+    Answered { http2: bool },
+    /// An attempt failed and will be tried again; whatever the first
+    /// file's fate, the others need not wait for it. With how the server
+    /// pushed back, if it did.
+    Retrying(Option<Pushback>),
+    /// A file arrived whole.
+    Success,
+}
+
+/// The run's concurrency, resolved once from `-j` and `--limit-rate`
+/// before any client exists, and its one owner (see the module docs): the
+/// connection budget, the bucket's connection bound and the rate limiter.
+#[derive(Debug)]
+pub struct Throttle {
+    budget: Budget,
+    /// The run-wide bound on connections to the bucket.
+    bucket: Semaphore,
+    /// `--limit-rate`.
+    limiter: RateLimiter,
+    /// Files whose job ended (any status), for throughput.
+    ended: AtomicUsize,
+}
+
+impl Throttle {
+    /// Returns the throttle of `jobs` (`-j`), `limit_rate` (`--limit-rate`,
+    /// bytes a second) and `bucket` connections to the bucket.
+    pub fn new(jobs: Jobs, limit_rate: Option<u64>, bucket: usize) -> Throttle {
+        Throttle {
+            budget: Budget::new(jobs),
+            bucket: Semaphore::new(bucket),
+            limiter: RateLimiter::from_rate(limit_rate),
+            ended: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes in what a transfer or the retry loop saw.
+    pub fn on(&self, event: Event) {
+        match event {
+            Event::Answered { http2 } => {
+                if http2 {
+                    self.budget.saw_http2();
+                }
+                self.budget.warm();
+            }
+            Event::Retrying(pushback) => {
+                if let Some(kind) = pushback {
+                    self.budget.push_back(kind);
+                }
+                self.budget.warm();
+            }
+            Event::Success => self.budget.success(),
+        }
+    }
+
+    /// Body bytes arrived: waits until `--limit-rate` lets `n` more go,
+    /// and counts them for throughput.
+    pub async fn streamed(&self, n: usize) {
+        self.limiter.take(n).await;
+        self.budget.streamed(n);
+    }
+
+    /// Returns true if and only if `--limit-rate` caps the run.
+    pub fn is_rate_limited(&self) -> bool {
+        !self.limiter.is_unlimited()
+    }
+
+    /// Returns the budget now.
+    pub fn current(&self) -> usize {
+        self.budget.current()
+    }
+
+    /// Waits for a slot for a new file.
+    pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+        self.budget.acquire().await
+    }
+
+    /// A file's job ended, whatever its outcome: its slot comes back and
+    /// the slots held back for the first answer go out.
+    pub fn ended(&self, slot: OwnedSemaphorePermit) {
+        self.budget.warm();
+        // The next file may start before this one's connection is back in
+        // the pool: the gate (fetch::gate) keeps it from opening one more.
+        self.budget.release(slot);
+        self.ended.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Returns a slot for an extra range of a large file, if one is free
+    /// and no file is waiting for it.
+    pub fn try_extra(&self) -> Option<OwnedSemaphorePermit> {
+        self.budget.try_extra()
+    }
+
+    /// Returns true if and only if a file is waiting for a slot.
+    pub fn wanted(&self) -> bool {
+        self.budget.wanted()
+    }
+
+    /// Hands an extra range's slot back.
+    pub fn release(&self, slot: OwnedSemaphorePermit) {
+        self.budget.release(slot);
+    }
+
+    /// Returns the run-wide bound on connections to the bucket.
+    pub fn bucket(&self) -> &Semaphore {
+        &self.bucket
+    }
+
+    /// Steers `-j auto` for as long as it is polled: every [`TICK`] a look
+    /// at throughput; after eight, a first file that takes long to answer
+    /// (a stall, a bucket object) no longer holds every other one back.
+    pub async fn steer(&self) {
+        for n in 1u32.. {
+            tokio::time::sleep(TICK).await;
+            if n == 8 {
+                self.budget.warm();
+            }
+            self.budget.tick(self.ended.load(Ordering::Relaxed));
+        }
     }
 }
 
@@ -421,5 +565,38 @@ mod tests {
         assert!(two.is_some());
         assert!(b.try_extra().is_none(), "the budget is spent");
         drop((one, two));
+    }
+
+    #[tokio::test]
+    async fn the_throttle_keeps_the_budget_in_step_with_its_events() {
+        let t = Throttle::new(Jobs::Fixed(4), None, 2);
+        assert_eq!(t.budget.sem.available_permits(), 1, "one request first");
+        let first = t.acquire().await.unwrap();
+        t.on(Event::Answered { http2: false });
+        assert_eq!(t.budget.sem.available_permits(), 3, "warm after an answer");
+        t.on(Event::Retrying(Some(Pushback::SlowDown)));
+        assert_eq!(t.current(), 2);
+        t.on(Event::Retrying(None));
+        assert_eq!(t.current(), 2, "a plain retry is no push-back");
+        for _ in 0..RECOVER_AFTER {
+            t.on(Event::Success);
+        }
+        assert_eq!(t.current(), 3);
+        t.ended(first);
+        assert_eq!(t.ended.load(Ordering::Relaxed), 1);
+        assert!(!t.is_rate_limited());
+        assert_eq!(t.bucket().available_permits(), 2);
+        let auto = Throttle::new(Jobs::Auto, Some(1 << 20), 2);
+        assert!(auto.is_rate_limited());
+        auto.on(Event::Answered { http2: true });
+        assert_eq!(auto.current(), AUTO_START_HTTP2);
+        assert!(auto.budget.is_http2());
+        let fixed16 = Throttle::new(Jobs::Fixed(AUTO_CAP_HTTP1), None, 2);
+        fixed16.on(Event::Answered { http2: true });
+        assert_eq!(
+            fixed16.current(),
+            AUTO_CAP_HTTP1,
+            "a fixed budget stays put"
+        );
     }
 }

@@ -50,13 +50,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
-use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
 use crate::error::excerpt;
-use crate::fetch::http;
-use crate::fetch::{Creds, FetchError, Http, Req};
+use crate::fetch::{Creds, Http, Req};
 use crate::retry::{self, Failure};
 use crate::token::Token;
 
@@ -299,51 +297,17 @@ impl Request {
     }
 
     async fn send_once(&self) -> Result<serde_json::Map<String, Value>, Failure> {
-        let failed = |e: FetchError| Failure {
-            transient: retry::is_transient(&e),
-            retry_after: None,
-            message: e.to_string(),
-        };
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let mut answer = self
+        let req = Req {
+            headers,
+            timeout: Some(self.tuning.timeout),
+            ..Req::get(&self.url, Creds::token(self.token.as_ref()))
+        };
+        let text = self
             .http
-            .send(Req {
-                headers,
-                timeout: Some(self.tuning.timeout),
-                ..Req::get(&self.url, Creds::token(self.token.as_ref()))
-            })
-            .await
-            .map_err(failed)?;
-        let status = answer.response.status();
-        let retry_after = http::retry_after(answer.response.headers());
-        let body = http::read_body(
-            &mut answer.response,
-            LOOKUP_MAX_BODY,
-            self.http.stall,
-            self.tuning.timeout,
-        )
-        .await
-        .map_err(failed)?;
-        let text = String::from_utf8_lossy(&body);
-        if !status.is_success() {
-            let mut message = format!("HTTP {status}");
-            let excerpt = excerpt(&text);
-            if !excerpt.is_empty() {
-                message.push_str(": ");
-                message.push_str(&excerpt);
-            }
-            return Err(Failure {
-                transient: retry::is_transient_status(status.as_u16()),
-                retry_after: matches!(
-                    status,
-                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-                )
-                .then_some(retry_after)
-                .flatten(),
-                message,
-            });
-        }
+            .send_once(req, LOOKUP_MAX_BODY, self.http.stall)
+            .await?;
         match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(map)) => Ok(map),
             Ok(_) => Err(Failure {

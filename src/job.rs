@@ -13,19 +13,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::auth::{Auth, TOKEN_HELP};
-use crate::budget::Budget;
+use crate::budget::{Event, Throttle};
 use crate::dest::{Dest, StateRecord};
 use crate::error::FetchError;
 use crate::fetch::{self, Done, Http, Transfer};
 use crate::manifest::{FileRecord, Status, Timing};
 use crate::plan::{Job, Source};
 use crate::progress::{Level, Reporter};
-use crate::rate::RateLimiter;
 use crate::retry::{self, Failed, Policy};
 use crate::settings::Cloud;
 use crate::token::Token;
@@ -43,22 +41,16 @@ pub struct Ctx {
     pub dest: Dest,
     pub auth: Auth,
     pub reporter: Arc<dyn Reporter>,
-    /// The connection budget (`-j`).
-    pub budget: Budget,
+    /// The run's concurrency (`-j`, the bucket's bound, `--limit-rate`).
+    pub throttle: Throttle,
     pub policy: Policy,
     pub cancel: CancellationToken,
     /// When the run started (the timeline's zero).
     pub origin: Instant,
     /// Body bytes received by the whole run.
     pub received: AtomicU64,
-    /// Files finished (any status) by the whole run.
-    pub finished: std::sync::atomic::AtomicUsize,
     /// `--cloud` / `--cloud-only`.
     pub cloud: Cloud,
-    /// The run-wide bound on connections to the bucket.
-    pub bucket: Semaphore,
-    /// `--limit-rate`.
-    pub limiter: RateLimiter,
 }
 
 /// What the manifest's "Access" column says of a file.
@@ -221,12 +213,10 @@ fn on_retry(ctx: &Ctx, id: usize, job: &Job, err: &FetchError, n: u32, delay: Du
             Level::Warn,
             &format!(
                 "the archive asks to slow down (HTTP 429): {} transfer(s) at once for a while",
-                ctx.budget.current()
+                ctx.throttle.current()
             ),
         );
     }
-    // Whatever the first file's fate, the others need not wait for it.
-    ctx.budget.warm();
     ctx.reporter
         .retrying(id, &job.rel, n, &err.to_string(), delay);
 }
@@ -245,7 +235,7 @@ async fn update_one(
     let head = retry::run(
         &ctx.policy,
         &ctx.cancel,
-        Some(&ctx.budget),
+        Some(&ctx.throttle),
         |_| fetch::head(&ctx.http, &job.url, token.as_ref()),
         |e, n, d| on_retry(ctx, id, job, e, n, d),
     )
@@ -372,7 +362,7 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, note: Option<&str>) -> Outco
         let tried = retry::run(
             &ctx.policy,
             &ctx.cancel,
-            Some(&ctx.budget),
+            Some(&ctx.throttle),
             |n| attempt(ctx, id, job, &path, &from, n == 1),
             |e, n, d| on_retry(ctx, id, job, e, n, d),
         )
@@ -436,7 +426,7 @@ async fn attempt(
         url: &from.url,
         path,
         root: ctx.dest.root(),
-        budget: Some(&ctx.budget),
+        throttle: &ctx.throttle,
         token: from.token.as_ref(),
         expect_size: job.size,
         md5_from_etag: from.source == Source::Cloud,
@@ -444,7 +434,6 @@ async fn attempt(
         resume: true,
         split,
         label: &job.rel,
-        limiter: &ctx.limiter,
         reporter: ctx.reporter.as_ref(),
         id,
     };
@@ -453,7 +442,8 @@ async fn attempt(
     }
     let head = {
         let _permit = ctx
-            .bucket
+            .throttle
+            .bucket()
             .acquire()
             .await
             .map_err(|_| FetchError::Interrupted)?;
@@ -467,12 +457,13 @@ async fn attempt(
     match (head.size, head.etag.as_deref()) {
         (Some(size), Some(etag)) if size > fetch::RANGED_MIN && !etag.is_empty() => {
             let v = fetch::part::Validator::Etag(etag.to_string());
-            let slots = fetch::Slots::Bucket(&ctx.bucket);
+            let slots = fetch::Slots::Bucket(ctx.throttle.bucket());
             fetch::download_ranged(&ctx.http, transfer, size, Some(&v), slots).await
         }
         _ => {
             let _permit = ctx
-                .bucket
+                .throttle
+                .bucket()
                 .acquire()
                 .await
                 .map_err(|_| FetchError::Interrupted)?;
@@ -491,7 +482,7 @@ fn complete(
     note: Option<&str>,
 ) -> Outcome {
     ctx.received.fetch_add(done.received, Ordering::Relaxed);
-    ctx.budget.success();
+    ctx.throttle.on(Event::Success);
     let _ = ctx.dest.record(&StateRecord {
         path: job.rel.clone(),
         uri: job.uri.clone(),

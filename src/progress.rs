@@ -238,8 +238,16 @@ pub struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
     active: Mutex<HashMap<usize, ProgressBar>>,
-    done: Mutex<usize>,
+    /// Files finished, and the files to fetch once the plan is known.
+    files: Mutex<FileCount>,
     quiet: bool,
+}
+
+/// The overall bar's file count.
+#[derive(Debug, Default)]
+struct FileCount {
+    done: usize,
+    total: Option<usize>,
 }
 
 impl Bars {
@@ -258,7 +266,7 @@ impl Bars {
             multi,
             overall,
             active: Mutex::new(HashMap::new()),
-            done: Mutex::new(0),
+            files: Mutex::new(FileCount::default()),
             quiet,
         }
     }
@@ -276,10 +284,12 @@ impl Reporter for Bars {
         self.overall.set_prefix(format!("0/{to_fetch} files"));
         self.overall.set_length(0);
         let _ = files;
-        if let Ok(mut d) = self.done.lock() {
-            *d = 0;
+        if let Ok(mut f) = self.files.lock() {
+            *f = FileCount {
+                done: 0,
+                total: Some(to_fetch),
+            };
         }
-        self.overall.set_message(to_fetch.to_string());
     }
     fn started(&self, id: usize, label: &str, total: Option<u64>, offset: u64) {
         if let Some(t) = total {
@@ -328,10 +338,11 @@ impl Reporter for Bars {
                 self.multi.remove(&b);
             }
         }
-        if let Ok(mut d) = self.done.lock() {
-            *d += 1;
-            let total = self.overall.message();
-            self.overall.set_prefix(format!("{}/{} files", *d, total));
+        if let Ok(mut f) = self.files.lock() {
+            f.done += 1;
+            let total = f.total.map(|t| t.to_string()).unwrap_or_default();
+            self.overall
+                .set_prefix(format!("{}/{} files", f.done, total));
         }
         if matches!(row.status, Status::Failed | Status::Interrupted) {
             let _ = self.multi.println(finished_line(row, elapsed));

@@ -10,14 +10,14 @@
 //! capped; a `Retry-After` from the server wins, within [`MAX_RETRY_AFTER`].
 //! [`run`] is the loop every caller uses: archive downloads and `--update`
 //! HEADs, bucket lookups and searches; it tells the run's
-//! [`Budget`] when the server pushes back.
+//! [`Throttle`] of every retry, and whether the server pushed back.
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::budget::{Budget, Pushback};
+use crate::budget::{Event, Pushback, Throttle};
 use crate::error::FetchError;
 
 /// Retries per file unless `--retries` says otherwise.
@@ -245,12 +245,13 @@ impl<E: std::fmt::Display> Failed<E> {
 /// for good, its retries run out or `cancel` fires; between attempts it
 /// waits the backoff (or the server's `Retry-After`), calling `on_retry`
 /// with the error, the retry number and the wait first. When the server
-/// pushes back (429; with `-j auto` also 503, resets, stalls) the `budget`
-/// (when given) lowers the whole run's concurrency.
+/// pushes back (429; with `-j auto` also 503, resets, stalls) the
+/// `throttle` (when given, told of every retry) lowers the whole run's
+/// concurrency.
 pub async fn run<T, E, F, Fut>(
     policy: &Policy,
     cancel: &CancellationToken,
-    budget: Option<&Budget>,
+    throttle: Option<&Throttle>,
     mut op: F,
     mut on_retry: impl FnMut(&E, u32, Duration),
 ) -> Result<(T, u32), Failed<E>>
@@ -283,8 +284,8 @@ where
             }
         };
         retries += 1;
-        if let (Some(kind), Some(b)) = (error.pushback(), budget) {
-            b.push_back(kind);
+        if let Some(t) = throttle {
+            t.on(Event::Retrying(error.pushback()));
         }
         let delay = policy
             .backoff

@@ -15,20 +15,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{plan_jobs, point_at_bucket, reporter, run_http};
 use crate::auth::{self, Auth, Identity};
-use crate::budget::{Budget, Jobs};
+use crate::budget::{Jobs, Throttle};
 use crate::dest::{Dest, StateRecord};
 use crate::error::Exit;
 use crate::job::{self, local, row, Access, Ctx, Facts, Outcome, Task, CUT_SHORT, NOT_STARTED};
 use crate::manifest::{self, Bar, HtmlContext, Manifest, Status};
 use crate::plan::Job;
 use crate::progress::{Level, Reporter, Summary};
-use crate::rate::RateLimiter;
 use crate::retry::Policy;
 use crate::settings::Settings;
 
@@ -38,10 +36,11 @@ pub const BUCKET_CONNECTIONS: usize = 16;
 /// Runs `fetch`: plan, lock, download, manifest. Returns the exit code.
 pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     // The final `-j` first: the client's per-host connection cap is sized from it.
-    let reporter = reporter(&settings);
+    let reporter = reporter(&settings, true);
     fit_jobs(&mut settings, reporter.as_ref());
+    let throttle = Throttle::new(settings.jobs, settings.limit_rate, BUCKET_CONNECTIONS);
     let http = run_http(&settings)?;
-    let (mut jobs, notes) = plan_jobs(&settings, &http).await?;
+    let (mut jobs, notes) = plan_jobs(&settings, &http, reporter.as_ref()).await?;
     let dest = Dest::open(&settings.dest, settings.plan.shard)?;
     let not_in_cloud = point_at_bucket(&mut jobs, &settings, &http, reporter.as_ref()).await?;
     let started_at = manifest::now_rfc3339();
@@ -52,15 +51,12 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         dest,
         auth: Auth::new(settings.token.clone(), settings.interactive),
         reporter: reporter.clone(),
-        budget: Budget::new(settings.jobs),
+        throttle,
         policy: Policy::new(settings.retries),
         cancel: cancel.clone(),
         origin: Instant::now(),
         received: AtomicU64::new(0),
-        finished: std::sync::atomic::AtomicUsize::new(0),
         cloud: settings.cloud,
-        bucket: Semaphore::new(BUCKET_CONNECTIONS),
-        limiter: RateLimiter::from_rate(settings.limit_rate),
     });
     let (decided, todo) = classify(&jobs, &ctx.dest, &settings, &not_in_cloud);
     // Who the token belongs to, asked only when something will be asked of
@@ -221,23 +217,13 @@ async fn run_all(
     let mut set: JoinSet<(usize, Outcome)> = JoinSet::new();
     let ticker = tokio::spawn({
         let ctx = ctx.clone();
-        async move {
-            for n in 1u32.. {
-                tokio::time::sleep(crate::budget::TICK).await;
-                if n == 8 {
-                    // A first file that takes long to answer (a stall, a
-                    // bucket object) does not hold every other one back.
-                    ctx.budget.warm();
-                }
-                ctx.budget.tick(ctx.finished.load(Ordering::Relaxed));
-            }
-        }
+        async move { ctx.throttle.steer().await }
     });
     for (i, task) in todo {
         let permit = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => None,
-            p = ctx.budget.acquire() => p.filter(|_| !ctx.cancel.is_cancelled()),
+            p = ctx.throttle.acquire() => p.filter(|_| !ctx.cancel.is_cancelled()),
         };
         let Some(permit) = permit else {
             let f = Facts {
@@ -251,12 +237,7 @@ async fn run_all(
         set.spawn(async move {
             let t0 = Instant::now();
             let out = job::run(&ctx, i, &jobs[i], task).await;
-            ctx.budget.warm();
-            // The next file may start before this one's connection is back
-            // in the pool: the gate (fetch::gate) keeps it from opening one
-            // more.
-            ctx.budget.release(permit);
-            ctx.finished.fetch_add(1, Ordering::Relaxed);
+            ctx.throttle.ended(permit);
             ctx.reporter.finished(Some(i), &out.row, t0.elapsed());
             (i, out)
         });

@@ -139,11 +139,12 @@ pub fn run_http(settings: &Settings) -> anyhow::Result<Http> {
     )
 }
 
-/// Returns the reporter the settings ask for.
-pub fn reporter(settings: &Settings) -> Arc<dyn Reporter> {
+/// Returns the reporter the settings ask for; without `transfers` to
+/// show (`plan`), bars are plain lines.
+pub fn reporter(settings: &Settings, transfers: bool) -> Arc<dyn Reporter> {
     match settings.output {
-        Output::Bars => Arc::new(Bars::new(settings.quiet)),
-        Output::Lines => Arc::new(Lines {
+        Output::Bars if transfers => Arc::new(Bars::new(settings.quiet)),
+        Output::Bars | Output::Lines => Arc::new(Lines {
             quiet: settings.quiet,
         }),
         Output::Json => Arc::new(Json),
@@ -157,6 +158,7 @@ pub fn reporter(settings: &Settings) -> Arc<dyn Reporter> {
 pub async fn plan_each(
     settings: &Settings,
     http: &Http,
+    reporter: &dyn Reporter,
     f: &mut dyn FnMut(Job),
 ) -> anyhow::Result<Vec<String>> {
     let mut planner = Planner::new(settings.plan.clone());
@@ -191,7 +193,7 @@ pub async fn plan_each(
             let plan = &settings.plan;
             let rebase = plan.rebase.then(|| plan.base.clone());
             let lister = Lister::new(http, rebase, plan.flat);
-            Reading::new(lister, settings.output == Output::Json, settings.quiet)
+            Reading::new(lister, reporter)
                 .each_entry(&settings.inputs, &mut push)
                 .await
         }
@@ -203,9 +205,10 @@ pub async fn plan_each(
 pub async fn plan_jobs(
     settings: &Settings,
     http: &Http,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<(Vec<Job>, Vec<String>)> {
     let mut jobs = Vec::new();
-    let notes = plan_each(settings, http, &mut |job| jobs.push(job)).await?;
+    let notes = plan_each(settings, http, reporter, &mut |job| jobs.push(job)).await?;
     Ok((jobs, notes))
 }
 

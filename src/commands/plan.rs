@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use anyhow::Context as _;
 
-use super::{plan_each, plan_jobs, point_at_bucket, run_http};
+use super::{plan_each, plan_jobs, point_at_bucket, reporter, run_http};
 use crate::error::Exit;
 use crate::plan::Job;
 use crate::progress::Lines;
@@ -22,11 +22,12 @@ fn line(out: &mut impl Write, j: &Job) -> io::Result<()> {
 /// caller maps a broken pipe to success).
 pub async fn plan(settings: Settings) -> anyhow::Result<Exit> {
     let http = run_http(&settings)?;
+    let reporter = reporter(&settings, false);
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if settings.cloud != Cloud::Off {
         // The bucket's answer is needed before the first line.
-        let (mut jobs, _) = plan_jobs(&settings, &http).await?;
+        let (mut jobs, _) = plan_jobs(&settings, &http, reporter.as_ref()).await?;
         let skip = point_at_bucket(&mut jobs, &settings, &http, &Lines { quiet: true }).await?;
         for (j, _) in jobs.iter().zip(skip).filter(|(_, skip)| !skip) {
             line(&mut out, j).context("Cannot write the plan")?;
@@ -35,7 +36,7 @@ pub async fn plan(settings: Settings) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
     let mut written: io::Result<()> = Ok(());
-    let planned = plan_each(&settings, &http, &mut |j| {
+    let planned = plan_each(&settings, &http, reporter.as_ref(), &mut |j| {
         if written.is_ok() {
             written = line(&mut out, &j);
         }

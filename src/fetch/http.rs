@@ -402,6 +402,54 @@ impl Http {
         Ok(hosts().entry(key).or_insert(host).clone())
     }
 
+    /// Sends one request of a small API (the search service, the bucket
+    /// lookup) and reads its answer whole: at most `max_body` bytes, no
+    /// more than `stall` between chunks, within the request's timeout.
+    /// Returns the body's text, or why the request failed (a 401/403 says
+    /// whether a token may help; `Retry-After` is kept for the retry loop).
+    pub async fn send_once(
+        &self,
+        req: Req<'_>,
+        max_body: usize,
+        stall: Duration,
+    ) -> Result<String, retry::Failure> {
+        let failed = |what: &str, e: FetchError| retry::Failure {
+            transient: retry::is_transient(&e),
+            retry_after: None,
+            message: format!("{what} failed: {e}"),
+        };
+        let within = req.timeout.unwrap_or(self.stall);
+        let has_token = req.creds.token.is_some();
+        let mut answer = self.send(req).await.map_err(|e| failed("request", e))?;
+        let status = answer.response.status();
+        let retry_after = retry_after(answer.response.headers());
+        let body = read_body(&mut answer.response, max_body, stall, within)
+            .await
+            .map_err(|e| failed("reading the reply", e))?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if status.is_success() {
+            return Ok(text);
+        }
+        let mut message = format!("HTTP {status}");
+        let excerpt = crate::error::excerpt(&text);
+        if !excerpt.is_empty() {
+            message.push_str(": ");
+            message.push_str(&excerpt);
+        }
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            message.push_str(if has_token {
+                " (is the MAST API token valid?)"
+            } else {
+                " (this may need a MAST API token)"
+            });
+        }
+        Err(retry::Failure {
+            transient: retry::is_transient_status(status.as_u16()),
+            retry_after,
+            message,
+        })
+    }
+
     /// Sends `req`, following redirects: the credentials ride along to
     /// trusted URLs only, on every hop; loops and more than
     /// [`MAX_REDIRECTS`] hops fail.

@@ -31,10 +31,31 @@ pub use crate::error::FetchError;
 pub use http::{Answer, Creds, Http, Req, Trust};
 pub use ranges::{download_ranged, Slots, RANGED_MIN, RANGES_PER_OBJECT, RANGE_CHUNK};
 
+use crate::budget::{Event, Throttle};
 use crate::progress::Reporter;
 use crate::token::Token;
 use http::{body_excerpt, first_line, header_str, status_error, ERROR_EXCERPT_TIME};
 use part::{FileId, Meta, Part, Validator};
+
+/// A local disk failure at a path, as the transfer's error.
+pub(crate) trait OnDisk<T> {
+    /// Returns the value, or [`FetchError::Disk`] at `path`.
+    fn on_disk(self, path: &Path) -> Result<T, FetchError>;
+}
+
+impl<T> OnDisk<T> for Result<T, io::Error> {
+    fn on_disk(self, path: &Path) -> Result<T, FetchError> {
+        self.map_err(|e| FetchError::disk(path, e))
+    }
+}
+
+/// A blocking disk task that did not come back.
+impl<T> OnDisk<T> for Result<T, tokio::task::JoinError> {
+    fn on_disk(self, path: &Path) -> Result<T, FetchError> {
+        self.map_err(|e| FetchError::disk(path, io::Error::other(e)))
+    }
+}
+
 /// The largest write buffer: large writes, few system calls.
 const WRITE_BUFFER: usize = 64 << 10;
 /// The smallest write buffer.
@@ -75,10 +96,9 @@ pub struct Transfer<'a> {
     pub split: bool,
     /// The name shown in progress and logs (the path below DEST).
     pub label: &'a str,
-    /// The run's connection budget: extra slots for ranges, HTTP/2 seen.
-    pub budget: Option<&'a crate::budget::Budget>,
-    /// The run-wide `--limit-rate` (unlimited when not set).
-    pub limiter: &'a crate::rate::RateLimiter,
+    /// The run's concurrency: told of answers and bytes; extra slots for
+    /// ranges; `--limit-rate`.
+    pub throttle: &'a Throttle,
     /// The progress sink and this transfer's id there.
     pub reporter: &'a dyn Reporter,
     pub id: usize,
@@ -357,14 +377,10 @@ fn resume_headers(resume: Option<&Resume>) -> HeaderMap {
 /// Reads the bytes `from..to` of a `.part` (never through a symlink).
 fn read_span(part: &Part, from: u64, to: u64) -> Result<Vec<u8>, FetchError> {
     use std::io::{Seek, SeekFrom};
-    let mut f = part
-        .open_read()
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    f.seek(SeekFrom::Start(from))
-        .map_err(|e| FetchError::disk(&part.path, e))?;
+    let mut f = part.open_read().on_disk(&part.path)?;
+    f.seek(SeekFrom::Start(from)).on_disk(&part.path)?;
     let mut buf = vec![0u8; (to - from) as usize];
-    f.read_exact(&mut buf)
-        .map_err(|e| FetchError::disk(&part.path, e))?;
+    f.read_exact(&mut buf).on_disk(&part.path)?;
     Ok(buf)
 }
 
@@ -461,8 +477,8 @@ fn check_framing(
     Ok(())
 }
 
-/// Returns the size, validator (if any: without one `If-Range` cannot be
-/// sent, and the ranges overlap instead) and budget with which an archive
+/// Returns the size and validator (if any: without one `If-Range` cannot
+/// be sent, and the ranges overlap instead) with which an archive
 /// file's first answer turns into parallel ranges: a fresh 200 of at least
 /// [`RANGED_MIN`] bytes with `Accept-Ranges: bytes`.
 fn split_here<'a>(
@@ -471,10 +487,9 @@ fn split_here<'a>(
     offset: u64,
     total: Option<u64>,
     h: &HeaderMap,
-) -> Option<(u64, Option<Validator>, &'a crate::budget::Budget)> {
-    let budget = t.budget?;
+) -> Option<(u64, Option<Validator>)> {
     let size = total.filter(|s| *s >= RANGED_MIN)?;
-    if !t.limiter.is_unlimited() {
+    if t.throttle.is_rate_limited() {
         // Under `--limit-rate` the cap, not a connection, is the limit:
         // more streams would only hold more buffers.
         return None;
@@ -488,16 +503,12 @@ fn split_here<'a>(
         header_str(h, header::ETAG).as_deref(),
         header_str(h, header::LAST_MODIFIED).as_deref(),
     );
-    Some((size, v, budget))
+    Some((size, v))
 }
 
 /// Returns what a `.part` that an earlier attempt filled by ranges needs
-/// to go on by ranges: its total, validator and the run's budget.
-fn ranged_resume<'a>(
-    t: &Transfer<'a>,
-    part: &Part,
-) -> Option<(u64, Validator, &'a crate::budget::Budget)> {
-    let budget = t.budget?;
+/// to go on by ranges: its total and validator.
+fn ranged_resume(t: &Transfer<'_>, part: &Part) -> Option<(u64, Validator)> {
     if !t.resume || t.md5_from_etag {
         return None;
     }
@@ -510,7 +521,7 @@ fn ranged_resume<'a>(
         part.discard();
         return None;
     }
-    Some((total, v, budget))
+    Some((total, v))
 }
 
 /// Checks a 206 answering `Range: bytes=FROM-`: its `Content-Range` must
@@ -571,8 +582,9 @@ fn check_resumed(
 /// holds a partial or foreign file.
 pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> {
     let part = Part::of(t.path);
-    if let Some((total, v, b)) = ranged_resume(&t, &part) {
-        return download_ranged(http, t, total, Some(&v), Slots::Budget(b)).await;
+    if let Some((total, v)) = ranged_resume(&t, &part) {
+        let slots = Slots::Budget(t.throttle);
+        return download_ranged(http, t, total, Some(&v), slots).await;
     }
     let resume = if t.resume {
         resumable(&part)
@@ -628,19 +640,17 @@ pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> 
         }
         _ => (0, Vec::new(), None),
     };
-    if let Some(b) = t.budget {
-        if response.version() == reqwest::Version::HTTP_2 {
-            b.saw_http2();
-        }
-        b.warm();
-    }
+    t.throttle.on(Event::Answered {
+        http2: response.version() == reqwest::Version::HTTP_2,
+    });
     check_framing(&response, &h, start, total)?;
     check_content(http, &t, &mut response, total).await?;
-    if let Some((size, v, b)) = split_here(&t, status, start, total, &h) {
+    if let Some((size, v)) = split_here(&t, status, start, total, &h) {
         // Large, and the archive serves ranges: the rest comes in parallel
         // ranges (this answer is dropped unread, its connection closed).
         drop(response);
-        return download_ranged(http, t, size, v.as_ref(), Slots::Budget(b)).await;
+        let slots = Slots::Budget(t.throttle);
+        return download_ranged(http, t, size, v.as_ref(), slots).await;
     }
     let answer = Accepted {
         status,
@@ -752,16 +762,15 @@ async fn receive(
     } else {
         part.open(true)
     }
-    .map_err(|e| FetchError::disk(&part.path, e))?;
-    let id = FileId::of(&file).map_err(|e| FetchError::disk(&part.path, e))?;
+    .on_disk(&part.path)?;
+    let id = FileId::of(&file).on_disk(&part.path)?;
     let mut keep = KeepPart {
         part,
         meta,
         armed: offset == 0,
     };
     if offset == 0 && total.is_none_or(|t| t >= SIDECAR_MIN) {
-        part.save(meta)
-            .map_err(|e| FetchError::disk(&part.meta, e))?;
+        part.save(meta).on_disk(&part.meta)?;
         keep.armed = false;
     }
     let mut hasher = Md5::new();
@@ -881,11 +890,11 @@ pub(crate) async fn stream_body(
     loop {
         let chunk = match tokio::time::timeout(stall, response.chunk()).await {
             Err(_) => {
-                out.flush().map_err(|e| FetchError::disk(path, e))?;
+                out.flush().on_disk(path)?;
                 return Err(FetchError::Stall(stall));
             }
             Ok(Err(e)) => {
-                out.flush().map_err(|e| FetchError::disk(path, e))?;
+                out.flush().on_disk(path)?;
                 return Err(match span.want {
                     Some(want) if got < want => FetchError::Truncated {
                         got: span.offset + got,
@@ -897,10 +906,7 @@ pub(crate) async fn stream_body(
             Ok(Ok(None)) => break,
             Ok(Ok(Some(c))) => c,
         };
-        t.limiter.take(chunk.len()).await;
-        if let Some(b) = t.budget {
-            b.streamed(chunk.len());
-        }
+        t.throttle.streamed(chunk.len()).await;
         let Some(chunk) = lead.eat(&chunk) else {
             return Err(FetchError::RangeMismatch(format!(
                 "no validator, and the bytes before byte {} differ from those already in the `.part`: the file changed on the server; starting over",
@@ -921,11 +927,10 @@ pub(crate) async fn stream_body(
         if let Some(hs) = hasher.as_mut() {
             hs.update(chunk);
         }
-        out.write_all(chunk)
-            .map_err(|e| FetchError::disk(path, e))?;
+        out.write_all(chunk).on_disk(path)?;
         t.reporter.progress(t.id, chunk.len() as u64);
     }
-    out.flush().map_err(|e| FetchError::disk(path, e))?;
+    out.flush().on_disk(path)?;
     if let Some(want) = span.want {
         if got < want {
             return Err(FetchError::Truncated {
@@ -940,7 +945,7 @@ pub(crate) async fn stream_body(
 /// Creates the folders of a transfer's path below DEST, none a symlink.
 pub(crate) fn make_dirs(t: &Transfer<'_>) -> Result<(), FetchError> {
     let rel_dir = t.label.rsplit_once('/').map_or("", |(d, _)| d);
-    part::create_dirs(t.root, rel_dir).map_err(|e| FetchError::disk(t.path, e))
+    part::create_dirs(t.root, rel_dir).on_disk(t.path)
 }
 
 /// Hashes the bytes already in a `.part` into `hasher`, off the runtime's
@@ -960,8 +965,8 @@ async fn hash_file(part: &Part, mut hasher: Md5) -> Result<Md5, FetchError> {
         }
     })
     .await
-    .map_err(|e| FetchError::disk(&path, io::Error::other(e)))?
-    .map_err(|e| FetchError::disk(&path, e))
+    .on_disk(&path)?
+    .on_disk(&path)
 }
 
 /// Checks the MD5 (when known) and renames the `.part` over the final path,
@@ -1001,7 +1006,7 @@ pub(crate) async fn finish(
             let _ = f.set_modified(when);
         }
     }
-    part::commit(part, path, Some(id)).map_err(|e| FetchError::disk(path, e))?;
+    part::commit(part, path, Some(id)).on_disk(path)?;
     Ok(done)
 }
 

@@ -24,7 +24,7 @@ use super::http::{header_str, status_error};
 use super::part::{FileId, Meta, Part, Ranges, Validator};
 use super::{
     etag_md5, finish, make_dirs, read_span, stream_body, Answer, Check, ContentRange, Creds, Done,
-    FetchError, Http, Joined, Lead, Req, Span, Transfer,
+    FetchError, Http, Joined, Lead, OnDisk, Req, Span, Transfer,
 };
 
 /// Objects larger than this are fetched as parallel byte ranges.
@@ -85,7 +85,7 @@ pub enum Slots<'a> {
     /// The archive's budget: the job's own slot, plus extra ones while
     /// nobody is waiting for them (given back between ranges when a file
     /// is).
-    Budget(&'a crate::budget::Budget),
+    Budget(&'a crate::budget::Throttle),
 }
 
 /// A range's hold on a connection slot of the budget.
@@ -129,14 +129,11 @@ pub async fn download_ranged(
     // The sidecar first: a crash after sizing must not leave zeros that
     // look like content.
     if let Ok(m) = meta.lock() {
-        part.save(&m).map_err(|e| FetchError::disk(&part.meta, e))?;
+        part.save(&m).on_disk(&part.meta)?;
     }
-    let file = part
-        .open(false)
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    file.set_len(size)
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    let id = FileId::of(&file).map_err(|e| FetchError::disk(&part.path, e))?;
+    let file = part.open(false).on_disk(&part.path)?;
+    file.set_len(size).on_disk(&part.path)?;
+    let id = FileId::of(&file).on_disk(&part.path)?;
     drop(file);
     let have: u64 = done
         .iter()
@@ -246,9 +243,7 @@ impl Book<'_> {
                 )));
             }
         }
-        self.part
-            .save(&m)
-            .map_err(|e| FetchError::disk(&self.part.meta, e))
+        self.part.save(&m).on_disk(&self.part.meta)
     }
 }
 
@@ -396,14 +391,9 @@ async fn fetch_range(
             )));
         }
     }
-    let mut file = part
-        .open(false)
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    file.seek(SeekFrom::Start(start))
-        .map_err(|e| FetchError::disk(&part.path, e))?;
-    let sync = file
-        .try_clone()
-        .map_err(|e| FetchError::disk(&part.path, e))?;
+    let mut file = part.open(false).on_disk(&part.path)?;
+    file.seek(SeekFrom::Start(start)).on_disk(&part.path)?;
+    let sync = file.try_clone().on_disk(&part.path)?;
     let want = end - start + 1;
     let mut lead = Lead::Keep(overlap as usize, Vec::with_capacity(overlap as usize));
     let got = stream_body(
@@ -423,8 +413,8 @@ async fn fetch_range(
     // On disk before the sidecar says so.
     tokio::task::spawn_blocking(move || sync.sync_data())
         .await
-        .map_err(|e| FetchError::disk(&part.path, io::Error::other(e)))?
-        .map_err(|e| FetchError::disk(&part.path, e))?;
+        .on_disk(&part.path)?
+        .on_disk(&part.path)?;
     let lead = match lead {
         Lead::Keep(0, kept) if overlap > 0 => Some(kept),
         _ => None,

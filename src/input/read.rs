@@ -19,7 +19,7 @@ use super::listing::Lister;
 use super::InputSource;
 use super::{head, list, parse_items, Entry, Head, InputError, Item, Kind, Parsed};
 use crate::error::UsageError;
-use crate::progress::{Json, Level, Lines, Reporter};
+use crate::progress::{Level, Reporter};
 
 /// The longest line read from any input (1 MiB): a longer one is an input
 /// error, so a file with no line breaks (`/dev/zero`) cannot fill memory.
@@ -228,21 +228,16 @@ fn too_large<R>(lines: &LineReader<'_, R>) -> anyhow::Error {
 }
 
 /// Reads the run's inputs into entries, with what the run needs for that:
-/// the client for listings and where notes go.
-pub struct Reading {
+/// the client for listings and the run's reporter for notes.
+pub struct Reading<'a> {
     lister: Lister,
-    notes: Box<dyn Reporter>,
+    notes: &'a dyn Reporter,
 }
 
-impl Reading {
+impl<'a> Reading<'a> {
     /// Returns the reading that lists directories with `lister` and says
-    /// what it skipped as JSON events (`json`) or lines (unless `quiet`).
-    pub fn new(lister: Lister, json: bool, quiet: bool) -> Reading {
-        let notes: Box<dyn Reporter> = if json {
-            Box::new(Json)
-        } else {
-            Box::new(Lines { quiet })
-        };
+    /// what it skipped to the run's reporter.
+    pub fn new(lister: Lister, notes: &'a dyn Reporter) -> Reading<'a> {
         Reading { lister, notes }
     }
 

@@ -112,11 +112,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
-use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::error::excerpt;
-use crate::fetch::http;
 use crate::fetch::{Creds, Http, Req};
 use crate::input::{Entry, LocalHint, Origin, ProductMeta};
 use crate::retry::{self, Failure};

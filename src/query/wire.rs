@@ -157,63 +157,22 @@ pub(super) async fn send(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Va
     .map_err(|f| anyhow!("{what}: {}", crate::token::scrub(&f.message())))
 }
 
-pub(super) async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {
-    let mut answer = ctx
-        .http
-        .send(Req {
-            method: Method::POST,
-            headers: ctx.headers.clone(),
-            body: Some(body.to_string()),
-            timeout: Some(ctx.tuning.request_timeout),
-            ..Req::get(
-                &ctx.url,
-                Creds {
-                    token: ctx.token.as_ref(),
-                    cookie: true,
-                },
-            )
-        })
-        .await
-        .map_err(|e| Failure {
-            transient: retry::is_transient(&e),
-            retry_after: None,
-            message: format!("request failed: {e}"),
-        })?;
-    let status = answer.response.status();
-    let retry_after = http::retry_after(answer.response.headers());
-    let bytes = http::read_body(
-        &mut answer.response,
-        MAX_PAGE,
-        ctx.http.stall.max(ctx.tuning.request_timeout),
-        ctx.tuning.request_timeout,
-    )
-    .await
-    .map_err(|e| Failure {
-        transient: retry::is_transient(&e),
-        retry_after: None,
-        message: format!("reading the reply failed: {e}"),
-    })?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    if !status.is_success() {
-        let mut message = format!("HTTP {status}");
-        let excerpt = excerpt(&text);
-        if !excerpt.is_empty() {
-            message.push_str(": ");
-            message.push_str(&excerpt);
-        }
-        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            message.push_str(if ctx.token.is_some() {
-                " (is the MAST API token valid?)"
-            } else {
-                " (this may need a MAST API token)"
-            });
-        }
-        return Err(Failure {
-            transient: retry::is_transient_status(status.as_u16()),
-            retry_after,
-            message,
-        });
-    }
+async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {
+    let req = Req {
+        method: Method::POST,
+        headers: ctx.headers.clone(),
+        body: Some(body.to_string()),
+        timeout: Some(ctx.tuning.request_timeout),
+        ..Req::get(
+            &ctx.url,
+            Creds {
+                token: ctx.token.as_ref(),
+                cookie: true,
+            },
+        )
+    };
+    let stall = ctx.http.stall.max(ctx.tuning.request_timeout);
+    let text = ctx.http.send_once(req, MAX_PAGE, stall).await?;
     serde_json::from_str(&text).map_err(|e| Failure {
         transient: false,
         retry_after: None,
