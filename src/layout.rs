@@ -174,6 +174,15 @@ pub fn redact_url(url: &url::Url) -> String {
     shown.to_string()
 }
 
+/// Returns the URL text `url` as [`redact_url`] shows it.
+pub fn redact_url_text(url: &str) -> String {
+    // Only a URL with an `@` can carry a password.
+    match url.contains('@').then(|| url::Url::parse(url)) {
+        Some(Ok(u)) => redact_url(&u),
+        _ => url.to_string(),
+    }
+}
+
 /// Returns `s` with control characters escaped and every registered
 /// secret removed ([`crate::token::scrub`]), for messages.
 pub fn escape(s: &str) -> String {

@@ -3,10 +3,13 @@
 //! Pure: filters, deduplication by URI, the local path of every file (the
 //! contract layout, a table's columns or a script's `--output`), collision
 //! checks, the download URL, and the shard a URI belongs to. Nothing here
-//! touches the network or the disk.
+//! touches the network, and the disk only to keep a built plan in an
+//! unnamed temporary file ([`PlanFile`]) for a run too large to hold it.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::fs;
+use std::io::{self, Read, Seek, Write};
 use std::str::FromStr;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -189,7 +192,7 @@ pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputE
 /// Builds the plan one entry at a time, keeping only what deduplication
 /// and collision checks need: the accepted URIs packed in one string and
 /// two hash indexes into it. Memory stays near the size of the URIs
-/// themselves, so a million-line list plans in well under 200 MiB.
+/// themselves, so a million-line list plans in about 150 MiB.
 pub struct Planner {
     opts: PlanOptions,
     /// The archive download URL without its query.
@@ -197,14 +200,39 @@ pub struct Planner {
     /// Every accepted URI, each followed by `\n`.
     arena: String,
     /// Hash of a URI -> offset of that URI in the arena.
-    uris: HashMap<u64, usize>,
+    uris: U64Map<usize>,
     /// Hash of a local path -> offset in the arena of the URI that owns it.
-    paths: HashMap<u64, usize>,
+    paths: U64Map<usize>,
+    /// Scratch space for a folded path.
+    folded: String,
 }
 
-fn hash(s: &str) -> u64 {
+/// Returns a 64-bit hash of `bytes`, the same in every run (SipHash with
+/// fixed keys): the key of the plan's and the state record's indexes.
+pub fn hash64(bytes: &[u8]) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(s)
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(bytes)
+}
+
+/// A map keyed by a [`hash64`] value, which it uses as it is (no second hash).
+pub type U64Map<V> = HashMap<u64, V, std::hash::BuildHasherDefault<KeyIsHash>>;
+
+/// The hasher of [`U64Map`]: the key is already a hash.
+#[derive(Default)]
+pub struct KeyIsHash(u64);
+
+impl std::hash::Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Planner {
@@ -214,8 +242,9 @@ impl Planner {
             root: download_root(&opts.base),
             opts,
             arena: String::new(),
-            uris: HashMap::new(),
-            paths: HashMap::new(),
+            uris: U64Map::default(),
+            paths: U64Map::default(),
+            folded: String::new(),
         }
     }
 
@@ -242,7 +271,7 @@ impl Planner {
         if !keep(&e, &self.opts) {
             return Ok(None);
         }
-        let uri_hash = hash(&e.uri);
+        let uri_hash = hash64(e.uri.as_bytes());
         if let Some(&at) = self.uris.get(&uri_hash) {
             if self.arena_uri(at) == e.uri {
                 return Ok(None);
@@ -256,7 +285,8 @@ impl Planner {
                 layout::escape(&rel)
             )));
         }
-        let rel_hash = hash(&fold(&rel));
+        fold_into(&rel, &mut self.folded);
+        let rel_hash = hash64(self.folded.as_bytes());
         if let Some(&at) = self.paths.get(&rel_hash) {
             return Err(bad(format!(
                 "`{}` and `{}` both map to the local path `{}` (paths that differ only in case or Unicode normalisation collide on macOS and Windows)",
@@ -298,12 +328,191 @@ impl Planner {
     }
 }
 
-/// Returns the path as the most forgiving file systems see it (macOS,
-/// Windows): case folded and in Unicode normalisation form C, so paths
-/// that would land on the same file there are seen as one.
-fn fold(rel: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    rel.nfc().collect::<String>().to_lowercase()
+/// The plan kept on disk while a run works through it: every job, in plan
+/// order, in an unnamed temporary file (gone when the run ends, however it
+/// ends). A run reads it a few times from the start instead of holding a
+/// million jobs in memory.
+pub struct PlanFile {
+    out: io::BufWriter<fs::File>,
+    len: usize,
+}
+
+/// One job as read back from a [`PlanFile`], its URLs still text.
+pub struct Planned {
+    pub uri: String,
+    pub url: String,
+    pub rel: String,
+    pub size: Option<u64>,
+    pub source: Source,
+    pub fallback: Option<String>,
+    pub origin: Origin,
+    /// `--cloud-only`: the bucket does not have it.
+    pub not_in_cloud: bool,
+}
+
+impl Planned {
+    /// Returns the job to run (its URLs parsed again), or itself with why not.
+    #[allow(clippy::result_large_err)]
+    pub fn job(self) -> Result<Job, (Planned, url::ParseError)> {
+        let urls = Url::parse(&self.url)
+            .and_then(|u| Ok((u, self.fallback.as_deref().map(Url::parse).transpose()?)));
+        let (url, fallback) = match urls {
+            Ok(urls) => urls,
+            Err(e) => return Err((self, e)),
+        };
+        Ok(Job {
+            url,
+            fallback,
+            uri: self.uri,
+            rel: self.rel,
+            size: self.size,
+            source: self.source,
+            origin: self.origin,
+        })
+    }
+}
+
+impl PlanFile {
+    /// Returns an empty plan file in the system's temporary folder.
+    pub fn new() -> io::Result<PlanFile> {
+        Ok(PlanFile {
+            out: io::BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
+            len: 0,
+        })
+    }
+
+    /// Returns the number of jobs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Returns true if and only if the plan has no job.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `job`; `not_in_cloud` marks a job `--cloud-only` skips.
+    pub fn push(&mut self, job: &Job, not_in_cloud: bool) -> io::Result<()> {
+        let w = &mut self.out;
+        for s in [
+            job.uri.as_str(),
+            job.url.as_str(),
+            job.rel.as_str(),
+            job.fallback.as_ref().map_or("", Url::as_str),
+            job.origin.file.as_str(),
+        ] {
+            w.write_all(&(s.len() as u64).to_le_bytes())?;
+            w.write_all(s.as_bytes())?;
+        }
+        w.write_all(&job.size.map_or(0, |s| s.saturating_add(1)).to_le_bytes())?;
+        w.write_all(&(job.origin.line as u64).to_le_bytes())?;
+        let source = match job.source {
+            Source::Mast => 0u8,
+            Source::Cloud => 1,
+        };
+        w.write_all(&[source, u8::from(not_in_cloud)])?;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Writes out what is buffered: call once every job is pushed.
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Returns the jobs from the first, in plan order, once sealed. One
+    /// reader at a time.
+    pub fn read(&self) -> io::Result<PlanReader> {
+        if !self.out.buffer().is_empty() {
+            return Err(io::Error::other(
+                "the plan file is read before it is sealed",
+            ));
+        }
+        let mut f = self.out.get_ref().try_clone()?;
+        f.seek(io::SeekFrom::Start(0))?;
+        Ok(PlanReader {
+            input: io::BufReader::with_capacity(1 << 16, f),
+            left: self.len,
+        })
+    }
+}
+
+/// Reads a [`PlanFile`] back, job by job.
+pub struct PlanReader {
+    input: io::BufReader<fs::File>,
+    left: usize,
+}
+
+impl PlanReader {
+    fn text(&mut self) -> io::Result<String> {
+        let mut n = [0u8; 8];
+        self.input.read_exact(&mut n)?;
+        let mut b = vec![0u8; u64::from_le_bytes(n) as usize];
+        self.input.read_exact(&mut b)?;
+        String::from_utf8(b).map_err(io::Error::other)
+    }
+
+    fn number(&mut self) -> io::Result<u64> {
+        let mut n = [0u8; 8];
+        self.input.read_exact(&mut n)?;
+        Ok(u64::from_le_bytes(n))
+    }
+
+    fn next_job(&mut self) -> io::Result<Planned> {
+        let (uri, url, rel, fallback, file) = (
+            self.text()?,
+            self.text()?,
+            self.text()?,
+            self.text()?,
+            self.text()?,
+        );
+        let size = self.number()?.checked_sub(1);
+        let line = self.number()? as usize;
+        let mut flags = [0u8; 2];
+        self.input.read_exact(&mut flags)?;
+        Ok(Planned {
+            uri,
+            url,
+            rel,
+            size,
+            source: if flags[0] == 1 {
+                Source::Cloud
+            } else {
+                Source::Mast
+            },
+            fallback: (!fallback.is_empty()).then_some(fallback),
+            origin: Origin { file, line },
+            not_in_cloud: flags[1] == 1,
+        })
+    }
+}
+
+impl Iterator for PlanReader {
+    type Item = io::Result<Planned>;
+
+    fn next(&mut self) -> Option<io::Result<Planned>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        Some(self.next_job())
+    }
+}
+
+/// Puts into `out` the path as the most forgiving file systems see it
+/// (macOS, Windows): case folded and in Unicode normalisation form C, so
+/// paths that would land on the same file there are seen as one. An ASCII
+/// path (almost every MAST path) is in NFC already: only its case is folded.
+fn fold_into(rel: &str, out: &mut String) {
+    out.clear();
+    if rel.is_ascii() {
+        out.push_str(rel);
+        out.make_ascii_lowercase();
+    } else {
+        use unicode_normalization::UnicodeNormalization;
+        let nfc: String = rel.nfc().collect();
+        out.push_str(&nfc.to_lowercase());
+    }
 }
 
 /// Returns why `rel` cannot be a product's path: mastdl's own files in
@@ -320,6 +529,9 @@ fn reserved(rel: &str) -> Option<&'static str> {
         .is_some_and(|rest| rest.ends_with("json") || rest.ends_with("html"));
     if !lower.contains('/') && manifest {
         return Some("the name of mastdl's own manifest");
+    }
+    if first.starts_with("manifest.") && first.contains(".pages-") {
+        return Some("the name of the folder of mastdl's own manifest pages");
     }
     let hashed = last
         .rsplit_once('~')
@@ -456,6 +668,8 @@ mod tests {
         for r in [
             "MANIFEST.json",
             "manifest.html",
+            "MANIFEST.pages-0a1b2c3d/p00001.html",
+            "MANIFEST.0-of-2.pages-0a1b2c3d",
             "MANIFEST.0-of-4.json",
             ".mastdl/state.jsonl",
             ".MASTDL/x",
@@ -474,8 +688,15 @@ mod tests {
         }
     }
 
+    fn fold(rel: &str) -> String {
+        let mut out = String::new();
+        fold_into(rel, &mut out);
+        out
+    }
+
     #[test]
     fn paths_differing_in_case_or_normalisation_fold_alike() {
+        assert_eq!(fold("X/CAF\u{c9}.fits"), fold("x/cafe\u{301}.FITS"));
         assert_eq!(fold("HST/A/A_x.fits"), fold("hst/a/a_x.fits"));
         assert_eq!(fold("X/caf\u{e9}.fits"), fold("X/cafe\u{301}.fits"));
         assert_ne!(fold("X/a.fits"), fold("X/b.fits"));
