@@ -274,9 +274,30 @@ where
             html: Err(again),
         };
     }
+    remove_stale_temporaries(dest, stem);
     let json = rows().and_then(|rows| write_json(dest, stem, header, rows));
     let html = rows().and_then(|rows| write_html(dest, stem, header, ctx, rows));
     Saved { json, html }
+}
+
+/// Removes the temporary files a run of `stem` killed while writing its
+/// manifests left (DEST's lock keeps every other run of `stem` away).
+fn remove_stale_temporaries(dest: &Path, stem: &str) {
+    let prefixes = [format!(".{stem}.json."), format!(".{stem}.HTML.")];
+    let Ok(entries) = fs::read_dir(dest) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = prefixes.iter().any(|p| {
+            name.strip_prefix(p.as_str())
+                .and_then(|r| r.strip_suffix(".tmp"))
+                .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+        });
+        if ours && e.file_type().is_ok_and(|t| !t.is_dir()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Returns a temporary file beside `path` with an unpredictable name,
@@ -494,9 +515,10 @@ fn end_page(mut w: BufWriter<File>, n: usize, pages: usize, stem: &str) -> io::R
 
 /// Returns the links of page `n`: the first page, the previous, the next.
 fn nav(n: usize, pages: usize, stem: &str) -> String {
+    // Our own names (`MANIFEST.K-of-N.HTML`, `000001.html`) need no encoding.
     let mut s = format!(
-        "<p class=\"nav\"><a href=\"../{}\">summary</a>",
-        escape_html(&href(&format!("{stem}.HTML")))
+        "<p class=\"nav\"><a href=\"../{}.HTML\">summary</a>",
+        escape_html(stem)
     );
     if n > 1 {
         let _ = write!(
@@ -584,7 +606,7 @@ impl Digest {
                 let _ = writeln!(
                     s,
                     "<tr><td class=\"n\"><a href=\"{}/{}#r{}\">{}</a></td><td>{}</td><td>{}</td></tr>",
-                    e(&href(dir)),
+                    e(dir),
                     page_file(*page),
                     i + 1,
                     i + 1,
@@ -613,7 +635,7 @@ fn index_html(dir: &str, rows: usize, per_page: usize, pages: usize) -> String {
         "<h2>All files</h2>\n<p>{rows} rows in {pages} pages of {per_page}, in the order of the \
          input:</p>\n<ol class=\"pages\">\n"
     );
-    let dir = escape_html(&href(dir));
+    let dir = escape_html(dir);
     for n in 1..=pages {
         let first = (n - 1) * per_page + 1;
         let last = (n * per_page).min(rows);
@@ -890,6 +912,27 @@ mod tests {
         assert_eq!(v["files"][0]["status"], "COMPLETE");
         assert_eq!(v["files"][0]["source"], "mast");
         assert!(v["files"][0]["message"].is_null());
+    }
+
+    #[test]
+    fn the_streamed_json_reads_back_as_the_manifest() {
+        let d = tempfile::tempdir().unwrap();
+        let m = Manifest::new(
+            "s".into(),
+            "f".into(),
+            10,
+            vec![
+                record(Status::Complete, None),
+                record(Status::Failed, Some("a \"quoted\"\nmessage")),
+            ],
+        );
+        let saved = save(d.path(), "MANIFEST", &m, &HtmlContext::default());
+        assert!(saved.json.is_ok() && saved.html.is_ok(), "{saved:?}");
+        assert_eq!(load(&d.path().join("MANIFEST.json")).unwrap(), m);
+        let empty = Manifest::new("s".into(), "f".into(), 0, vec![]);
+        let saved = save(d.path(), "MANIFEST", &empty, &HtmlContext::default());
+        assert!(saved.json.is_ok());
+        assert_eq!(load(&d.path().join("MANIFEST.json")).unwrap(), empty);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod mock_invoke;
 mod mock_latency;
 mod mock_s3;
 mod raw;
+mod scale;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
