@@ -281,12 +281,14 @@ impl Dest {
                             .context(format!("Cannot read `{}`", path.display())))
                     }
                 }
-                let Ok(r) = serde_json::from_slice::<StateRecord>(&line) else {
-                    continue;
-                };
-                index.sizes.insert(hash64(r.path.as_bytes()), r.size);
                 if records {
+                    let Ok(r) = serde_json::from_slice::<StateRecord>(&line) else {
+                        continue;
+                    };
+                    index.sizes.insert(hash64(r.path.as_bytes()), r.size);
                     index.records.insert(r.path.clone(), r);
+                } else if let Ok(r) = serde_json::from_slice::<PathSize>(&line) {
+                    index.sizes.insert(hash64(r.path.as_bytes()), r.size);
                 }
             }
         }
@@ -464,6 +466,15 @@ fn release_beyond_end(f: &File) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = f;
+}
+
+/// The part of a state record line a plain run needs, read without
+/// copying (a path with escapes is copied).
+#[derive(Deserialize)]
+struct PathSize<'a> {
+    #[serde(borrow)]
+    path: std::borrow::Cow<'a, str>,
+    size: u64,
 }
 
 /// What the state record says of DEST's files, indexed by path.

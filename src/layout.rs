@@ -7,11 +7,17 @@ use std::borrow::Cow;
 
 /// Returns true if and only if `s` holds a control character (C0, DEL or C1).
 fn has_control(s: &str) -> bool {
-    if s.is_ascii() {
-        s.bytes().any(|b| b < 0x20 || b == 0x7f)
-    } else {
-        s.chars().any(char::is_control)
+    // One pass over ASCII; the first non-ASCII byte hands over to `char`s
+    // (C1 controls are two bytes in UTF-8).
+    for (i, b) in s.bytes().enumerate() {
+        if b < 0x20 || b == 0x7f {
+            return true;
+        }
+        if b >= 0x80 {
+            return s[i..].chars().any(char::is_control);
+        }
     }
+    false
 }
 
 /// Checks a `mast:` URI: `mast:COLLECTION/.../FILE`, with no empty, `.` or
@@ -120,6 +126,18 @@ pub fn checked_components(path: &str) -> Result<Vec<&str>, String> {
         check_segment(p).map_err(|e| format!("{e} in `{}`", escape(path)))?;
     }
     Ok(parts)
+}
+
+/// Checks a relative `/`-separated path as [`checked_components`] does,
+/// without collecting its components.
+pub fn check_components(path: &str) -> Result<(), String> {
+    if path.starts_with('/') {
+        return Err(format!("absolute path `{}`", escape(path)));
+    }
+    for p in path.split('/') {
+        check_segment(p).map_err(|e| format!("{e} in `{}`", escape(path)))?;
+    }
+    Ok(())
 }
 
 /// Returns `name` made safe for the local file system. On Windows the

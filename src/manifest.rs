@@ -262,7 +262,7 @@ pub fn save_streamed<I>(
     stem: &str,
     header: &Header,
     ctx: &HtmlContext,
-    rows: impl Fn() -> io::Result<I>,
+    rows: impl Fn() -> io::Result<I> + Sync,
 ) -> Saved
 where
     I: Iterator<Item = io::Result<Row>>,
@@ -275,9 +275,49 @@ where
         };
     }
     remove_stale_temporaries(dest, stem);
-    let json = rows().and_then(|rows| write_json(dest, stem, header, rows));
-    let html = rows().and_then(|rows| write_html(dest, stem, header, ctx, rows));
+    let json = || rows().and_then(|rows| write_json(dest, stem, header, rows));
+    let html = || rows().and_then(|rows| write_html(dest, stem, header, ctx, rows));
+    if room_for_both(dest, header.requested) {
+        // Room to spare: both at once, on two cores.
+        return std::thread::scope(|s| {
+            let page = s.spawn(html);
+            let json = json();
+            let html = page
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the HTML writer panicked")));
+            Saved { json, html }
+        });
+    }
+    let json = json();
+    let html = html();
     Saved { json, html }
+}
+
+/// Returns true if and only if DEST's file system has room for both
+/// manifests of `rows` many times over (then they are written at once;
+/// otherwise one after the other, `MANIFEST.json` first).
+fn room_for_both(dest: &Path, rows: usize) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(path) = std::ffi::CString::new(dest.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: an all-zero `statvfs` is a valid value for statvfs to fill.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a valid place for the answer.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return false;
+        }
+        let free = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+        // About 300 bytes a row in each manifest, and four times that spare.
+        free / 4 > (rows as u64).saturating_mul(600).saturating_add(1 << 20)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (dest, rows);
+        false
+    }
 }
 
 /// Removes the temporary files a run of `stem` killed while writing its
@@ -658,7 +698,24 @@ pub fn load(path: &Path) -> anyhow::Result<Manifest> {
 /// Returns `s` escaped for HTML text and attributes.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    escape_into(&mut out, s);
+    out
+}
+
+/// Appends `s` escaped for HTML text and attributes to `out`.
+fn escape_into(out: &mut String, s: &str) {
+    // Most values need no escape: copy runs of plain bytes at once.
+    let plain = |b: u8| {
+        !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'') && (b >= 0x20 && b != 0x7f) && b < 0x80
+    };
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest.bytes().take_while(|&b| plain(b)).count();
+        out.push_str(&rest[..n]);
+        rest = &rest[n..];
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -670,19 +727,23 @@ pub fn escape_html(s: &str) -> String {
             }
             c => out.push(c),
         }
+        rest = &rest[c.len_utf8()..];
     }
-    out
 }
 
-/// Returns a relative link for a `/`-separated path, percent-encoded.
-fn href(path: &str) -> String {
-    path.split('/')
-        .map(|seg| {
+/// Appends the relative link of a `/`-separated path to `out`,
+/// percent-encoded (so nothing in it needs an HTML escape).
+fn href_into(out: &mut String, path: &str) {
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let _ = write!(
+            out,
+            "{}",
             percent_encoding::utf8_percent_encode(seg, percent_encoding::NON_ALPHANUMERIC)
-                .to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+        );
+    }
 }
 
 /// Returns a byte count for people: `1.5 MiB`.
@@ -730,33 +791,40 @@ fn page_head(h: &Header, ctx: &HtmlContext, title: &str) -> String {
 /// Appends row `i` (0-based) of the table to `out`; `up` leads the link
 /// to the file from a page in the pages folder.
 fn row_html(out: &mut String, i: usize, row: &Row, user: &str, up: &str) {
-    let e = escape_html;
     let f = &row.file;
-    let file = if f.status == Status::Failed {
-        e(&f.path)
+    let status = f.status.as_str();
+    let _ = write!(out, "<tr id=\"r{}\"><td>", i + 1);
+    escape_into(out, &f.uri);
+    out.push_str("</td><td>");
+    if f.status == Status::Failed {
+        escape_into(out, &f.path);
     } else {
-        format!("<a href=\"{up}{}\">{}</a>", e(&href(&f.path)), e(&f.path))
+        out.push_str("<a href=\"");
+        out.push_str(up);
+        href_into(out, &f.path);
+        out.push_str("\">");
+        escape_into(out, &f.path);
+        out.push_str("</a>");
+    }
+    out.push_str("</td><td>");
+    escape_into(out, row.access);
+    let _ = write!(out, "</td><td class=\"{status}\">{status}</td><td>");
+    escape_into(out, user);
+    let _ = write!(out, "</td><td class=\"n\">{}</td><td class=\"n\">", f.bytes);
+    if let Some(h) = f.http_status {
+        let _ = write!(out, "{h}");
+    }
+    let source = match f.source {
+        Source::Mast => "mast",
+        Source::Cloud => "cloud",
     };
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "<tr id=\"r{}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td class=\"n\">{}</td>\
-<td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
-        i + 1,
-        e(&f.uri),
-        file,
-        e(row.access),
-        f.status.as_str(),
-        f.status.as_str(),
-        e(user),
-        f.bytes,
-        f.http_status.map(|s| s.to_string()).unwrap_or_default(),
-        f.attempts,
-        match f.source {
-            Source::Mast => "mast",
-            Source::Cloud => "cloud",
-        },
-        e(f.message.as_deref().unwrap_or(""))
+        "</td><td class=\"n\">{}</td><td>{source}</td><td>",
+        f.attempts
     );
+    escape_into(out, f.message.as_deref().unwrap_or(""));
+    out.push_str("</td></tr>\n");
 }
 
 /// Returns the one-page HTML of a manifest held in memory.

@@ -6,10 +6,10 @@
 //! touches the network, and the disk only to keep a built plan in an
 //! unnamed temporary file ([`PlanFile`]) for a run too large to hold it.
 
-use std::collections::HashMap;
-use std::fmt;
+use std::collections::{HashMap, HashSet};
+use std::fmt::{self, Write as _};
 use std::fs;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::str::FromStr;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -190,19 +190,21 @@ pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputE
 }
 
 /// Builds the plan one entry at a time, keeping only what deduplication
-/// and collision checks need: the accepted URIs packed in one string and
-/// two hash indexes into it. Memory stays near the size of the URIs
-/// themselves, so a million-line list plans in about 150 MiB.
+/// and collision checks need: a 128-bit hash of every accepted URI, and a
+/// 64-bit hash of its folded local path with where the entry was read. No
+/// copy of a URI or path is kept: a million-line list plans in well under
+/// 100 MiB whatever the length of its URIs.
 pub struct Planner {
     opts: PlanOptions,
     /// The archive download URL without its query.
     root: Result<Url, url::ParseError>,
-    /// Every accepted URI, each followed by `\n`.
-    arena: String,
-    /// Hash of a URI -> offset of that URI in the arena.
-    uris: U64Map<usize>,
-    /// Hash of a local path -> offset in the arena of the URI that owns it.
-    paths: U64Map<usize>,
+    /// The 128-bit hash of every accepted URI.
+    uris: HashSet<u128, std::hash::BuildHasherDefault<KeyIsHash>>,
+    /// Hash of a folded local path -> where its entry was read (an index
+    /// into `files`, and the line).
+    paths: U64Map<(u32, u32)>,
+    /// The input names seen, for [`Planner::paths`].
+    files: Vec<String>,
     /// Scratch space for a folded path.
     folded: String,
 }
@@ -233,6 +235,17 @@ impl std::hash::Hasher for KeyIsHash {
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
     }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64 ^ (n >> 64) as u64;
+    }
+}
+
+/// Returns a 128-bit hash of `bytes`: two [`hash64`]-like hashes with
+/// different inputs, so two URIs taken for one are out of reach.
+fn hash128(bytes: &[u8]) -> u128 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let high = BuildHasherDefault::<DefaultHasher>::default().hash_one((0x6d61_7374u32, bytes));
+    u128::from(high) << 64 | u128::from(hash64(bytes))
 }
 
 impl Planner {
@@ -241,21 +254,74 @@ impl Planner {
         Planner {
             root: download_root(&opts.base),
             opts,
-            arena: String::new(),
-            uris: U64Map::default(),
+            uris: HashSet::default(),
             paths: U64Map::default(),
+            files: Vec::new(),
             folded: String::new(),
         }
     }
 
-    fn arena_uri(&self, at: usize) -> &str {
-        let rest = &self.arena[at..];
-        &rest[..rest.find('\n').unwrap_or(rest.len())]
+    /// Returns the index of the input named `file` in `files`.
+    fn file_index(&mut self, file: &str) -> u32 {
+        // Entries come input by input: the last name is almost always it.
+        match self.files.iter().rposition(|f| f == file) {
+            Some(i) => i as u32,
+            None => {
+                self.files.push(file.to_string());
+                (self.files.len() - 1) as u32
+            }
+        }
     }
 
     /// Checks `e` and returns its job, or `None` when a filter, a
     /// duplicate URI or the shard drops it.
     pub fn push(&mut self, e: Entry) -> Result<Option<Job>, InputError> {
+        let Some((rel, link)) = self.check(&e, false)? else {
+            return Ok(None);
+        };
+        let url = match link {
+            Link::Parsed(u) => u,
+            Link::Text(t) => Url::parse(&t).map_err(|err| InputError {
+                origin: e.origin.clone(),
+                message: format!("cannot build a URL: {err}"),
+            })?,
+        };
+        Ok(Some(Job {
+            uri: e.uri,
+            url,
+            rel,
+            size: e.size,
+            source: Source::Mast,
+            fallback: None,
+            origin: e.origin,
+        }))
+    }
+
+    /// Checks `e` as [`Planner::push`] does and returns its job with the
+    /// URL as text, built without parsing it again (the fast path of a
+    /// plan that is printed or kept on disk).
+    pub fn push_planned(&mut self, e: Entry) -> Result<Option<Planned>, InputError> {
+        let Some((rel, link)) = self.check(&e, true)? else {
+            return Ok(None);
+        };
+        Ok(Some(Planned {
+            url: match link {
+                Link::Parsed(u) => u.into(),
+                Link::Text(t) => t,
+            },
+            uri: e.uri,
+            rel,
+            size: e.size,
+            source: Source::Mast,
+            fallback: None,
+            origin: e.origin,
+            not_in_cloud: false,
+        }))
+    }
+
+    /// Checks `e`: returns its local path and URL (as text when `text`
+    /// allows), or `None` when it is dropped.
+    fn check(&mut self, e: &Entry, text: bool) -> Result<Option<(String, Link)>, InputError> {
         let bad = |m: String| InputError {
             origin: e.origin.clone(),
             message: m,
@@ -268,37 +334,52 @@ impl Planner {
             layout::check_uri(&e.uri)
                 .map_err(|m| bad(format!("{m}: `{}`", layout::escape(&e.uri))))?;
         }
-        if !keep(&e, &self.opts) {
+        if !keep(e, &self.opts) {
             return Ok(None);
         }
-        let uri_hash = hash64(e.uri.as_bytes());
-        if let Some(&at) = self.uris.get(&uri_hash) {
-            if self.arena_uri(at) == e.uri {
-                return Ok(None);
-            }
+        let uri_hash = hash128(e.uri.as_bytes());
+        if self.uris.contains(&uri_hash) {
+            return Ok(None);
         }
-        let rel = local_path(&e, self.opts.flat).map_err(bad)?;
-        if let Some(why) = reserved(&rel) {
+        let rel = local_path(e, self.opts.flat).map_err(bad)?;
+        fold_into(&rel, &mut self.folded);
+        if let Some(why) = reserved_folded(&self.folded) {
             return Err(bad(format!(
                 "`{}` maps to `{}`, {why}: give it another local path (without `--flat`, or another `--output`)",
                 layout::escape(&e.uri),
                 layout::escape(&rel)
             )));
         }
-        fold_into(&rel, &mut self.folded);
         let rel_hash = hash64(self.folded.as_bytes());
-        if let Some(&at) = self.paths.get(&rel_hash) {
-            return Err(bad(format!(
-                "`{}` and `{}` both map to the local path `{}` (paths that differ only in case or Unicode normalisation collide on macOS and Windows)",
-                layout::escape(&e.uri),
-                layout::escape(self.arena_uri(at)),
-                layout::escape(&rel)
-            )));
-        }
-        let url = match &e.url {
-            Some(u) => script_url(u, &self.opts).map_err(bad)?,
+        let file = self.file_index(&e.origin.file);
+        let slot = match self.paths.entry(rel_hash) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let (file, line) = *o.get();
+                let other = Origin {
+                    file: self.files.get(file as usize).cloned().unwrap_or_default(),
+                    line: line as usize,
+                };
+                return Err(bad(format!(
+                    "`{}` and the entry at {other} both map to the local path `{}` (paths that differ only in case or Unicode normalisation collide on macOS and Windows)",
+                    layout::escape(&e.uri),
+                    layout::escape(&rel)
+                )));
+            }
+            std::collections::hash_map::Entry::Vacant(v) => v,
+        };
+        let link = match &e.url {
+            Some(u) => Link::Parsed(script_url(u, &self.opts).map_err(bad)?),
             None if is_mast => match &self.root {
-                Ok(root) => with_uri(root, &e.uri),
+                Ok(root) if text && root.query().is_none() && root.fragment().is_none() => {
+                    // What `with_uri` gives, without parsing it again: the
+                    // encoded value holds nothing a query escapes further.
+                    let mut t = String::with_capacity(root.as_str().len() + e.uri.len() + 8);
+                    t.push_str(root.as_str());
+                    t.push_str("?uri=");
+                    let _ = write!(t, "{}", utf8_percent_encode(&e.uri, URI_VALUE));
+                    Link::Text(t)
+                }
+                Ok(root) => Link::Parsed(with_uri(root, &e.uri)),
                 Err(err) => return Err(bad(format!("cannot build a URL: {err}"))),
             },
             None => {
@@ -308,24 +389,20 @@ impl Planner {
                 )))
             }
         };
-        let at = self.arena.len();
-        self.arena.push_str(&e.uri);
-        self.arena.push('\n');
-        self.uris.entry(uri_hash).or_insert(at);
-        self.paths.insert(rel_hash, at);
+        let line = u32::try_from(e.origin.line).unwrap_or(u32::MAX);
+        slot.insert((file, line));
+        self.uris.insert(uri_hash);
         if self.opts.shard.is_some_and(|s| !s.contains(&e.uri)) {
             return Ok(None);
         }
-        Ok(Some(Job {
-            uri: e.uri,
-            url,
-            rel,
-            size: e.size,
-            source: Source::Mast,
-            fallback: None,
-            origin: e.origin,
-        }))
+        Ok(Some((rel, link)))
     }
+}
+
+/// A planned URL: parsed, or text known to parse to itself.
+enum Link {
+    Parsed(Url),
+    Text(String),
 }
 
 /// The plan kept on disk while a run works through it: every job, in plan
@@ -393,20 +470,33 @@ impl PlanFile {
 
     /// Appends `job`; `not_in_cloud` marks a job `--cloud-only` skips.
     pub fn push(&mut self, job: &Job, not_in_cloud: bool) -> io::Result<()> {
-        let w = &mut self.out;
-        for s in [
+        let fallback = job.fallback.as_ref().map_or("", Url::as_str);
+        let texts = [
             job.uri.as_str(),
             job.url.as_str(),
             job.rel.as_str(),
-            job.fallback.as_ref().map_or("", Url::as_str),
-            job.origin.file.as_str(),
-        ] {
+            fallback,
+        ];
+        self.put(texts, job, not_in_cloud)
+    }
+
+    /// Appends a job planned as text.
+    pub fn push_planned(&mut self, p: &Planned) -> io::Result<()> {
+        let fallback = p.fallback.as_deref().unwrap_or("");
+        let texts = [p.uri.as_str(), p.url.as_str(), p.rel.as_str(), fallback];
+        self.put(texts, p, p.not_in_cloud)
+    }
+
+    fn put(&mut self, texts: [&str; 4], job: &impl JobFacts, not_in_cloud: bool) -> io::Result<()> {
+        let w = &mut self.out;
+        let origin = job.origin();
+        for s in texts.into_iter().chain([origin.file.as_str()]) {
             w.write_all(&(s.len() as u64).to_le_bytes())?;
             w.write_all(s.as_bytes())?;
         }
-        w.write_all(&job.size.map_or(0, |s| s.saturating_add(1)).to_le_bytes())?;
-        w.write_all(&(job.origin.line as u64).to_le_bytes())?;
-        let source = match job.source {
+        w.write_all(&job.size().map_or(0, |s| s.saturating_add(1)).to_le_bytes())?;
+        w.write_all(&(origin.line as u64).to_le_bytes())?;
+        let source = match job.source() {
             Source::Mast => 0u8,
             Source::Cloud => 1,
         };
@@ -420,27 +510,75 @@ impl PlanFile {
         self.out.flush()
     }
 
-    /// Returns the jobs from the first, in plan order, once sealed. One
-    /// reader at a time.
+    /// Returns the jobs from the first, in plan order, once sealed. Each
+    /// reader keeps its own place: several may read at once.
     pub fn read(&self) -> io::Result<PlanReader> {
         if !self.out.buffer().is_empty() {
             return Err(io::Error::other(
                 "the plan file is read before it is sealed",
             ));
         }
-        let mut f = self.out.get_ref().try_clone()?;
-        f.seek(io::SeekFrom::Start(0))?;
+        let file = self.out.get_ref().try_clone()?;
         Ok(PlanReader {
-            input: io::BufReader::with_capacity(1 << 16, f),
+            input: io::BufReader::with_capacity(1 << 16, At { file, pos: 0 }),
             left: self.len,
         })
     }
 }
 
+/// What [`PlanFile`] keeps of a job besides its texts.
+trait JobFacts {
+    fn origin(&self) -> &Origin;
+    fn size(&self) -> Option<u64>;
+    fn source(&self) -> Source;
+}
+
+impl JobFacts for Job {
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    fn size(&self) -> Option<u64> {
+        self.size
+    }
+    fn source(&self) -> Source {
+        self.source
+    }
+}
+
+impl JobFacts for Planned {
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    fn size(&self) -> Option<u64> {
+        self.size
+    }
+    fn source(&self) -> Source {
+        self.source
+    }
+}
+
 /// Reads a [`PlanFile`] back, job by job.
 pub struct PlanReader {
-    input: io::BufReader<fs::File>,
+    input: io::BufReader<At>,
     left: usize,
+}
+
+/// A file read at its own position (positional reads: the handles of one
+/// open file share their offset).
+struct At {
+    file: fs::File,
+    pos: u64,
+}
+
+impl Read for At {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.pos)?;
+        #[cfg(windows)]
+        let n = std::os::windows::fs::FileExt::seek_read(&self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 impl PlanReader {
@@ -517,8 +655,14 @@ fn fold_into(rel: &str, out: &mut String) {
 
 /// Returns why `rel` cannot be a product's path: mastdl's own files in
 /// DEST (the manifests, `.mastdl/`, `.part` temporaries) are not for products.
+#[cfg(test)]
 fn reserved(rel: &str) -> Option<&'static str> {
     let lower = rel.to_ascii_lowercase();
+    reserved_folded(&lower)
+}
+
+/// [`reserved`] of a path already in lower case (folded).
+fn reserved_folded(lower: &str) -> Option<&'static str> {
     let first = lower.split('/').next().unwrap_or("");
     let last = lower.rsplit('/').next().unwrap_or("");
     if first == layout::META_DIR {
@@ -622,16 +766,18 @@ fn local_path(e: &Entry, flat: bool) -> Result<String, String> {
             }
         }
         LocalHint::None => {
-            let name = uri_name();
-            if flat {
-                vec![name]
-            } else {
-                vec![
-                    layout::collection(&e.uri).to_string(),
-                    layout::obs_id(&name).to_string(),
-                    name,
-                ]
+            // The common case (a URI list), built without a copy per part.
+            let name = layout::filename(&e.uri);
+            let mut rel = String::with_capacity(e.uri.len() + 16);
+            if !flat {
+                rel.push_str(&layout::portable(layout::collection(&e.uri)));
+                rel.push('/');
+                rel.push_str(&layout::portable(layout::obs_id(&name)));
+                rel.push('/');
             }
+            rel.push_str(&layout::portable(&name));
+            layout::check_components(&rel)?;
+            return Ok(rel);
         }
     };
     let parts: Vec<String> = parts
@@ -639,7 +785,7 @@ fn local_path(e: &Entry, flat: bool) -> Result<String, String> {
         .map(|p| layout::portable(p).into_owned())
         .collect();
     let rel = parts.join("/");
-    layout::checked_components(&rel)?;
+    layout::check_components(&rel)?;
     Ok(rel)
 }
 
@@ -741,12 +887,40 @@ mod tests {
     }
 
     #[test]
-    fn collisions_name_both_uris_and_hostile_uris_name_the_line() {
+    fn collisions_name_both_entries_and_hostile_uris_name_the_line() {
         let e = plan("mast:A/x/f_1.fits\nmast:A/y/f_1.fits\n", &opts()).unwrap_err();
         assert_eq!(e.origin.line, 2);
-        assert!(e.message.contains("mast:A/x/f_1.fits") && e.message.contains("mast:A/y/f_1.fits"));
+        assert!(
+            e.message.contains("mast:A/y/f_1.fits") && e.message.contains("the entry at u.txt:1"),
+            "{}",
+            e.message
+        );
         let e = plan("mast:A/x/f_1.fits\nmast:A/../f.fits\n", &opts()).unwrap_err();
         assert_eq!(e.origin.line, 2);
+    }
+
+    #[test]
+    fn urls_built_as_text_are_what_the_parsed_ones_say() {
+        for base in [
+            "http://127.0.0.1:8080/",
+            "https://mast.stsci.edu",
+            "http://u:p@h:1/x/",
+        ] {
+            let mut o = opts();
+            o.base = Url::parse(base).unwrap();
+            for uri in [
+                "mast:HST/product/a_b.fits",
+                "mast:HLA/url/cgi-bin/fitscut.cgi?red=a b&blue=c#d%e",
+                "mast:JWST/product/caf\u{e9}_x.fits",
+                "mast:X/y/\"<>'`{}|^[]_z.fits",
+            ] {
+                let e = || list::parse("u.txt", uri).unwrap().remove(0);
+                let parsed = Planner::new(o.clone()).push(e()).unwrap().unwrap();
+                let text = Planner::new(o.clone()).push_planned(e()).unwrap().unwrap();
+                assert_eq!(parsed.url.as_str(), text.url, "{base} {uri}");
+                assert_eq!(parsed.rel, text.rel);
+            }
+        }
     }
 
     #[test]

@@ -131,7 +131,7 @@ async fn plan_file(settings: &Settings, http: &crate::fetch::Http) -> anyhow::Re
     let mut kept: std::io::Result<()> = Ok(());
     plan_each(settings, http, &mut |job| {
         if kept.is_ok() {
-            kept = plan.push(&job, false);
+            kept = plan.push_planned(&job);
         }
     })
     .await?;
@@ -185,14 +185,79 @@ async fn signal() -> Exit {
     Exit::Interrupted
 }
 
-/// Returns the size of the file at `path` when it is complete: a regular
-/// file (a symlink may point anywhere) of the size the input or the state
-/// record expects, if either does. One `lstat`, nothing else.
-fn complete_size(path: &Path, expect: Option<u64>) -> Option<u64> {
-    let meta = fs::symlink_metadata(path).ok().filter(|m| m.is_file())?;
+/// Returns the size of a file when it is complete: a regular file (a
+/// symlink may point anywhere) of the size the input or the state record
+/// expects, if either does.
+fn complete_size(found: Option<(bool, u64)>, expect: Option<u64>) -> Option<u64> {
+    let (true, len) = found? else {
+        return None;
+    };
     match expect {
-        Some(s) if s != meta.len() => None,
-        _ => Some(meta.len()),
+        Some(s) if s != len => None,
+        _ => Some(len),
+    }
+}
+
+/// Looks at files below DEST with one `lstat` each: on Unix relative to
+/// their folder, kept open while consecutive files share it (most do), so
+/// a million files cost a million short lookups, not full path walks.
+struct Lstat {
+    root: std::path::PathBuf,
+    #[cfg(unix)]
+    dir: Option<(String, Option<fs::File>)>,
+}
+
+impl Lstat {
+    fn new(root: &Path) -> Lstat {
+        Lstat {
+            root: root.to_path_buf(),
+            #[cfg(unix)]
+            dir: None,
+        }
+    }
+
+    /// Returns whether the file at `rel` is a regular file, and its length;
+    /// `None` when there is nothing there.
+    fn at(&mut self, rel: &str) -> Option<(bool, u64)> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            use std::os::unix::fs::OpenOptionsExt;
+            use std::os::unix::io::AsRawFd;
+            let (folder, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+            if self.dir.as_ref().is_none_or(|(f, _)| f != folder) {
+                let path = job::local(&self.root, folder);
+                let opened = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    .open(if folder.is_empty() { &self.root } else { &path })
+                    .ok();
+                self.dir = Some((folder.to_string(), opened));
+            }
+            let dir = self.dir.as_ref()?.1.as_ref()?;
+            let name = std::ffi::CString::new(std::ffi::OsStr::new(name).as_bytes()).ok()?;
+            // SAFETY: an all-zero `stat` is a valid value for fstatat to fill.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: the descriptor is open, the name NUL-terminated, and
+            // `st` a valid place for the answer.
+            let r = unsafe {
+                libc::fstatat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    &mut st,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            (r == 0).then_some((
+                st.st_mode & libc::S_IFMT == libc::S_IFREG,
+                st.st_size as u64,
+            ))
+        }
+        #[cfg(not(unix))]
+        {
+            let m = fs::symlink_metadata(job::local(&self.root, rel)).ok()?;
+            Some((m.is_file(), m.len()))
+        }
     }
 }
 
@@ -221,8 +286,7 @@ fn classify(
     state: &StateIndex,
     outcomes: &mut Outcomes,
 ) -> anyhow::Result<()> {
-    let root = ctx.dest.root();
-    let mut path = root.to_path_buf();
+    let mut lstat = Lstat::new(ctx.dest.root());
     for (i, p) in plan
         .read()
         .context("Cannot read the plan back")?
@@ -236,10 +300,8 @@ fn classify(
                 ..Facts::plain(Status::Skipped, 0)
             })
         } else {
-            path.clone_from(&root.to_path_buf());
-            path.extend(p.rel.split('/'));
             let expect = p.size.or_else(|| state.size(&p.rel));
-            match complete_size(&path, expect) {
+            match complete_size(lstat.at(&p.rel), expect) {
                 Some(size) if settings.update => {
                     outcomes.to_check(i, size);
                     continue;

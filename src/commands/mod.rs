@@ -22,7 +22,7 @@ use crate::fetch::{Http, Trust};
 use crate::input::listing::Lister;
 use crate::input::read::Reading;
 use crate::input::{Entry, InputError, Origin};
-use crate::plan::{Job, Planner, Source};
+use crate::plan::{Job, Planned, Planner, Source};
 use crate::progress::{Bars, Json, Level, Lines, Reporter};
 use crate::settings::{Cloud, Output, QuerySettings, Settings};
 
@@ -142,11 +142,11 @@ pub fn reporter(settings: &Settings) -> Arc<dyn Reporter> {
 pub async fn plan_each(
     settings: &Settings,
     http: &Http,
-    f: &mut dyn FnMut(Job),
+    f: &mut dyn FnMut(Planned),
 ) -> anyhow::Result<()> {
     let mut planner = Planner::new(settings.plan.clone());
     let mut push = |e: Entry| -> Result<(), InputError> {
-        if let Some(job) = planner.push(e)? {
+        if let Some(job) = planner.push_planned(e)? {
             f(job);
         }
         Ok(())
@@ -186,8 +186,21 @@ pub async fn plan_each(
 /// Reads the inputs (or runs the `--query` search) and builds the plan.
 pub async fn plan_jobs(settings: &Settings, http: &Http) -> anyhow::Result<Vec<Job>> {
     let mut jobs = Vec::new();
-    plan_each(settings, http, &mut |job| jobs.push(job)).await?;
-    Ok(jobs)
+    let mut bad = None;
+    plan_each(settings, http, &mut |p| match p.job() {
+        Ok(job) => jobs.push(job),
+        Err((p, e)) => {
+            bad.get_or_insert_with(|| InputError {
+                message: format!("cannot build a URL from `{}`: {e}", p.url),
+                origin: p.origin,
+            });
+        }
+    })
+    .await?;
+    match bad {
+        Some(e) => Err(e.into()),
+        None => Ok(jobs),
+    }
 }
 
 /// Points the jobs the bucket has at the bucket (`--cloud`): asks the
