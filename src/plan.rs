@@ -355,12 +355,14 @@ impl Planner {
         let slot = match self.paths.entry(rel_hash) {
             std::collections::hash_map::Entry::Occupied(o) => {
                 let (file, line) = *o.get();
-                let other = Origin {
-                    file: self.files.get(file as usize).cloned().unwrap_or_default(),
-                    line: line as usize,
+                let file = self.files.get(file as usize).map_or("", String::as_str);
+                let other = if file == e.origin.file {
+                    format!("line {line}")
+                } else {
+                    format!("{file}:{line}")
                 };
                 return Err(bad(format!(
-                    "`{}` and the entry at {other} both map to the local path `{}` (paths that differ only in case or Unicode normalisation collide on macOS and Windows)",
+                    "`{}` and the entry on {other} both map to the local path `{}` (paths that differ only in case or Unicode normalisation collide on macOS and Windows)",
                     layout::escape(&e.uri),
                     layout::escape(&rel)
                 )));
@@ -891,7 +893,7 @@ mod tests {
         let e = plan("mast:A/x/f_1.fits\nmast:A/y/f_1.fits\n", &opts()).unwrap_err();
         assert_eq!(e.origin.line, 2);
         assert!(
-            e.message.contains("mast:A/y/f_1.fits") && e.message.contains("the entry at u.txt:1"),
+            e.message.contains("mast:A/y/f_1.fits") && e.message.contains("the entry on line 1"),
             "{}",
             e.message
         );
