@@ -241,7 +241,58 @@ impl Dest {
     /// many records can be is refused. A state file that is a symlink, a
     /// FIFO or a device, or too large, is a usage error naming it.
     pub fn load_state(&self, files: usize, records: bool) -> anyhow::Result<StateIndex> {
-        read_state(&self.root, files, records)
+        let mut index = StateIndex {
+            sizes: U64Map::default(),
+            records: HashMap::new(),
+        };
+        let meta = self.root.join(META_DIR);
+        let dir = fs::read_dir(&meta).map_err(|e| unwritable(&meta, e))?;
+        let mut names: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("state") && n.ends_with(".jsonl"))
+            })
+            .collect();
+        names.sort();
+        let bound = max_state_bytes(files);
+        for path in names {
+            let f = open_meta(&path, OpenOptions::new().read(true))?;
+            let len = f.metadata().map_err(|e| unwritable(&path, e))?.len();
+            if len > bound {
+                return Err(UsageError(format!(
+                    "`{}` holds {len} bytes, more than the state record of {files} files can \
+                     (at most {bound}): it is not mastdl's; remove it (the next run then checks \
+                     the files on disk by their size alone)",
+                    path.display()
+                ))
+                .into());
+            }
+            let mut reader = BufReader::with_capacity(1 << 16, f.take(bound));
+            let mut line = Vec::with_capacity(512);
+            loop {
+                line.clear();
+                match read_line_bounded(&mut reader, &mut line) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("Cannot read `{}`", path.display())))
+                    }
+                }
+                if records {
+                    let Ok(r) = serde_json::from_slice::<StateRecord>(&line) else {
+                        continue;
+                    };
+                    index.sizes.insert(hash64(r.path.as_bytes()), r.size);
+                    index.records.insert(r.path.clone(), r);
+                } else if let Ok(r) = serde_json::from_slice::<PathSize>(&line) {
+                    index.sizes.insert(hash64(r.path.as_bytes()), r.size);
+                }
+            }
+        }
+        Ok(index)
     }
 
     /// Sets aside room past the end of the state record (when `files`
@@ -334,69 +385,6 @@ impl Dest {
         w.pending.clear();
         Ok(())
     }
-}
-
-/// Reads the state records of the DEST at `root` as [`Dest::load_state`]
-/// does; without DEST's lock (a run may read ahead while it plans, then
-/// use what it read once it holds the lock) and only from a real
-/// `.mastdl` folder, never through a symlink.
-pub fn read_state(root: &Path, files: usize, records: bool) -> anyhow::Result<StateIndex> {
-    let mut index = StateIndex {
-        sizes: U64Map::default(),
-        records: HashMap::new(),
-    };
-    let meta = root.join(META_DIR);
-    if !fs::symlink_metadata(&meta).is_ok_and(|m| m.is_dir()) {
-        return Err(UsageError(format!("`{}` is not a folder", meta.display())).into());
-    }
-    let dir = fs::read_dir(&meta).map_err(|e| unwritable(&meta, e))?;
-    let mut names: Vec<PathBuf> = dir
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("state") && n.ends_with(".jsonl"))
-        })
-        .collect();
-    names.sort();
-    let bound = max_state_bytes(files);
-    for path in names {
-        let f = open_meta(&path, OpenOptions::new().read(true))?;
-        let len = f.metadata().map_err(|e| unwritable(&path, e))?.len();
-        if len > bound {
-            return Err(UsageError(format!(
-                "`{}` holds {len} bytes, more than the state record of {files} files can \
-                 (at most {bound}): it is not mastdl's; remove it (the next run then checks \
-                 the files on disk by their size alone)",
-                path.display()
-            ))
-            .into());
-        }
-        let mut reader = BufReader::with_capacity(1 << 16, f.take(bound));
-        let mut line = Vec::with_capacity(512);
-        loop {
-            line.clear();
-            match read_line_bounded(&mut reader, &mut line) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(
-                        anyhow::Error::new(e).context(format!("Cannot read `{}`", path.display()))
-                    )
-                }
-            }
-            if records {
-                let Ok(r) = serde_json::from_slice::<StateRecord>(&line) else {
-                    continue;
-                };
-                index.sizes.insert(hash64(r.path.as_bytes()), r.size);
-                index.records.insert(r.path.clone(), r);
-            } else if let Ok(r) = serde_json::from_slice::<PathSize>(&line) {
-                index.sizes.insert(hash64(r.path.as_bytes()), r.size);
-            }
-        }
-    }
-    Ok(index)
 }
 
 /// Reads one line (its `\n` dropped) into `line`, at most

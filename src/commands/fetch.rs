@@ -37,13 +37,6 @@ pub const BUCKET_CONNECTIONS: usize = 16;
 /// Runs `fetch`: plan, lock, download, manifest. Returns the exit code.
 pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     let http = run_http(&settings)?;
-    // The state record is read on another core while the plan is built
-    // (what it says is used only once DEST is locked; on any trouble it
-    // is read again then, and refused there if it must be).
-    let ahead = {
-        let (root, update) = (settings.dest.clone(), settings.update);
-        std::thread::spawn(move || crate::dest::read_state(&root, 0, update).ok())
-    };
     let planned = if settings.cloud == Cloud::Off {
         Stage::OnDisk(plan_file(&settings, &http).await?)
     } else {
@@ -83,10 +76,7 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         bucket: Semaphore::new(BUCKET_CONNECTIONS),
         limiter: RateLimiter::from_rate(settings.limit_rate),
     });
-    let mut state = match ahead.join().ok().flatten() {
-        Some(state) => state,
-        None => ctx.dest.load_state(plan.len(), settings.update)?,
-    };
+    let mut state = ctx.dest.load_state(plan.len(), settings.update)?;
     let mut outcomes = Outcomes::new(plan.len());
     classify(&plan, &ctx, &settings, &state, &mut outcomes)?;
     let todo = outcomes.open_tasks();
