@@ -343,10 +343,28 @@ fn remove_stale_temporaries(dest: &Path, stem: &str) {
 /// Returns a temporary file beside `path` with an unpredictable name,
 /// created exclusively (never through a planted symlink).
 fn temp_beside(dir: &Path, name: &str) -> io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
+    umask_decides(&mut tempfile::Builder::new(), 0o666)
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(dir)
+}
+
+/// Makes `b` create with `mode` less the umask, as every other file is
+/// created (not the 0600 of a temporary file).
+fn umask_decides<'a, 'b>(
+    b: &'b mut tempfile::Builder<'a, 'a>,
+    mode: u32,
+) -> &'b mut tempfile::Builder<'a, 'a> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = mode;
+        b
+    }
 }
 
 /// Flushes `w`, syncs its file and renames it over `path`.
@@ -425,7 +443,7 @@ fn write_html(
         remove_old_pages(dest, stem, None);
         return Ok(());
     }
-    let dir = tempfile::Builder::new()
+    let dir = umask_decides(&mut tempfile::Builder::new(), 0o777)
         .prefix(&format!("{stem}.pages-"))
         .suffix("")
         .rand_bytes(8)
