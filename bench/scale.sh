@@ -3,14 +3,14 @@
 # served by a private nginx on 127.0.0.1, default flags, as a user would run it.
 #
 #   bench/run.sh --scale [--quick] [--counts "10000 100000 1000000"] [--work DIR]
-#                [--dest-root DIR] [--no-build] [--base BIN] [--timeout S]
+#                [--dest-root DIR] [--no-build] [--base BIN [--base-max N]] [--timeout S]
 #
 # Per count: the first run into a fresh DEST, then the re-run of the complete
 # pull (wall, CPU, peak RSS, files/s, requests nginx saw), the sizes of
 # MANIFEST.json and MANIFEST.HTML (with its pages), and the time headless
 # Chromium takes to its first screenshot of MANIFEST.HTML. Then `mastdl plan`
 # of 10^6 URIs. --base BIN measures another binary (the one before a change)
-# the same way, side by side. --quick: 10^4 files only (the CI smoke).
+# the same way, side by side (--base-max N: only up to N files). --quick: 10^4 files only (the CI smoke).
 # Results: WORK/results-scale.md (raw rows in WORK/raw-scale.tsv).
 set -euo pipefail
 
@@ -24,6 +24,7 @@ WORK=$HERE/work
 DEST_ROOT=
 BUILD=1
 BASE_BIN=
+BASE_MAX=
 TIMEOUT=
 MASTDL=${MASTDL:-$REPO/target/release/mastdl}
 CHROMIUM=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
@@ -44,6 +45,8 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --base) BASE_BIN=${2:?--base needs a binary}; shift ;;
     --base=*) BASE_BIN=${1#*=} ;;
+    --base-max) BASE_MAX=${2:?--base-max needs a count}; shift ;;
+    --base-max=*) BASE_MAX=${1#*=} ;;
     --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift ;;
     --timeout=*) TIMEOUT=${1#*=} ;;
     -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -211,6 +214,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for n in $COUNTS; do
   for spec in "${BINS[@]}"; do
     name=${spec%%=*}; bin=${spec#*=}
+    if [ "$name" = base ] && [ -n "$BASE_MAX" ] && [ "$n" -gt "$BASE_MAX" ]; then continue; fi
     dest=$DESTS/$name-$n
     rm -rf "$dest"; mkdir -p "$dest"; sync
     for run in first rerun; do
@@ -218,7 +222,7 @@ for n in $COUNTS; do
       measure "$name-$n-$run" "$dest" -- "$bin" fetch --base-url "$BASE" --progress never -q -d "$dest" "$WORK/scale/uris-$n.txt"
       reqs=$(( $(requests) - before ))
       json=$(stat -c %s "$dest/MANIFEST.json" 2>/dev/null || echo 0)
-      html=$(du -sb "$dest/MANIFEST.HTML" "$dest"/MANIFEST.pages-* 2>/dev/null | awk '{s += $1} END {print s + 0}')
+      html=$({ du -sb "$dest/MANIFEST.HTML" "$dest"/MANIFEST.pages-* 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}')
       pages=$(find "$dest" -maxdepth 2 -path "$dest/MANIFEST.pages-*" -name '*.html' | wc -l)
       shot=-
       if [ "$run" = rerun ] && [ -f "$dest/MANIFEST.HTML" ]; then
