@@ -4,8 +4,9 @@
 //! Both are written as streams, one row at a time (memory does not grow
 //! with the number of rows), each to a temporary file renamed into place
 //! at the end: a run cut short leaves the previous manifest or a complete
-//! new one. `MANIFEST.json` comes first, then `MANIFEST.HTML`, so a disk
-//! with room for one keeps the one machines read.
+//! new one. When the disk has room to spare both are written at once (two
+//! threads); otherwise `MANIFEST.json` comes first, then `MANIFEST.HTML`,
+//! so a disk with room for one keeps the one machines read.
 //!
 //! The HTML is self-contained: inline CSS and SVG, no scripts, every value
 //! escaped, only relative links. Up to [`DEFAULT_PAGE_ROWS`] rows it is
