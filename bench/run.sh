@@ -8,6 +8,8 @@
 #                [--dest-root DIR]
 #   bench/run.sh --wan [...]     the WAN profile instead (bench/wan.sh: a loopback
 #                                archive with latency, connection cost and rate caps)
+#   bench/run.sh --scale [...]   the scale profile instead (bench/scale.sh: 10^4, 10^5
+#                                and 10^6 files, manifests, Chromium, plan of 10^6)
 #
 # Results: WORK/results.md, raw runs in WORK/raw.tsv, logs in WORK/logs/
 # (results-quick.md, raw-quick.tsv, logs-quick/ with --quick). See bench/README.md.
@@ -21,6 +23,8 @@ LIB=$HERE/lib
 
 # The WAN profile is its own harness (bench/wan.sh) with its own options.
 for a in "$@"; do [ "$a" = --wan ] && exec bash "$HERE/wan.sh" "$@"; done
+# The scale profile too (bench/scale.sh).
+for a in "$@"; do [ "$a" = --scale ] && exec bash "$HERE/scale.sh" "$@"; done
 
 QUICK=0
 REPS=
@@ -33,7 +37,7 @@ TIMEOUT=
 MASTDL=${MASTDL:-$REPO/target/release/mastdl}
 MASTDL_BEFORE=${MASTDL_BEFORE:-}
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 say() { echo "bench: $*" >&2; }
 

@@ -11,17 +11,25 @@
 //! `state.K-of-N.jsonl` for a shard), one line per file completed, written
 //! with one `write` each. A crash mid-write leaves at most a torn last
 //! line, which reading skips. The last record for a path wins.
+//!
+//! `.mastdl` is shared by every shard writing into DEST, so nothing in it
+//! is trusted: a symlinked `.mastdl` is refused, and every file in it is
+//! opened without following a symlink and without blocking (a FIFO), must
+//! be a regular file, and is read line by line within a size bound. The
+//! state record is read into an index of a hash and a size per path, not
+//! a copy of every line, so a million-file DEST costs tens of MiB.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Shard, Source};
+use crate::error::UsageError;
+use crate::plan::{hash64, Shard, Source, U64Map};
 
 pub use crate::layout::META_DIR;
 
@@ -54,7 +62,8 @@ pub struct Locked {
 /// Returns true if and only if a run of `shard` holds its lock in `root` now.
 pub fn shard_running(root: &Path, shard: Shard) -> bool {
     let path = root.join(META_DIR).join(format!("lock.{}", shard.tag()));
-    path.exists() && matches!(try_lock(&path, false), Ok(None))
+    let is_file = fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+    is_file && matches!(try_lock(&path, false), Ok(None))
 }
 
 /// An open, locked DEST.
@@ -77,11 +86,40 @@ fn unwritable(path: &Path, e: io::Error) -> anyhow::Error {
     }
 }
 
-fn try_lock(path: &Path, shared: bool) -> io::Result<Option<File>> {
+/// Opens a file under `.mastdl` with `o`: never through a symlink, never
+/// blocking on a FIFO, and only when it is a regular file. A file that is
+/// none of these is a usage error (exit 2) naming it.
+fn open_meta(path: &Path, o: &mut OpenOptions) -> anyhow::Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let planted = || {
+        UsageError(format!(
+            "`{}` is not a regular file (a symbolic link, FIFO or device was put there): \
+             mastdl keeps only its own files in `.mastdl`; remove it and run again",
+            path.display()
+        ))
+    };
+    let f = match o.open(path) {
+        Ok(f) => f,
+        #[cfg(unix)]
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
+            return Err(planted().into())
+        }
+        Err(e) => return Err(unwritable(path, e)),
+    };
+    if !f.metadata().map_err(|e| unwritable(path, e))?.is_file() {
+        return Err(planted().into());
+    }
+    Ok(f)
+}
+
+fn try_lock(path: &Path, shared: bool) -> anyhow::Result<Option<File>> {
     let mut o = OpenOptions::new();
     o.create(true).truncate(false).write(true);
-    crate::fetch::part::nofollow(&mut o);
-    let f = o.open(path)?;
+    let f = open_meta(path, &mut o)?;
     let r = if shared {
         f.try_lock_shared()
     } else {
@@ -90,23 +128,56 @@ fn try_lock(path: &Path, shared: bool) -> io::Result<Option<File>> {
     match r {
         Ok(()) => Ok(Some(f)),
         Err(fs::TryLockError::WouldBlock) => Ok(None),
-        Err(fs::TryLockError::Error(e)) => Err(e),
+        Err(fs::TryLockError::Error(e)) => Err(unwritable(path, e)),
     }
+}
+
+/// Creates `DEST/.mastdl` if needed; refuses one that is a symlink or not
+/// a folder (exit 2), so the lock and the state record stay inside DEST.
+fn meta_dir(root: &Path) -> anyhow::Result<PathBuf> {
+    fs::create_dir_all(root).map_err(|e| unwritable(root, e))?;
+    let meta = root.join(META_DIR);
+    for _ in 0..2 {
+        match fs::symlink_metadata(&meta) {
+            Ok(m) if m.is_dir() => return Ok(meta),
+            Ok(m) => {
+                let what = if m.file_type().is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "not a folder"
+                };
+                return Err(UsageError(format!(
+                    "`{}` is {what}: mastdl keeps its lock and state record only in a real \
+                     folder inside DEST; remove it and run again",
+                    meta.display()
+                ))
+                .into());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&meta) {
+                Ok(()) => return Ok(meta),
+                // Made by a twin shard meanwhile: look again.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(unwritable(&meta, e)),
+            },
+            Err(e) => return Err(unwritable(&meta, e)),
+        }
+    }
+    Err(unwritable(
+        &meta,
+        io::Error::other("it keeps changing under mastdl"),
+    ))
 }
 
 impl Dest {
     /// Creates DEST if needed and takes its lock.
     pub fn open(root: &Path, shard: Option<Shard>) -> anyhow::Result<Dest> {
-        let meta = root.join(META_DIR);
-        fs::create_dir_all(&meta).map_err(|e| unwritable(&meta, e))?;
+        let meta = meta_dir(root)?;
         let locked = || Locked {
             dest: root.to_path_buf(),
             shard,
         };
         let mut locks = Vec::new();
-        let whole = try_lock(&meta.join("lock"), shard.is_some())
-            .map_err(|e| unwritable(&meta, e))?
-            .ok_or_else(locked)?;
+        let whole = try_lock(&meta.join("lock"), shard.is_some())?.ok_or_else(locked)?;
         locks.push(whole);
         if let Some(s) = shard {
             // Shards of one count share DEST; shards of another count would
@@ -116,7 +187,8 @@ impl Dest {
             let count =
                 try_lock(&meta.join(format!("lock.count-{}", s.n)), true)?.ok_or_else(locked)?;
             locks.push(count);
-            for other in fs::read_dir(&meta)?.flatten() {
+            let dir = fs::read_dir(&meta).map_err(|e| unwritable(&meta, e))?;
+            for other in dir.flatten() {
                 let name = other.file_name().to_string_lossy().into_owned();
                 let Some(n) = name.strip_prefix("lock.count-") else {
                     continue;
@@ -139,6 +211,7 @@ impl Dest {
                 file: None,
                 pending: Vec::new(),
                 last: Instant::now(),
+                reserved: false,
             }),
             _locks: locks,
         })
@@ -155,6 +228,7 @@ impl Dest {
                 file: None,
                 pending: Vec::new(),
                 last: Instant::now(),
+                reserved: false,
             }),
             _locks: Vec::new(),
         }
@@ -181,13 +255,24 @@ impl Dest {
         self.root.join(META_DIR).join(name)
     }
 
-    /// Reads every state record in DEST (all shards'), the last per path winning.
-    pub fn load_state(&self) -> HashMap<String, StateRecord> {
-        let mut out = HashMap::new();
-        let Ok(dir) = fs::read_dir(self.root.join(META_DIR)) else {
-            return out;
+    /// Reads every state record in DEST (all shards'), the last per path
+    /// winning, into an index: each path's recorded size, and with
+    /// `records` its whole record too (for `--update`). `files` is the
+    /// number of files in the plan: a state record far larger than that
+    /// many records can be is refused. A state file that is a symlink, a
+    /// FIFO or a device, or too large, is a usage error naming it.
+    pub fn load_state(&self, files: usize, records: bool) -> anyhow::Result<StateIndex> {
+        let mut index = StateIndex {
+            sizes: U64Map::default(),
+            records: HashMap::new(),
         };
-        let mut files: Vec<PathBuf> = dir
+        let meta = self.root.join(META_DIR);
+        let dir = match fs::read_dir(&meta) {
+            // Nothing recorded yet (`verify` of a folder fetch never filled).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(index),
+            r => r.map_err(|e| unwritable(&meta, e))?,
+        };
+        let mut names: Vec<PathBuf> = dir
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.file_name()
@@ -195,18 +280,60 @@ impl Dest {
                     .is_some_and(|n| n.starts_with("state") && n.ends_with(".jsonl"))
             })
             .collect();
-        files.sort();
-        for f in files {
-            let Ok(text) = fs::read_to_string(&f) else {
-                continue;
-            };
-            for line in text.lines() {
-                if let Ok(r) = serde_json::from_str::<StateRecord>(line) {
-                    out.insert(r.path.clone(), r);
+        names.sort();
+        let bound = max_state_bytes(files);
+        for path in names {
+            let f = open_meta(&path, OpenOptions::new().read(true))?;
+            let len = f.metadata().map_err(|e| unwritable(&path, e))?.len();
+            if len > bound {
+                return Err(UsageError(format!(
+                    "`{}` holds {len} bytes, more than the state record of {files} files can \
+                     (at most {bound}): it is not mastdl's; remove it (the next run then checks \
+                     the files on disk by their size alone)",
+                    path.display()
+                ))
+                .into());
+            }
+            let mut reader = BufReader::with_capacity(1 << 16, f.take(bound));
+            let mut line = Vec::with_capacity(512);
+            loop {
+                line.clear();
+                match read_line_bounded(&mut reader, &mut line) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("Cannot read `{}`", path.display())))
+                    }
+                }
+                if records {
+                    let Ok(r) = serde_json::from_slice::<StateRecord>(&line) else {
+                        continue;
+                    };
+                    index.sizes.insert(hash64(r.path.as_bytes()), r.size);
+                    index.records.insert(r.path.clone(), r);
+                } else if let Ok(r) = serde_json::from_slice::<PathSize>(&line) {
+                    index.sizes.insert(hash64(r.path.as_bytes()), r.size);
                 }
             }
         }
-        out
+        Ok(index)
+    }
+
+    /// Sets aside room past the end of the state record (when `files`
+    /// are to be fetched), and keeps it set aside after every write, so
+    /// that a disk filled by the files themselves cannot cost the record
+    /// of a completed one (where the file system can reserve space: Linux).
+    pub fn reserve(&self, files: usize) {
+        let Ok(mut w) = self.state.lock() else {
+            return;
+        };
+        if files == 0 || self.open_writer(&mut w).is_err() {
+            return;
+        }
+        if let Some(f) = w.file.as_ref() {
+            w.reserved = allocate_beyond_end(f, RESERVE_AHEAD);
+        }
     }
 
     /// Appends one record. Records are written in batches (every
@@ -237,39 +364,191 @@ impl Dest {
         self.write_pending(&mut w)
     }
 
+    /// Opens the state record for appending, once.
+    fn open_writer(&self, w: &mut StateWriter) -> io::Result<()> {
+        if w.file.is_some() {
+            return Ok(());
+        }
+        let path = self.state_path();
+        let mut f = open_meta(
+            &path,
+            OpenOptions::new().create(true).append(true).read(true),
+        )
+        .map_err(io::Error::other)?;
+        // A torn last line from a crash must not swallow the next record.
+        let len = f.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                w.pending.insert(0, b'\n');
+            }
+        }
+        w.file = Some(f);
+        Ok(())
+    }
+
     fn write_pending(&self, w: &mut StateWriter) -> io::Result<()> {
         w.last = Instant::now();
         if w.pending.is_empty() {
             return Ok(());
         }
-        if w.file.is_none() {
-            let mut o = OpenOptions::new();
-            o.create(true).append(true).read(true);
-            crate::fetch::part::nofollow(&mut o);
-            let mut f = o.open(self.state_path())?;
-            // A torn last line from a crash must not swallow the next record.
-            let len = f.metadata()?.len();
-            if len > 0 {
-                let mut last = [0u8; 1];
-                f.seek(SeekFrom::Start(len - 1))?;
-                f.read_exact(&mut last)?;
-                if last[0] != b'\n' {
-                    w.pending.insert(0, b'\n');
-                }
-            }
-            w.file = Some(f);
-        }
+        self.open_writer(w)?;
         if let Some(f) = w.file.as_mut() {
-            f.write_all(&w.pending)?;
+            let before = f.metadata()?.len();
+            if let Err(e) = f.write_all(&w.pending) {
+                // A write cut short (a full disk) leaves no torn record:
+                // the batch stays pending and is tried again, whole.
+                let _ = f.set_len(before);
+                return Err(e);
+            }
+            if w.reserved {
+                allocate_beyond_end(f, RESERVE_AHEAD);
+            }
         }
         w.pending.clear();
         Ok(())
     }
 }
 
+/// Reads one line (its `\n` dropped) into `line`, at most
+/// [`MAX_STATE_LINE`] bytes of it: a longer line is skipped to its end and
+/// read as empty. Returns the bytes consumed (0 at the end).
+fn read_line_bounded(r: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<usize> {
+    let mut used = 0;
+    let mut long = false;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if !long && line.len() + chunk.len() <= MAX_STATE_LINE {
+            line.extend_from_slice(chunk);
+        } else {
+            long = true;
+            line.clear();
+        }
+        let n = done.unwrap_or(buf.len());
+        r.consume(n);
+        used += n;
+        if done.is_some() {
+            break;
+        }
+    }
+    Ok(used)
+}
+
+/// Reserves `bytes` past the end of `f` without changing its length.
+/// Returns true if and only if the file system did.
+fn allocate_beyond_end(f: &File, bytes: u64) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let Ok(len) = f.metadata().map(|m| m.len()) else {
+            return false;
+        };
+        // SAFETY: fallocate only acts on the open descriptor given.
+        let r = unsafe {
+            libc::fallocate(
+                f.as_raw_fd(),
+                libc::FALLOC_FL_KEEP_SIZE,
+                len as libc::off_t,
+                bytes as libc::off_t,
+            )
+        };
+        r == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (f, bytes);
+        false
+    }
+}
+
+/// Gives back the space [`Dest::reserve`] set aside and did not use.
+fn release_beyond_end(f: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let Ok(len) = f.metadata().map(|m| m.len()) else {
+            return;
+        };
+        // SAFETY: as above; punching a hole past the end frees only the
+        // blocks reserved there.
+        unsafe {
+            libc::fallocate(
+                f.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                len as libc::off_t,
+                RESERVE_AHEAD as libc::off_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = f;
+}
+
+/// The part of a state record line a plain run needs, read without
+/// copying (a path with escapes is copied).
+#[derive(Deserialize)]
+struct PathSize<'a> {
+    #[serde(borrow)]
+    path: std::borrow::Cow<'a, str>,
+    size: u64,
+}
+
+/// What the state record says of DEST's files, indexed by path.
+pub struct StateIndex {
+    /// Hash of a path -> its recorded size.
+    sizes: U64Map<u64>,
+    /// Path -> its whole record (only when asked for).
+    records: HashMap<String, StateRecord>,
+}
+
+impl StateIndex {
+    /// Returns the size recorded for `rel`.
+    pub fn size(&self, rel: &str) -> Option<u64> {
+        self.sizes.get(&hash64(rel.as_bytes())).copied()
+    }
+
+    /// Returns every whole record (loaded with `records`), the last per
+    /// path.
+    pub fn into_records(self) -> impl Iterator<Item = StateRecord> {
+        self.records.into_values()
+    }
+
+    /// Takes the whole record of `rel` (loaded with `records`).
+    pub fn take(&mut self, rel: &str) -> Option<StateRecord> {
+        self.records.remove(rel)
+    }
+}
+
+/// The longest state record line read; a longer one is skipped.
+const MAX_STATE_LINE: usize = 64 << 10;
+/// Bytes kept set aside past the end of the state record
+/// ([`Dest::reserve`]): two batches, more than the records of the files in
+/// flight when the disk fills.
+const RESERVE_AHEAD: u64 = 2 * STATE_BATCH as u64;
+
+/// Returns the largest state record accepted for a plan of `files`: room
+/// for many runs' records of every file, but not for unbounded input.
+fn max_state_bytes(files: usize) -> u64 {
+    (256u64 << 20).saturating_add((files as u64).saturating_mul(16 << 10))
+}
+
 impl Drop for Dest {
     fn drop(&mut self) {
         let _ = self.flush();
+        if let Ok(w) = self.state.lock() {
+            if let (Some(f), true) = (w.file.as_ref(), w.reserved) {
+                release_beyond_end(f);
+            }
+        }
     }
 }
 
@@ -278,6 +557,8 @@ struct StateWriter {
     file: Option<File>,
     pending: Vec<u8>,
     last: Instant,
+    /// Room is kept set aside past the end of the file.
+    reserved: bool,
 }
 
 /// File descriptors a run needs besides its transfers (the lock, the
@@ -376,9 +657,10 @@ mod tests {
         dest.record(&rec("c", 3)).unwrap();
         dest.record(&rec("a", 5)).unwrap();
         dest.flush().unwrap();
-        let s = dest.load_state();
-        assert_eq!(s.len(), 2);
-        assert_eq!(s["a"].size, 5);
-        assert_eq!(s["c"].size, 3);
+        let mut s = dest.load_state(3, true).unwrap();
+        assert_eq!(s.size("a"), Some(5));
+        assert_eq!(s.size("c"), Some(3));
+        assert_eq!(s.size("b"), None);
+        assert_eq!(s.take("a").map(|r| r.size), Some(5));
     }
 }

@@ -8,6 +8,7 @@
 //! retried the same way) whether a complete file changed. The outcome is a
 //! manifest row, a timeline bar and what the HTML's "Access" column says.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use crate::budget::{Event, Throttle};
 use crate::dest::{Dest, StateRecord};
 use crate::error::FetchError;
 use crate::fetch::{self, Done, Http, Transfer};
-use crate::manifest::{FileRecord, Status, Timing};
-use crate::plan::{Job, Source};
+use crate::manifest::{Bar, FileRecord, Row, Status, Timing, MAX_BARS};
+use crate::plan::{Job, Planned, Source};
 use crate::progress::{Level, Reporter};
 use crate::retry::{self, Failed, Policy};
 use crate::settings::Cloud;
@@ -126,6 +127,223 @@ impl Outcome {
             row,
             timing: None,
             access: Access::Untouched,
+        }
+    }
+}
+
+/// Every job's outcome, by job index, in a few bytes each: what a
+/// manifest row needs besides the job itself (which the plan file keeps).
+/// The rare messages share one text; the timeline keeps the bars of the
+/// first [`MAX_BARS`] jobs. So a million-file run holds some 40 MiB here
+/// rather than a million rows.
+pub struct Outcomes {
+    slots: Vec<Slot>,
+    /// Every message, one after another.
+    messages: String,
+    /// Job index -> its bar (the lowest indices).
+    bars: BTreeMap<usize, Bar>,
+    /// Failed transfers cut short by an interruption.
+    pub cut_short: usize,
+    /// Files an interruption kept from starting.
+    pub not_started: usize,
+    /// Transfers with a bar, drawn or not.
+    pub transfers: usize,
+    /// FAILED files the archive refused: for want of a token (no token, or
+    /// a 401 with one), and with a 403 to a token.
+    denied: [usize; 2],
+}
+
+/// One job's outcome (see [`Outcomes`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    bytes: u64,
+    /// Where its message starts in the messages, and its length.
+    message: (u32, u32),
+    attempts: u32,
+    http: u16,
+    state: SlotState,
+    access: u8,
+    /// Fetched from the bucket.
+    cloud: bool,
+    /// Fetched from the archive after all (the job's fallback URL).
+    fell_back: bool,
+    has_message: bool,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum SlotState {
+    /// Not classified, or never finished.
+    #[default]
+    Open,
+    /// To download.
+    Fetch,
+    /// `--update`: complete, of this size (in `bytes`); to check.
+    Check,
+    Done(Status),
+}
+
+const ACCESS: [Access; 6] = [
+    Access::Untouched,
+    Access::Public,
+    Access::Token,
+    Access::Denied(Denial::NoToken),
+    Access::Denied(Denial::Rejected),
+    Access::Denied(Denial::NotGranted),
+];
+
+impl Outcomes {
+    /// Returns the table of `n` jobs, none decided.
+    pub fn new(n: usize) -> Outcomes {
+        Outcomes {
+            slots: vec![Slot::default(); n],
+            messages: String::new(),
+            bars: BTreeMap::new(),
+            cut_short: 0,
+            not_started: 0,
+            transfers: 0,
+            denied: [0; 2],
+        }
+    }
+
+    /// Marks job `i` as one to download.
+    pub fn to_fetch(&mut self, i: usize) {
+        self.slots[i].state = SlotState::Fetch;
+    }
+
+    /// Marks job `i`, complete with `size` bytes, as one to check (`--update`).
+    pub fn to_check(&mut self, i: usize, size: u64) {
+        self.slots[i].state = SlotState::Check;
+        self.slots[i].bytes = size;
+    }
+
+    /// Returns what is to be done with job `i` (`None`: it is decided);
+    /// `record` gives the state record of a file to check.
+    pub fn task(&self, i: usize, record: impl FnOnce() -> Option<StateRecord>) -> Option<Task> {
+        let s = self.slots.get(i)?;
+        match s.state {
+            SlotState::Fetch => Some(Task::Fetch),
+            SlotState::Check => Some(Task::Check {
+                size: s.bytes,
+                record: record(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Returns the number of jobs to download or check.
+    pub fn open_tasks(&self) -> usize {
+        let todo = |s: &&Slot| matches!(s.state, SlotState::Fetch | SlotState::Check);
+        self.slots.iter().filter(todo).count()
+    }
+
+    /// Returns the number of jobs that ended with `status`.
+    pub fn count(&self, status: Status) -> usize {
+        let with = |s: &&Slot| s.state == SlotState::Done(status);
+        self.slots.iter().filter(with).count()
+    }
+
+    /// Returns true if and only if job `i` has its outcome.
+    pub fn is_done(&self, i: usize) -> bool {
+        matches!(self.slots[i].state, SlotState::Done(_))
+    }
+
+    /// Keeps job `i`'s outcome; `planned` is the source the plan chose.
+    pub fn set(&mut self, i: usize, planned: Source, o: Outcome) {
+        let row = o.row;
+        let message = row.message.as_deref().unwrap_or("");
+        if row.status == Status::Interrupted {
+            match message {
+                NOT_STARTED => self.not_started += 1,
+                _ => self.cut_short += 1,
+            }
+        }
+        if let (Status::Failed, Access::Denied(d)) = (row.status, o.access) {
+            self.denied[usize::from(d == Denial::NotGranted)] += 1;
+        }
+        let at = self.messages.len();
+        self.messages.push_str(message);
+        let fits = u32::try_from(at).is_ok() && u32::try_from(message.len()).is_ok();
+        if !fits {
+            // Beyond 4 GiB of messages: keep the outcome, lose the text.
+            self.messages.truncate(at);
+        }
+        self.slots[i] = Slot {
+            bytes: row.bytes,
+            message: if fits {
+                (at as u32, message.len() as u32)
+            } else {
+                (0, 0)
+            },
+            attempts: row.attempts,
+            http: row.http_status.unwrap_or(0),
+            state: SlotState::Done(row.status),
+            access: ACCESS.iter().position(|a| *a == o.access).unwrap_or(0) as u8,
+            cloud: row.source == Source::Cloud,
+            fell_back: row.source != planned,
+            has_message: row.message.is_some() && fits,
+        };
+        if let Some(timing) = o.timing {
+            self.transfers += 1;
+            if self.bars.len() < MAX_BARS || self.bars.last_key_value().is_some_and(|(k, _)| *k > i)
+            {
+                self.bars.insert(
+                    i,
+                    Bar {
+                        label: row.path,
+                        status: row.status,
+                        timing,
+                    },
+                );
+                if self.bars.len() > MAX_BARS {
+                    self.bars.pop_last();
+                }
+            }
+        }
+    }
+
+    /// Takes the timeline's bars, in job order.
+    pub fn take_bars(&mut self) -> Vec<Bar> {
+        std::mem::take(&mut self.bars).into_values().collect()
+    }
+
+    /// Returns true if and only if every FAILED file failed for want of a
+    /// valid token (`token_refused`: `/whoami` said MAST did not accept
+    /// the token, so a 403 to it counts too).
+    pub fn all_want_token(&self, token_refused: bool) -> bool {
+        let failed = self.count(Status::Failed);
+        let wanting = self.denied[0] + if token_refused { self.denied[1] } else { 0 };
+        failed > 0 && wanting == failed
+    }
+
+    /// Returns job `i`'s manifest row, `p` being the job as planned.
+    pub fn row(&self, i: usize, p: Planned) -> Row {
+        let s = self.slots[i];
+        let url = match (&p.fallback, s.fell_back) {
+            (Some(f), true) => f.as_str(),
+            _ => p.url.as_str(),
+        };
+        let status = match s.state {
+            SlotState::Done(st) => st,
+            _ => Status::Failed,
+        };
+        let message = s.has_message.then(|| {
+            let (at, len) = (s.message.0 as usize, s.message.1 as usize);
+            self.messages.get(at..at + len).unwrap_or("").to_string()
+        });
+        Row {
+            file: FileRecord {
+                url: crate::layout::redact_url_text(url),
+                uri: p.uri,
+                path: p.rel,
+                status,
+                bytes: s.bytes,
+                http_status: (s.http != 0).then_some(s.http),
+                attempts: s.attempts,
+                message,
+                source: if s.cloud { Source::Cloud } else { Source::Mast },
+            },
+            access: ACCESS[usize::from(s.access).min(ACCESS.len() - 1)].as_str(),
         }
     }
 }

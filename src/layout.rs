@@ -7,11 +7,17 @@ use std::borrow::Cow;
 
 /// Returns true if and only if `s` holds a control character (C0, DEL or C1).
 fn has_control(s: &str) -> bool {
-    if s.is_ascii() {
-        s.bytes().any(|b| b < 0x20 || b == 0x7f)
-    } else {
-        s.chars().any(char::is_control)
+    // One pass over ASCII; the first non-ASCII byte hands over to `char`s
+    // (C1 controls are two bytes in UTF-8).
+    for (i, b) in s.bytes().enumerate() {
+        if b < 0x20 || b == 0x7f {
+            return true;
+        }
+        if b >= 0x80 {
+            return s[i..].chars().any(char::is_control);
+        }
     }
+    false
 }
 
 /// Returns true if and only if `s` starts with `mast:` (any case): the one
@@ -128,6 +134,18 @@ pub fn checked_components(path: &str) -> Result<Vec<&str>, String> {
     Ok(parts)
 }
 
+/// Checks a relative `/`-separated path as [`checked_components`] does,
+/// without collecting its components.
+pub fn check_components(path: &str) -> Result<(), String> {
+    if path.starts_with('/') {
+        return Err(format!("absolute path `{}`", escape(path)));
+    }
+    for p in path.split('/') {
+        check_segment(p).map_err(|e| format!("{e} in `{}`", escape(path)))?;
+    }
+    Ok(())
+}
+
 /// Returns `name` made safe for the local file system. On Windows the
 /// characters `<>:"|?*` become `_`, trailing dots and spaces are dropped and
 /// reserved device names (`CON`, `NUL`, `COM1`…) get a `_` appended;
@@ -178,6 +196,15 @@ pub fn redact_url(url: &url::Url) -> String {
     let mut shown = url.clone();
     let _ = shown.set_password(Some("(redacted)"));
     shown.to_string()
+}
+
+/// Returns the URL text `url` as [`redact_url`] shows it.
+pub fn redact_url_text(url: &str) -> String {
+    // Only a URL with an `@` can carry a password.
+    match url.contains('@').then(|| url::Url::parse(url)) {
+        Some(Ok(u)) => redact_url(&u),
+        _ => url.to_string(),
+    }
 }
 
 /// Returns `s` with control characters escaped and every registered

@@ -1,13 +1,25 @@
 //! The manifest: what was requested and what became of it, as
 //! `MANIFEST.json` (for machines) and `MANIFEST.HTML` (for people).
 //!
-//! Both are written atomically (temporary file, then rename), also when
-//! files failed or the run was interrupted. The HTML is self-contained:
-//! inline CSS and SVG, no scripts, every value escaped.
+//! Both are written as streams, one row at a time (memory does not grow
+//! with the number of rows), each to a temporary file renamed into place
+//! at the end: a run cut short leaves the previous manifest or a complete
+//! new one. When the disk has room to spare both are written at once (two
+//! threads); otherwise `MANIFEST.json` comes first, then `MANIFEST.HTML`,
+//! so a disk with room for one keeps the one machines read.
+//!
+//! The HTML is self-contained: inline CSS and SVG, no scripts, every value
+//! escaped, only relative links. Up to [`DEFAULT_PAGE_ROWS`] rows it is
+//! one page; beyond, `MANIFEST.HTML` holds the summary, the counts by
+//! status and by collection, the failed files (up to
+//! [`MAX_FAILURES_LISTED`]), the timeline and links to pages of rows in a
+//! folder beside it (`MANIFEST.pages-XXXXXXXX/000001.html`, …), each page
+//! linked to the next; a new manifest's folder replaces the old one.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -130,10 +142,86 @@ pub struct HtmlContext {
     pub user: String,
     /// Seconds the run took.
     pub seconds: f64,
-    /// The timeline's bars.
+    /// The timeline's bars (at most [`MAX_BARS`] are drawn).
     pub bars: Vec<Bar>,
-    /// Per-row access note (`public`, `token`, `denied`).
-    pub access: Vec<String>,
+    /// The number of transfers, of which `bars` may hold only the first.
+    pub transfers: usize,
+}
+
+/// The manifest's summary: everything but the rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub started: String,
+    pub finished: String,
+    pub requested: usize,
+    pub complete: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    /// Body bytes this run transferred.
+    pub bytes: u64,
+    /// What the plan left out and why (none: no `notes` key).
+    pub notes: Vec<String>,
+}
+
+impl Header {
+    /// Returns the summary of `m`.
+    pub fn of(m: &Manifest) -> Header {
+        Header {
+            started: m.started.clone(),
+            finished: m.finished.clone(),
+            requested: m.requested,
+            complete: m.complete,
+            skipped: m.skipped,
+            failed: m.failed,
+            interrupted: m.interrupted,
+            bytes: m.bytes,
+            notes: m.notes.clone(),
+        }
+    }
+}
+
+/// One row to write, with what the HTML's "Access" column says of it.
+pub struct Row {
+    pub file: FileRecord,
+    pub access: &'static str,
+}
+
+/// What became of each manifest file.
+#[derive(Debug)]
+pub struct Saved {
+    pub json: io::Result<()>,
+    pub html: io::Result<()>,
+}
+
+impl Saved {
+    /// Returns the first error, naming the file it cost.
+    pub fn error(&self, dest: &Path, stem: &str) -> Option<String> {
+        let (name, e) = match (&self.json, &self.html) {
+            (Err(e), _) => (format!("{stem}.json"), e),
+            (_, Err(e)) => (format!("{stem}.HTML"), e),
+            _ => return None,
+        };
+        Some(format!("Cannot write `{}`: {e}", dest.join(name).display()))
+    }
+}
+
+/// Rows per HTML page (and the most a one-page manifest holds).
+pub const DEFAULT_PAGE_ROWS: usize = 1000;
+/// The test knob that sets the rows per HTML page.
+pub const PAGE_ROWS_ENV: &str = "MASTDL_HTML_PAGE_ROWS";
+/// The most failed files the first page of a paged manifest lists.
+pub const MAX_FAILURES_LISTED: usize = 1000;
+/// The most transfers the timeline draws.
+pub const MAX_BARS: usize = 500;
+
+/// Returns the rows per HTML page: [`DEFAULT_PAGE_ROWS`], or the test knob.
+fn page_rows() -> usize {
+    std::env::var(PAGE_ROWS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_PAGE_ROWS)
 }
 
 /// Returns the current time as RFC 3339 (UTC, seconds).
@@ -149,9 +237,7 @@ pub fn now_rfc3339() -> String {
 /// unpredictable name, created exclusively (never through a planted
 /// symlink), synced, then renamed over `path` (a rename replaces a symlink
 /// at `path`, it does not follow it). On any failure the temporary file is
-/// removed. The file is created as every other file is: mode 0666 less the
-/// umask (a temporary file's usual 0600 would survive the rename, and a
-/// mirror shared with a group or served by a web server could not read it).
+/// removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -161,36 +247,498 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        // Handed to open(2), which takes the umask off.
-        builder.permissions(fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder.tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
-/// Writes `DEST/<stem>.json` and `DEST/<stem>.HTML`, every registered
-/// secret scrubbed (a server may have echoed the token into a message).
-pub fn save(dest: &Path, stem: &str, m: &Manifest, ctx: &HtmlContext) -> io::Result<()> {
-    fs::create_dir_all(dest)?;
-    let json = serde_json::to_string_pretty(m).map_err(io::Error::other)?;
-    write_atomic(
-        &dest.join(format!("{stem}.json")),
-        crate::token::scrub(&json).as_bytes(),
+/// Writes `DEST/<stem>.json` and `DEST/<stem>.HTML` for a manifest held
+/// in memory (see [`save_streamed`]).
+pub fn save(dest: &Path, stem: &str, m: &Manifest, ctx: &HtmlContext) -> Saved {
+    let rows = || {
+        Ok(m.files.iter().map(|f| {
+            Ok(Row {
+                file: f.clone(),
+                access: "",
+            })
+        }))
+    };
+    save_streamed(dest, stem, &Header::of(m), ctx, rows)
+}
+
+/// Writes `DEST/<stem>.json`, then `DEST/<stem>.HTML` (and its pages),
+/// each from its own pass over `rows`, every registered secret scrubbed (a
+/// server may have echoed the token into a message). Each file is written
+/// to a temporary file and renamed into place only when whole; one that
+/// cannot be written (a full disk) leaves the previous one and no
+/// temporary, and does not keep the other from being written.
+pub fn save_streamed<I>(
+    dest: &Path,
+    stem: &str,
+    header: &Header,
+    ctx: &HtmlContext,
+    rows: impl Fn() -> io::Result<I> + Sync,
+) -> Saved
+where
+    I: Iterator<Item = io::Result<Row>>,
+{
+    if let Err(e) = fs::create_dir_all(dest) {
+        let again = io::Error::new(e.kind(), e.to_string());
+        return Saved {
+            json: Err(e),
+            html: Err(again),
+        };
+    }
+    remove_stale_temporaries(dest, stem);
+    let json = || rows().and_then(|rows| write_json(dest, stem, header, rows));
+    let html = || rows().and_then(|rows| write_html(dest, stem, header, ctx, rows));
+    if room_for_both(dest, header.requested) {
+        // Room to spare: both at once, on two cores.
+        return std::thread::scope(|s| {
+            let page = s.spawn(html);
+            let json = json();
+            let html = page
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the HTML writer panicked")));
+            Saved { json, html }
+        });
+    }
+    let json = json();
+    let html = html();
+    Saved { json, html }
+}
+
+/// Returns true if and only if DEST's file system has room for both
+/// manifests of `rows` many times over (then they are written at once;
+/// otherwise one after the other, `MANIFEST.json` first).
+fn room_for_both(dest: &Path, rows: usize) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(path) = std::ffi::CString::new(dest.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: an all-zero `statvfs` is a valid value for statvfs to fill.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a valid place for the answer.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return false;
+        }
+        let free = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+        // About 300 bytes a row in each manifest, and four times that spare.
+        free / 4 > (rows as u64).saturating_mul(600).saturating_add(1 << 20)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (dest, rows);
+        false
+    }
+}
+
+/// Removes the temporary files a run of `stem` killed while writing its
+/// manifests left (DEST's lock keeps every other run of `stem` away).
+fn remove_stale_temporaries(dest: &Path, stem: &str) {
+    let prefixes = [format!(".{stem}.json."), format!(".{stem}.HTML.")];
+    let Ok(entries) = fs::read_dir(dest) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = prefixes.iter().any(|p| {
+            name.strip_prefix(p.as_str())
+                .and_then(|r| r.strip_suffix(".tmp"))
+                .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+        });
+        if ours && e.file_type().is_ok_and(|t| !t.is_dir()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Returns a temporary file beside `path` with an unpredictable name,
+/// created exclusively (never through a planted symlink).
+fn temp_beside(dir: &Path, name: &str) -> io::Result<tempfile::NamedTempFile> {
+    umask_decides(&mut tempfile::Builder::new(), 0o666)
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+}
+
+/// Makes `b` create with `mode` less the umask, as every other file is
+/// created (not the 0600 of a temporary file).
+fn umask_decides<'a, 'b>(
+    b: &'b mut tempfile::Builder<'a, 'a>,
+    mode: u32,
+) -> &'b mut tempfile::Builder<'a, 'a> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = mode;
+        b
+    }
+}
+
+/// Flushes `w`, syncs its file and renames it over `path`.
+fn persist(w: BufWriter<tempfile::NamedTempFile>, path: &Path) -> io::Result<()> {
+    let tmp = w.into_inner().map_err(|e| e.into_error())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Writes `bytes` scrubbed of secrets.
+fn put(w: &mut impl Write, text: &str) -> io::Result<()> {
+    w.write_all(crate::token::scrub(text).as_bytes())
+}
+
+/// Writes `DEST/<stem>.json`: the schema's keys in their order, then one
+/// row per line.
+fn write_json(
+    dest: &Path,
+    stem: &str,
+    h: &Header,
+    rows: impl Iterator<Item = io::Result<Row>>,
+) -> io::Result<()> {
+    let name = format!("{stem}.json");
+    let mut w = BufWriter::with_capacity(1 << 16, temp_beside(dest, &name)?);
+    let s = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let head = format!(
+        "{{\n  \"tool\": \"mastdl\",\n  \"version\": {},\n  \"started\": {},\n  \"finished\": {},\n  \
+         \"requested\": {},\n  \"complete\": {},\n  \"skipped\": {},\n  \"failed\": {},\n  \"interrupted\": {},\n  \"bytes\": {},\n  {}\"files\": [",
+        s(env!("CARGO_PKG_VERSION")),
+        s(&h.started),
+        s(&h.finished),
+        h.requested,
+        h.complete,
+        h.skipped,
+        h.failed,
+        h.interrupted,
+        h.bytes,
+        notes_json(&h.notes)
+    );
+    put(&mut w, &head)?;
+    let mut line = String::with_capacity(512);
+    for (i, row) in rows.enumerate() {
+        let row = row?;
+        line.clear();
+        line.push_str(if i == 0 { "\n    " } else { ",\n    " });
+        // Serialising a plain struct of strings and numbers cannot fail.
+        line.push_str(&serde_json::to_string(&row.file).map_err(io::Error::other)?);
+        put(&mut w, &line)?;
+    }
+    put(&mut w, "\n  ]\n}\n")?;
+    persist(w, &dest.join(name))
+}
+
+/// Returns the `"notes"` member and its separator, or nothing when there
+/// are no notes (the key is then absent).
+fn notes_json(notes: &[String]) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let list = serde_json::to_string(notes).unwrap_or_else(|_| "[]".into());
+    format!("\"notes\": {list},\n  ")
+}
+
+/// Writes `DEST/<stem>.HTML`: one page, or a first page and pages of rows.
+fn write_html(
+    dest: &Path,
+    stem: &str,
+    h: &Header,
+    ctx: &HtmlContext,
+    rows: impl Iterator<Item = io::Result<Row>>,
+) -> io::Result<()> {
+    let name = format!("{stem}.HTML");
+    let per_page = page_rows();
+    let mut w = BufWriter::with_capacity(1 << 16, temp_beside(dest, &name)?);
+    if h.requested <= per_page {
+        put(&mut w, &page_head(h, ctx, "MAST download manifest"))?;
+        put(&mut w, &timeline(ctx))?;
+        put(&mut w, TABLE_HEAD)?;
+        let mut line = String::new();
+        for (i, row) in rows.enumerate() {
+            line.clear();
+            row_html(&mut line, i, &row?, &ctx.user, "");
+            put(&mut w, &line)?;
+        }
+        put(&mut w, "</table>\n</body></html>\n")?;
+        persist(w, &dest.join(&name))?;
+        remove_old_pages(dest, stem, None);
+        return Ok(());
+    }
+    let dir = umask_decides(&mut tempfile::Builder::new(), 0o777)
+        .prefix(&format!("{stem}.pages-"))
+        .suffix("")
+        .rand_bytes(8)
+        .tempdir_in(dest)?;
+    let dir_name = dir
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let pages = h.requested.div_ceil(per_page);
+    let mut digest = Digest::default();
+    let mut page: Option<BufWriter<File>> = None;
+    let mut line = String::new();
+    for (i, row) in rows.enumerate() {
+        let row = row?;
+        let n = i / per_page + 1;
+        if i % per_page == 0 {
+            if let Some(p) = page.take() {
+                end_page(p, n - 1, pages, stem)?;
+            }
+            let at = PageAt {
+                n,
+                pages,
+                per_page,
+                requested: h.requested,
+            };
+            page = Some(start_page(dir.path(), at, i, stem)?);
+        }
+        digest.add(i, n, &row);
+        if let Some(p) = page.as_mut() {
+            line.clear();
+            row_html(&mut line, i, &row, &ctx.user, "../");
+            put(p, &line)?;
+        }
+    }
+    if let Some(p) = page.take() {
+        end_page(p, pages, pages, stem)?;
+    }
+    put(&mut w, &page_head(h, ctx, "MAST download manifest"))?;
+    put(&mut w, &digest.html(&dir_name, h))?;
+    put(&mut w, &timeline(ctx))?;
+    put(&mut w, &index_html(&dir_name, h.requested, per_page, pages))?;
+    put(&mut w, "</body></html>\n")?;
+    // The pages first, then the page that links them: a cut run leaves
+    // the old first page with its old folder, or the new with the new.
+    let kept = dir.keep();
+    if let Err(e) = persist(w, &dest.join(&name)) {
+        let _ = fs::remove_dir_all(&kept);
+        return Err(e);
+    }
+    remove_old_pages(dest, stem, Some(&dir_name));
+    Ok(())
+}
+
+/// Removes the page folders of earlier manifests of `stem` (all but `keep`).
+fn remove_old_pages(dest: &Path, stem: &str, keep: Option<&str>) {
+    let prefix = format!("{stem}.pages-");
+    let Ok(entries) = fs::read_dir(dest) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with(&prefix)
+            && name.len() == prefix.len() + 8
+            && name[prefix.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric());
+        if ours && Some(name.as_str()) != keep {
+            // A symlink there is removed, never followed.
+            let _ = match e.file_type() {
+                Ok(t) if t.is_dir() => fs::remove_dir_all(e.path()),
+                _ => fs::remove_file(e.path()),
+            };
+        }
+    }
+}
+
+/// Returns the file name of page `n` (1-based).
+fn page_file(n: usize) -> String {
+    format!("{n:06}.html")
+}
+
+/// Where a page is in the pages folder.
+struct PageAt {
+    /// 1-based.
+    n: usize,
+    pages: usize,
+    per_page: usize,
+    requested: usize,
+}
+
+/// Starts page `at.n`, whose first row is row `first` (0-based).
+fn start_page(dir: &Path, at: PageAt, first: usize, stem: &str) -> io::Result<BufWriter<File>> {
+    let PageAt {
+        n,
+        pages,
+        per_page,
+        requested,
+    } = at;
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    let mut w = BufWriter::with_capacity(1 << 16, o.open(dir.join(page_file(n)))?);
+    let last = (first + per_page).min(requested);
+    let title = format!(
+        "MAST download manifest: rows {}&ndash;{last} (page {n} of {pages})",
+        first + 1
+    );
+    put(
+        &mut w,
+        &format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+<style>{CSS}</style></head><body>\n<h1>{title}</h1>\n{}{TABLE_HEAD}",
+            nav(n, pages, stem)
+        ),
     )?;
-    let page = html(m, ctx);
-    write_atomic(
-        &dest.join(format!("{stem}.HTML")),
-        crate::token::scrub(&page).as_bytes(),
-    )
+    Ok(w)
+}
+
+/// Ends page `n` of `pages` and closes it.
+fn end_page(mut w: BufWriter<File>, n: usize, pages: usize, stem: &str) -> io::Result<()> {
+    put(
+        &mut w,
+        &format!("</table>\n{}</body></html>\n", nav(n, pages, stem)),
+    )?;
+    w.flush()
+}
+
+/// Returns the links of page `n`: the first page, the previous, the next.
+fn nav(n: usize, pages: usize, stem: &str) -> String {
+    // Our own names (`MANIFEST.K-of-N.HTML`, `000001.html`) need no encoding.
+    let mut s = format!(
+        "<p class=\"nav\"><a href=\"../{}.HTML\">summary</a>",
+        escape_html(stem)
+    );
+    if n > 1 {
+        let _ = write!(
+            s,
+            " &middot; <a href=\"{}\" rel=\"prev\">previous page</a>",
+            page_file(n - 1)
+        );
+    }
+    if n < pages {
+        let _ = write!(
+            s,
+            " &middot; <a href=\"{}\" rel=\"next\">next page</a>",
+            page_file(n + 1)
+        );
+    }
+    s.push_str("</p>\n");
+    s
+}
+
+/// What the first page of a paged manifest sums up while the rows pass.
+#[derive(Default)]
+struct Digest {
+    /// Collection -> files by status (complete, skipped, failed, interrupted).
+    collections: BTreeMap<String, [usize; 4]>,
+    /// The first failed rows: (row, page, path, message).
+    failures: Vec<(usize, usize, String, String)>,
+    failed: usize,
+}
+
+impl Digest {
+    fn add(&mut self, i: usize, page: usize, row: &Row) {
+        let f = &row.file;
+        let coll = crate::layout::collection(&f.uri);
+        let coll = if coll.is_empty() {
+            f.path.split('/').next().unwrap_or("")
+        } else {
+            coll
+        };
+        let slot = match f.status {
+            Status::Complete => 0,
+            Status::Skipped => 1,
+            Status::Failed => 2,
+            Status::Interrupted => 3,
+        };
+        match self.collections.get_mut(coll) {
+            Some(c) => c[slot] += 1,
+            None => {
+                let mut c = [0; 4];
+                c[slot] = 1;
+                self.collections.insert(coll.to_string(), c);
+            }
+        }
+        if f.status == Status::Failed {
+            self.failed += 1;
+            if self.failures.len() < MAX_FAILURES_LISTED {
+                let message = f.message.clone().unwrap_or_default();
+                self.failures.push((i, page, f.path.clone(), message));
+            }
+        }
+    }
+
+    fn html(&self, dir: &str, h: &Header) -> String {
+        let e = escape_html;
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "<h2>By status</h2>\n<table><tr><th>Status</th><th>Files</th></tr>\n\
+<tr><td class=\"COMPLETE\">COMPLETE</td><td class=\"n\">{}</td></tr>\n\
+<tr><td class=\"SKIPPED\">SKIPPED</td><td class=\"n\">{}</td></tr>\n\
+<tr><td class=\"FAILED\">FAILED</td><td class=\"n\">{}</td></tr>\n\
+<tr><td class=\"INTERRUPTED\">INTERRUPTED</td><td class=\"n\">{}</td></tr>\n</table>\n\
+<h2>By collection</h2>\n<table><tr><th>Collection</th><th>Complete</th><th>Skipped</th><th>Failed</th><th>Interrupted</th></tr>\n",
+            h.complete, h.skipped, h.failed, h.interrupted
+        );
+        for (c, [ok, skip, fail, cut]) in &self.collections {
+            let _ = writeln!(
+                s,
+                "<tr><td>{}</td><td class=\"n\">{ok}</td><td class=\"n\">{skip}</td><td class=\"n\">{fail}</td><td class=\"n\">{cut}</td></tr>",
+                e(c)
+            );
+        }
+        s.push_str("</table>\n");
+        let _ = writeln!(s, "<h2>Failed files: {}</h2>", self.failed);
+        if !self.failures.is_empty() {
+            s.push_str("<table><tr><th>Row</th><th>File</th><th>Message</th></tr>\n");
+            for (i, page, path, message) in &self.failures {
+                let _ = writeln!(
+                    s,
+                    "<tr><td class=\"n\"><a href=\"{}/{}#r{}\">{}</a></td><td>{}</td><td>{}</td></tr>",
+                    e(dir),
+                    page_file(*page),
+                    i + 1,
+                    i + 1,
+                    e(path),
+                    e(message)
+                );
+            }
+            s.push_str("</table>\n");
+        }
+        if self.failed > self.failures.len() {
+            let _ = writeln!(
+                s,
+                "<p>The first {} failed files are listed; the other {} are marked FAILED in the pages \
+                 below (and in the JSON manifest).</p>",
+                self.failures.len(),
+                self.failed - self.failures.len()
+            );
+        }
+        s
+    }
+}
+
+/// Returns the first page's index of the pages of rows.
+fn index_html(dir: &str, rows: usize, per_page: usize, pages: usize) -> String {
+    let mut s = format!(
+        "<h2>All files</h2>\n<p>{rows} rows in {pages} pages of {per_page}, in the order of the \
+         input:</p>\n<ol class=\"pages\">\n"
+    );
+    let dir = escape_html(dir);
+    for n in 1..=pages {
+        let first = (n - 1) * per_page + 1;
+        let last = (n * per_page).min(rows);
+        let _ = writeln!(
+            s,
+            "<li><a href=\"{dir}/{}\">rows {first}&ndash;{last}</a></li>",
+            page_file(n)
+        );
+    }
+    s.push_str("</ol>\n");
+    s
 }
 
 /// Reads a manifest JSON file.
@@ -202,7 +750,24 @@ pub fn load(path: &Path) -> anyhow::Result<Manifest> {
 /// Returns `s` escaped for HTML text and attributes.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    escape_into(&mut out, s);
+    out
+}
+
+/// Appends `s` escaped for HTML text and attributes to `out`.
+fn escape_into(out: &mut String, s: &str) {
+    // Most values need no escape: copy runs of plain bytes at once.
+    let plain = |b: u8| {
+        !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'') && (b >= 0x20 && b != 0x7f) && b < 0x80
+    };
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest.bytes().take_while(|&b| plain(b)).count();
+        out.push_str(&rest[..n]);
+        rest = &rest[n..];
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -214,19 +779,23 @@ pub fn escape_html(s: &str) -> String {
             }
             c => out.push(c),
         }
+        rest = &rest[c.len_utf8()..];
     }
-    out
 }
 
-/// Returns a relative link for a `/`-separated path, percent-encoded.
-fn href(path: &str) -> String {
-    path.split('/')
-        .map(|seg| {
+/// Appends the relative link of a `/`-separated path to `out`,
+/// percent-encoded (so nothing in it needs an HTML escape).
+fn href_into(out: &mut String, path: &str) {
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let _ = write!(
+            out,
+            "{}",
             percent_encoding::utf8_percent_encode(seg, percent_encoding::NON_ALPHANUMERIC)
-                .to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+        );
+    }
 }
 
 /// Returns a byte count for people: `1.5 MiB`.
@@ -241,71 +810,101 @@ th{background:#eee}td.n{text-align:right}.COMPLETE{color:#1a7f37}.SKIPPED{color:
 .FAILED{color:#c62828;font-weight:bold}.INTERRUPTED{color:#ef6c00}dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}\
 dt{font-weight:bold}svg{border:1px solid #ccc;background:#fafafa}";
 
-/// Returns the HTML page.
-pub fn html(m: &Manifest, ctx: &HtmlContext) -> String {
+/// The header row of the table of files.
+const TABLE_HEAD: &str =
+    "<table>\n<tr><th>URI</th><th>File</th><th>Access</th><th>Status</th><th>Logged In User</th>\
+<th>Size</th><th>HTTP</th><th>Attempts</th><th>Source</th><th>Message</th></tr>\n";
+
+/// Returns the top of a page: the title and the run's summary.
+fn page_head(h: &Header, ctx: &HtmlContext, title: &str) -> String {
     let e = escape_html;
-    let mut h = String::with_capacity(512 + m.files.len() * 400);
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>MAST download manifest</title>\
-<style>{CSS}</style></head><body>\n<h1>MAST download manifest</h1>\n<h2>Total Files: {}</h2>\n<dl>\
-<dt>Tool</dt><dd>{} {}</dd><dt>Started</dt><dd>{}</dd><dt>Finished</dt><dd>{}</dd>\
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+<style>{CSS}</style></head><body>\n<h1>{title}</h1>\n<h2>Total Files: {}</h2>\n<dl>\
+<dt>Tool</dt><dd>mastdl {}</dd><dt>Started</dt><dd>{}</dd><dt>Finished</dt><dd>{}</dd>\
 <dt>Duration</dt><dd>{:.1} s</dd><dt>Logged In User</dt><dd>{}</dd><dt>Requested</dt><dd>{}</dd>\
 <dt>Complete</dt><dd>{}</dd><dt>Skipped</dt><dd>{}</dd><dt>Failed</dt><dd>{}</dd>\
-<dt>Interrupted</dt><dd>{}</dd><dt>Transferred</dt><dd>{} ({} bytes)</dd></dl>\n",
-        m.requested,
-        e(&m.tool),
-        e(&m.version),
-        e(&m.started),
-        e(&m.finished),
+<dt>Interrupted</dt><dd>{}</dd><dt>Transferred</dt><dd>{} ({} bytes)</dd></dl>\n{}",
+        h.requested,
+        e(env!("CARGO_PKG_VERSION")),
+        e(&h.started),
+        e(&h.finished),
         ctx.seconds,
         e(&ctx.user),
-        m.requested,
-        m.complete,
-        m.skipped,
-        m.failed,
-        m.interrupted,
-        human_bytes(m.bytes),
-        m.bytes
-    );
-    if !m.notes.is_empty() {
-        h.push_str("<h2>Notes</h2>\n<ul>\n");
-        for n in &m.notes {
-            let _ = writeln!(h, "<li>{}</li>", e(n));
-        }
-        h.push_str("</ul>\n");
+        h.requested,
+        h.complete,
+        h.skipped,
+        h.failed,
+        h.interrupted,
+        human_bytes(h.bytes),
+        h.bytes,
+        notes_html(&h.notes)
+    )
+}
+
+/// Returns the "Notes" list of a page's head (empty without notes).
+fn notes_html(notes: &[String]) -> String {
+    if notes.is_empty() {
+        return String::new();
     }
-    h.push_str(&timeline(ctx));
-    h.push_str(
-        "<table>\n<tr><th>URI</th><th>File</th><th>Access</th><th>Status</th><th>Logged In User</th>\
-<th>Size</th><th>HTTP</th><th>Attempts</th><th>Source</th><th>Message</th></tr>\n",
+    let mut s = String::from("<h2>Notes</h2>\n<ul>\n");
+    for n in notes {
+        let _ = writeln!(s, "<li>{}</li>", escape_html(n));
+    }
+    s.push_str("</ul>\n");
+    s
+}
+
+/// Appends row `i` (0-based) of the table to `out`; `up` leads the link
+/// to the file from a page in the pages folder.
+fn row_html(out: &mut String, i: usize, row: &Row, user: &str, up: &str) {
+    let f = &row.file;
+    let status = f.status.as_str();
+    let _ = write!(out, "<tr id=\"r{}\"><td>", i + 1);
+    escape_into(out, &f.uri);
+    out.push_str("</td><td>");
+    if matches!(f.status, Status::Failed | Status::Interrupted) {
+        escape_into(out, &f.path);
+    } else {
+        out.push_str("<a href=\"");
+        out.push_str(up);
+        href_into(out, &f.path);
+        out.push_str("\">");
+        escape_into(out, &f.path);
+        out.push_str("</a>");
+    }
+    out.push_str("</td><td>");
+    escape_into(out, row.access);
+    let _ = write!(out, "</td><td class=\"{status}\">{status}</td><td>");
+    escape_into(out, user);
+    let _ = write!(out, "</td><td class=\"n\">{}</td><td class=\"n\">", f.bytes);
+    if let Some(h) = f.http_status {
+        let _ = write!(out, "{h}");
+    }
+    let source = match f.source {
+        Source::Mast => "mast",
+        Source::Cloud => "cloud",
+    };
+    let _ = write!(
+        out,
+        "</td><td class=\"n\">{}</td><td>{source}</td><td>",
+        f.attempts
     );
+    escape_into(out, f.message.as_deref().unwrap_or(""));
+    out.push_str("</td></tr>\n");
+}
+
+/// Returns the one-page HTML of a manifest held in memory.
+pub fn html(m: &Manifest, ctx: &HtmlContext) -> String {
+    let mut h = page_head(&Header::of(m), ctx, "MAST download manifest");
+    h.push_str(&timeline(ctx));
+    h.push_str(TABLE_HEAD);
     for (i, f) in m.files.iter().enumerate() {
-        let access = ctx.access.get(i).map(String::as_str).unwrap_or("");
-        let file = if matches!(f.status, Status::Failed | Status::Interrupted) {
-            e(&f.path)
-        } else {
-            format!("<a href=\"{}\">{}</a>", e(&href(&f.path)), e(&f.path))
+        let row = Row {
+            file: f.clone(),
+            access: "",
         };
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td class=\"n\">{}</td>\
-<td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
-            e(&f.uri),
-            file,
-            e(access),
-            f.status.as_str(),
-            f.status.as_str(),
-            e(&ctx.user),
-            f.bytes,
-            f.http_status.map(|s| s.to_string()).unwrap_or_default(),
-            f.attempts,
-            match f.source {
-                Source::Mast => "mast",
-                Source::Cloud => "cloud",
-            },
-            e(f.message.as_deref().unwrap_or(""))
-        );
+        row_html(&mut h, i, &row, &ctx.user, "");
     }
     h.push_str("</table>\n</body></html>\n");
     h
@@ -319,7 +918,6 @@ fn timeline(ctx: &HtmlContext) -> String {
     if bars.is_empty() {
         return String::new();
     }
-    const MAX_BARS: usize = 500;
     let shown = &bars[..bars.len().min(MAX_BARS)];
     let end = shown
         .iter()
@@ -377,11 +975,12 @@ aria-label=\"transfer timeline\">",
 <span style=\"color:#ef6c00\">&#9632;</span> interrupted \
 &mdash; hover a bar for the file, its duration and throughput</p>\n",
     );
-    if bars.len() > MAX_BARS {
+    let transfers = ctx.transfers.max(bars.len());
+    if transfers > shown.len() {
         let _ = writeln!(
             s,
-            "<p>(first {MAX_BARS} of {} transfers shown)</p>",
-            bars.len()
+            "<p>(first {} of {transfers} transfers shown)</p>",
+            shown.len()
         );
     }
     s
@@ -454,6 +1053,27 @@ mod tests {
     }
 
     #[test]
+    fn the_streamed_json_reads_back_as_the_manifest() {
+        let d = tempfile::tempdir().unwrap();
+        let m = Manifest::new(
+            "s".into(),
+            "f".into(),
+            10,
+            vec![
+                record(Status::Complete, None),
+                record(Status::Failed, Some("a \"quoted\"\nmessage")),
+            ],
+        );
+        let saved = save(d.path(), "MANIFEST", &m, &HtmlContext::default());
+        assert!(saved.json.is_ok() && saved.html.is_ok(), "{saved:?}");
+        assert_eq!(load(&d.path().join("MANIFEST.json")).unwrap(), m);
+        let empty = Manifest::new("s".into(), "f".into(), 0, vec![]);
+        let saved = save(d.path(), "MANIFEST", &empty, &HtmlContext::default());
+        assert!(saved.json.is_ok());
+        assert_eq!(load(&d.path().join("MANIFEST.json")).unwrap(), empty);
+    }
+
+    #[test]
     fn html_escapes_hostile_values() {
         let m = Manifest::new(
             "s".into(),
@@ -491,17 +1111,36 @@ mod tests {
         assert_eq!(v["interrupted"], 1);
     }
 
+    #[test]
+    fn streamed_notes_and_interrupted_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let mut m = Manifest::new(
+            "s".into(),
+            "f".into(),
+            0,
+            vec![record(Status::Interrupted, Some("not started"))],
+        );
+        m.notes = vec!["skipped 1 link".into()];
+        let saved = save(d.path(), "MANIFEST", &m, &HtmlContext::default());
+        assert!(saved.json.is_ok() && saved.html.is_ok());
+        assert_eq!(load(&d.path().join("MANIFEST.json")).unwrap(), m);
+        let page = fs::read_to_string(d.path().join("MANIFEST.HTML")).unwrap();
+        assert!(page.contains("<li>skipped 1 link</li>") && page.contains("INTERRUPTED"));
+    }
+
     #[cfg(unix)]
     #[test]
-    fn write_atomic_leaves_the_mode_to_the_umask() {
+    fn manifests_leave_the_mode_to_the_umask() {
         use std::os::unix::fs::PermissionsExt as _;
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("MANIFEST.json");
-        write_atomic(&p, b"{}").unwrap();
+        let m = Manifest::new("s".into(), "f".into(), 0, vec![]);
+        let saved = save(d.path(), "MANIFEST", &m, &HtmlContext::default());
+        assert!(saved.json.is_ok() && saved.html.is_ok());
         // What a plain create gets here, under this process's umask.
         let plain = d.path().join("plain");
         fs::write(&plain, b"").unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&p), mode(&plain));
+        assert_eq!(mode(&d.path().join("MANIFEST.json")), mode(&plain));
+        assert_eq!(mode(&d.path().join("MANIFEST.HTML")), mode(&plain));
     }
 }

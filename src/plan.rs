@@ -3,10 +3,13 @@
 //! Pure: filters, deduplication by URI, the local path of every file (the
 //! contract layout, a table's columns or a script's `--output`), collision
 //! checks, the download URL, and the shard a URI belongs to. Nothing here
-//! touches the network or the disk.
+//! touches the network, and the disk only to keep a built plan in an
+//! unnamed temporary file ([`PlanFile`]) for a run too large to hold it.
 
-use std::collections::HashMap;
-use std::fmt;
+use std::collections::{HashMap, HashSet};
+use std::fmt::{self, Write as _};
+use std::fs;
+use std::io::{self, Read, Write};
 use std::str::FromStr;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -192,24 +195,62 @@ pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputE
 }
 
 /// Builds the plan one entry at a time, keeping only what deduplication
-/// and collision checks need: the accepted URIs packed in one string and
-/// two hash indexes into it. Memory stays near the size of the URIs
-/// themselves, so a million-line list plans in well under 200 MiB.
+/// and collision checks need: a 128-bit hash of every accepted URI, and a
+/// 64-bit hash of its folded local path with where the entry was read. No
+/// copy of a URI or path is kept: a million-line list plans in well under
+/// 100 MiB whatever the length of its URIs.
 pub struct Planner {
     opts: PlanOptions,
     /// The archive download URL without its query.
     root: Result<Url, url::ParseError>,
-    /// Every accepted URI, each followed by `\n`.
-    arena: String,
-    /// Hash of a URI -> offset of that URI in the arena.
-    uris: HashMap<u64, usize>,
-    /// Hash of a local path -> offset in the arena of the URI that owns it.
-    paths: HashMap<u64, usize>,
+    /// The 128-bit hash of every accepted URI.
+    uris: HashSet<u128, std::hash::BuildHasherDefault<KeyIsHash>>,
+    /// Hash of a folded local path -> where its entry was read (an index
+    /// into `files`, and the line).
+    paths: U64Map<(u32, u32)>,
+    /// The input names seen, for [`Planner::paths`].
+    files: Vec<String>,
+    /// Scratch space for a folded path.
+    folded: String,
 }
 
-fn hash(s: &str) -> u64 {
+/// Returns a 64-bit hash of `bytes`, the same in every run (SipHash with
+/// fixed keys): the key of the plan's and the state record's indexes.
+pub fn hash64(bytes: &[u8]) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(s)
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(bytes)
+}
+
+/// A map keyed by a [`hash64`] value, which it uses as it is (no second hash).
+pub type U64Map<V> = HashMap<u64, V, std::hash::BuildHasherDefault<KeyIsHash>>;
+
+/// The hasher of [`U64Map`]: the key is already a hash.
+#[derive(Default)]
+pub struct KeyIsHash(u64);
+
+impl std::hash::Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64 ^ (n >> 64) as u64;
+    }
+}
+
+/// Returns a 128-bit hash of `bytes`: two [`hash64`]-like hashes with
+/// different inputs, so two URIs taken for one are out of reach.
+fn hash128(bytes: &[u8]) -> u128 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let high = BuildHasherDefault::<DefaultHasher>::default().hash_one((0x6d61_7374u32, bytes));
+    u128::from(high) << 64 | u128::from(hash64(bytes))
 }
 
 impl Planner {
@@ -218,85 +259,40 @@ impl Planner {
         Planner {
             root: download_root(&opts.base),
             opts,
-            arena: String::new(),
-            uris: HashMap::new(),
-            paths: HashMap::new(),
+            uris: HashSet::default(),
+            paths: U64Map::default(),
+            files: Vec::new(),
+            folded: String::new(),
         }
     }
 
-    fn arena_uri(&self, at: usize) -> &str {
-        let rest = &self.arena[at..];
-        &rest[..rest.find('\n').unwrap_or(rest.len())]
+    /// Returns the index of the input named `file` in `files`.
+    fn file_index(&mut self, file: &str) -> u32 {
+        // Entries come input by input: the last name is almost always it.
+        match self.files.iter().rposition(|f| f == file) {
+            Some(i) => i as u32,
+            None => {
+                self.files.push(file.to_string());
+                (self.files.len() - 1) as u32
+            }
+        }
     }
 
     /// Checks `e` and returns its job, or `None` when a filter, a
     /// duplicate URI or the shard drops it.
     pub fn push(&mut self, e: Entry) -> Result<Option<Job>, InputError> {
-        let bad = |m: String| InputError {
-            origin: e.origin.clone(),
-            message: m,
-        };
-        let is_mast = layout::is_mast_uri(&e.uri);
-        if is_mast {
-            layout::check_uri(&e.uri)
-                .map_err(|m| bad(format!("{m}: `{}`", layout::escape(&e.uri))))?;
-        }
-        if !keep(&e, &self.opts) {
+        let Some((rel, link)) = self.check(&e, false)? else {
             return Ok(None);
-        }
-        let uri_hash = hash(&e.uri);
-        if let Some(&at) = self.uris.get(&uri_hash) {
-            if self.arena_uri(at) == e.uri {
-                return Ok(None);
-            }
-        }
-        let rel = local_path(&e, self.opts.flat).map_err(bad)?;
-        if let Some(why) = reserved(&rel) {
-            return Err(bad(format!(
-                "`{}` maps to `{}`, {why}: give it another local path (without `--flat`, or another `--output`)",
-                layout::escape(&e.uri),
-                layout::escape(&rel)
-            )));
-        }
-        let rel_hash = hash(&fold(&rel));
-        if let Some(&at) = self.paths.get(&rel_hash) {
-            return Err(bad(format!(
-                "`{}` and `{}` both map to the local path `{}` (paths that differ only in case or Unicode normalisation collide on macOS and Windows)",
-                layout::escape(&e.uri),
-                layout::escape(self.arena_uri(at)),
-                layout::escape(&rel)
-            )));
-        }
-        let url = match &e.url {
-            Some(u) => script_url(u, &self.opts).map_err(bad)?,
-            None if is_mast => match &self.root {
-                Ok(root) => with_uri(root, &e.uri),
-                Err(err) => return Err(bad(format!("cannot build a URL: {err}"))),
-            },
-            None => {
-                return Err(bad(format!(
-                    "Not a `mast:` URI: `{}`",
-                    layout::escape(&e.uri)
-                )))
-            }
         };
-        let at = self.arena.len();
-        self.arena.push_str(&e.uri);
-        self.arena.push('\n');
-        self.uris.entry(uri_hash).or_insert(at);
-        self.paths.insert(rel_hash, at);
-        if self.opts.shard.is_some_and(|s| !s.contains(&e.uri)) {
-            return Ok(None);
-        }
-        let update = matches!(
-            e.local,
-            LocalHint::Feed {
-                reprocessed: true,
-                ..
-            }
-        );
+        let url = match link {
+            Link::Parsed(u) => u,
+            Link::Text(t) => Url::parse(&t).map_err(|err| InputError {
+                origin: e.origin.clone(),
+                message: format!("cannot build a URL: {err}"),
+            })?,
+        };
         Ok(Some(Job {
-            update,
+            update: reprocessed(&e),
             uri: e.uri,
             url,
             rel,
@@ -306,20 +302,405 @@ impl Planner {
             origin: e.origin,
         }))
     }
+
+    /// Checks `e` as [`Planner::push`] does and returns its job with the
+    /// URL as text, built without parsing it again (the fast path of a
+    /// plan that is printed or kept on disk).
+    pub fn push_planned(&mut self, e: Entry) -> Result<Option<Planned>, InputError> {
+        let Some((rel, link)) = self.check(&e, true)? else {
+            return Ok(None);
+        };
+        Ok(Some(Planned {
+            update: reprocessed(&e),
+            url: match link {
+                Link::Parsed(u) => u.into(),
+                Link::Text(t) => t,
+            },
+            uri: e.uri,
+            rel,
+            size: e.size,
+            source: Source::Mast,
+            fallback: None,
+            origin: e.origin,
+            not_in_cloud: false,
+        }))
+    }
+
+    /// Checks `e`: returns its local path and URL (as text when `text`
+    /// allows), or `None` when it is dropped.
+    fn check(&mut self, e: &Entry, text: bool) -> Result<Option<(String, Link)>, InputError> {
+        let bad = |m: String| InputError {
+            origin: e.origin.clone(),
+            message: m,
+        };
+        let is_mast = layout::is_mast_uri(&e.uri);
+        if is_mast {
+            layout::check_uri(&e.uri)
+                .map_err(|m| bad(format!("{m}: `{}`", layout::escape(&e.uri))))?;
+        }
+        if !keep(e, &self.opts) {
+            return Ok(None);
+        }
+        let uri_hash = hash128(e.uri.as_bytes());
+        if self.uris.contains(&uri_hash) {
+            return Ok(None);
+        }
+        let rel = local_path(e, self.opts.flat).map_err(bad)?;
+        fold_into(&rel, &mut self.folded);
+        if let Some(why) = reserved_folded(&self.folded) {
+            return Err(bad(format!(
+                "`{}` maps to `{}`, {why}: give it another local path (without `--flat`, or another `--output`)",
+                layout::escape(&e.uri),
+                layout::escape(&rel)
+            )));
+        }
+        let rel_hash = hash64(self.folded.as_bytes());
+        let file = self.file_index(&e.origin.file);
+        let slot = match self.paths.entry(rel_hash) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let (file, line) = *o.get();
+                let file = self.files.get(file as usize).map_or("", String::as_str);
+                let other = if file == e.origin.file {
+                    format!("line {line}")
+                } else {
+                    format!("{file}:{line}")
+                };
+                return Err(bad(format!(
+                    "`{}` and the entry on {other} both map to the local path `{}` (paths that differ only in case or Unicode normalisation collide on macOS and Windows)",
+                    layout::escape(&e.uri),
+                    layout::escape(&rel)
+                )));
+            }
+            std::collections::hash_map::Entry::Vacant(v) => v,
+        };
+        let link = match &e.url {
+            Some(u) => Link::Parsed(script_url(u, &self.opts).map_err(bad)?),
+            None if is_mast => match &self.root {
+                Ok(root) if text && root.query().is_none() && root.fragment().is_none() => {
+                    // What `with_uri` gives, without parsing it again: the
+                    // encoded value holds nothing a query escapes further.
+                    let mut t = String::with_capacity(root.as_str().len() + e.uri.len() + 8);
+                    t.push_str(root.as_str());
+                    t.push_str("?uri=");
+                    let _ = write!(t, "{}", utf8_percent_encode(&e.uri, URI_VALUE));
+                    Link::Text(t)
+                }
+                Ok(root) => Link::Parsed(with_uri(root, &e.uri)),
+                Err(err) => return Err(bad(format!("cannot build a URL: {err}"))),
+            },
+            None => {
+                return Err(bad(format!(
+                    "Not a `mast:` URI: `{}`",
+                    layout::escape(&e.uri)
+                )))
+            }
+        };
+        let line = u32::try_from(e.origin.line).unwrap_or(u32::MAX);
+        slot.insert((file, line));
+        self.uris.insert(uri_hash);
+        if self.opts.shard.is_some_and(|s| !s.contains(&e.uri)) {
+            return Ok(None);
+        }
+        Ok(Some((rel, link)))
+    }
 }
 
-/// Returns the path as the most forgiving file systems see it (macOS,
-/// Windows): case folded and in Unicode normalisation form C, so paths
-/// that would land on the same file there are seen as one.
-fn fold(rel: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    rel.nfc().collect::<String>().to_lowercase()
+/// A planned URL: parsed, or text known to parse to itself.
+enum Link {
+    Parsed(Url),
+    Text(String),
+}
+
+/// The plan kept on disk while a run works through it: every job, in plan
+/// order, in an unnamed temporary file (gone when the run ends, however it
+/// ends). A run reads it a few times from the start instead of holding a
+/// million jobs in memory.
+pub struct PlanFile {
+    out: io::BufWriter<fs::File>,
+    len: usize,
+    /// Jobs whose input says they changed.
+    updates: usize,
+}
+
+/// One job as read back from a [`PlanFile`], its URLs still text.
+pub struct Planned {
+    pub uri: String,
+    pub url: String,
+    pub rel: String,
+    pub size: Option<u64>,
+    pub source: Source,
+    pub fallback: Option<String>,
+    pub origin: Origin,
+    /// `--cloud-only`: the bucket does not have it.
+    pub not_in_cloud: bool,
+    /// A change feed's reprocessed row (see [`Job::update`]).
+    pub update: bool,
+}
+
+impl Planned {
+    /// Returns the job to run (its URLs parsed again), or itself with why not.
+    #[allow(clippy::result_large_err)]
+    pub fn job(self) -> Result<Job, (Planned, url::ParseError)> {
+        let urls = Url::parse(&self.url)
+            .and_then(|u| Ok((u, self.fallback.as_deref().map(Url::parse).transpose()?)));
+        let (url, fallback) = match urls {
+            Ok(urls) => urls,
+            Err(e) => return Err((self, e)),
+        };
+        Ok(Job {
+            url,
+            fallback,
+            uri: self.uri,
+            rel: self.rel,
+            size: self.size,
+            source: self.source,
+            origin: self.origin,
+            update: self.update,
+        })
+    }
+}
+
+/// Returns true if and only if `e` is a change feed's reprocessed row.
+fn reprocessed(e: &Entry) -> bool {
+    matches!(
+        e.local,
+        LocalHint::Feed {
+            reprocessed: true,
+            ..
+        }
+    )
+}
+
+impl PlanFile {
+    /// Returns an empty plan file in the system's temporary folder.
+    pub fn new() -> io::Result<PlanFile> {
+        Ok(PlanFile {
+            out: io::BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
+            len: 0,
+            updates: 0,
+        })
+    }
+
+    /// Returns the number of jobs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Returns the number of jobs the input says changed (a change feed's
+    /// reprocessed rows), which are checked as `--update` checks.
+    pub fn updates(&self) -> usize {
+        self.updates
+    }
+
+    /// Returns true if and only if the plan has no job.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `job`; `not_in_cloud` marks a job `--cloud-only` skips.
+    pub fn push(&mut self, job: &Job, not_in_cloud: bool) -> io::Result<()> {
+        let fallback = job.fallback.as_ref().map_or("", Url::as_str);
+        let texts = [
+            job.uri.as_str(),
+            job.url.as_str(),
+            job.rel.as_str(),
+            fallback,
+        ];
+        self.put(texts, job, not_in_cloud)
+    }
+
+    /// Appends a job planned as text.
+    pub fn push_planned(&mut self, p: &Planned) -> io::Result<()> {
+        let fallback = p.fallback.as_deref().unwrap_or("");
+        let texts = [p.uri.as_str(), p.url.as_str(), p.rel.as_str(), fallback];
+        self.put(texts, p, p.not_in_cloud)
+    }
+
+    fn put(&mut self, texts: [&str; 4], job: &impl JobFacts, not_in_cloud: bool) -> io::Result<()> {
+        let w = &mut self.out;
+        let origin = job.origin();
+        for s in texts.into_iter().chain([origin.file.as_str()]) {
+            w.write_all(&(s.len() as u64).to_le_bytes())?;
+            w.write_all(s.as_bytes())?;
+        }
+        w.write_all(&job.size().map_or(0, |s| s.saturating_add(1)).to_le_bytes())?;
+        w.write_all(&(origin.line as u64).to_le_bytes())?;
+        let source = match job.source() {
+            Source::Mast => 0u8,
+            Source::Cloud => 1,
+        };
+        w.write_all(&[source, u8::from(not_in_cloud) | u8::from(job.update()) << 1])?;
+        self.len += 1;
+        self.updates += usize::from(job.update());
+        Ok(())
+    }
+
+    /// Writes out what is buffered: call once every job is pushed.
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Returns the jobs from the first, in plan order, once sealed. Each
+    /// reader keeps its own place: several may read at once.
+    pub fn read(&self) -> io::Result<PlanReader> {
+        if !self.out.buffer().is_empty() {
+            return Err(io::Error::other(
+                "the plan file is read before it is sealed",
+            ));
+        }
+        let file = self.out.get_ref().try_clone()?;
+        Ok(PlanReader {
+            input: io::BufReader::with_capacity(1 << 16, At { file, pos: 0 }),
+            left: self.len,
+        })
+    }
+}
+
+/// What [`PlanFile`] keeps of a job besides its texts.
+trait JobFacts {
+    fn origin(&self) -> &Origin;
+    fn size(&self) -> Option<u64>;
+    fn source(&self) -> Source;
+    fn update(&self) -> bool;
+}
+
+impl JobFacts for Job {
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    fn size(&self) -> Option<u64> {
+        self.size
+    }
+    fn source(&self) -> Source {
+        self.source
+    }
+    fn update(&self) -> bool {
+        self.update
+    }
+}
+
+impl JobFacts for Planned {
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    fn size(&self) -> Option<u64> {
+        self.size
+    }
+    fn source(&self) -> Source {
+        self.source
+    }
+    fn update(&self) -> bool {
+        self.update
+    }
+}
+
+/// Reads a [`PlanFile`] back, job by job.
+pub struct PlanReader {
+    input: io::BufReader<At>,
+    left: usize,
+}
+
+/// A file read at its own position (positional reads: the handles of one
+/// open file share their offset).
+struct At {
+    file: fs::File,
+    pos: u64,
+}
+
+impl Read for At {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.pos)?;
+        #[cfg(windows)]
+        let n = std::os::windows::fs::FileExt::seek_read(&self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl PlanReader {
+    fn text(&mut self) -> io::Result<String> {
+        let mut n = [0u8; 8];
+        self.input.read_exact(&mut n)?;
+        let mut b = vec![0u8; u64::from_le_bytes(n) as usize];
+        self.input.read_exact(&mut b)?;
+        String::from_utf8(b).map_err(io::Error::other)
+    }
+
+    fn number(&mut self) -> io::Result<u64> {
+        let mut n = [0u8; 8];
+        self.input.read_exact(&mut n)?;
+        Ok(u64::from_le_bytes(n))
+    }
+
+    fn next_job(&mut self) -> io::Result<Planned> {
+        let (uri, url, rel, fallback, file) = (
+            self.text()?,
+            self.text()?,
+            self.text()?,
+            self.text()?,
+            self.text()?,
+        );
+        let size = self.number()?.checked_sub(1);
+        let line = self.number()? as usize;
+        let mut flags = [0u8; 2];
+        self.input.read_exact(&mut flags)?;
+        Ok(Planned {
+            uri,
+            url,
+            rel,
+            size,
+            source: if flags[0] == 1 {
+                Source::Cloud
+            } else {
+                Source::Mast
+            },
+            fallback: (!fallback.is_empty()).then_some(fallback),
+            origin: Origin { file, line },
+            not_in_cloud: flags[1] & 1 == 1,
+            update: flags[1] & 2 == 2,
+        })
+    }
+}
+
+impl Iterator for PlanReader {
+    type Item = io::Result<Planned>;
+
+    fn next(&mut self) -> Option<io::Result<Planned>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        Some(self.next_job())
+    }
+}
+
+/// Puts into `out` the path as the most forgiving file systems see it
+/// (macOS, Windows): case folded and in Unicode normalisation form C, so
+/// paths that would land on the same file there are seen as one. An ASCII
+/// path (almost every MAST path) is in NFC already: only its case is folded.
+fn fold_into(rel: &str, out: &mut String) {
+    out.clear();
+    if rel.is_ascii() {
+        out.push_str(rel);
+        out.make_ascii_lowercase();
+    } else {
+        use unicode_normalization::UnicodeNormalization;
+        let nfc: String = rel.nfc().collect();
+        out.push_str(&nfc.to_lowercase());
+    }
 }
 
 /// Returns why `rel` cannot be a product's path: mastdl's own files in
 /// DEST (the manifests, `.mastdl/`, `.part` temporaries) are not for products.
+#[cfg(test)]
 fn reserved(rel: &str) -> Option<&'static str> {
     let lower = rel.to_ascii_lowercase();
+    reserved_folded(&lower)
+}
+
+/// [`reserved`] of a path already in lower case (folded).
+fn reserved_folded(lower: &str) -> Option<&'static str> {
     let first = lower.split('/').next().unwrap_or("");
     let last = lower.rsplit('/').next().unwrap_or("");
     if first == layout::META_DIR {
@@ -330,6 +711,9 @@ fn reserved(rel: &str) -> Option<&'static str> {
         .is_some_and(|rest| rest.ends_with("json") || rest.ends_with("html"));
     if !lower.contains('/') && manifest {
         return Some("the name of mastdl's own manifest");
+    }
+    if first.starts_with("manifest.") && first.contains(".pages-") {
+        return Some("the name of the folder of mastdl's own manifest pages");
     }
     let hashed = last
         .rsplit_once('~')
@@ -423,16 +807,18 @@ pub(crate) fn local_path(e: &Entry, flat: bool) -> Result<String, String> {
             )
         }
         LocalHint::None => {
-            let name = uri_name();
-            if flat {
-                vec![name]
-            } else {
-                vec![
-                    layout::collection(&e.uri).to_string(),
-                    layout::obs_id(&name).to_string(),
-                    name,
-                ]
+            // The common case (a URI list), built without a copy per part.
+            let name = layout::filename(&e.uri);
+            let mut rel = String::with_capacity(e.uri.len() + 16);
+            if !flat {
+                rel.push_str(&layout::portable(layout::collection(&e.uri)));
+                rel.push('/');
+                rel.push_str(&layout::portable(layout::obs_id(&name)));
+                rel.push('/');
             }
+            rel.push_str(&layout::portable(&name));
+            layout::check_components(&rel)?;
+            return Ok(rel);
         }
     };
     let parts: Vec<String> = parts
@@ -440,7 +826,7 @@ pub(crate) fn local_path(e: &Entry, flat: bool) -> Result<String, String> {
         .map(|p| layout::portable(p).into_owned())
         .collect();
     let rel = parts.join("/");
-    layout::checked_components(&rel)?;
+    layout::check_components(&rel)?;
     Ok(rel)
 }
 
@@ -469,6 +855,8 @@ mod tests {
         for r in [
             "MANIFEST.json",
             "manifest.html",
+            "MANIFEST.pages-0a1b2c3d/p00001.html",
+            "MANIFEST.0-of-2.pages-0a1b2c3d",
             "MANIFEST.0-of-4.json",
             ".mastdl/state.jsonl",
             ".MASTDL/x",
@@ -487,8 +875,15 @@ mod tests {
         }
     }
 
+    fn fold(rel: &str) -> String {
+        let mut out = String::new();
+        fold_into(rel, &mut out);
+        out
+    }
+
     #[test]
     fn paths_differing_in_case_or_normalisation_fold_alike() {
+        assert_eq!(fold("X/CAF\u{c9}.fits"), fold("x/cafe\u{301}.FITS"));
         assert_eq!(fold("HST/A/A_x.fits"), fold("hst/a/a_x.fits"));
         assert_eq!(fold("X/caf\u{e9}.fits"), fold("X/cafe\u{301}.fits"));
         assert_ne!(fold("X/a.fits"), fold("X/b.fits"));
@@ -533,12 +928,40 @@ mod tests {
     }
 
     #[test]
-    fn collisions_name_both_uris_and_hostile_uris_name_the_line() {
+    fn collisions_name_both_entries_and_hostile_uris_name_the_line() {
         let e = plan("mast:A/x/f_1.fits\nmast:A/y/f_1.fits\n", &opts()).unwrap_err();
         assert_eq!(e.origin.line, 2);
-        assert!(e.message.contains("mast:A/x/f_1.fits") && e.message.contains("mast:A/y/f_1.fits"));
+        assert!(
+            e.message.contains("mast:A/y/f_1.fits") && e.message.contains("the entry on line 1"),
+            "{}",
+            e.message
+        );
         let e = plan("mast:A/x/f_1.fits\nmast:A/../f.fits\n", &opts()).unwrap_err();
         assert_eq!(e.origin.line, 2);
+    }
+
+    #[test]
+    fn urls_built_as_text_are_what_the_parsed_ones_say() {
+        for base in [
+            "http://127.0.0.1:8080/",
+            "https://mast.stsci.edu",
+            "http://u:p@h:1/x/",
+        ] {
+            let mut o = opts();
+            o.base = Url::parse(base).unwrap();
+            for uri in [
+                "mast:HST/product/a_b.fits",
+                "mast:HLA/url/cgi-bin/fitscut.cgi?red=a b&blue=c#d%e",
+                "mast:JWST/product/caf\u{e9}_x.fits",
+                "mast:X/y/\"<>'`{}|^[]_z.fits",
+            ] {
+                let e = || list::parse("u.txt", uri).unwrap().remove(0);
+                let parsed = Planner::new(o.clone()).push(e()).unwrap().unwrap();
+                let text = Planner::new(o.clone()).push_planned(e()).unwrap().unwrap();
+                assert_eq!(parsed.url.as_str(), text.url, "{base} {uri}");
+                assert_eq!(parsed.rel, text.rel);
+            }
+        }
     }
 
     #[test]

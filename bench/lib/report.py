@@ -499,8 +499,86 @@ def parse_rate_1024(s):
     return int(s[:-1] if mult != 1 else s) * mult
 
 
+def scale_main(argv):
+    """report.py scale RAW-scale.tsv MACHINE.md: the scale profile's tables and target checks."""
+    raw, machine = argv[0], argv[1]
+    rows = []
+    with open(raw) as f:
+        for line in f:
+            p = line.rstrip("\n").split("\t")
+            if len(p) < 12 or p[0] == "binary":
+                continue
+            rows.append(dict(bin=p[0], n=int(p[1]), run=p[2], wall=float(p[3]), cpu=float(p[4]),
+                             rss=int(p[5] or 0) / 1024.0, exit=p[6], reqs=int(p[7]), json=int(p[8]),
+                             html=int(p[9]), pages=int(p[10]), shot=p[11]))
+    out = []
+    w = out.append
+    w("Command: `bench/run.sh --scale` (1 KiB files served by nginx on 127.0.0.1; mastdl with default flags, "
+      "`--progress never -q`; every first run into a fresh folder; the re-run is of the complete pull)")
+    w("")
+    w("| binary | files | run | wall s | CPU s | peak RSS MiB | files/s | exit | requests | MANIFEST.json MB | MANIFEST.HTML (+pages) MB | pages | Chromium first screenshot s |")
+    w("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        fps = "" if r["run"] == "plan" else "%.0f" % (r["n"] / r["wall"] if r["wall"] > 0 else 0)
+        w("| %s | %d | %s | %.3f | %.2f | %.1f | %s | %s | %d | %.1f | %.1f | %d | %s |" % (
+            r["bin"], r["n"], r["run"], r["wall"], r["cpu"], r["rss"], fps, r["exit"], r["reqs"],
+            r["json"] / 1e6, r["html"] / 1e6, r["pages"], r["shot"]))
+    w("")
+
+    def get(b, n, run):
+        for r in rows:
+            if r["bin"] == b and r["n"] == n and r["run"] == run:
+                return r
+        return None
+
+    checks = []
+
+    def check(name, target, measured, ok):
+        checks.append((name, target, measured, "PASS" if ok else "FAIL"))
+
+    big = max([r["n"] for r in rows if r["run"] != "plan"] or [0])
+    small = min([r["n"] for r in rows if r["run"] != "plan"] or [0])
+    first, rerun = get("this", big, "first"), get("this", big, "rerun")
+    if first and rerun:
+        peak = max(first["rss"], rerun["rss"])
+        check("%d files: peak RSS, first run and re-run" % big, "<= 160 MiB",
+              "%.1f / %.1f MiB" % (first["rss"], rerun["rss"]), peak <= 160)
+        check("%d files: re-run of the complete pull" % big, "<= 4 s, 0 requests",
+              "%.3f s, %d requests" % (rerun["wall"], rerun["reqs"]), rerun["wall"] <= 4 and rerun["reqs"] == 0)
+        check("%d files: first run complete" % big, "exit 0, one request a file",
+              "exit %s, %d requests" % (first["exit"], first["reqs"]), first["exit"] == "0" and first["reqs"] == big)
+    lo = get("this", small, "first")
+    if first and lo and big != small:
+        a, b = lo["n"] / lo["wall"], first["n"] / first["wall"]
+        check("files/s at %d vs at %d" % (big, small), ">= 0.9x", "%.0f / %.0f = %.2fx" % (b, a, b / a), b >= 0.9 * a)
+    for n, limit in ((1000000, 3.0), (100000, 2.0)):
+        r = get("this", n, "rerun")
+        if r:
+            ok = r["shot"] not in ("timeout", "na", "-") and float(r["shot"]) <= limit
+            check("MANIFEST.HTML of %d rows: Chromium's first screenshot" % n, "<= %.0f s" % limit, r["shot"] + " s", ok)
+    plan = [r for r in rows if r["bin"] == "this" and r["run"] == "plan"]
+    if plan:
+        r = plan[0]
+        check("plan of %d URIs" % r["n"], "<= 2 s and <= 160 MiB", "%.3f s, %.1f MiB" % (r["wall"], r["rss"]),
+              r["wall"] <= 2 and r["rss"] <= 160 and r["exit"] == "0")
+    w("### Target checks")
+    w("")
+    w("| check | target | measured | verdict |")
+    w("|---|---|---|---|")
+    for c in checks:
+        w("| %s | %s | %s | %s |" % c)
+    w("")
+    w("### Machine")
+    w("")
+    with open(machine) as f:
+        w(f.read().rstrip("\n"))
+    print("\n".join(out))
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "wan":
         wan_main(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "scale":
+        scale_main(sys.argv[2:])
     else:
         main()

@@ -7,7 +7,6 @@
 //! SIGTERM cancel the run: running transfers stop, `.part` files stay, the
 //! manifest is written, and a second signal exits at once.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -18,17 +17,17 @@ use anyhow::Context as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{plan_jobs, point_at_bucket, reporter, run_http};
+use super::{plan_each, plan_jobs, point_at_bucket, reporter, run_http};
 use crate::auth::{self, Auth, Identity};
 use crate::budget::{Jobs, Throttle};
-use crate::dest::{Dest, StateRecord};
+use crate::dest::{Dest, StateIndex};
 use crate::error::Exit;
-use crate::job::{self, local, row, Access, Ctx, Facts, Outcome, Task, CUT_SHORT, NOT_STARTED};
-use crate::manifest::{self, Bar, HtmlContext, Manifest, Status};
-use crate::plan::Job;
+use crate::job::{self, Ctx, Facts, Outcome, Outcomes, NOT_STARTED};
+use crate::manifest::{self, FileRecord, Header, HtmlContext, Status};
+use crate::plan::{Job, PlanFile, Planned, Source};
 use crate::progress::{Level, Reporter, Summary};
 use crate::retry::Policy;
-use crate::settings::Settings;
+use crate::settings::{Cloud, Settings};
 
 /// The most connections to the bucket at once (S3 serves each at its own speed).
 pub const BUCKET_CONNECTIONS: usize = 16;
@@ -40,9 +39,27 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     fit_jobs(&mut settings, reporter.as_ref());
     let throttle = Throttle::new(settings.jobs, settings.limit_rate, BUCKET_CONNECTIONS);
     let http = run_http(&settings)?;
-    let (mut jobs, notes) = plan_jobs(&settings, &http, reporter.as_ref()).await?;
+    let (planned, notes) = if settings.cloud == Cloud::Off {
+        let (plan, notes) = plan_file(&settings, &http, reporter.as_ref()).await?;
+        (Stage::OnDisk(plan), notes)
+    } else {
+        // The bucket's answer is asked for all jobs at once.
+        let (jobs, notes) = plan_jobs(&settings, &http, reporter.as_ref()).await?;
+        (Stage::InMemory(jobs), notes)
+    };
     let dest = Dest::open(&settings.dest, settings.plan.shard)?;
-    let not_in_cloud = point_at_bucket(&mut jobs, &settings, &http, reporter.as_ref()).await?;
+    let mut plan = match planned {
+        Stage::OnDisk(plan) => plan,
+        Stage::InMemory(mut jobs) => {
+            let skip = point_at_bucket(&mut jobs, &settings, &http, reporter.as_ref()).await?;
+            let mut plan = PlanFile::new().context("Cannot keep the plan")?;
+            for (job, skip) in jobs.iter().zip(skip) {
+                plan.push(job, skip).context("Cannot keep the plan")?;
+            }
+            plan
+        }
+    };
+    plan.seal().context("Cannot keep the plan")?;
     let started_at = manifest::now_rfc3339();
     let cancel = CancellationToken::new();
     let signalled = on_signals(&cancel);
@@ -58,10 +75,15 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         received: AtomicU64::new(0),
         cloud: settings.cloud,
     });
-    let (decided, todo) = classify(&jobs, &ctx.dest, &settings, &not_in_cloud);
+    let mut state = ctx
+        .dest
+        .load_state(plan.len(), settings.update || plan.updates() > 0)?;
+    let mut outcomes = Outcomes::new(plan.len());
+    classify(&plan, &ctx, &settings, &state, &mut outcomes)?;
+    let todo = outcomes.open_tasks();
     // Who the token belongs to, asked only when something will be asked of
     // the archive at all: a re-run of a complete pull makes no request.
-    let identity = match (&settings.token, todo.is_empty()) {
+    let identity = match (&settings.token, todo == 0) {
         (Some(t), false) => Some(
             auth::whoami(
                 &ctx.http,
@@ -74,12 +96,12 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         ),
         _ => None,
     };
-    reporter.planned(jobs.len(), todo.len());
-    for o in decided.iter().flatten() {
-        reporter.finished(None, &o.row, Duration::ZERO);
+    reporter.planned(plan.len(), todo);
+    ctx.dest.reserve(todo);
+    if todo > 0 {
+        run_all(&ctx, &plan, &mut outcomes, &mut state).await?;
     }
-    let jobs = Arc::new(jobs);
-    let outcomes = run_all(&ctx, &jobs, decided, todo).await;
+    drop(state);
     let identity = match (&settings.token, ctx.auth.current()) {
         // A token typed at the prompt: the manifest names its owner too.
         (None, Some(t)) => Some(
@@ -104,7 +126,41 @@ pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         token_refused: identity == Some(Identity::Anonymous),
     };
     let signal = signalled.load(Ordering::SeqCst);
-    finish(&ctx, &jobs, outcomes, started_at, notes, who, signal)
+    finish(&ctx, &plan, outcomes, started_at, notes, who, signal)
+}
+
+/// Who the run was, for the manifest and the exit code.
+struct Who {
+    /// The manifest's "Logged In User".
+    user: String,
+    /// `/whoami` said MAST did not accept the token.
+    token_refused: bool,
+}
+
+/// The plan before DEST is locked: on disk, or (for the bucket's lookup)
+/// still in memory.
+enum Stage {
+    OnDisk(PlanFile),
+    InMemory(Vec<Job>),
+}
+
+/// Reads the inputs into a plan file, job by job; returns it with the
+/// notes for the manifest.
+async fn plan_file(
+    settings: &Settings,
+    http: &crate::fetch::Http,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<(PlanFile, Vec<String>)> {
+    let mut plan = PlanFile::new().context("Cannot keep the plan")?;
+    let mut kept: std::io::Result<()> = Ok(());
+    let notes = plan_each(settings, http, reporter, &mut |job| {
+        if kept.is_ok() {
+            kept = plan.push_planned(&job);
+        }
+    })
+    .await?;
+    kept.context("Cannot keep the plan")?;
+    Ok((plan, notes))
 }
 
 /// Lowers `--jobs` to what the open-file limit allows, saying so.
@@ -153,73 +209,164 @@ async fn signal() -> Exit {
     Exit::Interrupted
 }
 
-/// Returns the size of `job`'s file when it is already complete in DEST.
-fn complete_size(path: &Path, job: &Job, state: &HashMap<String, StateRecord>) -> Option<u64> {
-    // A symlink is never complete: it may point anywhere.
-    let meta = fs::symlink_metadata(path).ok().filter(|m| m.is_file())?;
-    let expect = job.size.or_else(|| state.get(&job.rel).map(|r| r.size));
+/// Returns the size of a file when it is complete: a regular file (a
+/// symlink may point anywhere) of the size the input or the state record
+/// expects, if either does.
+fn complete_size(found: Option<(bool, u64)>, expect: Option<u64>) -> Option<u64> {
+    let (true, len) = found? else {
+        return None;
+    };
     match expect {
-        Some(s) if s != meta.len() => None,
-        _ => Some(meta.len()),
+        Some(s) if s != len => None,
+        _ => Some(len),
+    }
+}
+
+/// Looks at files below DEST with one `lstat` each: on Unix relative to
+/// their folder, kept open while consecutive files share it (most do), so
+/// a million files cost a million short lookups, not full path walks.
+struct Lstat {
+    root: std::path::PathBuf,
+    #[cfg(unix)]
+    dir: Option<(String, Option<fs::File>)>,
+}
+
+impl Lstat {
+    fn new(root: &Path) -> Lstat {
+        Lstat {
+            root: root.to_path_buf(),
+            #[cfg(unix)]
+            dir: None,
+        }
+    }
+
+    /// Returns whether the file at `rel` is a regular file, and its length;
+    /// `None` when there is nothing there.
+    fn at(&mut self, rel: &str) -> Option<(bool, u64)> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            use std::os::unix::fs::OpenOptionsExt;
+            use std::os::unix::io::AsRawFd;
+            let (folder, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+            if self.dir.as_ref().is_none_or(|(f, _)| f != folder) {
+                let path = job::local(&self.root, folder);
+                let opened = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    .open(if folder.is_empty() { &self.root } else { &path })
+                    .ok();
+                self.dir = Some((folder.to_string(), opened));
+            }
+            let dir = self.dir.as_ref()?.1.as_ref()?;
+            let name = std::ffi::CString::new(std::ffi::OsStr::new(name).as_bytes()).ok()?;
+            // SAFETY: an all-zero `stat` is a valid value for fstatat to fill.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: the descriptor is open, the name NUL-terminated, and
+            // `st` a valid place for the answer.
+            let r = unsafe {
+                libc::fstatat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    &mut st,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            (r == 0).then_some((
+                st.st_mode & libc::S_IFMT == libc::S_IFREG,
+                st.st_size as u64,
+            ))
+        }
+        #[cfg(not(unix))]
+        {
+            let m = fs::symlink_metadata(job::local(&self.root, rel)).ok()?;
+            Some((m.is_file(), m.len()))
+        }
+    }
+}
+
+/// Returns the manifest row of a planned job not transferred.
+fn planned_row(p: &Planned, f: Facts) -> FileRecord {
+    FileRecord {
+        uri: p.uri.clone(),
+        url: crate::layout::redact_url_text(&p.url),
+        path: p.rel.clone(),
+        status: f.status,
+        bytes: f.bytes,
+        http_status: f.http_status,
+        attempts: f.attempts,
+        message: f.message,
+        source: p.source,
     }
 }
 
 /// Sorts the jobs: those already decided (complete files SKIPPED, files not
-/// in the bucket with `--cloud-only`) get their outcome now; the others are
-/// returned as tasks, with their index.
+/// in the bucket with `--cloud-only`) get their outcome now; the others
+/// are marked to download (or, with `--update`, to check).
 fn classify(
-    jobs: &[Job],
-    dest: &Dest,
+    plan: &PlanFile,
+    ctx: &Ctx,
     settings: &Settings,
-    not_in_cloud: &[bool],
-) -> (Vec<Option<Outcome>>, Vec<(usize, Task)>) {
-    let mut state = dest.load_state();
-    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(jobs.len());
-    let mut todo = Vec::new();
-    for (i, job) in jobs.iter().enumerate() {
-        if not_in_cloud[i] {
-            let f = Facts {
+    state: &StateIndex,
+    outcomes: &mut Outcomes,
+) -> anyhow::Result<()> {
+    let mut lstat = Lstat::new(ctx.dest.root());
+    for (i, p) in plan
+        .read()
+        .context("Cannot read the plan back")?
+        .enumerate()
+    {
+        let p = p.context("Cannot read the plan back")?;
+        let decided = |f: Facts| Outcome::untransferred(planned_row(&p, f));
+        let outcome = if p.not_in_cloud {
+            decided(Facts {
                 message: Some("not in cloud".into()),
                 ..Facts::plain(Status::Skipped, 0)
-            };
-            outcomes.push(Some(Outcome::untransferred(row(job, f))));
-            continue;
-        }
-        match complete_size(&local(dest.root(), &job.rel), job, &state) {
-            // A reprocessed change-feed row is checked like `--update`
-            // checks every file (`--force` fetches it anyway).
-            Some(size) if settings.update || (job.update && !settings.force) => {
-                outcomes.push(None);
-                let record = state.remove(&job.rel);
-                todo.push((i, Task::Check { size, record }));
+            })
+        } else {
+            let expect = p.size.or_else(|| state.size(&p.rel));
+            match complete_size(lstat.at(&p.rel), expect) {
+                // A reprocessed change-feed row is checked like `--update`
+                // checks every file (`--force` fetches it anyway).
+                Some(size) if settings.update || (p.update && !settings.force) => {
+                    outcomes.to_check(i, size);
+                    continue;
+                }
+                Some(size) if !settings.force => decided(Facts::plain(Status::Skipped, size)),
+                _ => {
+                    outcomes.to_fetch(i);
+                    continue;
+                }
             }
-            Some(size) if !settings.force => {
-                let f = Facts::plain(Status::Skipped, size);
-                outcomes.push(Some(Outcome::untransferred(row(job, f))));
-            }
-            _ => {
-                outcomes.push(None);
-                todo.push((i, Task::Fetch));
-            }
-        }
+        };
+        ctx.reporter.finished(None, &outcome.row, Duration::ZERO);
+        outcomes.set(i, p.source, outcome);
     }
-    (outcomes, todo)
+    Ok(())
 }
 
 /// Runs the tasks, at most the throttle's number at once, until done or
-/// cancelled; returns every job's outcome (`None`: never finished).
+/// cancelled; each outcome goes into `outcomes` as it arrives.
 async fn run_all(
     ctx: &Arc<Ctx>,
-    jobs: &Arc<Vec<Job>>,
-    mut outcomes: Vec<Option<Outcome>>,
-    todo: Vec<(usize, Task)>,
-) -> Vec<Option<Outcome>> {
-    let mut set: JoinSet<(usize, Outcome)> = JoinSet::new();
+    plan: &PlanFile,
+    outcomes: &mut Outcomes,
+    state: &mut StateIndex,
+) -> anyhow::Result<()> {
+    let mut set: JoinSet<(usize, Source, Outcome)> = JoinSet::new();
     let ticker = tokio::spawn({
         let ctx = ctx.clone();
         async move { ctx.throttle.steer().await }
     });
-    for (i, task) in todo {
+    for (i, p) in plan
+        .read()
+        .context("Cannot read the plan back")?
+        .enumerate()
+    {
+        let p = p.context("Cannot read the plan back")?;
+        let Some(task) = outcomes.task(i, || state.take(&p.rel)) else {
+            continue;
+        };
         let permit = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => None,
@@ -230,124 +377,150 @@ async fn run_all(
                 message: Some(NOT_STARTED.into()),
                 ..Facts::plain(Status::Interrupted, 0)
             };
-            outcomes[i] = Some(Outcome::untransferred(row(&jobs[i], f)));
+            let source = p.source;
+            outcomes.set(i, source, Outcome::untransferred(planned_row(&p, f)));
             continue;
         };
-        let (ctx, jobs) = (ctx.clone(), jobs.clone());
+        let source = p.source;
+        let job = match p.job() {
+            Ok(job) => job,
+            Err((p, e)) => {
+                ctx.throttle.ended(permit);
+                let f = Facts {
+                    message: Some(format!(
+                        "internal error: the planned URL does not parse: {e}"
+                    )),
+                    ..Facts::plain(Status::Failed, 0)
+                };
+                outcomes.set(i, source, Outcome::untransferred(planned_row(&p, f)));
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
         set.spawn(async move {
             let t0 = Instant::now();
-            let out = job::run(&ctx, i, &jobs[i], task).await;
+            let out = job::run(&ctx, i, &job, task).await;
+            // The next file may start before this one's connection is back
+            // in the pool: the gate (fetch::gate) keeps it from opening one
+            // more.
             ctx.throttle.ended(permit);
             ctx.reporter.finished(Some(i), &out.row, t0.elapsed());
-            (i, out)
+            (i, source, out)
         });
-        while let Some(Ok((i, out))) = set.try_join_next() {
-            outcomes[i] = Some(out);
+        while let Some(Ok((i, source, out))) = set.try_join_next() {
+            outcomes.set(i, source, out);
         }
     }
     while let Some(done) = set.join_next().await {
-        if let Ok((i, out)) = done {
-            outcomes[i] = Some(out);
+        if let Ok((i, source, out)) = done {
+            outcomes.set(i, source, out);
         }
     }
     ticker.abort();
-    outcomes
+    Ok(())
 }
 
-/// Writes the state record and both manifests (with the plan's `notes`),
-/// prints the summary, and returns the exit code.
+/// Writes the state record, then `MANIFEST.json`, then `MANIFEST.HTML`
+/// (each from the plan file and the outcomes, row by row), prints the
+/// summary, and returns the exit code. A manifest that cannot be written
+/// (a full disk) is said in the summary; what fits is still written.
 fn finish(
     ctx: &Ctx,
-    jobs: &[Job],
-    outcomes: Vec<Option<Outcome>>,
+    plan: &PlanFile,
+    mut outcomes: Outcomes,
     started_at: String,
     notes: Vec<String>,
     who: Who,
     signal: i32,
 ) -> anyhow::Result<Exit> {
-    let mut rows = Vec::with_capacity(outcomes.len());
-    // FAILED files refused for want of a valid token.
-    let mut want_token = 0;
-    let mut bars = Vec::new();
-    let mut access = Vec::with_capacity(outcomes.len());
-    for (i, o) in outcomes.into_iter().enumerate() {
-        let o = o.unwrap_or_else(|| {
-            // Never started (interrupted), or its task died.
-            let (status, message) = match ctx.cancel.is_cancelled() {
-                true => (Status::Interrupted, NOT_STARTED),
-                false => (
-                    Status::Failed,
-                    "internal error: the transfer ended unexpectedly",
-                ),
-            };
-            let f = Facts {
-                message: Some(message.into()),
-                ..Facts::plain(status, 0)
-            };
-            Outcome::untransferred(row(&jobs[i], f))
-        });
-        if let Some(timing) = o.timing {
-            bars.push(Bar {
-                label: o.row.path.clone(),
-                status: o.row.status,
-                timing,
-            });
+    let open = plan.len()
+        - outcomes.count(Status::Complete)
+        - outcomes.count(Status::Skipped)
+        - outcomes.count(Status::Failed)
+        - outcomes.count(Status::Interrupted);
+    if open > 0 {
+        // Never started (interrupted), or its task died.
+        let (status, message) = match ctx.cancel.is_cancelled() {
+            true => (Status::Interrupted, NOT_STARTED),
+            false => (
+                Status::Failed,
+                "internal error: the transfer ended unexpectedly",
+            ),
+        };
+        for (i, p) in plan
+            .read()
+            .context("Cannot read the plan back")?
+            .enumerate()
+        {
+            let p = p.context("Cannot read the plan back")?;
+            if !outcomes.is_done(i) {
+                let f = Facts {
+                    message: Some(message.into()),
+                    ..Facts::plain(status, 0)
+                };
+                outcomes.set(i, p.source, Outcome::untransferred(planned_row(&p, f)));
+            }
         }
-        if let (Status::Failed, Access::Denied(d)) = (o.row.status, o.access) {
-            want_token += usize::from(d.wants_token(who.token_refused));
-        }
-        rows.push(o.row);
-        access.push(o.access.as_str().to_string());
     }
+    let root = ctx.dest.root();
+    let mut unwritten = Vec::new();
     if let Err(e) = ctx.dest.flush() {
-        let root = ctx.dest.root().display();
-        let warning = format!("cannot write the state record in `{root}`: {e}");
-        ctx.reporter.message(Level::Warn, &warning);
+        unwritten.push(format!(
+            "cannot write the state record in `{}`: {e} (the files are complete; the next run \
+             finds them by their size)",
+            root.display()
+        ));
     }
     let elapsed = ctx.origin.elapsed();
     let received = ctx.received.load(Ordering::Relaxed);
-    let mut m = Manifest::new(started_at, manifest::now_rfc3339(), received, rows);
-    m.notes = notes;
-    let count = |what: &str| {
-        let failed_with = |r: &&manifest::FileRecord| {
-            r.status == Status::Interrupted && r.message.as_deref() == Some(what)
-        };
-        m.files.iter().filter(failed_with).count()
+    let header = Header {
+        started: started_at,
+        finished: manifest::now_rfc3339(),
+        requested: plan.len(),
+        complete: outcomes.count(Status::Complete),
+        skipped: outcomes.count(Status::Skipped),
+        failed: outcomes.count(Status::Failed),
+        interrupted: outcomes.count(Status::Interrupted),
+        bytes: received,
+        notes,
     };
     let summary = Summary {
-        complete: m.complete,
-        skipped: m.skipped,
-        failed: m.failed,
+        complete: header.complete,
+        skipped: header.skipped,
+        failed: header.failed,
         bytes: received,
         elapsed,
         interrupted: signal != 0,
-        cut_short: count(CUT_SHORT) + count(job::INTERRUPTED_EARLY),
-        not_started: count(NOT_STARTED),
-        wants_token: m.failed > 0 && want_token == m.failed,
+        cut_short: outcomes.cut_short,
+        not_started: outcomes.not_started,
+        wants_token: outcomes.all_want_token(who.token_refused),
     };
     let html = HtmlContext {
         user: who.user,
         seconds: elapsed.as_secs_f64(),
-        bars,
-        access,
+        transfers: outcomes.transfers,
+        bars: outcomes.take_bars(),
     };
-    let root = ctx.dest.root();
-    manifest::save(root, &ctx.dest.manifest_stem(), &m, &html)
-        .with_context(|| format!("Cannot write the manifest in `{}`", root.display()))?;
+    let stem = ctx.dest.manifest_stem();
+    let rows = || {
+        let outcomes = &outcomes;
+        Ok(plan
+            .read()?
+            .enumerate()
+            .map(move |(i, p)| p.map(|p| outcomes.row(i, p))))
+    };
+    let saved = manifest::save_streamed(root, &stem, &header, &html, rows);
+    unwritten.extend(saved.error(root, &stem));
+    for e in &unwritten {
+        ctx.reporter.message(Level::Error, e);
+    }
     ctx.reporter.summary(&summary);
     Ok(match signal {
         130 => Exit::Interrupted,
         143 => Exit::Terminated,
+        _ if saved.json.is_err() || saved.html.is_err() => Exit::Failed,
         _ if summary.wants_token => Exit::NeedsToken,
-        _ if m.failed > 0 => Exit::Failed,
+        _ if header.failed > 0 || saved.json.is_err() || saved.html.is_err() => Exit::Failed,
         _ => Exit::Success,
     })
-}
-
-/// Who the run was, for the manifest and the exit code.
-struct Who {
-    /// The manifest's "Logged In User".
-    user: String,
-    /// `/whoami` said MAST did not accept the token.
-    token_refused: bool,
 }

@@ -23,7 +23,7 @@ use crate::fetch::{Http, Trust};
 use crate::input::listing::Lister;
 use crate::input::read::Reading;
 use crate::input::{Entry, InputError, Origin};
-use crate::plan::{Job, Planner, Source};
+use crate::plan::{Job, Planned, Planner, Source};
 use crate::progress::{Bars, Json, Level, Lines, Reporter};
 use crate::settings::{ClientSettings, Cloud, Output, QuerySettings, Settings};
 
@@ -159,11 +159,11 @@ pub async fn plan_each(
     settings: &Settings,
     http: &Http,
     reporter: &dyn Reporter,
-    f: &mut dyn FnMut(Job),
+    f: &mut dyn FnMut(Planned),
 ) -> anyhow::Result<Vec<String>> {
     let mut planner = Planner::new(settings.plan.clone());
     let mut push = |e: Entry| -> Result<(), InputError> {
-        if let Some(job) = planner.push(e)? {
+        if let Some(job) = planner.push_planned(e)? {
             f(job);
         }
         Ok(())
@@ -208,8 +208,21 @@ pub async fn plan_jobs(
     reporter: &dyn Reporter,
 ) -> anyhow::Result<(Vec<Job>, Vec<String>)> {
     let mut jobs = Vec::new();
-    let notes = plan_each(settings, http, reporter, &mut |job| jobs.push(job)).await?;
-    Ok((jobs, notes))
+    let mut bad = None;
+    let notes = plan_each(settings, http, reporter, &mut |p| match p.job() {
+        Ok(job) => jobs.push(job),
+        Err((p, e)) => {
+            bad.get_or_insert_with(|| InputError {
+                message: format!("cannot build a URL from `{}`: {e}", p.url),
+                origin: p.origin,
+            });
+        }
+    })
+    .await?;
+    match bad {
+        Some(e) => Err(e.into()),
+        None => Ok((jobs, notes)),
+    }
 }
 
 /// Points the jobs the bucket has at the bucket (`--cloud`): asks the

@@ -8,13 +8,19 @@ use anyhow::Context as _;
 
 use super::{plan_each, plan_jobs, point_at_bucket, reporter, run_http};
 use crate::error::Exit;
-use crate::plan::Job;
+use crate::plan::{Job, Planned};
 use crate::progress::Lines;
 use crate::settings::{Cloud, Settings};
 
 /// Writes one plan line.
 fn line(out: &mut impl Write, j: &Job) -> io::Result<()> {
     let url = crate::layout::redact_url(&j.url);
+    writeln!(out, "{}\t{url}\t{}", j.uri, j.rel)
+}
+
+/// Writes one plan line of a job planned as text.
+fn line_planned(out: &mut impl Write, j: &Planned) -> io::Result<()> {
+    let url = crate::layout::redact_url_text(&j.url);
     writeln!(out, "{}\t{url}\t{}", j.uri, j.rel)
 }
 
@@ -38,7 +44,7 @@ pub async fn plan(settings: Settings) -> anyhow::Result<Exit> {
     let mut written: io::Result<()> = Ok(());
     let planned = plan_each(&settings, &http, reporter.as_ref(), &mut |j| {
         if written.is_ok() {
-            written = line(&mut out, &j);
+            written = line_planned(&mut out, &j);
         }
     })
     .await;

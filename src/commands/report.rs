@@ -61,11 +61,13 @@ pub fn report(dest: &Path) -> anyhow::Result<Exit> {
     let ctx = HtmlContext {
         user: "(see each shard)".into(),
         seconds,
+        transfers: bars.len(),
         bars,
-        access: Vec::new(),
     };
-    manifest::save(dest, "MANIFEST", &merged, &ctx)
-        .with_context(|| format!("Cannot write the manifest in `{}`", dest.display()))?;
+    let saved = manifest::save(dest, "MANIFEST", &merged, &ctx);
+    if let Some(e) = saved.error(dest, "MANIFEST") {
+        say(format_args!("error: {e}"));
+    }
     say(format_args!(
         "{} of {n} shards: {} requested, {} complete, {} skipped, {} failed, {} transferred",
         n as usize - missing.len(),
@@ -88,7 +90,8 @@ pub fn report(dest: &Path) -> anyhow::Result<Exit> {
             list.join(", ")
         ));
     }
-    let clean = merged.failed == 0 && missing.is_empty() && running.is_empty();
+    let written = saved.json.is_ok() && saved.html.is_ok();
+    let clean = merged.failed == 0 && missing.is_empty() && running.is_empty() && written;
     Ok(if clean { Exit::Success } else { Exit::Failed })
 }
 

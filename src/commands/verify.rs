@@ -29,6 +29,9 @@ use url::Url;
 
 use crate::cli::VerifyArgs;
 use crate::dest::{Dest, StateRecord, META_DIR};
+
+/// The plan size whose state-record bound `verify` reads within.
+const VERIFY_FILES: usize = 1 << 18;
 use crate::error::{Exit, UsageError};
 use crate::fetch::Http;
 use crate::layout::escape;
@@ -243,7 +246,12 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
     let t0 = Instant::now();
     let root = cfg.dest.clone();
     check_root(&root)?;
-    let mut records: Vec<StateRecord> = Dest::read_only(&root).load_state().into_values().collect();
+    let mut records: Vec<StateRecord> = Dest::read_only(&root)
+        // Bounded as for a plan of VERIFY_FILES files (4 GiB of records):
+        // never followed, never blocked on, never read past that.
+        .load_state(VERIFY_FILES, true)?
+        .into_records()
+        .collect();
     if records.is_empty() {
         return Err(UsageError(format!(
             "`{}` holds no record of downloaded files (`{META_DIR}/state.jsonl`): nothing to verify; is it a folder `mastdl fetch` filled?",

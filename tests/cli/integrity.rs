@@ -381,12 +381,9 @@ fn planted_symlinks_are_never_followed_nor_renamed_into_place() {
         .is_file());
     assert_eq!(std::fs::read(&fin).unwrap(), body);
     assert_eq!(std::fs::read(&outside).unwrap(), vec![1u8; body.len()]);
-    // The state record and the manifests are not written through symlinks.
+    // The manifests are not written through symlinks.
     std::fs::remove_file(e.dest().join("MANIFEST.json")).unwrap();
     std::os::unix::fs::symlink(&outside, e.dest().join("MANIFEST.json")).unwrap();
-    let state = e.dest().join(".mastdl/state.jsonl");
-    std::fs::remove_file(&state).unwrap();
-    std::os::unix::fs::symlink(&outside, &state).unwrap();
     let r = e.fetch(&m, &[list.to_str().unwrap(), "--force"]);
     assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
     assert_eq!(std::fs::read(&outside).unwrap(), vec![1u8; body.len()]);
@@ -394,6 +391,13 @@ fn planted_symlinks_are_never_followed_nor_renamed_into_place() {
         .unwrap()
         .file_type()
         .is_file());
+    // Nor the state record: a symlink there is refused (issue 20 §3).
+    let state = e.dest().join(".mastdl/state.jsonl");
+    std::fs::remove_file(&state).unwrap();
+    std::os::unix::fs::symlink(&outside, &state).unwrap();
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "--force"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(std::fs::read(&outside).unwrap(), vec![1u8; body.len()]);
 }
 
 /// A tmpfs mounted for one test (root only; the test is skipped, saying
@@ -987,4 +991,147 @@ fn changed_between_ranges(v1: &[u8], v2: &[u8], new: Vec<u8>) {
         .unwrap_or_default()
         .to_string();
     assert!(!message.contains("ranges"), "{message}");
+}
+
+// ---- issue 20 §3: nothing under `.mastdl` is followed, blocks or grows ----
+
+/// Runs `fetch` of `list` into `e`'s DEST with a hang detector; returns the run.
+fn fetch_bounded(e: &Env, m: &super::mock::Mock, list: &Path) -> Run {
+    let mut c = e.cmd();
+    c.args(["fetch", "--base-url", &m.base, "-d"])
+        .arg(e.dest())
+        .arg(list)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    wait_bounded(c.spawn().unwrap(), Duration::from_secs(30))
+}
+
+/// Issue 20 §3: a FIFO or a symlink to `/dev/zero` at a state record, a
+/// symlinked `.mastdl` and a symlinked lock each end the run at once with
+/// exit 2 and a message naming the file; nothing is requested and nothing
+/// outside DEST is written.
+#[cfg(unix)]
+#[test]
+fn planted_fifos_and_symlinks_in_dot_mastdl_are_refused_with_exit_2() {
+    let m = archive_with(&[(B, Product::new(bytes(4, 1000)))]);
+    for case in ["fifo", "dev-zero", "symlinked-dir", "symlinked-lock"] {
+        let e = Env::new();
+        let list = e.write("uris.txt", B);
+        let meta = e.dest().join(".mastdl");
+        let outside = e.path().join("elsewhere");
+        std::fs::create_dir_all(&outside).unwrap();
+        match case {
+            "fifo" => {
+                std::fs::create_dir_all(&meta).unwrap();
+                let ok = Command::new("mkfifo")
+                    .arg(meta.join("state.1-of-2.jsonl"))
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+            }
+            "dev-zero" => {
+                std::fs::create_dir_all(&meta).unwrap();
+                std::os::unix::fs::symlink("/dev/zero", meta.join("state.jsonl")).unwrap();
+            }
+            "symlinked-dir" => {
+                std::fs::create_dir_all(e.dest()).unwrap();
+                std::os::unix::fs::symlink(&outside, &meta).unwrap();
+            }
+            _ => {
+                std::fs::create_dir_all(&meta).unwrap();
+                std::os::unix::fs::symlink(outside.join("lock"), meta.join("lock")).unwrap();
+            }
+        }
+        let r = fetch_bounded(&e, &m, &list);
+        assert_eq!(r.code, 2, "{case}: {}", r.stderr);
+        let named = match case {
+            "fifo" => "state.1-of-2.jsonl",
+            "dev-zero" => "state.jsonl",
+            "symlinked-dir" => ".mastdl",
+            _ => "lock",
+        };
+        assert!(r.stderr.contains(named), "{case}: {}", r.stderr);
+        assert!(m.seen().is_empty(), "{case}: a request was made");
+        let written: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().collect();
+        assert!(
+            written.is_empty(),
+            "{case}: wrote outside DEST: {written:?}"
+        );
+        assert!(!e.dest().join("MANIFEST.json").exists(), "{case}");
+    }
+}
+
+/// Issue 20 §4: a disk filled by completed files. Every complete file is
+/// in the state record, the summary says which manifest could not be
+/// written, what fits is written, and after space is freed a re-run asks
+/// for none of the complete files.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_disk_filled_by_complete_files_loses_no_record() {
+    let names: Vec<String> = (0..1500)
+        .map(|i| format!("mast:HST/product/f{i:04}_raw.fits"))
+        .collect();
+    let m = archive_with(&[]);
+    for (i, u) in names.iter().enumerate() {
+        m.add(u, Product::new(bytes(i as u64, 1000)));
+    }
+    let e = Env::new();
+    let Some(_fs) = Tmpfs::mount(&e.dest(), "size=1m") else {
+        return;
+    };
+    let list = e.write("uris.txt", &names.join("\n"));
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "-j", "2"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let complete: Vec<&String> = names
+        .iter()
+        .filter(|u| {
+            let name = u.rsplit('/').next().unwrap();
+            let obs = name.rsplit_once('_').unwrap().0;
+            e.dest().join("HST").join(obs).join(name).is_file()
+        })
+        .collect();
+    assert!(complete.len() > 100, "{} complete", complete.len());
+    assert!(complete.len() < names.len(), "the disk never filled");
+    let state = std::fs::read_to_string(e.dest().join(".mastdl/state.jsonl")).unwrap();
+    let recorded: std::collections::HashSet<String> = state
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["uri"].as_str().unwrap().to_string())
+        .collect();
+    for u in &complete {
+        assert!(recorded.contains(*u), "{u} is complete but not recorded");
+    }
+    let json = e.dest().join("MANIFEST.json");
+    if json.exists() {
+        let man = e.manifest();
+        assert_eq!(man["requested"], 1500);
+    }
+    if !json.exists() || !e.dest().join("MANIFEST.HTML").exists() {
+        assert!(r.stderr.contains("Cannot write `"), "{}", r.stderr);
+    }
+    let leftovers: Vec<_> = walk(&e.dest())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Free space: the next run fetches only what is missing.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=8m"])
+        .arg(e.dest())
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    m.reset_log();
+    let r = e.fetch(&m, &[list.to_str().unwrap(), "-j", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for u in &complete {
+        assert!(
+            m.seen_for(u).is_empty(),
+            "{u} was complete but requested again"
+        );
+    }
+    let man = e.manifest();
+    assert_eq!(man["skipped"], complete.len());
+    assert_eq!(man["complete"], 1500 - complete.len());
 }

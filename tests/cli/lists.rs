@@ -67,7 +67,9 @@ fn bad_line_exits_2_naming_file_and_line_before_any_request() {
     let r = e.env.fetch(m, &[list.to_str().unwrap()]);
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("mast:HST/a/x_1.fits") && r.stderr.contains("mast:HST/b/x_1.fits"),
+        r.stderr.contains("mast:HST/b/x_1.fits")
+            && r.stderr
+                .contains("coll.txt:2: `mast:HST/b/x_1.fits` and the entry on line 1"),
         "{}",
         r.stderr
     );

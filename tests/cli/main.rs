@@ -24,6 +24,7 @@ mod raw;
 mod resume;
 mod retries;
 mod robust;
+mod scale;
 mod shards;
 mod signals;
 mod support;
