@@ -16,13 +16,17 @@
 //! the run asks the source whether the local copy differs and replaces it
 //! when it does, as `--update` does, without `--update`. astroquery ignores
 //! the event, so its field's name is not pinned down anywhere public: any
-//! of these spellings is taken.
+//! of these spellings is taken. A product the file lists more than once
+//! (`new`, then `reprocessed`) is reprocessed when any of its rows says so:
+//! every row of it carries the flag, whichever one the plan keeps.
 //!
 //! Every error names the file and the 1-based row: a file that is not a
 //! JSON array of objects, a row without `filename`, a `..` segment in any
 //! field, a mission or fileset holding a path separator. A row without
 //! `fileset`/`dataset` is refused by the plan unless `--flat` (see
 //! [`LocalHint::Feed`]).
+
+use std::collections::HashSet;
 
 use percent_encoding::utf8_percent_encode;
 use serde_json::{Map, Value};
@@ -79,7 +83,8 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
             ),
         ));
     };
-    rows.iter()
+    let mut entries = rows
+        .iter()
         .enumerate()
         .map(|(i, row)| {
             let origin = Origin {
@@ -94,7 +99,40 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
                 }),
             }
         })
-        .collect()
+        .collect::<Result<Vec<Entry>, InputError>>()?;
+    merge_reprocessed(&mut entries);
+    Ok(entries)
+}
+
+/// Marks every row of a product reprocessed when any row of it is: a feed
+/// may list one product twice (`new`, then `reprocessed`), and the plan
+/// keeps only the first row of a URI, so the flag of a later one would be
+/// lost and a changed product SKIPPED unasked.
+fn merge_reprocessed(entries: &mut [Entry]) {
+    let changed: HashSet<String> = entries
+        .iter()
+        .filter(|e| is_reprocessed(e))
+        .map(|e| e.uri.clone())
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    for e in entries.iter_mut() {
+        if let LocalHint::Feed { reprocessed, .. } = &mut e.local {
+            *reprocessed |= changed.contains(&e.uri);
+        }
+    }
+}
+
+/// Returns true if and only if `e` is a reprocessed row.
+fn is_reprocessed(e: &Entry) -> bool {
+    matches!(
+        e.local,
+        LocalHint::Feed {
+            reprocessed: true,
+            ..
+        }
+    )
 }
 
 /// Builds the entry of one row.

@@ -163,3 +163,37 @@ fn malformed_feeds_exit_2_naming_the_file_and_row() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(e.dest().join(JW_FILE).is_file());
 }
+
+#[test]
+fn a_product_listed_new_then_reprocessed_is_checked_and_replaced() {
+    let m = archive_with(&[(HST_PRODUCT, versioned(2, "h1"))]);
+    let e = Env::new();
+    let hst = |event: &str| {
+        format!(
+            r#"{{"mission": "hst", "dataset": "IB1F01020", "filename": "ib1f01020_raw.fits", "uri": "{HST_PRODUCT}", "event": "{event}"}}"#
+        )
+    };
+    let first = e.write("first.json", &format!("[{}]", hst("new")));
+    assert_eq!(e.fetch(&m, &[first.to_str().unwrap()]).code, 0);
+    // Reprocessed under the same name and size; the next feed lists the
+    // product twice, the reprocessed row last.
+    m.add(HST_PRODUCT, versioned(12, "h2"));
+    m.reset_log();
+    let twice = e.write(
+        "twice.json",
+        &format!("[{}, {}]", hst("new"), hst("reprocessed")),
+    );
+    let r = e.fetch(&m, &[twice.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let man = e.manifest();
+    assert_eq!(man["files"].as_array().unwrap().len(), 1, "{man}");
+    assert_eq!(man["files"][0]["status"], "COMPLETE", "{man}");
+    assert_eq!(
+        std::fs::read(e.dest().join("hst/IB1F01020/ib1f01020_raw.fits")).unwrap(),
+        bytes(12, 2000)
+    );
+    assert!(
+        m.seen_for(HST_PRODUCT).iter().any(|s| s.method == "HEAD"),
+        "asked the source"
+    );
+}
