@@ -66,6 +66,10 @@ pub enum FetchError {
         status: u16,
         retry_after: Option<Duration>,
         detail: Option<String>,
+        /// The URL that answered (the last hop, after redirects): whether
+        /// a refusal is about the token depends on whether that host would
+        /// be given the token.
+        from: Option<Box<url::Url>>,
     },
     /// The connection failed.
     #[error("{message}")]
@@ -114,6 +118,14 @@ impl FetchError {
     pub fn status(&self) -> Option<u16> {
         match self {
             FetchError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Returns the URL that answered with an error status, if any.
+    pub fn answered_by(&self) -> Option<&url::Url> {
+        match self {
+            FetchError::Status { from, .. } => from.as_deref(),
             _ => None,
         }
     }

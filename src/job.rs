@@ -3,8 +3,8 @@
 //! A job is tried from its source through [`retry::run`] (the one retry
 //! loop); between sources it may move: a bucket object the bucket does not
 //! have (403/404) comes from the archive instead (or is SKIPPED with
-//! `--cloud-only`), and a 401/403 without a token asks for one once, on a
-//! terminal, then tries again. `--update` first asks the source (a HEAD,
+//! `--cloud-only`), and a 401/403 without a token from a host the token
+//! would be sent to asks for one once, on a terminal, then tries again. `--update` first asks the source (a HEAD,
 //! retried the same way) whether a complete file changed. The outcome is a
 //! manifest row, a timeline bar and what the HTML's "Access" column says.
 
@@ -89,6 +89,17 @@ impl Denial {
             (403, true) => Some(Denial::NotGranted),
             _ => None,
         }
+    }
+
+    /// Returns why `error` refused a file for the token's sake: a 401/403
+    /// from a URL the trust rules give the token to (the hop that answered,
+    /// after redirects), `had_token` saying whether the run had one. A
+    /// refusal from a host the token is never sent to (a script's
+    /// third-party line, a redirect to an untrusted host) is `None`: no
+    /// token could change it.
+    pub fn of_error(http: &Http, error: &FetchError, had_token: bool) -> Option<Denial> {
+        let trusted = error.answered_by().is_some_and(|u| http.trust.allows(u));
+        Denial::of(error.status(), had_token).filter(|_| trusted)
     }
 
     /// Returns true if and only if the refusal is for want of a valid token,
@@ -461,16 +472,16 @@ async fn update_one(
     let (head, _) = match head {
         Ok(h) => h,
         Err(f) => {
+            let denial = Denial::of_error(&ctx.http, &f.error, token.is_some());
             let (status, message) = if f.cancelled {
                 (Status::Interrupted, NOT_STARTED.to_string())
             } else {
                 let message = format!(
                     "could not check for an update ({}); the local file is unchanged",
-                    failure_message(&f, token.is_some())
+                    failure_message(&f, denial)
                 );
                 (Status::Failed, message)
             };
-            let denial = Denial::of(f.error.status(), token.is_some());
             return Outcome {
                 access: denial.map_or(Access::Untouched, Access::Denied),
                 ..Outcome::untransferred(row(
@@ -614,8 +625,8 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, note: Option<&str>) -> Outco
                 _ => return not_in_cloud(job, &from, &failed, attempts),
             }
         }
-        let denied = matches!(status, Some(401 | 403));
-        if denied && from.token.is_none() && from.source == Source::Mast {
+        let denial = Denial::of_error(&ctx.http, &failed.error, from.token.is_some());
+        if denial == Some(Denial::NoToken) && from.source == Source::Mast {
             if let Some(t) = ctx.auth.ask(ctx.reporter.as_ref(), &ctx.cancel).await {
                 from.token = Some(t);
                 continue;
@@ -623,7 +634,7 @@ async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, note: Option<&str>) -> Outco
         }
         return Outcome {
             timing,
-            ..failure(job, &path, &from, &failed, attempts)
+            ..failure(job, &path, &from, &failed, attempts, denial)
         };
     }
 }
@@ -761,8 +772,17 @@ fn not_in_cloud(job: &Job, from: &From, f: &Failed<FetchError>, attempts: u32) -
     }
 }
 
-/// The outcome of a job that failed for good, or was interrupted.
-fn failure(job: &Job, path: &Path, from: &From, f: &Failed<FetchError>, attempts: u32) -> Outcome {
+/// The outcome of a job that failed for good, or was interrupted;
+/// `denial` says why a refusal was for the token's sake (see
+/// [`Denial::of_error`]).
+fn failure(
+    job: &Job,
+    path: &Path,
+    from: &From,
+    f: &Failed<FetchError>,
+    attempts: u32,
+    denial: Option<Denial>,
+) -> Outcome {
     let (row_status, message) = if f.cancelled {
         let kept = fetch::part::Part::of(path)
             .file_len()
@@ -770,7 +790,7 @@ fn failure(job: &Job, path: &Path, from: &From, f: &Failed<FetchError>, attempts
         let message = if kept { CUT_SHORT } else { INTERRUPTED_EARLY };
         (Status::Interrupted, message.to_string())
     } else {
-        (Status::Failed, failure_message(f, from.token.is_some()))
+        (Status::Failed, failure_message(f, denial))
     };
     let status = f.error.status();
     Outcome {
@@ -786,7 +806,7 @@ fn failure(job: &Job, path: &Path, from: &From, f: &Failed<FetchError>, attempts
             },
         ),
         timing: None,
-        access: if let Some(d) = Denial::of(status, from.token.is_some()) {
+        access: if let Some(d) = denial {
             Access::Denied(d)
         } else if from.token.is_some() {
             Access::Token
@@ -796,13 +816,14 @@ fn failure(job: &Job, path: &Path, from: &From, f: &Failed<FetchError>, attempts
     }
 }
 
-/// Returns the manifest message of a failure, with what to do about it.
-fn failure_message(f: &Failed<FetchError>, had_token: bool) -> String {
-    let hint = match (f.error.status(), had_token) {
-        (Some(401), true) => " — the token was rejected: MAST tokens expire after 10 days unused or 60 days after creation; get a new one at https://auth.mast.stsci.edu/token".to_string(),
-        (Some(403), true) => " — the token does not grant access to this file (exclusive-access data?)".to_string(),
-        (Some(401 | 403), false) => format!(" — this file needs a MAST token: {TOKEN_HELP}"),
-        _ => String::new(),
+/// Returns the manifest message of a failure, with what to do about it
+/// (a token hint only for a refusal `denial` names).
+fn failure_message(f: &Failed<FetchError>, denial: Option<Denial>) -> String {
+    let hint = match denial {
+        Some(Denial::Rejected) => " — the token was rejected: MAST tokens expire after 10 days unused or 60 days after creation; get a new one at https://auth.mast.stsci.edu/token".to_string(),
+        Some(Denial::NotGranted) => " — the token does not grant access to this file (exclusive-access data?)".to_string(),
+        Some(Denial::NoToken) => format!(" — this file needs a MAST token: {TOKEN_HELP}"),
+        None => String::new(),
     };
     match f.retries {
         0 => format!("{}{hint}", f.error),

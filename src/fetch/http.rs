@@ -845,6 +845,7 @@ pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
 /// body (read for at most [`ERROR_EXCERPT_TIME`]).
 pub async fn status_error(mut resp: Response, stall: Duration) -> FetchError {
     let status = resp.status().as_u16();
+    let from = Some(Box::new(resp.url().clone()));
     let retry_after = retry_after(resp.headers());
     let body = body_excerpt(&mut resp, ERROR_EXCERPT, stall.min(ERROR_EXCERPT_TIME)).await;
     let detail = (!body.is_empty()).then(|| first_line(&body));
@@ -852,6 +853,7 @@ pub async fn status_error(mut resp: Response, stall: Duration) -> FetchError {
         status,
         retry_after,
         detail,
+        from,
     }
 }
 

@@ -2,6 +2,7 @@
 //! failure wants a valid token, manifests created under the umask, and the
 //! cron and systemd recipes in `examples/` run against the mock archive.
 
+use super::raw::{Raw, Reply};
 use super::*;
 
 fn needs_token(seed: u64) -> Product {
@@ -89,6 +90,88 @@ fn exit_1_when_any_failure_is_not_about_the_token() {
     // With the right token the protected file is no failure at all.
     let r = e.fetch(&m, &[list.to_str().unwrap(), "--token", TOKEN]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn a_refusal_from_a_host_the_token_is_never_sent_to_is_a_plain_failure() {
+    // One server, two names: `base` (127.0.0.1) and `other` (localhost).
+    let other = Arc::new(std::sync::Mutex::new(String::new()));
+    let elsewhere = other.clone();
+    let raw = Raw::start(move |req| {
+        let t = req.target.as_str();
+        if t.ends_with("redirected.fits") {
+            Reply::redirect(&format!("{}/unauthorized.fits", elsewhere.lock().unwrap()))
+        } else if t.ends_with("archive.fits") || t == "/denied.fits" {
+            Reply::new(403, b"Forbidden")
+        } else if t == "/unauthorized.fits" {
+            Reply::new(401, b"Unauthorized")
+        } else {
+            Reply::new(404, b"{}")
+        }
+    });
+    *other.lock().unwrap() = raw.other.clone();
+    let e = Env::new();
+    let run = |args: &[&str], token: Option<&str>| {
+        let _ = std::fs::remove_dir_all(e.dest());
+        let mut c = e.cmd();
+        c.arg("fetch").arg("-d").arg(e.dest()).args(args);
+        if let Some(t) = token {
+            c.env("MAST_API_TOKEN", t);
+        }
+        let r = Run::from(c.output().unwrap());
+        (r, e.manifest())
+    };
+    let plain_failures = |what: &str, r: &Run, man: &Value| {
+        assert_eq!(r.code, 1, "{what}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("every failure wants a valid MAST token"),
+            "{what}: {}",
+            r.stderr
+        );
+        for f in man["files"].as_array().unwrap() {
+            assert_eq!(f["status"], "FAILED", "{what}: {man}");
+            let message = f["message"].as_str().unwrap_or_default();
+            assert!(!message.contains("token"), "{what}: {man}");
+        }
+    };
+    // A download script's lines to hosts that are not MAST's (the archive
+    // is https://mast.stsci.edu here): a 403 and a 401, no token.
+    let script = e.write(
+        "get.sh",
+        &format!(
+            "#!/bin/sh\ncurl -o a.fits {}/denied.fits\ncurl -o b.fits {}/unauthorized.fits\n",
+            raw.other, raw.base
+        ),
+    );
+    let (r, man) = run(&[script.to_str().unwrap()], None);
+    plain_failures("script", &r, &man);
+    assert_eq!(man["files"].as_array().unwrap().len(), 2, "{man}");
+    // The archive redirects to an untrusted host, which answers 401: the
+    // token was never sent there, with one or without.
+    let list = e.write("uris.txt", "mast:HST/product/redirected.fits\n");
+    for token in [None, Some(TOKEN)] {
+        let (r, man) = run(&["--base-url", &raw.base, list.to_str().unwrap()], token);
+        plain_failures(&format!("redirect, token {token:?}"), &r, &man);
+        assert_eq!(man["files"][0]["http_status"], 401, "{man}");
+    }
+    assert!(
+        raw.seen()
+            .iter()
+            .filter(|s| s.port != raw.port)
+            .all(|s| s.header("authorization").is_none()),
+        "the token never went to the other host"
+    );
+    // The same refusal from the archive itself still wants a token.
+    let list = e.write("uris.txt", "mast:HST/product/archive.fits\n");
+    let (r, man) = run(&["--base-url", &raw.base, list.to_str().unwrap()], None);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        man["files"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("needs a MAST token"),
+        "{man}"
+    );
 }
 
 /// Runs `cmd` under `umask`.
