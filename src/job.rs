@@ -35,6 +35,14 @@ pub const CUT_SHORT: &str = "interrupted; the `.part` was kept and the next run 
 pub const NOT_STARTED: &str = "not started: the run was interrupted";
 /// The manifest message of a transfer interrupted before its first byte.
 pub const INTERRUPTED_EARLY: &str = "interrupted before any byte arrived";
+/// The manifest message of a complete file `--update` kept because nothing
+/// tells its version from the source's (same size, no validator to compare).
+pub const NO_VALIDATOR: &str =
+    "no validator: cannot tell whether it changed; `--force` fetches it again";
+/// The note of a reprocessed change-feed row fetched again because nothing
+/// tells the versions apart.
+const REPROCESSED_BLIND: &str =
+    "updated: the feed says reprocessed, and no validator tells the versions apart (same size)";
 
 /// Everything the jobs of one run share.
 pub struct Ctx {
@@ -452,7 +460,9 @@ fn on_retry(ctx: &Ctx, id: usize, job: &Job, err: &FetchError, n: u32, delay: Du
 
 /// `--update` for one complete file: a HEAD to its source; a changed file
 /// is fetched again to `.part` and renamed over the old one only when
-/// complete, so a failed replacement leaves the old file as it was.
+/// complete, so a failed replacement leaves the old file as it was. When
+/// nothing tells the versions apart (see [`NO_VALIDATOR`]), a reprocessed
+/// change-feed row is fetched again and any other file kept, saying so.
 async fn update_one(
     ctx: &Ctx,
     id: usize,
@@ -519,6 +529,18 @@ async fn update_one(
             "updated: no record of the version on disk, and the file does not carry the source's date";
         return fetch_one(ctx, id, job, Some(note)).await;
     }
+    // Nothing tells the versions apart: the same size, and no validator the
+    // record and the source both have (MAST may send none; a reprocessed
+    // FITS file keeps its size). A change feed that says the product was
+    // reprocessed is believed: it comes again, through `.part`, the old
+    // file untouched until the new one is complete. Plain `--update` keeps
+    // the file and says why.
+    let comparable = (etag.is_some() && head.etag.is_some())
+        || (modified.is_some() && head.last_modified.is_some());
+    let blind = !unrecorded && !comparable;
+    if blind && job.update {
+        return fetch_one(ctx, id, job, Some(REPROCESSED_BLIND)).await;
+    }
     if unrecorded || (etag.is_none() && modified.is_none()) {
         // Nothing was recorded to compare with: remember the source's
         // validators now, so the next --update can.
@@ -540,6 +562,7 @@ async fn update_one(
         job,
         Facts {
             http_status: Some(head.status),
+            message: blind.then(|| NO_VALIDATOR.to_string()),
             ..Facts::plain(Status::Skipped, size)
         },
     ))

@@ -197,3 +197,60 @@ fn a_product_listed_new_then_reprocessed_is_checked_and_replaced() {
         "asked the source"
     );
 }
+
+#[test]
+fn without_validators_a_reprocessed_row_comes_again_and_update_says_it_cannot_tell() {
+    // The source sends no ETag and no Last-Modified; reprocessing keeps
+    // the size (FITS pads to 2880-byte blocks).
+    let m = archive_with(&[(HST_PRODUCT, Product::new(bytes(2, 2000)))]);
+    let e = Env::new();
+    let path = e.dest().join("hst/IB1F01020/ib1f01020_raw.fits");
+    let hst = |event: &str| {
+        format!(
+            r#"[{{"mission": "hst", "dataset": "IB1F01020", "filename": "ib1f01020_raw.fits", "uri": "{HST_PRODUCT}", "event": "{event}"}}]"#
+        )
+    };
+    let new = e.write("new.json", &hst("new"));
+    let reprocessed = e.write("reprocessed.json", &hst("reprocessed"));
+    assert_eq!(e.fetch(&m, &[new.to_str().unwrap()]).code, 0);
+    // A reprocessed row: nothing tells the versions apart, so it comes again.
+    m.add(HST_PRODUCT, Product::new(bytes(12, 2000)));
+    m.reset_log();
+    let r = e.fetch(&m, &[reprocessed.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let f = &e.manifest()["files"][0];
+    assert_eq!(f["status"], "COMPLETE", "{f}");
+    assert!(
+        f["message"].as_str().unwrap_or("").contains("no validator"),
+        "{f}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes(12, 2000));
+    // A replacement that fails leaves the old file as it was (through `.part`).
+    m.add(
+        HST_PRODUCT,
+        Product {
+            get_fail_first: vec![500],
+            ..Product::new(bytes(13, 2000))
+        },
+    );
+    let r = e.fetch(&m, &[reprocessed.to_str().unwrap(), "--retries", "0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(e.manifest()["files"][0]["status"], "FAILED");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes(12, 2000));
+    // Plain `--update` keeps the file, and the row says it cannot tell.
+    m.add(HST_PRODUCT, Product::new(bytes(14, 2000)));
+    m.reset_log();
+    let r = e.fetch(&m, &[new.to_str().unwrap(), "--update"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let f = &e.manifest()["files"][0];
+    assert_eq!(f["status"], "SKIPPED", "{f}");
+    assert_eq!(
+        f["message"], "no validator: cannot tell whether it changed; `--force` fetches it again",
+        "{f}"
+    );
+    assert!(r.stderr.contains("no validator"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes(12, 2000));
+    assert_eq!(m.body_bytes(), 0);
+    let seen = m.seen_for(HST_PRODUCT);
+    assert!(seen.iter().all(|s| s.method == "HEAD"), "{seen:?}");
+}
