@@ -338,9 +338,15 @@ impl Outcomes {
     /// Returns job `i`'s manifest row, `p` being the job as planned.
     pub fn row(&self, i: usize, p: Planned) -> Row {
         let s = self.slots[i];
-        let url = match (&p.fallback, s.fell_back) {
-            (Some(f), true) => f.as_str(),
-            _ => p.url.as_str(),
+        let url = match (p.fallback, s.fell_back) {
+            (Some(f), true) => f,
+            _ => p.url,
+        };
+        // Only a URL with an `@` can carry a password: any other is kept as it is.
+        let url = if url.contains('@') {
+            crate::layout::redact_url_text(&url)
+        } else {
+            url
         };
         let status = match s.state {
             SlotState::Done(st) => st,
@@ -352,7 +358,7 @@ impl Outcomes {
         });
         Row {
             file: FileRecord {
-                url: crate::layout::redact_url_text(url),
+                url,
                 uri: p.uri,
                 path: p.rel,
                 status,

@@ -7,6 +7,18 @@ use std::borrow::Cow;
 
 /// Returns true if and only if `s` holds a control character (C0, DEL or C1).
 fn has_control(s: &str) -> bool {
+    // Printable ASCII (almost every URI and path) is told in blocks of 16
+    // bytes without a branch per byte; the first block that is not hands
+    // over to the byte loop below.
+    let bytes = s.as_bytes();
+    let plain = bytes
+        .chunks(16)
+        .take_while(|c| c.iter().fold(true, |ok, &b| ok & (0x20..0x7f).contains(&b)))
+        .count()
+        * 16;
+    if plain >= bytes.len() {
+        return false;
+    }
     // One pass over ASCII; the first non-ASCII byte hands over to `char`s
     // (C1 controls are two bytes in UTF-8).
     for (i, b) in s.bytes().enumerate() {
@@ -225,6 +237,21 @@ pub fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_found_wherever_they_are() {
+        let long = "mast:JWST/product/jw01000-o001_t001_nircam_clear-f090w_i2d.fits";
+        assert!(!has_control(long));
+        assert!(!has_control(""));
+        assert!(!has_control("é ü ~ plain"));
+        for at in [0, 7, 15, 16, 17, 31, 40, long.len()] {
+            for c in ['\0', '\t', '\x7f', '\u{85}'] {
+                let mut s = long.to_string();
+                s.insert(at, c);
+                assert!(has_control(&s), "{c:?} at {at}");
+            }
+        }
+    }
 
     #[test]
     fn layout_parts_follow_the_contract() {

@@ -426,14 +426,18 @@ fn write_json(
         notes_json(&h.notes)
     );
     put(&mut w, &head)?;
-    let mut line = String::with_capacity(512);
+    // One buffer for every row: serialised into it, scrubbed, written.
+    let mut line: Vec<u8> = Vec::with_capacity(512);
     for (i, row) in rows.enumerate() {
         let row = row?;
         line.clear();
-        line.push_str(if i == 0 { "\n    " } else { ",\n    " });
+        line.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
         // Serialising a plain struct of strings and numbers cannot fail.
-        line.push_str(&serde_json::to_string(&row.file).map_err(io::Error::other)?);
-        put(&mut w, &line)?;
+        serde_json::to_writer(&mut line, &row.file).map_err(io::Error::other)?;
+        put(
+            &mut w,
+            std::str::from_utf8(&line).map_err(io::Error::other)?,
+        )?;
     }
     put(&mut w, "\n  ]\n}\n")?;
     persist(w, &dest.join(name))
@@ -786,15 +790,17 @@ fn escape_into(out: &mut String, s: &str) {
 /// Appends the relative link of a `/`-separated path to `out`,
 /// percent-encoded (so nothing in it needs an HTML escape).
 fn href_into(out: &mut String, path: &str) {
-    for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
+    // Each segment percent-encoded as `NON_ALPHANUMERIC` does (every byte
+    // but an ASCII letter or digit, upper-case hex), byte by byte.
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in path.bytes() {
+        if b == b'/' || b.is_ascii_alphanumeric() {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         }
-        let _ = write!(
-            out,
-            "{}",
-            percent_encoding::utf8_percent_encode(seg, percent_encoding::NON_ALPHANUMERIC)
-        );
     }
 }
 
@@ -860,7 +866,9 @@ fn notes_html(notes: &[String]) -> String {
 fn row_html(out: &mut String, i: usize, row: &Row, user: &str, up: &str) {
     let f = &row.file;
     let status = f.status.as_str();
-    let _ = write!(out, "<tr id=\"r{}\"><td>", i + 1);
+    out.push_str("<tr id=\"r");
+    push_number(out, i as u64 + 1);
+    out.push_str("\"><td>");
     escape_into(out, &f.uri);
     out.push_str("</td><td>");
     if matches!(f.status, Status::Failed | Status::Interrupted) {
@@ -875,23 +883,46 @@ fn row_html(out: &mut String, i: usize, row: &Row, user: &str, up: &str) {
     }
     out.push_str("</td><td>");
     escape_into(out, row.access);
-    let _ = write!(out, "</td><td class=\"{status}\">{status}</td><td>");
+    out.push_str("</td><td class=\"");
+    out.push_str(status);
+    out.push_str("\">");
+    out.push_str(status);
+    out.push_str("</td><td>");
     escape_into(out, user);
-    let _ = write!(out, "</td><td class=\"n\">{}</td><td class=\"n\">", f.bytes);
+    out.push_str("</td><td class=\"n\">");
+    push_number(out, f.bytes);
+    out.push_str("</td><td class=\"n\">");
     if let Some(h) = f.http_status {
-        let _ = write!(out, "{h}");
+        push_number(out, u64::from(h));
     }
     let source = match f.source {
         Source::Mast => "mast",
         Source::Cloud => "cloud",
     };
-    let _ = write!(
-        out,
-        "</td><td class=\"n\">{}</td><td>{source}</td><td>",
-        f.attempts
-    );
+    out.push_str("</td><td class=\"n\">");
+    push_number(out, u64::from(f.attempts));
+    out.push_str("</td><td>");
+    out.push_str(source);
+    out.push_str("</td><td>");
     escape_into(out, f.message.as_deref().unwrap_or(""));
     out.push_str("</td></tr>\n");
+}
+
+/// Appends `n` in decimal to `out` (what `{}` writes, without `fmt`).
+fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
 }
 
 /// Returns the one-page HTML of a manifest held in memory.
@@ -989,6 +1020,38 @@ aria-label=\"transfer timeline\">",
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_written_as_format_writes_them() {
+        for n in [0, 1, 9, 10, 99, 100, 4096, 1_000_000, u64::MAX] {
+            let mut s = String::from("x");
+            push_number(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+    }
+
+    #[test]
+    fn links_are_encoded_as_percent_encoding_encodes_each_segment() {
+        for path in [
+            "HST/o6h/o6h_x.fits",
+            "a b/c%d/é ü/x?y#z&w",
+            "JWST/jw01/jw01-o001_t001_nircam_clear-f090w_i2d.fits",
+            "",
+            "/lead/",
+        ] {
+            let want = path
+                .split('/')
+                .map(|s| {
+                    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let mut got = String::new();
+            href_into(&mut got, path);
+            assert_eq!(got, want, "{path}");
+        }
+    }
 
     fn record(status: Status, message: Option<&str>) -> FileRecord {
         FileRecord {

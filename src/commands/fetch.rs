@@ -310,39 +310,76 @@ fn classify(
     state: &StateIndex,
     outcomes: &mut Outcomes,
 ) -> anyhow::Result<()> {
-    let mut lstat = Lstat::new(ctx.dest.root());
-    for (i, p) in plan
-        .read()
-        .context("Cannot read the plan back")?
-        .enumerate()
-    {
-        let p = p.context("Cannot read the plan back")?;
-        let decided = |f: Facts| Outcome::untransferred(planned_row(&p, f));
-        let outcome = if p.not_in_cloud {
-            decided(Facts {
-                message: Some("not in cloud".into()),
-                ..Facts::plain(Status::Skipped, 0)
-            })
+    // The plan is read in batches; each batch's files are looked at on two
+    // threads (half each: the `lstat`s are most of a re-run's time), then
+    // decided in plan order.
+    const BATCH: usize = 8192;
+    let mut lstat = [Lstat::new(ctx.dest.root()), Lstat::new(ctx.dest.root())];
+    let mut reader = plan.read().context("Cannot read the plan back")?;
+    let mut batch: Vec<Planned> = Vec::with_capacity(BATCH);
+    let mut found: Vec<Option<(bool, u64)>> = Vec::with_capacity(BATCH);
+    let mut next = 0;
+    loop {
+        batch.clear();
+        for p in reader.by_ref().take(BATCH) {
+            batch.push(p.context("Cannot read the plan back")?);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        found.clear();
+        found.resize(batch.len(), None);
+        let [near, far] = &mut lstat;
+        if batch.len() < 256 {
+            look_at(near, &batch, &mut found);
         } else {
-            let expect = p.size.or_else(|| state.size(&p.rel));
-            match complete_size(lstat.at(&p.rel), expect) {
-                // A reprocessed change-feed row is checked like `--update`
-                // checks every file (`--force` fetches it anyway).
-                Some(size) if settings.update || (p.update && !settings.force) => {
-                    outcomes.to_check(i, size);
-                    continue;
+            let half = batch.len() / 2;
+            let (first, second) = found.split_at_mut(half);
+            let (mine, theirs) = batch.split_at(half);
+            std::thread::scope(|s| {
+                s.spawn(|| look_at(far, theirs, second));
+                look_at(near, mine, first);
+            });
+        }
+        for (p, &at) in batch.drain(..).zip(found.iter()) {
+            let i = next;
+            next += 1;
+            let decided = |f: Facts| Outcome::untransferred(planned_row(&p, f));
+            let outcome = if p.not_in_cloud {
+                decided(Facts {
+                    message: Some("not in cloud".into()),
+                    ..Facts::plain(Status::Skipped, 0)
+                })
+            } else {
+                let expect = p.size.or_else(|| state.size(&p.rel));
+                match complete_size(at, expect) {
+                    // A reprocessed change-feed row is checked like `--update`
+                    // checks every file (`--force` fetches it anyway).
+                    Some(size) if settings.update || (p.update && !settings.force) => {
+                        outcomes.to_check(i, size);
+                        continue;
+                    }
+                    Some(size) if !settings.force => decided(Facts::plain(Status::Skipped, size)),
+                    _ => {
+                        outcomes.to_fetch(i);
+                        continue;
+                    }
                 }
-                Some(size) if !settings.force => decided(Facts::plain(Status::Skipped, size)),
-                _ => {
-                    outcomes.to_fetch(i);
-                    continue;
-                }
-            }
-        };
-        ctx.reporter.finished(None, &outcome.row, Duration::ZERO);
-        outcomes.set(i, p.source, outcome);
+            };
+            ctx.reporter.finished(None, &outcome.row, Duration::ZERO);
+            outcomes.set(i, p.source, outcome);
+        }
     }
-    Ok(())
+}
+
+/// Looks at the file of each job of `jobs` (not those `--cloud-only`
+/// skips) into the same place of `found`.
+fn look_at(lstat: &mut Lstat, jobs: &[Planned], found: &mut [Option<(bool, u64)>]) {
+    for (p, at) in jobs.iter().zip(found.iter_mut()) {
+        if !p.not_in_cloud {
+            *at = lstat.at(&p.rel);
+        }
+    }
 }
 
 /// Runs the tasks, at most the throttle's number at once, until done or

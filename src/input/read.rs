@@ -50,6 +50,14 @@ struct LineReader<'a, R> {
 impl<R: BufRead> LineReader<'_, R> {
     /// Returns the next line with its line break, or `None` at the end.
     fn next(&mut self) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .fill()?
+            .then(|| String::from_utf8_lossy(&self.buf).into_owned()))
+    }
+
+    /// Reads the next line with its line break into `buf`; returns false at
+    /// the end.
+    fn fill(&mut self) -> anyhow::Result<bool> {
         self.buf.clear();
         let limit = MAX_LINE_BYTES as u64 + 1;
         let n = (&mut self.reader)
@@ -57,7 +65,7 @@ impl<R: BufRead> LineReader<'_, R> {
             .read_until(b'\n', &mut self.buf)
             .map_err(|e| UsageError(format!("Cannot read `{}`: {e}", self.file)))?;
         if n == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         self.line += 1;
         // The one place a UTF-8 byte-order mark is dropped: no reader
@@ -86,7 +94,7 @@ impl<R: BufRead> LineReader<'_, R> {
             )
             .into());
         }
-        Ok(Some(String::from_utf8_lossy(&self.buf).into_owned()))
+        Ok(true)
     }
 }
 
@@ -171,12 +179,20 @@ fn stream_list<R: BufRead>(
     line: &str,
     push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
 ) -> anyhow::Result<Parsed> {
-    let mut current = Some(line.to_string());
-    while let Some(line) = current {
+    if let Some(e) = list::parse_line(lines.file, lines.line, line)? {
+        push(e)?;
+    }
+    // Each further line is read into the reader's buffer and looked at
+    // there: no copy of a line besides its entry's URI.
+    while lines.fill()? {
+        // UTF-8 (every list mastdl is given) is checked in one fast pass.
+        let line = match std::str::from_utf8(&lines.buf) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(&lines.buf),
+        };
         if let Some(e) = list::parse_line(lines.file, lines.line, &line)? {
             push(e)?;
         }
-        current = lines.next()?;
     }
     Ok(Parsed::default())
 }
