@@ -552,32 +552,46 @@ impl PlanFile {
             job.rel.as_str(),
             fallback,
         ];
-        self.put(texts, job, not_in_cloud)
+        self.put(Record {
+            texts,
+            origin: &job.origin,
+            size: job.size,
+            source: job.source,
+            not_in_cloud,
+            update: job.update,
+        })
     }
 
     /// Appends a job planned as text.
     pub fn push_planned(&mut self, p: &Planned) -> io::Result<()> {
         let fallback = p.fallback.as_deref().unwrap_or("");
         let texts = [p.uri.as_str(), p.url.as_str(), p.rel.as_str(), fallback];
-        self.put(texts, p, p.not_in_cloud)
+        self.put(Record {
+            texts,
+            origin: &p.origin,
+            size: p.size,
+            source: p.source,
+            not_in_cloud: p.not_in_cloud,
+            update: p.update,
+        })
     }
 
-    fn put(&mut self, texts: [&str; 4], job: &impl JobFacts, not_in_cloud: bool) -> io::Result<()> {
+    fn put(&mut self, r: Record<'_>) -> io::Result<()> {
         let w = &mut self.out;
-        let origin = job.origin();
-        for s in texts.into_iter().chain([origin.file.as_str()]) {
+        let origin = r.origin;
+        for s in r.texts.into_iter().chain([origin.file.as_str()]) {
             w.write_all(&(s.len() as u64).to_le_bytes())?;
             w.write_all(s.as_bytes())?;
         }
-        w.write_all(&job.size().map_or(0, |s| s.saturating_add(1)).to_le_bytes())?;
+        w.write_all(&r.size.map_or(0, |s| s.saturating_add(1)).to_le_bytes())?;
         w.write_all(&(origin.line as u64).to_le_bytes())?;
-        let source = match job.source() {
+        let source = match r.source {
             Source::Mast => 0u8,
             Source::Cloud => 1,
         };
-        w.write_all(&[source, u8::from(not_in_cloud) | u8::from(job.update()) << 1])?;
+        w.write_all(&[source, u8::from(r.not_in_cloud) | u8::from(r.update) << 1])?;
         self.len += 1;
-        self.updates += usize::from(job.update());
+        self.updates += usize::from(r.update);
         Ok(())
     }
 
@@ -602,42 +616,15 @@ impl PlanFile {
     }
 }
 
-/// What [`PlanFile`] keeps of a job besides its texts.
-trait JobFacts {
-    fn origin(&self) -> &Origin;
-    fn size(&self) -> Option<u64>;
-    fn source(&self) -> Source;
-    fn update(&self) -> bool;
-}
-
-impl JobFacts for Job {
-    fn origin(&self) -> &Origin {
-        &self.origin
-    }
-    fn size(&self) -> Option<u64> {
-        self.size
-    }
-    fn source(&self) -> Source {
-        self.source
-    }
-    fn update(&self) -> bool {
-        self.update
-    }
-}
-
-impl JobFacts for Planned {
-    fn origin(&self) -> &Origin {
-        &self.origin
-    }
-    fn size(&self) -> Option<u64> {
-        self.size
-    }
-    fn source(&self) -> Source {
-        self.source
-    }
-    fn update(&self) -> bool {
-        self.update
-    }
+/// One job as [`PlanFile`] writes it: its texts (URI, URL, path,
+/// fallback URL) and facts, whether it comes as a [`Job`] or a [`Planned`].
+struct Record<'a> {
+    texts: [&'a str; 4],
+    origin: &'a Origin,
+    size: Option<u64>,
+    source: Source,
+    not_in_cloud: bool,
+    update: bool,
 }
 
 /// Reads a [`PlanFile`] back, job by job.
