@@ -16,16 +16,16 @@ use crate::progress::{Level, Reporter};
 use crate::token::{self, Token};
 
 /// Where to get a token, for messages.
-pub const TOKEN_HELP: &str =
+pub(crate) const TOKEN_HELP: &str =
     "set `MAST_API_TOKEN` or pass `--token` (tokens: https://auth.mast.stsci.edu/token)";
 
 /// The longest `/whoami` may take, body included.
-pub const WHOAMI_TIME: Duration = Duration::from_secs(15);
+pub(crate) const WHOAMI_TIME: Duration = Duration::from_secs(15);
 /// The largest `/whoami` answer read.
-pub const WHOAMI_MAX: usize = 64 << 10;
+pub(crate) const WHOAMI_MAX: usize = 64 << 10;
 
 /// The token as the run knows it, and the one-time prompt for it.
-pub struct Auth {
+pub(crate) struct Auth {
     token: std::sync::RwLock<Option<Token>>,
     prompted: Mutex<bool>,
     interactive: bool,
@@ -34,7 +34,7 @@ pub struct Auth {
 impl Auth {
     /// Returns the run's auth state: `token` from `--token` or the
     /// environment; `interactive` when a prompt may ask for one.
-    pub fn new(token: Option<Token>, interactive: bool) -> Auth {
+    pub(crate) fn new(token: Option<Token>, interactive: bool) -> Auth {
         Auth {
             token: std::sync::RwLock::new(token),
             prompted: Mutex::new(false),
@@ -43,13 +43,17 @@ impl Auth {
     }
 
     /// Returns the token known now.
-    pub fn current(&self) -> Option<Token> {
+    pub(crate) fn current(&self) -> Option<Token> {
         self.token.read().ok().and_then(|t| t.clone())
     }
 
     /// After a 401/403 without a token: asks once for the whole run (other
     /// transfers that hit it meanwhile wait here) and returns the token.
-    pub async fn ask(&self, reporter: &dyn Reporter, cancel: &CancellationToken) -> Option<Token> {
+    pub(crate) async fn ask(
+        &self,
+        reporter: &dyn Reporter,
+        cancel: &CancellationToken,
+    ) -> Option<Token> {
         let mut prompted = self.prompted.lock().await;
         if let Some(t) = self.current() {
             return Some(t);
@@ -89,7 +93,7 @@ fn prompt_or_cancel(cancel: &CancellationToken) -> Option<Token> {
 
 /// Who MAST says the token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
+pub(crate) enum Identity {
     /// MAST's ezid for the token.
     User(String),
     /// MAST did not accept the token (`anon: true`).
@@ -100,7 +104,7 @@ pub enum Identity {
 
 impl Identity {
     /// Returns the manifest's "Logged In User".
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Identity::User(u) => u.clone(),
             Identity::Anonymous => "anonymous".into(),
@@ -114,7 +118,7 @@ impl Identity {
 /// [`WHOAMI_TIME`] (or the stall timeout, if shorter) in all and
 /// [`WHOAMI_MAX`] bytes, or until `cancel`.
 /// No answer is not an error: a warning at most.
-pub async fn whoami(
+pub(crate) async fn whoami(
     http: &Http,
     base: &url::Url,
     token: &Token,

@@ -27,24 +27,24 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::rate::RateLimiter;
 
 /// Where `-j auto` starts.
-pub const AUTO_START: usize = 4;
+pub(crate) const AUTO_START: usize = 4;
 /// The most connections `-j auto` opens to a host over HTTP/1.1.
-pub const AUTO_CAP_HTTP1: usize = 16;
+pub(crate) const AUTO_CAP_HTTP1: usize = 16;
 /// The most concurrent requests `-j auto` sends over HTTP/2 (two
 /// connections carry them all, see `fetch::http`).
-pub const AUTO_CAP_HTTP2: usize = 64;
+pub(crate) const AUTO_CAP_HTTP2: usize = 64;
 /// Where `-j auto` jumps once the archive answers over HTTP/2.
-pub const AUTO_START_HTTP2: usize = 48;
+pub(crate) const AUTO_START_HTTP2: usize = 48;
 /// Successes after which a throttled fixed budget gets one slot back.
-pub const RECOVER_AFTER: usize = 8;
+pub(crate) const RECOVER_AFTER: usize = 8;
 /// How long growth pauses after the server pushed back.
-pub const CALM_AFTER_STRAIN: Duration = Duration::from_secs(3);
+pub(crate) const CALM_AFTER_STRAIN: Duration = Duration::from_secs(3);
 /// How often `-j auto` looks at throughput.
-pub const TICK: Duration = Duration::from_millis(250);
+pub(crate) const TICK: Duration = Duration::from_millis(250);
 
 /// `-j`: a fixed number, or `auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Jobs {
+pub(crate) enum Jobs {
     Auto,
     Fixed(usize),
 }
@@ -64,7 +64,7 @@ impl std::str::FromStr for Jobs {
 
 impl Jobs {
     /// Returns the most requests this setting may ever have in flight.
-    pub fn ceiling(self) -> usize {
+    pub(crate) fn ceiling(self) -> usize {
         match self {
             Jobs::Auto => AUTO_CAP_HTTP1,
             Jobs::Fixed(n) => n,
@@ -74,7 +74,7 @@ impl Jobs {
 
 /// How hard the server pushed back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushback {
+pub(crate) enum Pushback {
     /// HTTP 429: slow down.
     SlowDown,
     /// A 503, a reset or a stall: the server or the path is strained.
@@ -348,7 +348,7 @@ impl Budget {
 
 /// What the run's transfers tell the [`Throttle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// An answer arrived (over HTTP/2 or not): the slots held back for the
     /// first answer go out, and over HTTP/2 `auto` reaches higher.
     Answered { http2: bool },
@@ -364,7 +364,7 @@ pub enum Event {
 /// before any client exists, and its one owner (see the module docs): the
 /// connection budget, the bucket's connection bound and the rate limiter.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     budget: Budget,
     /// The run-wide bound on connections to the bucket.
     bucket: Semaphore,
@@ -377,7 +377,7 @@ pub struct Throttle {
 impl Throttle {
     /// Returns the throttle of `jobs` (`-j`), `limit_rate` (`--limit-rate`,
     /// bytes a second) and `bucket` connections to the bucket.
-    pub fn new(jobs: Jobs, limit_rate: Option<u64>, bucket: usize) -> Throttle {
+    pub(crate) fn new(jobs: Jobs, limit_rate: Option<u64>, bucket: usize) -> Throttle {
         Throttle {
             budget: Budget::new(jobs),
             bucket: Semaphore::new(bucket),
@@ -387,7 +387,7 @@ impl Throttle {
     }
 
     /// Takes in what a transfer or the retry loop saw.
-    pub fn on(&self, event: Event) {
+    pub(crate) fn on(&self, event: Event) {
         match event {
             Event::Answered { http2 } => {
                 if http2 {
@@ -407,29 +407,29 @@ impl Throttle {
 
     /// Body bytes arrived: waits until `--limit-rate` lets `n` more go,
     /// and counts them for throughput.
-    pub async fn streamed(&self, n: usize) {
+    pub(crate) async fn streamed(&self, n: usize) {
         self.limiter.take(n).await;
         self.budget.streamed(n);
     }
 
     /// Returns true if and only if `--limit-rate` caps the run.
-    pub fn is_rate_limited(&self) -> bool {
+    pub(crate) fn is_rate_limited(&self) -> bool {
         !self.limiter.is_unlimited()
     }
 
     /// Returns the budget now.
-    pub fn current(&self) -> usize {
+    pub(crate) fn current(&self) -> usize {
         self.budget.current()
     }
 
     /// Waits for a slot for a new file.
-    pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
         self.budget.acquire().await
     }
 
     /// A file's job ended, whatever its outcome: its slot comes back and
     /// the slots held back for the first answer go out.
-    pub fn ended(&self, slot: OwnedSemaphorePermit) {
+    pub(crate) fn ended(&self, slot: OwnedSemaphorePermit) {
         self.budget.warm();
         // The next file may start before this one's connection is back in
         // the pool: the gate (fetch::gate) keeps it from opening one more.
@@ -439,29 +439,29 @@ impl Throttle {
 
     /// Returns a slot for an extra range of a large file, if one is free
     /// and no file is waiting for it.
-    pub fn try_extra(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn try_extra(&self) -> Option<OwnedSemaphorePermit> {
         self.budget.try_extra()
     }
 
     /// Returns true if and only if a file is waiting for a slot.
-    pub fn wanted(&self) -> bool {
+    pub(crate) fn wanted(&self) -> bool {
         self.budget.wanted()
     }
 
     /// Hands an extra range's slot back.
-    pub fn release(&self, slot: OwnedSemaphorePermit) {
+    pub(crate) fn release(&self, slot: OwnedSemaphorePermit) {
         self.budget.release(slot);
     }
 
     /// Returns the run-wide bound on connections to the bucket.
-    pub fn bucket(&self) -> &Semaphore {
+    pub(crate) fn bucket(&self) -> &Semaphore {
         &self.bucket
     }
 
     /// Steers `-j auto` for as long as it is polled: every [`TICK`] a look
     /// at throughput; after eight, a first file that takes long to answer
     /// (a stall, a bucket object) no longer holds every other one back.
-    pub async fn steer(&self) {
+    pub(crate) async fn steer(&self) {
         for n in 1u32.. {
             tokio::time::sleep(TICK).await;
             if n == 8 {

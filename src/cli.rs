@@ -8,21 +8,21 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use url::Url;
 
 /// MAST's public bucket on AWS Open Data.
-pub const DEFAULT_S3_URL: &str = "https://stpubdata.s3.us-east-1.amazonaws.com";
+pub(crate) const DEFAULT_S3_URL: &str = "https://stpubdata.s3.us-east-1.amazonaws.com";
 
 /// The version string: the crate version and, when built from git, the commit.
-pub const VERSION: &str = env!("MASTDL_VERSION");
+pub(crate) const VERSION: &str = env!("MASTDL_VERSION");
 
 /// Fast, resumable bulk downloads from MAST, the Mikulski Archive for Space Telescopes.
 #[derive(Debug, Parser)]
 #[command(name = "mastdl", version = VERSION, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Download the files an input names into DEST, with MANIFEST.HTML and MANIFEST.json.
     Fetch(FetchArgs),
     /// Print the download plan (URI, URL, PATH; TAB-separated) and download nothing.
@@ -66,7 +66,7 @@ impl Cli {
 
 /// Shells completions are generated for.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ShellKind {
+pub(crate) enum ShellKind {
     Bash,
     Zsh,
     Fish,
@@ -74,7 +74,7 @@ pub enum ShellKind {
 
 /// When to draw progress bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
+pub(crate) enum ProgressMode {
     /// Only when stderr is a terminal.
     Auto,
     Always,
@@ -83,7 +83,7 @@ pub enum ProgressMode {
 
 /// How messages on stderr look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Lines for people.
     Text,
     /// One JSON object per event.
@@ -92,177 +92,177 @@ pub enum LogFormat {
 
 /// Options shared by `fetch` and `plan`.
 #[derive(Debug, Args)]
-pub struct FetchArgs {
+pub(crate) struct FetchArgs {
     /// A URI list, MAST download script or product table (CSV/ECSV); `-` or none reads standard input.
     #[arg(value_name = "INPUT")]
-    pub inputs: Vec<PathBuf>,
+    pub(crate) inputs: Vec<PathBuf>,
 
     /// Payload folder.
     #[arg(short = 'd', long, value_name = "DIR", default_value = "mastDownload")]
-    pub dest: PathBuf,
+    pub(crate) dest: PathBuf,
 
     #[command(flatten)]
-    pub network: NetworkArgs,
+    pub(crate) network: NetworkArgs,
 
     /// Concurrent transfers: a number (at most N connections to a host) or `auto` (start at 4, grow with throughput to 16).
     #[arg(short = 'j', long, value_name = "N|auto", default_value = "auto")]
-    pub jobs: crate::budget::Jobs,
+    pub(crate) jobs: crate::budget::Jobs,
 
     /// Run-wide cap in bytes per second, curl's syntax (`500k`, `20M`, `1G`), shared by all transfers.
     #[arg(long, value_name = "RATE", value_parser = crate::rate::parse_rate)]
-    pub limit_rate: Option<u64>,
+    pub(crate) limit_rate: Option<u64>,
 
     /// Retries per file on transient errors.
     #[arg(long, value_name = "N", default_value_t = crate::retry::DEFAULT_RETRIES)]
-    pub retries: u32,
+    pub(crate) retries: u32,
 
     /// Put files straight into DEST (no COLL/OBS_ID folders).
     #[arg(long)]
-    pub flat: bool,
+    pub(crate) flat: bool,
 
     #[command(flatten)]
-    pub filter: FilterArgs,
+    pub(crate) filter: FilterArgs,
 
     /// Only the K-th (0-based) of N disjoint shards; `auto` reads SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX (+ MASTDL_SHARD_COUNT).
     #[arg(long, value_name = "K/N")]
-    pub shard: Option<String>,
+    pub(crate) shard: Option<String>,
 
     /// Re-download files even if complete.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
 
     /// Ask the archive whether complete files changed (reprocessed) and replace those that did.
     #[arg(long, conflicts_with = "force")]
-    pub update: bool,
+    pub(crate) update: bool,
 
     /// Fetch public products from MAST's AWS Open Data bucket when they are there.
     #[arg(long, env = "MASTDL_CLOUD", value_parser = clap::builder::BoolishValueParser::new())]
-    pub cloud: bool,
+    pub(crate) cloud: bool,
 
     /// Like `--cloud`, and never download from the archive: what is not in the bucket is SKIPPED.
     #[arg(long)]
-    pub cloud_only: bool,
+    pub(crate) cloud_only: bool,
 
     /// Bucket endpoint (objects at `{URL}/{key}`).
     #[arg(long, value_name = "URL", env = "MASTDL_S3_URL", default_value = DEFAULT_S3_URL)]
-    pub s3_url: Url,
+    pub(crate) s3_url: Url,
 
     /// Same as `plan`: print the plan, download nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub(crate) output: OutputArgs,
 
     /// Fetch what a MAST search returns (criteria below) instead of reading an input.
     #[arg(long)]
-    pub query: bool,
+    pub(crate) query: bool,
 
     #[command(flatten)]
-    pub criteria: CriteriaArgs,
+    pub(crate) criteria: CriteriaArgs,
 }
 
 /// Options of `verify`.
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The payload folder a `mastdl fetch` filled.
     #[arg(value_name = "DEST")]
-    pub dest: PathBuf,
+    pub(crate) dest: PathBuf,
 
     /// Also list files below DEST that no record lists.
     #[arg(long)]
-    pub extra: bool,
+    pub(crate) extra: bool,
 
     /// Also ask each file's source (one HEAD each) whether its size or validators changed.
     #[arg(long)]
-    pub remote: bool,
+    pub(crate) remote: bool,
 
     /// Also print on standard output, as a download script `mastdl fetch` reads, the files `fetch --force` would repair.
     #[arg(long)]
-    pub print_repair: bool,
+    pub(crate) print_repair: bool,
 
     /// With `--remote`: HEAD requests at once (at most N connections to a host).
     #[arg(short = 'j', long, value_name = "N", default_value = "4")]
-    pub jobs: std::num::NonZeroUsize,
+    pub(crate) jobs: std::num::NonZeroUsize,
 
     // The archive and the token, for `--remote`.
     #[command(flatten)]
-    pub network: NetworkArgs,
+    pub(crate) network: NetworkArgs,
 
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub(crate) output: OutputArgs,
 }
 
 /// Options of `query`.
 #[derive(Debug, Args)]
-pub struct QueryArgs {
+pub(crate) struct QueryArgs {
     #[command(flatten)]
-    pub criteria: CriteriaArgs,
+    pub(crate) criteria: CriteriaArgs,
 
     #[command(flatten)]
-    pub filter: FilterArgs,
+    pub(crate) filter: FilterArgs,
 
     /// Write the URI list to FILE instead of standard output.
     #[arg(short = 'o', long, value_name = "FILE", conflicts_with = "table")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
 
     /// Write a product table (CSV) to FILE instead of a URI list.
     #[arg(long, value_name = "FILE")]
-    pub table: Option<PathBuf>,
+    pub(crate) table: Option<PathBuf>,
 
     #[command(flatten)]
-    pub network: NetworkArgs,
+    pub(crate) network: NetworkArgs,
 }
 
 /// How to reach the archive, with which token, trusting whom: one
 /// declaration for every command that talks to MAST (resolved once, by
 /// `settings::Network::resolve`).
 #[derive(Debug, Args)]
-pub struct NetworkArgs {
+pub(crate) struct NetworkArgs {
     /// MAST API token [default: env MAST_API_TOKEN, else (`fetch`, on a terminal) a hidden prompt].
     #[arg(short = 't', long, value_name = "TOKEN", hide_default_value = true)]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
 
     /// Archive root [default: https://mast.stsci.edu]; also re-roots URLs taken from download scripts.
     #[arg(long, value_name = "URL", env = "MASTDL_BASE_URL")]
-    pub base_url: Option<Url>,
+    pub(crate) base_url: Option<Url>,
 
     /// Extra CA certificates (PEM file) added to the system roots.
     #[arg(long, value_name = "PATH")]
-    pub cacert: Option<PathBuf>,
+    pub(crate) cacert: Option<PathBuf>,
 
     /// Stall timeout: a request receiving no bytes for SECS is aborted and retried.
     #[arg(long, value_name = "SECS", default_value = "60")]
-    pub timeout: NonZeroU64,
+    pub(crate) timeout: NonZeroU64,
 
     /// Also send the token on redirects to HOST (repeatable).
     #[arg(long, value_name = "HOST")]
-    pub trusted_host: Vec<String>,
+    pub(crate) trusted_host: Vec<String>,
 }
 
 /// Which of the listed files to keep, by name (`fetch`, `plan`, `query`).
 #[derive(Debug, Args)]
-pub struct FilterArgs {
+pub(crate) struct FilterArgs {
     /// Keep only files whose name ends with EXT (case-insensitive; repeatable).
     #[arg(long, value_name = "EXT")]
-    pub extension: Vec<String>,
+    pub(crate) extension: Vec<String>,
 }
 
 /// How stderr looks (`fetch`, `plan`, `verify`; resolved once, by
 /// `settings::Output::resolve`).
 #[derive(Debug, Args)]
-pub struct OutputArgs {
+pub(crate) struct OutputArgs {
     /// Only problems and the final summary (no progress bars).
     #[arg(short, long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 
     /// When to draw progress bars.
     #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
-    pub progress: ProgressMode,
+    pub(crate) progress: ProgressMode,
 
     /// stderr as human lines or one JSON object per event.
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 }
 
 #[cfg(test)]
@@ -300,38 +300,38 @@ mod tests {
 /// The search criteria as typed (see `query::Criteria`).
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "MAST search")]
-pub struct CriteriaArgs {
+pub(crate) struct CriteriaArgs {
     /// obs_collection, e.g. JWST (repeatable)
     #[arg(long = "collection", value_name = "NAME")]
-    pub collection: Vec<String>,
+    pub(crate) collection: Vec<String>,
     /// proposal_id, e.g. 1073 (repeatable)
     #[arg(long = "proposal", value_name = "ID")]
-    pub proposal: Vec<String>,
+    pub(crate) proposal: Vec<String>,
     /// instrument_name, e.g. NIRCAM/IMAGE or NIRCAM* (repeatable; * is a wildcard)
     #[arg(long = "instrument", value_name = "NAME")]
-    pub instrument: Vec<String>,
+    pub(crate) instrument: Vec<String>,
     /// target_name (repeatable; * is a wildcard)
     #[arg(long = "target", value_name = "NAME")]
-    pub target: Vec<String>,
+    pub(crate) target: Vec<String>,
     /// obs_id, e.g. jw01073-o001_t001_nircam_clear-f150w (repeatable; * is a wildcard)
     #[arg(long = "obs-id", value_name = "ID")]
-    pub obs_id: Vec<String>,
+    pub(crate) obs_id: Vec<String>,
     /// filters, e.g. F150W (repeatable)
     #[arg(long = "filters", value_name = "NAME")]
-    pub filters: Vec<String>,
+    pub(crate) filters: Vec<String>,
     /// dataproduct_type, e.g. image, spectrum, cube (repeatable)
     #[arg(long = "dataproduct-type", value_name = "TYPE")]
-    pub dataproduct_type: Vec<String>,
+    pub(crate) dataproduct_type: Vec<String>,
     /// Keep products whose productType is TYPE, e.g. SCIENCE (repeatable, any case)
     #[arg(long = "product-type", value_name = "TYPE")]
-    pub product_type: Vec<String>,
+    pub(crate) product_type: Vec<String>,
     /// Keep products whose calib_level is N, e.g. 2 (repeatable)
     #[arg(long = "calib-level", value_name = "N")]
-    pub calib_level: Vec<i64>,
+    pub(crate) calib_level: Vec<i64>,
     /// Keep only "Minimum Recommended Products"
     #[arg(long = "mrp-only")]
-    pub mrp_only: bool,
+    pub(crate) mrp_only: bool,
     /// Observations per product-list request
     #[arg(long = "chunk-size", value_name = "N", default_value_t = crate::query::DEFAULT_CHUNK_SIZE)]
-    pub chunk_size: usize,
+    pub(crate) chunk_size: usize,
 }

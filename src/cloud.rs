@@ -60,7 +60,7 @@ use crate::token::Token;
 
 /// The URI prefixes (compared case-insensitively) of the missions MAST
 /// mirrors in its public bucket.
-pub const CLOUD_PREFIXES: [&str; 6] = [
+pub(crate) const CLOUD_PREFIXES: [&str; 6] = [
     "mast:HST/product",
     "mast:TESS/product",
     "mast:JWST/product",
@@ -71,22 +71,22 @@ pub const CLOUD_PREFIXES: [&str; 6] = [
 
 /// The most `uri` parameters in one `path_lookup` request (astroquery's
 /// chunk size, chosen there to avoid "414 Request-URI Too Large").
-pub const LOOKUP_CHUNK: usize = 50;
+pub(crate) const LOOKUP_CHUNK: usize = 50;
 /// The most `path_lookup` requests in flight at once.
-pub const LOOKUP_CONCURRENCY: usize = 4;
+pub(crate) const LOOKUP_CONCURRENCY: usize = 4;
 /// Tries per `path_lookup` request (the first one included).
-pub const LOOKUP_ATTEMPTS: u32 = 4;
+pub(crate) const LOOKUP_ATTEMPTS: u32 = 4;
 /// The longest wait for one `path_lookup` answer.
-pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// The largest `path_lookup` answer read (50 URIs' paths are a few KiB).
-pub const LOOKUP_MAX_BODY: usize = 4 << 20;
+pub(crate) const LOOKUP_MAX_BODY: usize = 4 << 20;
 /// The path of the lookup service below the archive root.
 const LOOKUP_PATH: &str = "api/v0.1/path_lookup/";
 
 /// Returns true if and only if `uri` belongs to a mission MAST mirrors in
 /// its public bucket: it starts (case-insensitively) with one of
 /// [`CLOUD_PREFIXES`].
-pub fn is_cloud_candidate(uri: &str) -> bool {
+pub(crate) fn is_cloud_candidate(uri: &str) -> bool {
     CLOUD_PREFIXES.iter().any(|p| {
         uri.get(..p.len())
             .is_some_and(|head| head.eq_ignore_ascii_case(p))
@@ -98,7 +98,7 @@ pub fn is_cloud_candidate(uri: &str) -> bool {
 /// `/mast/` instead; a leading `/ps1/` becomes `panstarrs/ps1/public/`; a
 /// leading `/hlsp_local/public/` becomes `mast/`. Returns `None` for a path
 /// that gives no safe key (see the module's notes on astroquery).
-pub fn object_key(path: &str) -> Option<String> {
+pub(crate) fn object_key(path: &str) -> Option<String> {
     let path = path.trim();
     let key = if path.contains("galex") && path.starts_with("/mast/") {
         path["/mast/".len()..].to_string()
@@ -128,7 +128,7 @@ const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// Returns the object URL `{s3_url}/{key}`: `s3_url` without its trailing
 /// slash, query or fragment; each segment of `key` percent-encoded where it
 /// holds anything but unreserved characters.
-pub fn object_url(s3_url: &Url, key: &str) -> Result<Url, url::ParseError> {
+pub(crate) fn object_url(s3_url: &Url, key: &str) -> Result<Url, url::ParseError> {
     if s3_url.cannot_be_a_base() {
         return Err(url::ParseError::RelativeUrlWithCannotBeABaseBase);
     }
@@ -178,7 +178,7 @@ impl Tuning {
 /// It asks about every URI given; callers pass those
 /// [`is_cloud_candidate`] keeps. The token, when given, goes to the archive
 /// as `Authorization: token …`; it never appears in an error.
-pub async fn lookup(
+pub(crate) async fn lookup(
     http: &Http,
     base: &Url,
     token: Option<&Token>,

@@ -31,43 +31,43 @@ use serde::{Deserialize, Serialize};
 use crate::error::UsageError;
 use crate::plan::{hash64, Shard, Source, U64Map};
 
-pub use crate::layout::META_DIR;
+pub(crate) use crate::layout::META_DIR;
 
 /// What was known about a file when it was completed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateRecord {
+pub(crate) struct StateRecord {
     /// The path below DEST, `/`-separated.
-    pub path: String,
-    pub uri: String,
-    pub size: u64,
+    pub(crate) path: String,
+    pub(crate) uri: String,
+    pub(crate) size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
+    pub(crate) etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_modified: Option<String>,
-    pub source: Source,
+    pub(crate) last_modified: Option<String>,
+    pub(crate) source: Source,
     /// The MD5 of the file's bytes as they were written (lowercase hex),
     /// for `mastdl verify`; absent in records written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub md5: Option<String>,
+    pub(crate) md5: Option<String>,
 }
 
 /// DEST is held by another running mastdl.
 #[derive(Debug, thiserror::Error)]
 #[error("`{}` is in use by another running mastdl{}", dest.display(), shard.map(|s| format!(" (shard {s})")).unwrap_or_default())]
-pub struct Locked {
-    pub dest: PathBuf,
-    pub shard: Option<Shard>,
+pub(crate) struct Locked {
+    pub(crate) dest: PathBuf,
+    pub(crate) shard: Option<Shard>,
 }
 
 /// Returns true if and only if a run of `shard` holds its lock in `root` now.
-pub fn shard_running(root: &Path, shard: Shard) -> bool {
+pub(crate) fn shard_running(root: &Path, shard: Shard) -> bool {
     let path = root.join(META_DIR).join(format!("lock.{}", shard.tag()));
     let is_file = fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
     is_file && matches!(try_lock(&path, false), Ok(None))
 }
 
 /// An open, locked DEST.
-pub struct Dest {
+pub(crate) struct Dest {
     root: PathBuf,
     shard: Option<Shard>,
     state: Mutex<StateWriter>,
@@ -170,7 +170,7 @@ fn meta_dir(root: &Path) -> anyhow::Result<PathBuf> {
 
 impl Dest {
     /// Creates DEST if needed and takes its lock.
-    pub fn open(root: &Path, shard: Option<Shard>) -> anyhow::Result<Dest> {
+    pub(crate) fn open(root: &Path, shard: Option<Shard>) -> anyhow::Result<Dest> {
         let meta = meta_dir(root)?;
         let locked = || Locked {
             dest: root.to_path_buf(),
@@ -220,7 +220,7 @@ impl Dest {
     /// Returns DEST for reading its records only (`mastdl verify`): no
     /// folder is created, no lock taken, and — as nothing is recorded
     /// through it — nothing is ever written.
-    pub fn read_only(root: &Path) -> Dest {
+    pub(crate) fn read_only(root: &Path) -> Dest {
         Dest {
             root: root.to_path_buf(),
             shard: None,
@@ -235,12 +235,12 @@ impl Dest {
     }
 
     /// Returns DEST.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// Returns the manifest's file stem: `MANIFEST`, or `MANIFEST.K-of-N` for a shard.
-    pub fn manifest_stem(&self) -> String {
+    pub(crate) fn manifest_stem(&self) -> String {
         match self.shard {
             None => "MANIFEST".into(),
             Some(s) => format!("MANIFEST.{}", s.tag()),
@@ -261,7 +261,7 @@ impl Dest {
     /// number of files in the plan: a state record far larger than that
     /// many records can be is refused. A state file that is a symlink, a
     /// FIFO or a device, or too large, is a usage error naming it.
-    pub fn load_state(&self, files: usize, records: bool) -> anyhow::Result<StateIndex> {
+    pub(crate) fn load_state(&self, files: usize, records: bool) -> anyhow::Result<StateIndex> {
         let mut index = StateIndex {
             sizes: U64Map::default(),
             records: HashMap::new(),
@@ -324,7 +324,7 @@ impl Dest {
     /// are to be fetched), and keeps it set aside after every write, so
     /// that a disk filled by the files themselves cannot cost the record
     /// of a completed one (where the file system can reserve space: Linux).
-    pub fn reserve(&self, files: usize) {
+    pub(crate) fn reserve(&self, files: usize) {
         let Ok(mut w) = self.state.lock() else {
             return;
         };
@@ -341,7 +341,7 @@ impl Dest {
     /// so a crash loses at most the last batch: those files stay complete
     /// by construction and are only missing their recorded validators. A
     /// failure here loses only records, never a file.
-    pub fn record(&self, r: &StateRecord) -> io::Result<()> {
+    pub(crate) fn record(&self, r: &StateRecord) -> io::Result<()> {
         let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
         line.push(b'\n');
         let mut w = self
@@ -356,7 +356,7 @@ impl Dest {
     }
 
     /// Writes the records not yet written.
-    pub fn flush(&self) -> io::Result<()> {
+    pub(crate) fn flush(&self) -> io::Result<()> {
         let mut w = self
             .state
             .lock()
@@ -503,7 +503,7 @@ struct PathSize<'a> {
 }
 
 /// What the state record says of DEST's files, indexed by path.
-pub struct StateIndex {
+pub(crate) struct StateIndex {
     /// Hash of a path -> its recorded size.
     sizes: U64Map<u64>,
     /// Path -> its whole record (only when asked for).
@@ -512,18 +512,18 @@ pub struct StateIndex {
 
 impl StateIndex {
     /// Returns the size recorded for `rel`.
-    pub fn size(&self, rel: &str) -> Option<u64> {
+    pub(crate) fn size(&self, rel: &str) -> Option<u64> {
         self.sizes.get(&hash64(rel.as_bytes())).copied()
     }
 
     /// Returns every whole record (loaded with `records`), the last per
     /// path.
-    pub fn into_records(self) -> impl Iterator<Item = StateRecord> {
+    pub(crate) fn into_records(self) -> impl Iterator<Item = StateRecord> {
         self.records.into_values()
     }
 
     /// Takes the whole record of `rel` (loaded with `records`).
-    pub fn take(&mut self, rel: &str) -> Option<StateRecord> {
+    pub(crate) fn take(&mut self, rel: &str) -> Option<StateRecord> {
         self.records.remove(rel)
     }
 }
@@ -572,7 +572,7 @@ const FD_PER_TRANSFER: u64 = 3;
 /// how many transfers fit in it: `jobs`, or fewer when the limit is too
 /// low (the caller says so).
 #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
-pub fn fit_open_files(jobs: usize) -> usize {
+pub(crate) fn fit_open_files(jobs: usize) -> usize {
     #[cfg(unix)]
     {
         let want = FD_RESERVE + FD_PER_TRANSFER * jobs as u64;
@@ -602,9 +602,9 @@ pub fn fit_open_files(jobs: usize) -> usize {
 }
 
 /// Bytes of state records gathered before a write.
-pub const STATE_BATCH: usize = 64 << 10;
+pub(crate) const STATE_BATCH: usize = 64 << 10;
 /// The longest a state record waits before it is written.
-pub const STATE_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const STATE_INTERVAL: Duration = Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {

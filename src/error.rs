@@ -29,10 +29,10 @@ pub enum Exit {
 /// A usage error found after parsing (exit 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub String);
 
 /// Returns an error and its causes on one line, each cause once.
-pub fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -47,7 +47,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Returns the start of a server's body on one line (200 characters), for messages.
-pub fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     // Secrets go before the cut, or a cut one would survive in part.
     let text = crate::token::scrub(text);
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -59,7 +59,7 @@ pub fn excerpt(text: &str) -> String {
 
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     /// The server answered with an error status.
     #[error("HTTP {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Status {
@@ -115,7 +115,7 @@ pub enum FetchError {
 
 impl FetchError {
     /// Returns the HTTP status behind the error, if any.
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             FetchError::Status { status, .. } => Some(*status),
             _ => None,
@@ -123,7 +123,7 @@ impl FetchError {
     }
 
     /// Returns the URL that answered with an error status, if any.
-    pub fn answered_by(&self) -> Option<&url::Url> {
+    pub(crate) fn answered_by(&self) -> Option<&url::Url> {
         match self {
             FetchError::Status { from, .. } => from.as_deref(),
             _ => None,
@@ -131,13 +131,13 @@ impl FetchError {
     }
 
     /// Returns true if and only if the local disk (or quota) is full.
-    pub fn is_disk_full(&self) -> bool {
+    pub(crate) fn is_disk_full(&self) -> bool {
         matches!(self, FetchError::Disk { source, .. }
             if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
     }
 
     /// Returns the error for a local disk failure at `path`.
-    pub fn disk(path: &Path, source: io::Error) -> FetchError {
+    pub(crate) fn disk(path: &Path, source: io::Error) -> FetchError {
         FetchError::Disk {
             path: path.to_path_buf(),
             source,

@@ -30,14 +30,14 @@ use crate::settings::Cloud;
 use crate::token::Token;
 
 /// The manifest message of a transfer cut short by Ctrl-C or SIGTERM.
-pub const CUT_SHORT: &str = "interrupted; the `.part` was kept and the next run resumes it";
+pub(crate) const CUT_SHORT: &str = "interrupted; the `.part` was kept and the next run resumes it";
 /// The manifest message of a file the interruption kept from starting.
-pub const NOT_STARTED: &str = "not started: the run was interrupted";
+pub(crate) const NOT_STARTED: &str = "not started: the run was interrupted";
 /// The manifest message of a transfer interrupted before its first byte.
-pub const INTERRUPTED_EARLY: &str = "interrupted before any byte arrived";
+pub(crate) const INTERRUPTED_EARLY: &str = "interrupted before any byte arrived";
 /// The manifest message of a complete file `--update` kept because nothing
 /// tells its version from the source's (same size, no validator to compare).
-pub const NO_VALIDATOR: &str =
+pub(crate) const NO_VALIDATOR: &str =
     "no validator: cannot tell whether it changed; `--force` fetches it again";
 /// The note of a reprocessed change-feed row fetched again because nothing
 /// tells the versions apart.
@@ -45,26 +45,26 @@ const REPROCESSED_BLIND: &str =
     "updated: the feed says reprocessed, and no validator tells the versions apart (same size)";
 
 /// Everything the jobs of one run share.
-pub struct Ctx {
-    pub http: Http,
-    pub dest: Dest,
-    pub auth: Auth,
-    pub reporter: Arc<dyn Reporter>,
+pub(crate) struct Ctx {
+    pub(crate) http: Http,
+    pub(crate) dest: Dest,
+    pub(crate) auth: Auth,
+    pub(crate) reporter: Arc<dyn Reporter>,
     /// The run's concurrency (`-j`, the bucket's bound, `--limit-rate`).
-    pub throttle: Throttle,
-    pub policy: Policy,
-    pub cancel: CancellationToken,
+    pub(crate) throttle: Throttle,
+    pub(crate) policy: Policy,
+    pub(crate) cancel: CancellationToken,
     /// When the run started (the timeline's zero).
-    pub origin: Instant,
+    pub(crate) origin: Instant,
     /// Body bytes received by the whole run.
-    pub received: AtomicU64,
+    pub(crate) received: AtomicU64,
     /// `--cloud` / `--cloud-only`.
-    pub cloud: Cloud,
+    pub(crate) cloud: Cloud,
 }
 
 /// What the manifest's "Access" column says of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// Not transferred: nothing to say.
     Untouched,
     Public,
@@ -75,7 +75,7 @@ pub enum Access {
 
 /// Why the archive refused a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denial {
+pub(crate) enum Denial {
     /// No token was given (none on the command line, in the environment or
     /// at the prompt).
     NoToken,
@@ -90,7 +90,7 @@ pub enum Denial {
 impl Denial {
     /// Returns why a 401/403 (`status`) refused a file, `None` for any
     /// other status.
-    pub fn of(status: Option<u16>, had_token: bool) -> Option<Denial> {
+    pub(crate) fn of(status: Option<u16>, had_token: bool) -> Option<Denial> {
         match (status?, had_token) {
             (401 | 403, false) => Some(Denial::NoToken),
             (401, true) => Some(Denial::Rejected),
@@ -105,24 +105,15 @@ impl Denial {
     /// refusal from a host the token is never sent to (a script's
     /// third-party line, a redirect to an untrusted host) is `None`: no
     /// token could change it.
-    pub fn of_error(http: &Http, error: &FetchError, had_token: bool) -> Option<Denial> {
+    pub(crate) fn of_error(http: &Http, error: &FetchError, had_token: bool) -> Option<Denial> {
         let trusted = error.answered_by().is_some_and(|u| http.trust.allows(u));
         Denial::of(error.status(), had_token).filter(|_| trusted)
-    }
-
-    /// Returns true if and only if the refusal is for want of a valid token,
-    /// `token_refused` when `/whoami` said MAST did not accept the token.
-    pub fn wants_token(self, token_refused: bool) -> bool {
-        match self {
-            Denial::NoToken | Denial::Rejected => true,
-            Denial::NotGranted => token_refused,
-        }
     }
 }
 
 impl Access {
     /// Returns the column's text.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Access::Untouched => "",
             Access::Public => "public",
@@ -133,15 +124,15 @@ impl Access {
 }
 
 /// One file's outcome.
-pub struct Outcome {
-    pub row: FileRecord,
-    pub timing: Option<Timing>,
-    pub access: Access,
+pub(crate) struct Outcome {
+    pub(crate) row: FileRecord,
+    pub(crate) timing: Option<Timing>,
+    pub(crate) access: Access,
 }
 
 impl Outcome {
     /// Returns the outcome of a file that was not transferred.
-    pub fn untransferred(row: FileRecord) -> Outcome {
+    pub(crate) fn untransferred(row: FileRecord) -> Outcome {
         Outcome {
             row,
             timing: None,
@@ -155,18 +146,18 @@ impl Outcome {
 /// The rare messages share one text; the timeline keeps the bars of the
 /// first [`MAX_BARS`] jobs. So a million-file run holds some 40 MiB here
 /// rather than a million rows.
-pub struct Outcomes {
+pub(crate) struct Outcomes {
     slots: Vec<Slot>,
     /// Every message, one after another.
     messages: String,
     /// Job index -> its bar (the lowest indices).
     bars: BTreeMap<usize, Bar>,
     /// Failed transfers cut short by an interruption.
-    pub cut_short: usize,
+    pub(crate) cut_short: usize,
     /// Files an interruption kept from starting.
-    pub not_started: usize,
+    pub(crate) not_started: usize,
     /// Transfers with a bar, drawn or not.
-    pub transfers: usize,
+    pub(crate) transfers: usize,
     /// FAILED files the archive refused: for want of a token (no token, or
     /// a 401 with one), and with a 403 to a token.
     denied: [usize; 2],
@@ -213,7 +204,7 @@ const ACCESS: [Access; 6] = [
 
 impl Outcomes {
     /// Returns the table of `n` jobs, none decided.
-    pub fn new(n: usize) -> Outcomes {
+    pub(crate) fn new(n: usize) -> Outcomes {
         Outcomes {
             slots: vec![Slot::default(); n],
             messages: String::new(),
@@ -226,19 +217,23 @@ impl Outcomes {
     }
 
     /// Marks job `i` as one to download.
-    pub fn to_fetch(&mut self, i: usize) {
+    pub(crate) fn mark_fetch(&mut self, i: usize) {
         self.slots[i].state = SlotState::Fetch;
     }
 
     /// Marks job `i`, complete with `size` bytes, as one to check (`--update`).
-    pub fn to_check(&mut self, i: usize, size: u64) {
+    pub(crate) fn mark_check(&mut self, i: usize, size: u64) {
         self.slots[i].state = SlotState::Check;
         self.slots[i].bytes = size;
     }
 
     /// Returns what is to be done with job `i` (`None`: it is decided);
     /// `record` gives the state record of a file to check.
-    pub fn task(&self, i: usize, record: impl FnOnce() -> Option<StateRecord>) -> Option<Task> {
+    pub(crate) fn task(
+        &self,
+        i: usize,
+        record: impl FnOnce() -> Option<StateRecord>,
+    ) -> Option<Task> {
         let s = self.slots.get(i)?;
         match s.state {
             SlotState::Fetch => Some(Task::Fetch),
@@ -251,24 +246,24 @@ impl Outcomes {
     }
 
     /// Returns the number of jobs to download or check.
-    pub fn open_tasks(&self) -> usize {
+    pub(crate) fn open_tasks(&self) -> usize {
         let todo = |s: &&Slot| matches!(s.state, SlotState::Fetch | SlotState::Check);
         self.slots.iter().filter(todo).count()
     }
 
     /// Returns the number of jobs that ended with `status`.
-    pub fn count(&self, status: Status) -> usize {
+    pub(crate) fn count(&self, status: Status) -> usize {
         let with = |s: &&Slot| s.state == SlotState::Done(status);
         self.slots.iter().filter(with).count()
     }
 
     /// Returns true if and only if job `i` has its outcome.
-    pub fn is_done(&self, i: usize) -> bool {
+    pub(crate) fn is_done(&self, i: usize) -> bool {
         matches!(self.slots[i].state, SlotState::Done(_))
     }
 
     /// Keeps job `i`'s outcome; `planned` is the source the plan chose.
-    pub fn set(&mut self, i: usize, planned: Source, o: Outcome) {
+    pub(crate) fn set(&mut self, i: usize, planned: Source, o: Outcome) {
         let row = o.row;
         let message = row.message.as_deref().unwrap_or("");
         if row.status == Status::Interrupted {
@@ -322,21 +317,21 @@ impl Outcomes {
     }
 
     /// Takes the timeline's bars, in job order.
-    pub fn take_bars(&mut self) -> Vec<Bar> {
+    pub(crate) fn take_bars(&mut self) -> Vec<Bar> {
         std::mem::take(&mut self.bars).into_values().collect()
     }
 
     /// Returns true if and only if every FAILED file failed for want of a
     /// valid token (`token_refused`: `/whoami` said MAST did not accept
     /// the token, so a 403 to it counts too).
-    pub fn all_want_token(&self, token_refused: bool) -> bool {
+    pub(crate) fn all_want_token(&self, token_refused: bool) -> bool {
         let failed = self.count(Status::Failed);
         let wanting = self.denied[0] + if token_refused { self.denied[1] } else { 0 };
         failed > 0 && wanting == failed
     }
 
     /// Returns job `i`'s manifest row, `p` being the job as planned.
-    pub fn row(&self, i: usize, p: Planned) -> Row {
+    pub(crate) fn row(&self, i: usize, p: Planned) -> Row {
         let s = self.slots[i];
         let url = match (p.fallback, s.fell_back) {
             (Some(f), true) => f,
@@ -374,7 +369,7 @@ impl Outcomes {
 }
 
 /// What to do with a job.
-pub enum Task {
+pub(crate) enum Task {
     /// Download it (resuming a `.part`).
     Fetch,
     /// `--update`: it is complete; ask the source whether it changed.
@@ -385,17 +380,17 @@ pub enum Task {
 }
 
 /// The facts of a manifest row besides the job's own.
-pub struct Facts {
-    pub status: Status,
-    pub bytes: u64,
-    pub http_status: Option<u16>,
-    pub attempts: u32,
-    pub message: Option<String>,
+pub(crate) struct Facts {
+    pub(crate) status: Status,
+    pub(crate) bytes: u64,
+    pub(crate) http_status: Option<u16>,
+    pub(crate) attempts: u32,
+    pub(crate) message: Option<String>,
 }
 
 impl Facts {
     /// Returns the facts of a file with `status` and nothing else to say.
-    pub fn plain(status: Status, bytes: u64) -> Facts {
+    pub(crate) fn plain(status: Status, bytes: u64) -> Facts {
         Facts {
             status,
             bytes,
@@ -407,7 +402,7 @@ impl Facts {
 }
 
 /// Returns a manifest row for `job` fetched (or not) from `url` at `source`.
-pub fn row_at(job: &Job, url: &Url, source: Source, f: Facts) -> FileRecord {
+pub(crate) fn row_at(job: &Job, url: &Url, source: Source, f: Facts) -> FileRecord {
     FileRecord {
         uri: job.uri.clone(),
         url: crate::layout::redact_url(url),
@@ -422,19 +417,19 @@ pub fn row_at(job: &Job, url: &Url, source: Source, f: Facts) -> FileRecord {
 }
 
 /// Returns a manifest row for `job` at its planned source.
-pub fn row(job: &Job, f: Facts) -> FileRecord {
+pub(crate) fn row(job: &Job, f: Facts) -> FileRecord {
     row_at(job, &job.url, job.source, f)
 }
 
 /// Returns the local path of `rel` below `root`.
-pub fn local(root: &Path, rel: &str) -> PathBuf {
+pub(crate) fn local(root: &Path, rel: &str) -> PathBuf {
     let mut p = root.to_path_buf();
     p.extend(rel.split('/'));
     p
 }
 
 /// Runs one task to its outcome.
-pub async fn run(ctx: &Ctx, id: usize, job: &Job, task: Task) -> Outcome {
+pub(crate) async fn run(ctx: &Ctx, id: usize, job: &Job, task: Task) -> Outcome {
     match task {
         Task::Fetch => fetch_one(ctx, id, job, None).await,
         Task::Check { size, record } => update_one(ctx, id, job, size, record).await,

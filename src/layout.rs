@@ -34,14 +34,14 @@ fn has_control(s: &str) -> bool {
 
 /// Returns true if and only if `s` starts with `mast:` (any case): the one
 /// test of whether a string is meant as a MAST URI.
-pub fn is_mast_uri(s: &str) -> bool {
+pub(crate) fn is_mast_uri(s: &str) -> bool {
     s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("mast:"))
 }
 
 /// Checks a `mast:` URI: `mast:COLLECTION/.../FILE`, with no empty, `.` or
 /// `..` segments in its path (the part before any `?`), no absolute path,
 /// backslash or control character anywhere. Returns what is wrong.
-pub fn check_uri(uri: &str) -> Result<(), String> {
+pub(crate) fn check_uri(uri: &str) -> Result<(), String> {
     if has_control(uri) {
         return Err("control character in URI".into());
     }
@@ -80,7 +80,7 @@ fn check_segment(s: &str) -> Result<(), String> {
 }
 
 /// Returns the collection: the first segment after `mast:`.
-pub fn collection(uri: &str) -> &str {
+pub(crate) fn collection(uri: &str) -> &str {
     uri.get(5..)
         .unwrap_or("")
         .split(['/', '?'])
@@ -93,7 +93,7 @@ pub fn collection(uri: &str) -> &str {
 /// replaced by `_` so it stays one path component. A query naming the file
 /// itself (HLA's `getdata.cgi?dataset=NAME`) gives NAME, as the Portal
 /// names it, when NAME is one plain path component.
-pub fn filename(uri: &str) -> Cow<'_, str> {
+pub(crate) fn filename(uri: &str) -> Cow<'_, str> {
     let rest = uri.get(5..).unwrap_or("");
     let (path, query) = match rest.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -121,7 +121,7 @@ fn dataset(query: &str) -> Option<&str> {
 /// Returns the observation id for a file name: the name up to its last `_`,
 /// or, without `_`, up to its first `.` (`lwp13058.mxlo.gz` → `lwp13058`).
 /// A query part (`?…`) is ignored.
-pub fn obs_id(filename: &str) -> &str {
+pub(crate) fn obs_id(filename: &str) -> &str {
     let name = filename.split('?').next().unwrap_or(filename);
     if let Some(i) = name.rfind('_') {
         &name[..i]
@@ -135,7 +135,7 @@ pub fn obs_id(filename: &str) -> &str {
 /// Splits a relative `/`-separated path and checks every component: no
 /// empty, `.` or `..` components, no absolute path, backslash or control
 /// character. Returns the components.
-pub fn checked_components(path: &str) -> Result<Vec<&str>, String> {
+pub(crate) fn checked_components(path: &str) -> Result<Vec<&str>, String> {
     if path.starts_with('/') {
         return Err(format!("absolute path `{}`", escape(path)));
     }
@@ -148,7 +148,7 @@ pub fn checked_components(path: &str) -> Result<Vec<&str>, String> {
 
 /// Checks a relative `/`-separated path as [`checked_components`] does,
 /// without collecting its components.
-pub fn check_components(path: &str) -> Result<(), String> {
+pub(crate) fn check_components(path: &str) -> Result<(), String> {
     if path.starts_with('/') {
         return Err(format!("absolute path `{}`", escape(path)));
     }
@@ -162,7 +162,7 @@ pub fn check_components(path: &str) -> Result<(), String> {
 /// characters `<>:"|?*` become `_`, trailing dots and spaces are dropped and
 /// reserved device names (`CON`, `NUL`, `COM1`…) get a `_` appended;
 /// elsewhere the name is kept as it is.
-pub fn portable(name: &str) -> Cow<'_, str> {
+pub(crate) fn portable(name: &str) -> Cow<'_, str> {
     if cfg!(windows) {
         windows_safe(name)
     } else {
@@ -171,7 +171,7 @@ pub fn portable(name: &str) -> Cow<'_, str> {
 }
 
 /// Returns `name` as Windows accepts it (see [`portable`]).
-pub fn windows_safe(name: &str) -> Cow<'_, str> {
+pub(crate) fn windows_safe(name: &str) -> Cow<'_, str> {
     const RESERVED: [&str; 22] = [
         "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
         "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
@@ -197,11 +197,11 @@ pub fn windows_safe(name: &str) -> Cow<'_, str> {
 }
 
 /// The bookkeeping folder's name inside DEST (never a product's path).
-pub const META_DIR: &str = ".mastdl";
+pub(crate) const META_DIR: &str = ".mastdl";
 
 /// Returns `url` as text with any password in its userinfo replaced by
 /// `(redacted)`, for output and manifests.
-pub fn redact_url(url: &url::Url) -> String {
+pub(crate) fn redact_url(url: &url::Url) -> String {
     if url.password().is_none() {
         return url.to_string();
     }
@@ -211,7 +211,7 @@ pub fn redact_url(url: &url::Url) -> String {
 }
 
 /// Returns the URL text `url` as [`redact_url`] shows it.
-pub fn redact_url_text(url: &str) -> String {
+pub(crate) fn redact_url_text(url: &str) -> String {
     // Only a URL with an `@` can carry a password.
     match url.contains('@').then(|| url::Url::parse(url)) {
         Some(Ok(u)) => redact_url(&u),
@@ -221,7 +221,7 @@ pub fn redact_url_text(url: &str) -> String {
 
 /// Returns `s` with control characters escaped and every registered
 /// secret removed ([`crate::token::scrub`]), for messages.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     crate::token::scrub(s)
         .chars()
         .flat_map(|c| {

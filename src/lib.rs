@@ -12,25 +12,30 @@
 
 // stderr may be a pipe its reader closed: write it through `progress::say`.
 #![deny(clippy::print_stderr)]
+#![warn(unreachable_pub)]
 
-pub mod auth;
-pub mod budget;
-pub mod cli;
-pub mod cloud;
-pub mod commands;
-pub mod dest;
-pub mod error;
-pub mod fetch;
-pub mod input;
-pub mod job;
-pub mod layout;
-pub mod manifest;
-pub mod plan;
-pub mod progress;
-pub mod query;
-pub mod rate;
-pub mod retry;
-pub mod settings;
-pub mod token;
+mod auth;
+mod budget;
+mod cli;
+mod cloud;
+mod commands;
+mod dest;
+mod error;
+mod fetch;
+mod input;
+mod job;
+mod layout;
+mod manifest;
+mod plan;
+mod progress;
+mod query;
+mod rate;
+mod retry;
+mod settings;
+mod token;
 
-pub use commands::run;
+pub use cli::Cli;
+pub use commands::{exit_for, hint_for, is_broken_pipe, run};
+pub use error::Exit;
+pub use progress::{json_error, say};
+pub use token::scrub;

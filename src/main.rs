@@ -6,10 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mastdl::cli::Cli;
-use mastdl::commands::{exit_for, hint_for, is_broken_pipe};
-use mastdl::error::Exit;
-use mastdl::progress::say;
+use mastdl::{exit_for, hint_for, is_broken_pipe, say, Cli, Exit};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,9 +27,9 @@ fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let code = exit_for(&err);
-            let scrub = |s: String| mastdl::token::scrub(&s).into_owned();
+            let scrub = |s: String| mastdl::scrub(&s).into_owned();
             if json {
-                mastdl::progress::json_error(&scrub(format!("{err:#}")), code as i32);
+                mastdl::json_error(&scrub(format!("{err:#}")), code as i32);
                 return ExitCode::from(code as u8);
             }
             say(format_args!("error: {}", scrub(err.to_string())));

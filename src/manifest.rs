@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 /// Where a job's bytes come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub(crate) enum Source {
     /// The MAST archive (or, from a script, the URL it names).
     Mast,
     /// MAST's public AWS Open Data bucket.
@@ -37,7 +37,7 @@ pub enum Source {
 /// What became of one requested file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum Status {
+pub(crate) enum Status {
     Complete,
     Skipped,
     Failed,
@@ -48,7 +48,7 @@ pub enum Status {
 
 impl Status {
     /// Returns the status as the manifest spells it.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Status::Complete => "COMPLETE",
             Status::Skipped => "SKIPPED",
@@ -60,63 +60,68 @@ impl Status {
 
 /// One row of the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileRecord {
-    pub uri: String,
-    pub url: String,
-    pub path: String,
-    pub status: Status,
+pub(crate) struct FileRecord {
+    pub(crate) uri: String,
+    pub(crate) url: String,
+    pub(crate) path: String,
+    pub(crate) status: Status,
     /// The file's size (0 when there is no file).
-    pub bytes: u64,
-    pub http_status: Option<u16>,
-    pub attempts: u32,
-    pub message: Option<String>,
-    pub source: Source,
+    pub(crate) bytes: u64,
+    pub(crate) http_status: Option<u16>,
+    pub(crate) attempts: u32,
+    pub(crate) message: Option<String>,
+    pub(crate) source: Source,
 }
 
 /// When a file's transfer ran, relative to the run's start (for the timeline).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Timing {
-    pub start_ms: u64,
-    pub end_ms: u64,
+pub(crate) struct Timing {
+    pub(crate) start_ms: u64,
+    pub(crate) end_ms: u64,
     /// Body bytes received.
-    pub received: u64,
+    pub(crate) received: u64,
 }
 
 /// One bar of the HTML timeline: a file's transfer, or a whole shard.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Bar {
-    pub label: String,
-    pub status: Status,
-    pub timing: Timing,
+pub(crate) struct Bar {
+    pub(crate) label: String,
+    pub(crate) status: Status,
+    pub(crate) timing: Timing,
 }
 
 /// The whole manifest, exactly the contract's schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub tool: String,
-    pub version: String,
-    pub started: String,
-    pub finished: String,
-    pub requested: usize,
-    pub complete: usize,
-    pub skipped: usize,
-    pub failed: usize,
+pub(crate) struct Manifest {
+    pub(crate) tool: String,
+    pub(crate) version: String,
+    pub(crate) started: String,
+    pub(crate) finished: String,
+    pub(crate) requested: usize,
+    pub(crate) complete: usize,
+    pub(crate) skipped: usize,
+    pub(crate) failed: usize,
     /// Files the interruption cut short or kept from starting (absent in
     /// manifests written before the status existed).
     #[serde(default)]
-    pub interrupted: usize,
+    pub(crate) interrupted: usize,
     /// Body bytes this run transferred.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// What the plan left out and why (links a wget listing skipped);
     /// absent when there is nothing to say.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-    pub files: Vec<FileRecord>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) files: Vec<FileRecord>,
 }
 
 impl Manifest {
     /// Returns a manifest for `files`, with the totals counted.
-    pub fn new(started: String, finished: String, bytes: u64, files: Vec<FileRecord>) -> Manifest {
+    pub(crate) fn new(
+        started: String,
+        finished: String,
+        bytes: u64,
+        files: Vec<FileRecord>,
+    ) -> Manifest {
         let count = |s: Status| files.iter().filter(|f| f.status == s).count();
         Manifest {
             tool: "mastdl".into(),
@@ -137,36 +142,36 @@ impl Manifest {
 
 /// Extra facts for the HTML page.
 #[derive(Debug, Clone, Default)]
-pub struct HtmlContext {
+pub(crate) struct HtmlContext {
     /// The "Logged In User": MAST's ezid, or `anonymous`.
-    pub user: String,
+    pub(crate) user: String,
     /// Seconds the run took.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// The timeline's bars (at most [`MAX_BARS`] are drawn).
-    pub bars: Vec<Bar>,
+    pub(crate) bars: Vec<Bar>,
     /// The number of transfers, of which `bars` may hold only the first.
-    pub transfers: usize,
+    pub(crate) transfers: usize,
 }
 
 /// The manifest's summary: everything but the rows.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Header {
-    pub started: String,
-    pub finished: String,
-    pub requested: usize,
-    pub complete: usize,
-    pub skipped: usize,
-    pub failed: usize,
-    pub interrupted: usize,
+pub(crate) struct Header {
+    pub(crate) started: String,
+    pub(crate) finished: String,
+    pub(crate) requested: usize,
+    pub(crate) complete: usize,
+    pub(crate) skipped: usize,
+    pub(crate) failed: usize,
+    pub(crate) interrupted: usize,
     /// Body bytes this run transferred.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// What the plan left out and why (none: no `notes` key).
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 impl Header {
     /// Returns the summary of `m`.
-    pub fn of(m: &Manifest) -> Header {
+    pub(crate) fn of(m: &Manifest) -> Header {
         Header {
             started: m.started.clone(),
             finished: m.finished.clone(),
@@ -182,21 +187,21 @@ impl Header {
 }
 
 /// One row to write, with what the HTML's "Access" column says of it.
-pub struct Row {
-    pub file: FileRecord,
-    pub access: &'static str,
+pub(crate) struct Row {
+    pub(crate) file: FileRecord,
+    pub(crate) access: &'static str,
 }
 
 /// What became of each manifest file.
 #[derive(Debug)]
-pub struct Saved {
-    pub json: io::Result<()>,
-    pub html: io::Result<()>,
+pub(crate) struct Saved {
+    pub(crate) json: io::Result<()>,
+    pub(crate) html: io::Result<()>,
 }
 
 impl Saved {
     /// Returns the first error, naming the file it cost.
-    pub fn error(&self, dest: &Path, stem: &str) -> Option<String> {
+    pub(crate) fn error(&self, dest: &Path, stem: &str) -> Option<String> {
         let (name, e) = match (&self.json, &self.html) {
             (Err(e), _) => (format!("{stem}.json"), e),
             (_, Err(e)) => (format!("{stem}.HTML"), e),
@@ -207,13 +212,13 @@ impl Saved {
 }
 
 /// Rows per HTML page (and the most a one-page manifest holds).
-pub const DEFAULT_PAGE_ROWS: usize = 1000;
+pub(crate) const DEFAULT_PAGE_ROWS: usize = 1000;
 /// The test knob that sets the rows per HTML page.
-pub const PAGE_ROWS_ENV: &str = "MASTDL_HTML_PAGE_ROWS";
+pub(crate) const PAGE_ROWS_ENV: &str = "MASTDL_HTML_PAGE_ROWS";
 /// The most failed files the first page of a paged manifest lists.
-pub const MAX_FAILURES_LISTED: usize = 1000;
+pub(crate) const MAX_FAILURES_LISTED: usize = 1000;
 /// The most transfers the timeline draws.
-pub const MAX_BARS: usize = 500;
+pub(crate) const MAX_BARS: usize = 500;
 
 /// Returns the rows per HTML page: [`DEFAULT_PAGE_ROWS`], or the test knob.
 fn page_rows() -> usize {
@@ -225,7 +230,7 @@ fn page_rows() -> usize {
 }
 
 /// Returns the current time as RFC 3339 (UTC, seconds).
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
     now.replace_nanosecond(0)
         .unwrap_or(now)
@@ -238,7 +243,7 @@ pub fn now_rfc3339() -> String {
 /// symlink), synced, then renamed over `path` (a rename replaces a symlink
 /// at `path`, it does not follow it). On any failure the temporary file is
 /// removed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -259,7 +264,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Writes `DEST/<stem>.json` and `DEST/<stem>.HTML` for a manifest held
 /// in memory (see [`save_streamed`]).
-pub fn save(dest: &Path, stem: &str, m: &Manifest, ctx: &HtmlContext) -> Saved {
+pub(crate) fn save(dest: &Path, stem: &str, m: &Manifest, ctx: &HtmlContext) -> Saved {
     let rows = || {
         Ok(m.files.iter().map(|f| {
             Ok(Row {
@@ -277,7 +282,7 @@ pub fn save(dest: &Path, stem: &str, m: &Manifest, ctx: &HtmlContext) -> Saved {
 /// to a temporary file and renamed into place only when whole; one that
 /// cannot be written (a full disk) leaves the previous one and no
 /// temporary, and does not keep the other from being written.
-pub fn save_streamed<I>(
+pub(crate) fn save_streamed<I>(
     dest: &Path,
     stem: &str,
     header: &Header,
@@ -746,13 +751,13 @@ fn index_html(dir: &str, rows: usize, per_page: usize, pages: usize) -> String {
 }
 
 /// Reads a manifest JSON file.
-pub fn load(path: &Path) -> anyhow::Result<Manifest> {
+pub(crate) fn load(path: &Path) -> anyhow::Result<Manifest> {
     let text = fs::read(path)?;
     Ok(serde_json::from_slice(&text)?)
 }
 
 /// Returns `s` escaped for HTML text and attributes.
-pub fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     escape_into(&mut out, s);
     out
@@ -805,7 +810,7 @@ fn href_into(out: &mut String, path: &str) {
 }
 
 /// Returns a byte count for people: `1.5 MiB`.
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
 
@@ -926,7 +931,8 @@ fn push_number(out: &mut String, mut n: u64) {
 }
 
 /// Returns the one-page HTML of a manifest held in memory.
-pub fn html(m: &Manifest, ctx: &HtmlContext) -> String {
+#[cfg(test)]
+pub(crate) fn html(m: &Manifest, ctx: &HtmlContext) -> String {
     let mut h = page_head(&Header::of(m), ctx, "MAST download manifest");
     h.push_str(&timeline(ctx));
     h.push_str(TABLE_HEAD);

@@ -19,49 +19,49 @@ use crate::input::filter::{self, ProductFilter};
 use crate::input::{Entry, InputError, LocalHint, Origin};
 use crate::layout;
 
-pub use crate::manifest::Source;
+pub(crate) use crate::manifest::Source;
 
 /// One file to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
+pub(crate) struct Job {
     /// The identity of the file: its `mast:` URI.
-    pub uri: String,
+    pub(crate) uri: String,
     /// The URL to fetch it from.
-    pub url: Url,
+    pub(crate) url: Url,
     /// The path below DEST, `/`-separated.
-    pub rel: String,
+    pub(crate) rel: String,
     /// The size the input promised, if any.
-    pub size: Option<u64>,
+    pub(crate) size: Option<u64>,
     /// Where the bytes come from.
-    pub source: Source,
+    pub(crate) source: Source,
     /// For a bucket object: the archive URL to fall back to when the
     /// bucket does not have it after all (403/404).
-    pub fallback: Option<Url>,
+    pub(crate) fallback: Option<Url>,
     /// Where the entry was read.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
     /// The input says the product changed (a change feed's reprocessed
     /// row): when complete, ask the source whether it differs and replace
     /// it when it does, as `--update` does for every file.
-    pub update: bool,
+    pub(crate) update: bool,
 }
 
 /// One of N disjoint parts of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
+pub(crate) struct Shard {
     /// 0-based index.
-    pub k: u32,
+    pub(crate) k: u32,
     /// Number of shards.
-    pub n: u32,
+    pub(crate) n: u32,
 }
 
 impl Shard {
     /// Returns true if and only if `uri` belongs to this shard.
-    pub fn contains(&self, uri: &str) -> bool {
+    pub(crate) fn contains(&self, uri: &str) -> bool {
         shard_of(uri, self.n) == self.k
     }
 
     /// Returns the file-name tag of this shard: `K-of-N`.
-    pub fn tag(&self) -> String {
+    pub(crate) fn tag(&self) -> String {
         format!("{}-of-{}", self.k, self.n)
     }
 }
@@ -73,7 +73,7 @@ impl fmt::Display for Shard {
 }
 
 /// The most shards a run can be split into.
-pub const MAX_SHARDS: u32 = 100_000;
+pub(crate) const MAX_SHARDS: u32 = 100_000;
 
 impl FromStr for Shard {
     type Err = String;
@@ -103,7 +103,7 @@ impl FromStr for Shard {
 
 /// Returns the shard (0..n) of a URI: FNV-1a 64 of its bytes, modulo n.
 /// Stable across runs, versions and platforms.
-pub fn shard_of(uri: &str, n: u32) -> u32 {
+pub(crate) fn shard_of(uri: &str, n: u32) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in uri.as_bytes() {
         h ^= u64::from(*b);
@@ -114,29 +114,29 @@ pub fn shard_of(uri: &str, n: u32) -> u32 {
 
 /// What shapes the plan besides the entries.
 #[derive(Debug, Clone)]
-pub struct PlanOptions {
+pub(crate) struct PlanOptions {
     /// The archive root.
-    pub base: Url,
+    pub(crate) base: Url,
     /// True if and only if the user set the base URL: script URLs then get
     /// its scheme, host and port.
-    pub rebase: bool,
+    pub(crate) rebase: bool,
     /// `--flat`: every file straight into DEST.
-    pub flat: bool,
+    pub(crate) flat: bool,
     /// `--extension`: keep names ending with one of these (case-insensitive).
-    pub extensions: Vec<String>,
+    pub(crate) extensions: Vec<String>,
     /// `--product-type`: keep entries of these types (when the input says).
-    pub product_types: Vec<String>,
+    pub(crate) product_types: Vec<String>,
     /// `--calib-level`: keep entries at these levels (when the input says).
-    pub calib_levels: Vec<i64>,
+    pub(crate) calib_levels: Vec<i64>,
     /// `--mrp-only`: keep Minimum Recommended Products (when the input says).
-    pub mrp_only: bool,
+    pub(crate) mrp_only: bool,
     /// `--shard K/N`.
-    pub shard: Option<Shard>,
+    pub(crate) shard: Option<Shard>,
 }
 
 impl PlanOptions {
     /// Returns options with only the base URL set.
-    pub fn new(base: Url) -> PlanOptions {
+    pub(crate) fn new(base: Url) -> PlanOptions {
         PlanOptions {
             base,
             rebase: false,
@@ -160,12 +160,13 @@ const URI_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'/');
 
 /// Returns the archive download URL of a `mast:` URI below `base`.
-pub fn download_url(base: &Url, uri: &str) -> Result<Url, url::ParseError> {
+#[cfg(test)]
+pub(crate) fn download_url(base: &Url, uri: &str) -> Result<Url, url::ParseError> {
     Ok(with_uri(&download_root(base)?, uri))
 }
 
 /// Returns `{base}/api/v0.1/Download/file`, to which [`with_uri`] adds the query.
-pub fn download_root(base: &Url) -> Result<Url, url::ParseError> {
+pub(crate) fn download_root(base: &Url) -> Result<Url, url::ParseError> {
     let root = base.as_str().trim_end_matches('/');
     Url::parse(&format!("{root}/api/v0.1/Download/file"))
 }
@@ -183,7 +184,8 @@ pub(crate) fn with_uri(root: &Url, uri: &str) -> Url {
 /// Builds the jobs for `entries`: the whole plan, or one shard of it.
 /// Every entry is checked before any is dropped by a shard, so all shards
 /// refuse the same bad input.
-pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputError> {
+#[cfg(test)]
+pub(crate) fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputError> {
     let mut planner = Planner::new(opts.clone());
     let mut jobs = Vec::with_capacity(entries.len());
     for e in entries {
@@ -199,7 +201,7 @@ pub fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>, InputE
 /// 64-bit hash of its folded local path with where the entry was read. No
 /// copy of a URI or path is kept: a million-line list plans in well under
 /// 100 MiB whatever the length of its URIs.
-pub struct Planner {
+pub(crate) struct Planner {
     opts: PlanOptions,
     /// The archive download URL without its query.
     root: Result<Url, url::ParseError>,
@@ -217,7 +219,7 @@ pub struct Planner {
 /// Returns a 64-bit hash of `bytes`, the same in every run (fixed
 /// constants): the key of the plan's and the state record's in-memory
 /// indexes (never written anywhere).
-pub fn hash64(bytes: &[u8]) -> u64 {
+pub(crate) fn hash64(bytes: &[u8]) -> u64 {
     mix_hash(
         bytes,
         [
@@ -262,11 +264,11 @@ fn mix_hash(bytes: &[u8], k: [u64; 3]) -> u64 {
 }
 
 /// A map keyed by a [`hash64`] value, which it uses as it is (no second hash).
-pub type U64Map<V> = HashMap<u64, V, std::hash::BuildHasherDefault<KeyIsHash>>;
+pub(crate) type U64Map<V> = HashMap<u64, V, std::hash::BuildHasherDefault<KeyIsHash>>;
 
 /// The hasher of [`U64Map`]: the key is already a hash.
 #[derive(Default)]
-pub struct KeyIsHash(u64);
+pub(crate) struct KeyIsHash(u64);
 
 impl std::hash::Hasher for KeyIsHash {
     fn finish(&self) -> u64 {
@@ -301,7 +303,7 @@ fn hash128(bytes: &[u8]) -> u128 {
 
 impl Planner {
     /// Returns a planner for `opts`.
-    pub fn new(opts: PlanOptions) -> Planner {
+    pub(crate) fn new(opts: PlanOptions) -> Planner {
         Planner {
             root: download_root(&opts.base),
             opts,
@@ -326,7 +328,8 @@ impl Planner {
 
     /// Checks `e` and returns its job, or `None` when a filter, a
     /// duplicate URI or the shard drops it.
-    pub fn push(&mut self, e: Entry) -> Result<Option<Job>, InputError> {
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, e: Entry) -> Result<Option<Job>, InputError> {
         let Some((rel, link)) = self.check(&e, false)? else {
             return Ok(None);
         };
@@ -352,7 +355,7 @@ impl Planner {
     /// Checks `e` as [`Planner::push`] does and returns its job with the
     /// URL as text, built without parsing it again (the fast path of a
     /// plan that is printed or kept on disk).
-    pub fn push_planned(&mut self, e: Entry) -> Result<Option<Planned>, InputError> {
+    pub(crate) fn push_planned(&mut self, e: Entry) -> Result<Option<Planned>, InputError> {
         let Some((rel, link)) = self.check(&e, true)? else {
             return Ok(None);
         };
@@ -461,7 +464,7 @@ enum Link {
 /// order, in an unnamed temporary file (gone when the run ends, however it
 /// ends). A run reads it a few times from the start instead of holding a
 /// million jobs in memory.
-pub struct PlanFile {
+pub(crate) struct PlanFile {
     out: io::BufWriter<fs::File>,
     len: usize,
     /// Jobs whose input says they changed.
@@ -469,24 +472,24 @@ pub struct PlanFile {
 }
 
 /// One job as read back from a [`PlanFile`], its URLs still text.
-pub struct Planned {
-    pub uri: String,
-    pub url: String,
-    pub rel: String,
-    pub size: Option<u64>,
-    pub source: Source,
-    pub fallback: Option<String>,
-    pub origin: Origin,
+pub(crate) struct Planned {
+    pub(crate) uri: String,
+    pub(crate) url: String,
+    pub(crate) rel: String,
+    pub(crate) size: Option<u64>,
+    pub(crate) source: Source,
+    pub(crate) fallback: Option<String>,
+    pub(crate) origin: Origin,
     /// `--cloud-only`: the bucket does not have it.
-    pub not_in_cloud: bool,
+    pub(crate) not_in_cloud: bool,
     /// A change feed's reprocessed row (see [`Job::update`]).
-    pub update: bool,
+    pub(crate) update: bool,
 }
 
 impl Planned {
     /// Returns the job to run (its URLs parsed again), or itself with why not.
     #[allow(clippy::result_large_err)]
-    pub fn job(self) -> Result<Job, (Planned, url::ParseError)> {
+    pub(crate) fn job(self) -> Result<Job, (Planned, url::ParseError)> {
         let urls = Url::parse(&self.url)
             .and_then(|u| Ok((u, self.fallback.as_deref().map(Url::parse).transpose()?)));
         let (url, fallback) = match urls {
@@ -519,7 +522,7 @@ fn reprocessed(e: &Entry) -> bool {
 
 impl PlanFile {
     /// Returns an empty plan file in the system's temporary folder.
-    pub fn new() -> io::Result<PlanFile> {
+    pub(crate) fn new() -> io::Result<PlanFile> {
         Ok(PlanFile {
             out: io::BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
             len: 0,
@@ -528,23 +531,18 @@ impl PlanFile {
     }
 
     /// Returns the number of jobs.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Returns the number of jobs the input says changed (a change feed's
     /// reprocessed rows), which are checked as `--update` checks.
-    pub fn updates(&self) -> usize {
+    pub(crate) fn updates(&self) -> usize {
         self.updates
     }
 
-    /// Returns true if and only if the plan has no job.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Appends `job`; `not_in_cloud` marks a job `--cloud-only` skips.
-    pub fn push(&mut self, job: &Job, not_in_cloud: bool) -> io::Result<()> {
+    pub(crate) fn push(&mut self, job: &Job, not_in_cloud: bool) -> io::Result<()> {
         let fallback = job.fallback.as_ref().map_or("", Url::as_str);
         let texts = [
             job.uri.as_str(),
@@ -563,7 +561,7 @@ impl PlanFile {
     }
 
     /// Appends a job planned as text.
-    pub fn push_planned(&mut self, p: &Planned) -> io::Result<()> {
+    pub(crate) fn push_planned(&mut self, p: &Planned) -> io::Result<()> {
         let fallback = p.fallback.as_deref().unwrap_or("");
         let texts = [p.uri.as_str(), p.url.as_str(), p.rel.as_str(), fallback];
         self.put(Record {
@@ -596,13 +594,13 @@ impl PlanFile {
     }
 
     /// Writes out what is buffered: call once every job is pushed.
-    pub fn seal(&mut self) -> io::Result<()> {
+    pub(crate) fn seal(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
     /// Returns the jobs from the first, in plan order, once sealed. Each
     /// reader keeps its own place: several may read at once.
-    pub fn read(&self) -> io::Result<PlanReader> {
+    pub(crate) fn read(&self) -> io::Result<PlanReader> {
         if !self.out.buffer().is_empty() {
             return Err(io::Error::other(
                 "the plan file is read before it is sealed",
@@ -628,7 +626,7 @@ struct Record<'a> {
 }
 
 /// Reads a [`PlanFile`] back, job by job.
-pub struct PlanReader {
+pub(crate) struct PlanReader {
     input: io::BufReader<At>,
     left: usize,
 }

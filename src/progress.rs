@@ -23,7 +23,7 @@ use crate::manifest::{human_bytes, FileRecord, Status};
 
 /// How serious a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     Info,
     Warn,
     Error,
@@ -40,29 +40,29 @@ impl Level {
 }
 
 /// Where a new MAST token is made.
-pub const NEW_TOKEN_PAGE: &str = "https://auth.mast.stsci.edu/token";
+pub(crate) const NEW_TOKEN_PAGE: &str = "https://auth.mast.stsci.edu/token";
 
 /// The run's totals.
 #[derive(Debug, Clone, Default)]
-pub struct Summary {
-    pub complete: usize,
-    pub skipped: usize,
-    pub failed: usize,
+pub(crate) struct Summary {
+    pub(crate) complete: usize,
+    pub(crate) skipped: usize,
+    pub(crate) failed: usize,
     /// Body bytes transferred.
-    pub bytes: u64,
-    pub elapsed: Duration,
-    pub interrupted: bool,
+    pub(crate) bytes: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) interrupted: bool,
     /// INTERRUPTED rows whose transfer the interruption cut short (`.part` kept).
-    pub cut_short: usize,
+    pub(crate) cut_short: usize,
     /// INTERRUPTED rows the interruption kept from starting.
-    pub not_started: usize,
+    pub(crate) not_started: usize,
     /// Every FAILED file failed for want of a valid token (exit 4).
-    pub wants_token: bool,
+    pub(crate) wants_token: bool,
 }
 
 impl Summary {
     /// Returns the summary line: `N complete, M skipped, K failed, X in T (R/s)`.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
         let rate = if secs > 0.0 {
             (self.bytes as f64 / secs) as u64
@@ -101,7 +101,7 @@ pub fn say(line: impl std::fmt::Display) {
 }
 
 /// Receives the run's events. Every method has a do-nothing default.
-pub trait Reporter: Send + Sync {
+pub(crate) trait Reporter: Send + Sync {
     /// The plan is built: `files` to consider, `to_fetch` of them not yet complete.
     fn planned(&self, _files: usize, _to_fetch: usize) {}
     /// A transfer's body starts (`offset` bytes were already there).
@@ -122,14 +122,10 @@ pub trait Reporter: Send + Sync {
     }
 }
 
-/// A reporter that says nothing (library use, tests).
-pub struct Silent;
-impl Reporter for Silent {}
-
 /// Human log lines on stderr, for CI and cron: no escape codes.
-pub struct Lines {
+pub(crate) struct Lines {
     /// `--quiet`: only errors and the summary.
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 fn finished_line(row: &FileRecord, elapsed: Duration) -> String {
@@ -176,7 +172,7 @@ impl Reporter for Lines {
 }
 
 /// One JSON object per event on stderr (`--log-format json`).
-pub struct Json;
+pub(crate) struct Json;
 
 /// Prints a run-ending error as a JSON event (`--log-format json`).
 pub fn json_error(message: &str, exit: i32) {
@@ -234,7 +230,7 @@ impl Reporter for Json {
 
 /// indicatif bars: an overall bar (files, bytes, rate, ETA) and one line
 /// per active transfer.
-pub struct Bars {
+pub(crate) struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
     active: Mutex<HashMap<usize, ProgressBar>>,
@@ -252,7 +248,7 @@ struct FileCount {
 
 impl Bars {
     /// Returns bars drawn on stderr.
-    pub fn new(quiet: bool) -> Bars {
+    pub(crate) fn new(quiet: bool) -> Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(

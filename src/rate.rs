@@ -25,7 +25,7 @@ use tokio::time::Instant;
 /// `500k` = 512,000, `20M` = 20,971,520, `1G` = 1,073,741,824. Surrounding
 /// whitespace is ignored. Zero, signs, fractions, other suffixes and values
 /// that do not fit in a `u64` are errors.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (digits, mult) = match t.as_bytes().last() {
         Some(b'k' | b'K') => (&t[..t.len() - 1], 1u64 << 10),
@@ -62,13 +62,12 @@ const BURST_SECS: f64 = 0.1;
 ///
 /// [`take`]: RateLimiter::take
 #[derive(Clone, Debug, Default)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     inner: Option<Arc<Inner>>,
 }
 
 #[derive(Debug)]
 struct Inner {
-    rate: u64,
     /// Bytes per second, as a float for the arithmetic.
     per_sec: f64,
     /// The most tokens the bucket holds (a tenth of a second's worth).
@@ -88,13 +87,12 @@ impl RateLimiter {
     /// Returns a limiter that lets through `bytes_per_sec` bytes a second,
     /// shared by all its clones. `bytes_per_sec` must be more than zero
     /// ([`parse_rate`] guarantees it); 0 is treated as 1.
-    pub fn new(bytes_per_sec: u64) -> Self {
+    pub(crate) fn new(bytes_per_sec: u64) -> Self {
         let rate = bytes_per_sec.max(1);
         let per_sec = rate as f64;
         let burst = per_sec * BURST_SECS;
         RateLimiter {
             inner: Some(Arc::new(Inner {
-                rate,
                 per_sec,
                 burst,
                 bucket: Mutex::new(Bucket {
@@ -106,23 +104,24 @@ impl RateLimiter {
     }
 
     /// Returns a limiter that never waits.
-    pub fn unlimited() -> Self {
+    pub(crate) fn unlimited() -> Self {
         RateLimiter { inner: None }
     }
 
     /// Returns a limiter for an optional rate (`None` = unlimited), e.g. the
     /// parsed value of `--limit-rate`.
-    pub fn from_rate(bytes_per_sec: Option<u64>) -> Self {
+    pub(crate) fn from_rate(bytes_per_sec: Option<u64>) -> Self {
         bytes_per_sec.map_or_else(Self::unlimited, Self::new)
     }
 
     /// Returns the cap in bytes per second, or `None` when unlimited.
-    pub fn rate(&self) -> Option<u64> {
-        self.inner.as_ref().map(|i| i.rate)
+    #[cfg(test)]
+    pub(crate) fn rate(&self) -> Option<u64> {
+        self.inner.as_ref().map(|i| i.per_sec as u64)
     }
 
     /// Returns true if and only if this limiter never waits.
-    pub fn is_unlimited(&self) -> bool {
+    pub(crate) fn is_unlimited(&self) -> bool {
         self.inner.is_none()
     }
 
@@ -133,7 +132,7 @@ impl RateLimiter {
     /// served in the order they called. Dropping the future while it waits
     /// (a cancelled transfer) keeps the bytes counted, which errs on the slow
     /// side.
-    pub async fn take(&self, n: usize) {
+    pub(crate) async fn take(&self, n: usize) {
         let Some(inner) = &self.inner else {
             return;
         };

@@ -21,25 +21,25 @@ use crate::budget::{Event, Pushback, Throttle};
 use crate::error::FetchError;
 
 /// Retries per file unless `--retries` says otherwise.
-pub const DEFAULT_RETRIES: u32 = 5;
+pub(crate) const DEFAULT_RETRIES: u32 = 5;
 /// The first backoff step.
-pub const DEFAULT_BASE_DELAY: Duration = Duration::from_millis(500);
+pub(crate) const DEFAULT_BASE_DELAY: Duration = Duration::from_millis(500);
 /// The longest backoff step.
-pub const MAX_DELAY: Duration = Duration::from_secs(30);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(30);
 /// The longest `Retry-After` honoured.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// The environment variable that sets the first backoff step in
 /// milliseconds (tests set it to 0 so they do not sleep).
-pub const BASE_DELAY_ENV: &str = "MASTDL_RETRY_BASE_MS";
+pub(crate) const BASE_DELAY_ENV: &str = "MASTDL_RETRY_BASE_MS";
 
 /// Returns true if and only if `status` is worth retrying.
-pub fn is_transient_status(status: u16) -> bool {
+pub(crate) fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
 /// What to do after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Try again, after the server's `Retry-After` when it gave one.
     Retry { after: Option<Duration> },
     /// Give up.
@@ -47,7 +47,7 @@ pub enum Verdict {
 }
 
 /// An error that knows whether trying again may help.
-pub trait Classify: std::fmt::Display {
+pub(crate) trait Classify: std::fmt::Display {
     /// Returns the verdict on this error.
     fn verdict(&self) -> Verdict;
     /// Returns the error that stands for "the run was cancelled".
@@ -111,7 +111,7 @@ impl Classify for FetchError {
 }
 
 /// Returns true if and only if `err` is worth retrying.
-pub fn is_transient(err: &FetchError) -> bool {
+pub(crate) fn is_transient(err: &FetchError) -> bool {
     err.verdict() != Verdict::Stop
 }
 
@@ -119,7 +119,7 @@ pub fn is_transient(err: &FetchError) -> bool {
 /// again: a malformed request, or TLS (a `rustls::Error` anywhere in the
 /// source chain: bad certificate, failed handshake). Decided by type, not
 /// by message text.
-pub fn is_fatal_network(err: &reqwest::Error) -> bool {
+pub(crate) fn is_fatal_network(err: &reqwest::Error) -> bool {
     if err.is_builder() {
         return true;
     }
@@ -141,7 +141,7 @@ pub fn is_fatal_network(err: &reqwest::Error) -> bool {
 }
 
 /// Parses a `Retry-After` value: delay seconds or an HTTP-date.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
@@ -156,18 +156,18 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 
 /// Exponential backoff with full jitter.
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
 }
 
 impl Backoff {
     /// Returns the backoff whose first step is `base`.
-    pub fn new(base: Duration) -> Backoff {
+    pub(crate) fn new(base: Duration) -> Backoff {
         Backoff { base }
     }
 
     /// Returns the backoff, with its base from [`BASE_DELAY_ENV`] when set.
-    pub fn from_env() -> Backoff {
+    pub(crate) fn from_env() -> Backoff {
         let base = std::env::var(BASE_DELAY_ENV)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -177,7 +177,7 @@ impl Backoff {
 
     /// Returns how long to wait before retry number `attempt` (1-based);
     /// the server's `Retry-After` wins when given.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(d) = retry_after {
             return d;
         }
@@ -194,18 +194,18 @@ impl Backoff {
 
 /// How often and how patiently to try.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Retries after the first attempt.
-    pub retries: u32,
-    pub backoff: Backoff,
+    pub(crate) retries: u32,
+    pub(crate) backoff: Backoff,
     /// The longest `Retry-After` honoured by this caller.
-    pub max_retry_after: Duration,
+    pub(crate) max_retry_after: Duration,
 }
 
 impl Policy {
     /// Returns a policy of `retries` retries with the backoff from the
     /// environment ([`BASE_DELAY_ENV`]).
-    pub fn new(retries: u32) -> Policy {
+    pub(crate) fn new(retries: u32) -> Policy {
         Policy {
             retries,
             backoff: Backoff::from_env(),
@@ -216,19 +216,19 @@ impl Policy {
 
 /// The last error of an operation that did not succeed.
 #[derive(Debug)]
-pub struct Failed<E> {
-    pub error: E,
+pub(crate) struct Failed<E> {
+    pub(crate) error: E,
     /// Retries made (attempts − 1).
-    pub retries: u32,
-    pub elapsed: Duration,
+    pub(crate) retries: u32,
+    pub(crate) elapsed: Duration,
     /// True if and only if the run was cancelled.
-    pub cancelled: bool,
+    pub(crate) cancelled: bool,
 }
 
 impl<E: std::fmt::Display> Failed<E> {
     /// Returns the error with how long it was tried: `… (failed after N
     /// retries in T s)`, or the error alone when it was not retried.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self.retries {
             0 => self.error.to_string(),
             n => format!(
@@ -248,7 +248,7 @@ impl<E: std::fmt::Display> Failed<E> {
 /// pushes back (429; with `-j auto` also 503, resets, stalls) the
 /// `throttle` (when given, told of every retry) lowers the whole run's
 /// concurrency.
-pub async fn run<T, E, F, Fut>(
+pub(crate) async fn run<T, E, F, Fut>(
     policy: &Policy,
     cancel: &CancellationToken,
     throttle: Option<&Throttle>,
@@ -317,10 +317,10 @@ where
 /// bucket lookup, the search client): whether trying again may help, how
 /// long the server asked to wait, and what to tell the user.
 #[derive(Debug)]
-pub struct Failure {
-    pub transient: bool,
-    pub retry_after: Option<Duration>,
-    pub message: String,
+pub(crate) struct Failure {
+    pub(crate) transient: bool,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for Failure {
@@ -352,7 +352,7 @@ impl Classify for Failure {
 /// server's `Retry-After`, within [`MAX_DELAY`]) after each transient
 /// failure. Returns the value, or the last failure (its [`Failed::message`]
 /// says how long it was tried, in the words downloads use).
-pub async fn with_retries<T, F, Fut>(
+pub(crate) async fn with_retries<T, F, Fut>(
     attempts: u32,
     backoff: &Backoff,
     mut op: F,

@@ -14,14 +14,14 @@ use crate::cli::{
     QueryArgs,
 };
 use crate::error::UsageError;
-pub use crate::input::InputSource;
+pub(crate) use crate::input::InputSource;
 use crate::plan::{PlanOptions, Shard};
 use crate::query::Criteria;
 use crate::token::{self, Token};
 
 /// Where public products may come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cloud {
+pub(crate) enum Cloud {
     /// The archive only.
     Off,
     /// The bucket when it has the product, else the archive (`--cloud`).
@@ -31,11 +31,11 @@ pub enum Cloud {
 }
 
 /// The archive root when none is given.
-pub const DEFAULT_BASE_URL: &str = "https://mast.stsci.edu";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://mast.stsci.edu";
 
 /// How stderr looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     /// indicatif bars.
     Bars,
     /// Plain lines.
@@ -48,7 +48,7 @@ impl Output {
     /// Resolves `--log-format`, `--progress` and `--quiet`: bars only
     /// when asked for (or on a terminal) and not quiet. Returns the
     /// output and whether it is quiet.
-    pub fn resolve(args: OutputArgs) -> (Output, bool) {
+    pub(crate) fn resolve(args: OutputArgs) -> (Output, bool) {
         let OutputArgs {
             quiet,
             progress,
@@ -67,31 +67,31 @@ impl Output {
 /// The network flags ([`NetworkArgs`]), resolved once for every command
 /// that talks to MAST.
 #[derive(Debug, Clone)]
-pub struct Network {
+pub(crate) struct Network {
     /// The archive root.
-    pub base: Url,
+    pub(crate) base: Url,
     /// `--base-url` given: URLs taken from scripts are re-rooted at it.
-    pub rebase: bool,
-    pub token: Option<Token>,
+    pub(crate) rebase: bool,
+    pub(crate) token: Option<Token>,
     /// How the one HTTP client connects.
-    pub client: ClientSettings,
+    pub(crate) client: ClientSettings,
 }
 
 /// What the one HTTP client is built with, besides the connection limits
 /// each command sets (see `commands::http`).
 #[derive(Debug, Clone)]
-pub struct ClientSettings {
+pub(crate) struct ClientSettings {
     /// `--timeout`.
-    pub stall: Duration,
+    pub(crate) stall: Duration,
     /// `--cacert`.
-    pub cacert: Option<PathBuf>,
+    pub(crate) cacert: Option<PathBuf>,
     /// `--trusted-host`.
-    pub trusted_hosts: Vec<String>,
+    pub(crate) trusted_hosts: Vec<String>,
 }
 
 impl Network {
     /// Resolves `args` against the environment (`MAST_API_TOKEN`).
-    pub fn resolve(args: NetworkArgs) -> Result<Network, UsageError> {
+    pub(crate) fn resolve(args: NetworkArgs) -> Result<Network, UsageError> {
         let NetworkArgs {
             token,
             base_url: given,
@@ -114,37 +114,37 @@ impl Network {
 
 /// Everything a run needs, resolved.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub inputs: Vec<InputSource>,
-    pub dest: PathBuf,
-    pub token: Option<Token>,
+pub(crate) struct Settings {
+    pub(crate) inputs: Vec<InputSource>,
+    pub(crate) dest: PathBuf,
+    pub(crate) token: Option<Token>,
     /// True if and only if a prompt may ask for a token (stdin is a terminal).
-    pub interactive: bool,
-    pub jobs: Jobs,
+    pub(crate) interactive: bool,
+    pub(crate) jobs: Jobs,
     /// `--limit-rate`: bytes per second for the whole run.
-    pub limit_rate: Option<u64>,
-    pub retries: u32,
-    pub plan: PlanOptions,
-    pub force: bool,
+    pub(crate) limit_rate: Option<u64>,
+    pub(crate) retries: u32,
+    pub(crate) plan: PlanOptions,
+    pub(crate) force: bool,
     /// `--update`: HEAD complete files and replace changed ones.
-    pub update: bool,
-    pub output: Output,
-    pub quiet: bool,
+    pub(crate) update: bool,
+    pub(crate) output: Output,
+    pub(crate) quiet: bool,
     /// How the one client connects: the rest of the [`Network`], whose
     /// archive root and re-rooting are `plan.base` and `plan.rebase`, and
     /// whose token is `token`.
-    pub client: ClientSettings,
+    pub(crate) client: ClientSettings,
     /// `--query`: the search whose products are the input.
-    pub query: Option<Criteria>,
+    pub(crate) query: Option<Criteria>,
     /// `--cloud` / `--cloud-only`.
-    pub cloud: Cloud,
+    pub(crate) cloud: Cloud,
     /// `--s3-url`.
-    pub s3_url: Url,
+    pub(crate) s3_url: Url,
 }
 
 impl Settings {
     /// Resolves `args` against the environment.
-    pub fn resolve(args: FetchArgs) -> Result<Settings, UsageError> {
+    pub(crate) fn resolve(args: FetchArgs) -> Result<Settings, UsageError> {
         let FetchArgs {
             inputs,
             dest,
@@ -274,7 +274,7 @@ impl From<CriteriaArgs> for Criteria {
 
 /// Where `query` writes the products.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryOutput {
+pub(crate) enum QueryOutput {
     /// A URI list, to a file or (`None`) stdout.
     List(Option<PathBuf>),
     /// A product table, to a file or stdout.
@@ -283,7 +283,7 @@ pub enum QueryOutput {
 
 impl QueryOutput {
     /// Returns the file to write, if not stdout.
-    pub fn path(&self) -> Option<&std::path::Path> {
+    pub(crate) fn path(&self) -> Option<&std::path::Path> {
         match self {
             QueryOutput::List(p) | QueryOutput::Table(p) => p.as_deref(),
         }
@@ -292,16 +292,16 @@ impl QueryOutput {
 
 /// Everything `query` needs, resolved.
 #[derive(Debug, Clone)]
-pub struct QuerySettings {
-    pub network: Network,
-    pub criteria: Criteria,
-    pub extensions: Vec<String>,
-    pub output: QueryOutput,
+pub(crate) struct QuerySettings {
+    pub(crate) network: Network,
+    pub(crate) criteria: Criteria,
+    pub(crate) extensions: Vec<String>,
+    pub(crate) output: QueryOutput,
 }
 
 impl QuerySettings {
     /// Resolves `args` against the environment.
-    pub fn resolve(args: QueryArgs) -> Result<QuerySettings, UsageError> {
+    pub(crate) fn resolve(args: QueryArgs) -> Result<QuerySettings, UsageError> {
         let QueryArgs {
             criteria,
             filter: FilterArgs { extension },
@@ -328,7 +328,7 @@ impl QuerySettings {
 }
 
 /// Returns the archive root: `--base-url` (or `MASTDL_BASE_URL`), else MAST.
-pub fn base_url(given: Option<Url>) -> Result<Url, UsageError> {
+pub(crate) fn base_url(given: Option<Url>) -> Result<Url, UsageError> {
     let base = match given {
         Some(u) => u,
         None => Url::parse(DEFAULT_BASE_URL).map_err(|e| UsageError(e.to_string()))?,
@@ -351,7 +351,7 @@ pub fn base_url(given: Option<Url>) -> Result<Url, UsageError> {
 
 /// Returns the token from `--token`, else `MAST_API_TOKEN`; a token no
 /// HTTP header can carry is a usage error.
-pub fn resolve_token(given: Option<&str>) -> Result<Option<Token>, UsageError> {
+pub(crate) fn resolve_token(given: Option<&str>) -> Result<Option<Token>, UsageError> {
     let env = std::env::var(token::TOKEN_ENV).ok();
     token::resolve(given, env.as_deref()).map_err(|e| UsageError(e.to_string()))
 }

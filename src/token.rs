@@ -22,7 +22,7 @@ static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 const MIN_SECRET: usize = 4;
 
 /// Remembers `secret`, so that [`scrub`] removes it from any text.
-pub fn register_secret(secret: &str) {
+pub(crate) fn register_secret(secret: &str) {
     if secret.len() < MIN_SECRET {
         return;
     }
@@ -58,22 +58,22 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
 /// Why a token cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("The MAST API token from {from} has a control or non-ASCII character an HTTP header cannot carry")]
-pub struct BadToken {
+pub(crate) struct BadToken {
     /// Where it came from (`--token`, `MAST_API_TOKEN`, the prompt).
-    pub from: &'static str,
+    pub(crate) from: &'static str,
 }
 
 /// The name of the environment variable the token is read from.
-pub const TOKEN_ENV: &str = "MAST_API_TOKEN";
+pub(crate) const TOKEN_ENV: &str = "MAST_API_TOKEN";
 
 /// A MAST API token. Its `Debug` and `Display` never show the secret.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
+pub(crate) struct Token(String);
 
 impl Token {
     /// Returns a token for `s`, trimmed, or `None` when nothing is left.
     /// The token is registered as a secret (see [`scrub`]).
-    pub fn new(s: &str) -> Option<Token> {
+    pub(crate) fn new(s: &str) -> Option<Token> {
         let t = s.trim();
         if t.is_empty() {
             None
@@ -86,7 +86,7 @@ impl Token {
     /// Returns the token for `s` (see [`Token::new`]), or an error when it
     /// holds a character no HTTP header can carry (a control character,
     /// non-ASCII), which would otherwise be dropped silently.
-    pub fn parse(s: &str, from: &'static str) -> Result<Option<Token>, BadToken> {
+    pub(crate) fn parse(s: &str, from: &'static str) -> Result<Option<Token>, BadToken> {
         let Some(t) = Token::new(s) else {
             return Ok(None);
         };
@@ -98,12 +98,12 @@ impl Token {
     }
 
     /// Returns the secret itself. Call only to put it on the wire.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// Returns the value of the `Authorization` header, marked sensitive.
-    pub fn header_value(&self) -> Option<reqwest::header::HeaderValue> {
+    pub(crate) fn header_value(&self) -> Option<reqwest::header::HeaderValue> {
         let mut v = reqwest::header::HeaderValue::from_str(&format!("token {}", self.0)).ok()?;
         v.set_sensitive(true);
         Some(v)
@@ -124,7 +124,7 @@ impl fmt::Display for Token {
 
 /// Resolves the token from the command line, then the environment.
 /// Returns `None` when neither gives one; the prompt comes later, on a 401/403.
-pub fn resolve(cli: Option<&str>, env: Option<&str>) -> Result<Option<Token>, BadToken> {
+pub(crate) fn resolve(cli: Option<&str>, env: Option<&str>) -> Result<Option<Token>, BadToken> {
     if let Some(t) = cli
         .map(|c| Token::parse(c, "`--token`"))
         .transpose()?
@@ -140,7 +140,7 @@ pub fn resolve(cli: Option<&str>, env: Option<&str>) -> Result<Option<Token>, Ba
 
 /// Asks for the token on the terminal without echo. Returns `None` when
 /// nothing was typed or the terminal could not be read.
-pub fn prompt() -> Option<Token> {
+pub(crate) fn prompt() -> Option<Token> {
     let answer = rpassword::prompt_password(
         "MAST API token (from https://auth.mast.stsci.edu/token; input hidden): ",
     )
@@ -150,7 +150,7 @@ pub fn prompt() -> Option<Token> {
 
 /// Gives the terminal its echo and line editing back after a prompt that
 /// was abandoned (the run was cancelled while it waited).
-pub fn restore_terminal() {
+pub(crate) fn restore_terminal() {
     #[cfg(unix)]
     {
         use std::os::unix::io::AsRawFd;

@@ -30,10 +30,10 @@ use crate::retry::Policy;
 use crate::settings::{Cloud, Settings};
 
 /// The most connections to the bucket at once (S3 serves each at its own speed).
-pub const BUCKET_CONNECTIONS: usize = 16;
+pub(crate) const BUCKET_CONNECTIONS: usize = 16;
 
 /// Runs `fetch`: plan, lock, download, manifest. Returns the exit code.
-pub async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
+pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     // The final `-j` first: the client's per-host connection cap is sized from it.
     let reporter = reporter(&settings, true);
     fit_jobs(&mut settings, reporter.as_ref());
@@ -356,12 +356,12 @@ fn classify(
                     // A reprocessed change-feed row is checked like `--update`
                     // checks every file (`--force` fetches it anyway).
                     Some(size) if settings.update || (p.update && !settings.force) => {
-                        outcomes.to_check(i, size);
+                        outcomes.mark_check(i, size);
                         continue;
                     }
                     Some(size) if !settings.force => decided(Facts::plain(Status::Skipped, size)),
                     _ => {
-                        outcomes.to_fetch(i);
+                        outcomes.mark_fetch(i);
                         continue;
                     }
                 }

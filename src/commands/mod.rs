@@ -4,11 +4,11 @@
 //! pointing jobs at the bucket, choosing the reporter, and mapping a
 //! run-ending error to its exit code and hint.
 
-pub mod fetch;
-pub mod plan;
-pub mod query;
-pub mod report;
-pub mod verify;
+pub(crate) mod fetch;
+pub(crate) mod plan;
+pub(crate) mod query;
+pub(crate) mod report;
+pub(crate) mod verify;
 
 use std::sync::Arc;
 
@@ -101,7 +101,7 @@ pub fn hint_for(err: &anyhow::Error, downloads: bool) -> Option<&'static str> {
 /// Builds the one HTTP client (with its trust rules) for every request
 /// of a command: the only place its options are assembled. `per_host` is
 /// the most connections to one host; `wider` names the hosts allowed more.
-pub fn http(
+pub(crate) fn http(
     base: &url::Url,
     client: &ClientSettings,
     per_host: usize,
@@ -128,7 +128,7 @@ pub fn http(
 }
 
 /// Returns the one HTTP client of a `fetch` or `plan` run.
-pub fn run_http(settings: &Settings) -> anyhow::Result<Http> {
+pub(crate) fn run_http(settings: &Settings) -> anyhow::Result<Http> {
     http(
         &settings.plan.base,
         &settings.client,
@@ -141,7 +141,7 @@ pub fn run_http(settings: &Settings) -> anyhow::Result<Http> {
 
 /// Returns the reporter the settings ask for; without `transfers` to
 /// show (`plan`), bars are plain lines.
-pub fn reporter(settings: &Settings, transfers: bool) -> Arc<dyn Reporter> {
+pub(crate) fn reporter(settings: &Settings, transfers: bool) -> Arc<dyn Reporter> {
     match settings.output {
         Output::Bars if transfers => Arc::new(Bars::new(settings.quiet)),
         Output::Bars | Output::Lines => Arc::new(Lines {
@@ -155,7 +155,7 @@ pub fn reporter(settings: &Settings, transfers: bool) -> Arc<dyn Reporter> {
 /// search's) entries, through one [`Planner`]. A bad entry ends it with an
 /// input error after the jobs before it. Returns the notes for the
 /// manifest (what the plan left out, already said on stderr).
-pub async fn plan_each(
+pub(crate) async fn plan_each(
     settings: &Settings,
     http: &Http,
     reporter: &dyn Reporter,
@@ -202,7 +202,7 @@ pub async fn plan_each(
 
 /// Reads the inputs (or runs the `--query` search) and builds the plan.
 /// Returns the jobs and the notes for the manifest.
-pub async fn plan_jobs(
+pub(crate) async fn plan_jobs(
     settings: &Settings,
     http: &Http,
     reporter: &dyn Reporter,
@@ -230,7 +230,7 @@ pub async fn plan_jobs(
 /// found job its object URL, keeping the archive URL as the fallback.
 /// Returns, per job, whether it is to be SKIPPED as "not in cloud"
 /// (`--cloud-only`).
-pub async fn point_at_bucket(
+pub(crate) async fn point_at_bucket(
     jobs: &mut [Job],
     settings: &Settings,
     http: &Http,

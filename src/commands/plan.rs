@@ -36,7 +36,7 @@ fn line_planned(out: &mut impl Write, j: &Planned) -> io::Result<()> {
 
 /// Runs `plan`. A closed stdout (`| head`) ends the output quietly (the
 /// caller maps a broken pipe to success).
-pub async fn plan(settings: Settings) -> anyhow::Result<Exit> {
+pub(crate) async fn plan(settings: Settings) -> anyhow::Result<Exit> {
     let http = run_http(&settings)?;
     let reporter = reporter(&settings, false);
     let stdout = io::stdout();

@@ -38,7 +38,7 @@ fn write(w: &mut dyn Write, products: &[Product], output: &QueryOutput) -> anyho
 const QUERY_CONNECTIONS: usize = 4;
 
 /// Runs `query`.
-pub async fn query(s: QuerySettings) -> anyhow::Result<Exit> {
+pub(crate) async fn query(s: QuerySettings) -> anyhow::Result<Exit> {
     let net = &s.network;
     let http = http(&net.base, &net.client, QUERY_CONNECTIONS, Vec::new())?;
     let mut products = query::products(&http, &net.base, net.token.as_ref(), &s.criteria).await?;

@@ -17,7 +17,7 @@ use crate::plan::Shard;
 use crate::progress::say;
 
 /// Returns `(k, n)` for a file named `MANIFEST.K-of-N.json`.
-pub fn shard_of_name(name: &str) -> Option<(u32, u32)> {
+pub(crate) fn shard_of_name(name: &str) -> Option<(u32, u32)> {
     let tag = name.strip_prefix("MANIFEST.")?.strip_suffix(".json")?;
     let (k, n) = tag.split_once("-of-")?;
     let (k, n) = (k.parse().ok()?, n.parse().ok()?);
@@ -30,7 +30,7 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
 
 /// Merges the shard manifests in `dest`. Returns [`Exit::Failed`] when a
 /// file failed, a shard's manifest is missing, or a shard is still running.
-pub fn report(dest: &Path) -> anyhow::Result<Exit> {
+pub(crate) fn report(dest: &Path) -> anyhow::Result<Exit> {
     let (n, shards) = read_shards(dest)?;
     let missing: Vec<u32> = (0..n).filter(|k| !shards.contains_key(k)).collect();
     let running: Vec<String> = (0..n)

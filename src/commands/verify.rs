@@ -241,7 +241,7 @@ struct Finding {
 }
 
 /// Runs `verify`. Returns 0 when the mirror is clean, 1 when not.
-pub async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
+pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
     let cfg = Config::resolve(args)?;
     let t0 = Instant::now();
     let root = cfg.dest.clone();

@@ -38,20 +38,20 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// The longest a connect waits at the cap for a connection to come back.
-pub const WAIT: Duration = Duration::from_millis(200);
+pub(crate) const WAIT: Duration = Duration::from_millis(200);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A connect refused at the cap.
 #[derive(Debug, thiserror::Error)]
 #[error("{cap} connections already open to this host")]
-pub struct Saturated {
-    pub cap: usize,
+pub(crate) struct Saturated {
+    pub(crate) cap: usize,
 }
 
 /// The connections open to one host (see the module docs).
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     cap: usize,
     wait: Duration,
     count: Mutex<Count>,
@@ -74,7 +74,7 @@ struct Count {
 impl Gate {
     /// Returns a gate of `cap` connections (at least one) whose connects
     /// wait at most `wait` at the cap with nothing moving.
-    pub fn new(cap: usize, wait: Duration) -> Arc<Gate> {
+    pub(crate) fn new(cap: usize, wait: Duration) -> Arc<Gate> {
         Arc::new(Gate {
             cap: cap.max(1),
             wait,
@@ -89,20 +89,20 @@ impl Gate {
     }
 
     /// Returns the cap.
-    pub fn cap(&self) -> usize {
+    pub(crate) fn cap(&self) -> usize {
         self.cap
     }
 
     /// Marks the host as one that answers over HTTP/2: one live connection
     /// serves every request of a client, so a connect at the cap with none
     /// in progress replaces a closed one (see the module docs).
-    pub fn multiplexed(&self) {
+    pub(crate) fn multiplexed(&self) {
         self.multiplexed
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Returns the connections counted as open (or opening).
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.count().open
     }
 
@@ -160,7 +160,7 @@ impl Gate {
 
     /// A counted connection is gone: a request met [`Saturated`] and none
     /// came back, so one closed unseen.
-    pub fn lost(&self) {
+    pub(crate) fn lost(&self) {
         {
             let mut c = self.count();
             c.open = c.open.saturating_sub(1);
@@ -182,7 +182,7 @@ impl Drop for Entered {
 }
 
 /// Returns true if and only if `e` (or an error below it) is [`Saturated`].
-pub fn is_saturated(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_saturated(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut at = Some(e);
     while let Some(err) = at {
         if err.downcast_ref::<Saturated>().is_some() {
@@ -195,7 +195,7 @@ pub fn is_saturated(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Puts a [`Gate`] in front of a connector (reqwest's `connector_layer`).
 #[derive(Debug, Clone)]
-pub struct GateLayer(pub Arc<Gate>);
+pub(crate) struct GateLayer(pub Arc<Gate>);
 
 impl<S> tower_layer::Layer<S> for GateLayer {
     type Service = Gated<S>;
@@ -209,7 +209,7 @@ impl<S> tower_layer::Layer<S> for GateLayer {
 
 /// A connector behind a [`Gate`].
 #[derive(Debug, Clone)]
-pub struct Gated<S> {
+pub(crate) struct Gated<S> {
     inner: S,
     gate: Arc<Gate>,
 }

@@ -31,20 +31,20 @@ use crate::retry;
 use crate::token::Token;
 
 /// The most redirects followed for one request.
-pub const MAX_REDIRECTS: usize = 10;
+pub(crate) const MAX_REDIRECTS: usize = 10;
 /// The longest connect wait, whatever `--timeout` says.
-pub const MAX_CONNECT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_CONNECT: Duration = Duration::from_secs(30);
 /// How much of an error body is read for its message.
-pub const ERROR_EXCERPT: usize = 4096;
+pub(crate) const ERROR_EXCERPT: usize = 4096;
 /// The longest wait for an error body's excerpt.
-pub const ERROR_EXCERPT_TIME: Duration = Duration::from_secs(5);
+pub(crate) const ERROR_EXCERPT_TIME: Duration = Duration::from_secs(5);
 /// How many times one hop is sent again at once after an HTTP/2 server
 /// refused it unprocessed (see [`unprocessed`]).
 const MAX_RESEND: u32 = 3;
 
 /// Which hosts see the credentials.
 #[derive(Debug, Clone)]
-pub struct Trust {
+pub(crate) struct Trust {
     base: Url,
     extra: Vec<String>,
 }
@@ -52,13 +52,13 @@ pub struct Trust {
 impl Trust {
     /// Returns the trust rules: the base URL's host on any port,
     /// `*.stsci.edu`, and the `extra` hosts (`--trusted-host`).
-    pub fn new(base: Url, extra: Vec<String>) -> Trust {
+    pub(crate) fn new(base: Url, extra: Vec<String>) -> Trust {
         let extra = extra.into_iter().map(|h| h.to_ascii_lowercase()).collect();
         Trust { base, extra }
     }
 
     /// Returns true if and only if credentials may be sent to `url`.
-    pub fn allows(&self, url: &Url) -> bool {
+    pub(crate) fn allows(&self, url: &Url) -> bool {
         if url.scheme() == "http" && self.base.scheme() != "http" {
             return false;
         }
@@ -77,22 +77,22 @@ impl Trust {
 
 /// How the run's clients are built.
 #[derive(Debug, Clone)]
-pub struct ClientOptions<'a> {
+pub(crate) struct ClientOptions<'a> {
     /// `--timeout`: also bounds connecting (at most [`MAX_CONNECT`]).
-    pub stall: Duration,
+    pub(crate) stall: Duration,
     /// `--cacert`: extra PEM roots.
-    pub cacert: Option<&'a Path>,
+    pub(crate) cacert: Option<&'a Path>,
     /// The most connections open to one host (`-j`; see [`super::gate`]).
-    pub per_host: usize,
+    pub(crate) per_host: usize,
     /// Hosts allowed more than `per_host` (the bucket), by URL.
-    pub wider: Vec<(Url, usize)>,
+    pub(crate) wider: Vec<(Url, usize)>,
     /// Ignore the proxy variables (tests against loopback servers).
-    pub no_proxy: bool,
+    pub(crate) no_proxy: bool,
 }
 
 /// Why the client could not be built (a bad `--cacert`).
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("Cannot read `--cacert` `{}`", path.display())]
     ReadCa {
         path: std::path::PathBuf,
@@ -185,17 +185,17 @@ impl Spec {
 
 /// The credentials a request may carry, attached hop by hop where trusted.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Creds<'a> {
+pub(crate) struct Creds<'a> {
     /// Sent as `Authorization: token …`.
-    pub token: Option<&'a Token>,
+    pub(crate) token: Option<&'a Token>,
     /// Also send the token as the `mast_token` cookie (as astroquery does
     /// for `/whoami` and searches).
-    pub cookie: bool,
+    pub(crate) cookie: bool,
 }
 
 impl<'a> Creds<'a> {
     /// Returns credentials of the token alone (no cookie).
-    pub fn token(token: Option<&'a Token>) -> Creds<'a> {
+    pub(crate) fn token(token: Option<&'a Token>) -> Creds<'a> {
         Creds {
             token,
             cookie: false,
@@ -204,22 +204,22 @@ impl<'a> Creds<'a> {
 }
 
 /// One request to send.
-pub struct Req<'a> {
-    pub method: Method,
-    pub url: &'a Url,
-    pub creds: Creds<'a>,
+pub(crate) struct Req<'a> {
+    pub(crate) method: Method,
+    pub(crate) url: &'a Url,
+    pub(crate) creds: Creds<'a>,
     /// Extra headers (never credentials: those are dropped).
-    pub headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     /// A body (form data for searches); dropped when a 301/302/303 turns
     /// the request into a GET.
-    pub body: Option<String>,
+    pub(crate) body: Option<String>,
     /// The longest wait for the response headers (default: the stall timeout).
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl<'a> Req<'a> {
     /// Returns a GET of `url` with `creds`.
-    pub fn get(url: &'a Url, creds: Creds<'a>) -> Req<'a> {
+    pub(crate) fn get(url: &'a Url, creds: Creds<'a>) -> Req<'a> {
         Req {
             method: Method::GET,
             url,
@@ -234,11 +234,11 @@ impl<'a> Req<'a> {
 /// The run's clients (one set per host), who sees the credentials, and
 /// the stall timeout.
 #[derive(Clone)]
-pub struct Http {
+pub(crate) struct Http {
     /// Who sees the credentials.
-    pub trust: Trust,
+    pub(crate) trust: Trust,
     /// `--timeout`: the longest wait for the next bytes.
-    pub stall: Duration,
+    pub(crate) stall: Duration,
     hosts: Arc<Hosts>,
 }
 
@@ -362,18 +362,18 @@ impl Host {
 }
 
 /// A finished request's answer, after redirects.
-pub struct Answer {
+pub(crate) struct Answer {
     /// The response of the last hop.
-    pub response: Response,
+    pub(crate) response: Response,
     /// A host a redirect led to that did not get the token.
-    pub withheld: Option<String>,
+    pub(crate) withheld: Option<String>,
 }
 
 impl Http {
     /// Returns the run's clients (built per host as hosts are met): at
     /// most `per_host` connections to each host, `trust` deciding who sees
     /// the credentials.
-    pub fn new(options: &ClientOptions<'_>, trust: Trust) -> Result<Http, ClientError> {
+    pub(crate) fn new(options: &ClientOptions<'_>, trust: Trust) -> Result<Http, ClientError> {
         let spec = Spec::new(options)?;
         // The archive's clients are built now, so that a client that cannot
         // be built fails here.
@@ -407,7 +407,7 @@ impl Http {
     /// more than `stall` between chunks, within the request's timeout.
     /// Returns the body's text, or why the request failed (a 401/403 says
     /// whether a token may help; `Retry-After` is kept for the retry loop).
-    pub async fn send_once(
+    pub(crate) async fn send_once(
         &self,
         req: Req<'_>,
         max_body: usize,
@@ -453,7 +453,7 @@ impl Http {
     /// Sends `req`, following redirects: the credentials ride along to
     /// trusted URLs only, on every hop; loops and more than
     /// [`MAX_REDIRECTS`] hops fail.
-    pub async fn send(&self, req: Req<'_>) -> Result<Answer, FetchError> {
+    pub(crate) async fn send(&self, req: Req<'_>) -> Result<Answer, FetchError> {
         let Req {
             mut method,
             url,
@@ -526,7 +526,7 @@ impl Http {
     }
 
     /// GETs `url` without credentials and without following redirects.
-    pub async fn get_one(&self, url: &Url) -> Result<Response, FetchError> {
+    pub(crate) async fn get_one(&self, url: &Url) -> Result<Response, FetchError> {
         self.exchange(&Hop {
             method: &Method::GET,
             url,
@@ -711,7 +711,7 @@ struct Hop<'a> {
 }
 
 /// Returns the error for a failed exchange, classified by [`retry`].
-pub fn network_error(e: &reqwest::Error) -> FetchError {
+pub(crate) fn network_error(e: &reqwest::Error) -> FetchError {
     let kind = if e.is_connect() {
         "connection failed"
     } else if e.is_timeout() {
@@ -785,14 +785,14 @@ fn redirect_target(resp: &Response, url: &Url, seen: &[Url]) -> Result<Url, Fetc
 }
 
 /// Returns a header's value as text, if it is text.
-pub fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<String> {
+pub(crate) fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<String> {
     h.get(name)?.to_str().ok().map(str::to_string)
 }
 
 /// Reads a whole body of at most `limit` bytes within `within` (and no
 /// more than `stall` between chunks). A longer body is an error, as is a
 /// body that takes too long.
-pub async fn read_body(
+pub(crate) async fn read_body(
     resp: &mut Response,
     limit: usize,
     stall: Duration,
@@ -821,7 +821,7 @@ pub async fn read_body(
 
 /// Reads at most `limit` bytes of a body, for messages, within `within`
 /// in all: whatever arrived by then.
-pub async fn body_excerpt(resp: &mut Response, limit: usize, within: Duration) -> Vec<u8> {
+pub(crate) async fn body_excerpt(resp: &mut Response, limit: usize, within: Duration) -> Vec<u8> {
     let deadline = tokio::time::Instant::now() + within;
     let mut buf = Vec::new();
     while buf.len() < limit {
@@ -835,7 +835,7 @@ pub async fn body_excerpt(resp: &mut Response, limit: usize, within: Duration) -
 }
 
 /// Returns the `Retry-After` of a response, if any (capped by [`retry`]).
-pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(h: &HeaderMap) -> Option<Duration> {
     h.get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| retry::parse_retry_after(v, SystemTime::now()))
@@ -843,7 +843,7 @@ pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
 
 /// Returns the error for a non-success answer, with the first line of its
 /// body (read for at most [`ERROR_EXCERPT_TIME`]).
-pub async fn status_error(mut resp: Response, stall: Duration) -> FetchError {
+pub(crate) async fn status_error(mut resp: Response, stall: Duration) -> FetchError {
     let status = resp.status().as_u16();
     let from = Some(Box::new(resp.url().clone()));
     let retry_after = retry_after(resp.headers());
@@ -859,7 +859,7 @@ pub async fn status_error(mut resp: Response, stall: Duration) -> FetchError {
 
 /// Returns the first meaningful line of an error body, tags stripped,
 /// control characters dropped and secrets scrubbed.
-pub fn first_line(body: &[u8]) -> String {
+pub(crate) fn first_line(body: &[u8]) -> String {
     // Secrets go before the cut, or a cut one would survive in part.
     let lossy = String::from_utf8_lossy(body);
     let text = crate::token::scrub(&lossy);

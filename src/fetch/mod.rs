@@ -12,9 +12,9 @@
 //! zero. A ranged transfer ([`download_ranged`]) trusts only the ranges its
 //! sidecar lists (with a validator) or the overlaps it compared (without).
 
-pub mod gate;
-pub mod http;
-pub mod part;
+pub(crate) mod gate;
+pub(crate) mod http;
+pub(crate) mod part;
 mod ranges;
 
 use std::fs::File;
@@ -27,9 +27,9 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
-pub use crate::error::FetchError;
-pub use http::{Answer, Creds, Http, Req, Trust};
-pub use ranges::{download_ranged, Slots, RANGED_MIN, RANGES_PER_OBJECT, RANGE_CHUNK};
+pub(crate) use crate::error::FetchError;
+pub(crate) use http::{Answer, Creds, Http, Req, Trust};
+pub(crate) use ranges::{download_ranged, Slots, RANGED_MIN, RANGE_CHUNK};
 
 use crate::budget::{Event, Throttle};
 use crate::progress::Reporter;
@@ -62,7 +62,7 @@ const WRITE_BUFFER: usize = 64 << 10;
 const MIN_WRITE_BUFFER: usize = 16 << 10;
 /// Without a validator, a resume asks again for this many bytes before the
 /// end of the `.part` and compares them with the `.part`'s.
-pub const RESUME_OVERLAP: u64 = 64 << 10;
+pub(crate) const RESUME_OVERLAP: u64 = 64 << 10;
 
 /// Returns the write buffer for `remaining` bytes: never more than the body
 /// (a 1 MiB buffer per small file would cost an mmap/munmap each).
@@ -73,62 +73,62 @@ fn write_buffer(remaining: Option<u64>) -> usize {
 }
 
 /// One file to transfer.
-pub struct Transfer<'a> {
+pub(crate) struct Transfer<'a> {
     /// Where the bytes come from.
-    pub url: &'a Url,
+    pub(crate) url: &'a Url,
     /// The final path.
-    pub path: &'a Path,
+    pub(crate) path: &'a Path,
     /// DEST (`path` is `root` joined with `label`).
-    pub root: &'a Path,
+    pub(crate) root: &'a Path,
     /// The token, when this source may see it.
-    pub token: Option<&'a Token>,
+    pub(crate) token: Option<&'a Token>,
     /// The size the input promised.
-    pub expect_size: Option<u64>,
+    pub(crate) expect_size: Option<u64>,
     /// True if and only if a single-part ETag is the MD5 of the bytes (S3)
     /// and must be checked.
-    pub md5_from_etag: bool,
+    pub(crate) md5_from_etag: bool,
     /// True if and only if a text body is an error page (binary products).
-    pub binary: bool,
+    pub(crate) binary: bool,
     /// Whether to resume a `.part` left behind.
-    pub resume: bool,
+    pub(crate) resume: bool,
     /// Whether a large archive file may turn into parallel ranges (not
     /// after an attempt at that failed: a server that ignores `Range`).
-    pub split: bool,
+    pub(crate) split: bool,
     /// The name shown in progress and logs (the path below DEST).
-    pub label: &'a str,
+    pub(crate) label: &'a str,
     /// The run's concurrency: told of answers and bytes; extra slots for
     /// ranges; `--limit-rate`.
-    pub throttle: &'a Throttle,
+    pub(crate) throttle: &'a Throttle,
     /// The progress sink and this transfer's id there.
-    pub reporter: &'a dyn Reporter,
-    pub id: usize,
+    pub(crate) reporter: &'a dyn Reporter,
+    pub(crate) id: usize,
 }
 
 /// What a finished transfer left at its path.
 #[derive(Debug, Clone, Default)]
-pub struct Done {
+pub(crate) struct Done {
     /// The file's size.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Body bytes received by this transfer.
-    pub received: u64,
+    pub(crate) received: u64,
     /// The last response's status.
-    pub http_status: u16,
+    pub(crate) http_status: u16,
     /// Validators to record for `--update`.
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
     /// A host a redirect led to that did not get the token.
-    pub withheld: Option<String>,
+    pub(crate) withheld: Option<String>,
     /// The MD5 of the file's bytes (lowercase hex), recorded for `verify`:
     /// hashed as the body streams in, or, for parallel ranges (which do
     /// not arrive in order), read back once before the rename.
-    pub md5: Option<String>,
+    pub(crate) md5: Option<String>,
     /// How bytes from more than one answer were joined, when they were.
-    pub joined: Option<Joined>,
+    pub(crate) joined: Option<Joined>,
 }
 
 /// How bytes from more than one answer were shown to be of one version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Check {
+pub(crate) enum Check {
     /// Every answer carried the validator of the first (`If-Range`).
     Validator,
     /// No validator: overlapping bytes compared, every total the same.
@@ -137,7 +137,7 @@ pub enum Check {
 
 /// How a file's bytes came from more than one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Joined {
+pub(crate) enum Joined {
     /// A `.part` of `at` bytes was resumed.
     Resumed { at: u64, check: Check },
     /// The file came as parallel ranges.
@@ -147,7 +147,7 @@ pub enum Joined {
 impl Joined {
     /// Returns what the manifest row says: "resumed at 41.2 MiB; no
     /// validator, overlap checked".
-    pub fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         let how = |c: Check| match c {
             Check::Validator => "validator checked (If-Range)",
             Check::Overlap => "no validator, overlap checked",
@@ -185,15 +185,19 @@ impl Resume {
 
 /// What a HEAD says about a source, for `--update`.
 #[derive(Debug, Clone, Default)]
-pub struct Head {
-    pub status: u16,
-    pub size: Option<u64>,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
+pub(crate) struct Head {
+    pub(crate) status: u16,
+    pub(crate) size: Option<u64>,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
 }
 
 /// Asks `url` (with redirects, as for a download) for its size and validators.
-pub async fn head(http: &Http, url: &Url, token: Option<&Token>) -> Result<Head, FetchError> {
+pub(crate) async fn head(
+    http: &Http,
+    url: &Url,
+    token: Option<&Token>,
+) -> Result<Head, FetchError> {
     let Answer { response, .. } = http
         .send(Req {
             method: Method::HEAD,
@@ -218,7 +222,7 @@ pub async fn head(http: &Http, url: &Url, token: Option<&Token>) -> Result<Head,
 /// Returns why the source differs from the local copy described by `size`
 /// and the validators recorded when it was fetched, or `None` when it
 /// does not (validators the source or the record lacks are not compared).
-pub fn changed(
+pub(crate) fn changed(
     head: &Head,
     size: u64,
     etag: Option<&str>,
@@ -242,7 +246,7 @@ pub fn changed(
 
 /// Returns true if and only if a file named `name` is a text product, for
 /// which a text/html or text/plain answer is the product itself.
-pub fn is_text_product(name: &str) -> bool {
+pub(crate) fn is_text_product(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     let n = n.split('?').next().unwrap_or(&n);
     [
@@ -255,17 +259,17 @@ pub fn is_text_product(name: &str) -> bool {
 
 /// A parsed `Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ContentRange {
+pub(crate) struct ContentRange {
     /// `None` for the `*` form.
-    pub start: Option<u64>,
-    pub end: Option<u64>,
+    pub(crate) start: Option<u64>,
+    pub(crate) end: Option<u64>,
     /// `None` for `/*`.
-    pub total: Option<u64>,
+    pub(crate) total: Option<u64>,
 }
 
 impl ContentRange {
     /// Parses a `Content-Range` value; `None` when malformed or inconsistent.
-    pub fn parse(v: &str) -> Option<ContentRange> {
+    pub(crate) fn parse(v: &str) -> Option<ContentRange> {
         let rest = v.trim().strip_prefix("bytes")?.trim_start();
         let (range, total) = rest.split_once('/')?;
         let total = match total.trim() {
@@ -295,7 +299,7 @@ impl ContentRange {
 /// Returns the MD5 (lowercase hex) an S3 ETag stands for: `Some` only for a
 /// single-part ETag, 32 hex digits, quoted or not. A multipart ETag
 /// (`"…-N"`) or a weak one (`W/"…"`) says nothing about the bytes' MD5.
-pub fn etag_md5(etag: &str) -> Option<String> {
+pub(crate) fn etag_md5(etag: &str) -> Option<String> {
     let t = etag.trim();
     let t = t
         .strip_prefix('"')
@@ -308,7 +312,7 @@ pub fn etag_md5(etag: &str) -> Option<String> {
 /// least this size (or of unknown size); smaller ones get one only when an
 /// attempt fails part-way, so a `kill -9` costs them a restart, not a write
 /// per file.
-pub const SIDECAR_MIN: u64 = 4 << 20;
+pub(crate) const SIDECAR_MIN: u64 = 4 << 20;
 
 /// Returns the bytes of a `.part` a sequential attempt may keep, and what
 /// is known about them: only a non-empty regular file whose sidecar says it
@@ -580,7 +584,7 @@ fn check_resumed(
 /// says the bytes are still good), streams the body, checks length (and
 /// MD5 when known), then renames to the final path. The final path never
 /// holds a partial or foreign file.
-pub async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> {
+pub(crate) async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> {
     let part = Part::of(t.path);
     if let Some((total, v)) = ranged_resume(&t, &part) {
         let slots = Slots::Budget(t.throttle);

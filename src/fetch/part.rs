@@ -22,14 +22,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The longest file name most file systems allow, in bytes.
-pub const NAME_MAX: usize = 255;
+pub(crate) const NAME_MAX: usize = 255;
 /// The longest suffix added to a final name (`.part.meta`).
 const LONGEST_SUFFIX: usize = ".part.meta".len();
 
 /// What identifies the version of a file the bytes came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Validator {
+pub(crate) enum Validator {
     /// A strong or weak ETag, as sent.
     Etag(String),
     /// A Last-Modified date, as sent.
@@ -38,14 +38,14 @@ pub enum Validator {
 
 impl Validator {
     /// Returns the validator of an answer: its ETag, else its Last-Modified.
-    pub fn of(etag: Option<&str>, last_modified: Option<&str>) -> Option<Validator> {
+    pub(crate) fn of(etag: Option<&str>, last_modified: Option<&str>) -> Option<Validator> {
         etag.map(|e| Validator::Etag(e.to_string()))
             .or_else(|| last_modified.map(|l| Validator::LastModified(l.to_string())))
     }
 
     /// Returns the `If-Range` value for this validator: a strong ETag or a
     /// date (a weak ETag cannot be used, RFC 9110 §13.1.5).
-    pub fn if_range(&self) -> Option<&str> {
+    pub(crate) fn if_range(&self) -> Option<&str> {
         match self {
             Validator::Etag(e) if !e.starts_with("W/") => Some(e),
             Validator::Etag(_) => None,
@@ -57,7 +57,7 @@ impl Validator {
     /// a continuation of the bytes this validator describes: the same
     /// ETag, or (without ETags) the same Last-Modified; an answer without
     /// the kind of validator that was recorded does not match.
-    pub fn matches(&self, etag: Option<&str>, last_modified: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, etag: Option<&str>, last_modified: Option<&str>) -> bool {
         match self {
             Validator::Etag(e) => etag == Some(e.as_str()),
             Validator::LastModified(d) => last_modified == Some(d.as_str()),
@@ -67,36 +67,36 @@ impl Validator {
 
 /// The sidecar's content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// The validator of the answer the bytes came from, if it had one.
-    pub validator: Option<Validator>,
+    pub(crate) validator: Option<Validator>,
     /// The whole file's length, when announced.
-    pub total: Option<u64>,
+    pub(crate) total: Option<u64>,
     /// For a pre-sized `.part` filled by ranges: the range size and the
     /// ranges done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ranged: Option<Ranges>,
+    pub(crate) ranged: Option<Ranges>,
 }
 
 /// The ranges of a pre-sized `.part` that hold their bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ranges {
-    pub chunk: u64,
-    pub done: Vec<usize>,
+pub(crate) struct Ranges {
+    pub(crate) chunk: u64,
+    pub(crate) done: Vec<usize>,
 }
 
 /// The `.part` of one final path and its sidecar.
 #[derive(Debug, Clone)]
-pub struct Part {
+pub(crate) struct Part {
     /// The `.part` file.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The sidecar.
-    pub meta: PathBuf,
+    pub(crate) meta: PathBuf,
 }
 
 impl Part {
     /// Returns the `.part` and sidecar paths for `final_path`.
-    pub fn of(final_path: &Path) -> Part {
+    pub(crate) fn of(final_path: &Path) -> Part {
         let name = final_path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -121,20 +121,20 @@ impl Part {
     }
 
     /// Returns the sidecar, when it can be read and parsed.
-    pub fn load(&self) -> Option<Meta> {
+    pub(crate) fn load(&self) -> Option<Meta> {
         let text = read_nofollow(&self.meta, 1 << 20).ok()?;
         serde_json::from_slice(&text).ok()
     }
 
     /// Writes the sidecar atomically (never through a symlink).
-    pub fn save(&self, meta: &Meta) -> io::Result<()> {
+    pub(crate) fn save(&self, meta: &Meta) -> io::Result<()> {
         let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
         crate::manifest::write_atomic(&self.meta, &json)
     }
 
     /// Returns the length of the `.part` when it is a regular file (not a
     /// symlink); removes anything else found there.
-    pub fn file_len(&self) -> Option<u64> {
+    pub(crate) fn file_len(&self) -> Option<u64> {
         match fs::symlink_metadata(&self.path) {
             Ok(m) if m.file_type().is_file() => Some(m.len()),
             Ok(_) => {
@@ -146,7 +146,7 @@ impl Part {
     }
 
     /// Removes the `.part` and its sidecar (and a 0.1.0 `.part.ranges`).
-    pub fn discard(&self) {
+    pub(crate) fn discard(&self) {
         let _ = fs::remove_file(&self.path);
         let _ = fs::remove_file(&self.meta);
         let mut old = self.path.clone().into_os_string();
@@ -156,7 +156,7 @@ impl Part {
 
     /// Opens the `.part` for writing, creating it; `truncate` empties it.
     /// Never follows a symlink: one planted there is removed first.
-    pub fn open(&self, truncate: bool) -> io::Result<File> {
+    pub(crate) fn open(&self, truncate: bool) -> io::Result<File> {
         if let Ok(m) = fs::symlink_metadata(&self.path) {
             if truncate || !m.file_type().is_file() {
                 // Starting over: a new file of our own, never an inode
@@ -178,7 +178,7 @@ impl Part {
 
     /// Opens the existing `.part` for appending (never through a symlink,
     /// never a file with other names: a planted hard link).
-    pub fn open_append(&self) -> io::Result<File> {
+    pub(crate) fn open_append(&self) -> io::Result<File> {
         let mut o = OpenOptions::new();
         o.append(true);
         nofollow(&mut o);
@@ -188,7 +188,7 @@ impl Part {
     }
 
     /// Opens the `.part` for reading (never through a symlink).
-    pub fn open_read(&self) -> io::Result<File> {
+    pub(crate) fn open_read(&self) -> io::Result<File> {
         let mut o = OpenOptions::new();
         o.read(true);
         nofollow(&mut o);
@@ -206,7 +206,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Makes `o` refuse to open a final symlink.
-pub fn nofollow(o: &mut OpenOptions) {
+pub(crate) fn nofollow(o: &mut OpenOptions) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -238,7 +238,7 @@ fn own_file(f: &File) -> io::Result<()> {
 
 /// Reads at most `limit` bytes of a regular file at `path`: never through
 /// a symlink, and without blocking on a FIFO planted there.
-pub fn read_nofollow(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_nofollow(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let mut o = OpenOptions::new();
     o.read(true);
@@ -260,7 +260,7 @@ pub fn read_nofollow(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
 /// Creates the folders of `rel_dir` (`/`-separated) below `root`, refusing
 /// any that is a symlink: a planted `DEST/JWST -> /elsewhere` must not send
 /// files outside DEST.
-pub fn create_dirs(root: &Path, rel_dir: &str) -> io::Result<()> {
+pub(crate) fn create_dirs(root: &Path, rel_dir: &str) -> io::Result<()> {
     let mut at = root.to_path_buf();
     fs::create_dir_all(&at)?;
     for seg in rel_dir.split('/').filter(|s| !s.is_empty()) {
@@ -293,7 +293,7 @@ pub fn create_dirs(root: &Path, rel_dir: &str) -> io::Result<()> {
 /// symlink, or a file): [`create_dirs`]'s rule, for readers (`verify`)
 /// that must not follow one out of DEST either. `None` when every
 /// existing one is a real folder.
-pub fn foreign_folder(root: &Path, rel: &str) -> Option<String> {
+pub(crate) fn foreign_folder(root: &Path, rel: &str) -> Option<String> {
     let mut at = root.to_path_buf();
     let mut segs: Vec<&str> = rel.split('/').collect();
     segs.pop();
@@ -310,7 +310,7 @@ pub fn foreign_folder(root: &Path, rel: &str) -> Option<String> {
 
 /// The identity of an open file, to check it is still the one at a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileId {
+pub(crate) struct FileId {
     #[cfg(unix)]
     dev: u64,
     #[cfg(unix)]
@@ -319,7 +319,7 @@ pub struct FileId {
 
 impl FileId {
     /// Returns the identity of an open file.
-    pub fn of(f: &File) -> io::Result<FileId> {
+    pub(crate) fn of(f: &File) -> io::Result<FileId> {
         let m = f.metadata()?;
         Ok(FileId::from_meta(&m))
     }
@@ -344,7 +344,7 @@ impl FileId {
 /// Renames the `.part` over `final_path`, only when the `.part` is still a
 /// regular file and (when `id` is given) the very file that was written;
 /// then removes the sidecar.
-pub fn commit(part: &Part, final_path: &Path, id: Option<FileId>) -> io::Result<()> {
+pub(crate) fn commit(part: &Part, final_path: &Path, id: Option<FileId>) -> io::Result<()> {
     let m = fs::symlink_metadata(&part.path)?;
     if !m.file_type().is_file() || id.is_some_and(|id| FileId::from_meta(&m) != id) {
         let _ = fs::remove_file(&part.path);

@@ -28,14 +28,14 @@ use super::{
 };
 
 /// Objects larger than this are fetched as parallel byte ranges.
-pub const RANGED_MIN: u64 = 16 << 20;
+pub(crate) const RANGED_MIN: u64 = 16 << 20;
 /// The size of one range.
-pub const RANGE_CHUNK: u64 = 8 << 20;
+pub(crate) const RANGE_CHUNK: u64 = 8 << 20;
 /// The most ranges of one object in flight at once.
-pub const RANGES_PER_OBJECT: usize = 8;
+pub(crate) const RANGES_PER_OBJECT: usize = 8;
 /// Without a validator, each range after the first starts this many bytes
 /// before its boundary, to compare with the range before it.
-pub const RANGE_OVERLAP: u64 = 4 << 10;
+pub(super) const RANGE_OVERLAP: u64 = 4 << 10;
 
 /// The overlaps of ranges whose neighbour before them is not on disk yet:
 /// range index → the bytes its answer started with.
@@ -79,7 +79,7 @@ fn finished_ranges(part: &Part, size: u64, v: Option<&Validator>) -> Vec<bool> {
 
 /// Where the ranges of one file get their connections.
 #[derive(Clone, Copy)]
-pub enum Slots<'a> {
+pub(crate) enum Slots<'a> {
     /// The bucket's own bound: every range waits for a permit.
     Bucket(&'a tokio::sync::Semaphore),
     /// The archive's budget: the job's own slot, plus extra ones while
@@ -104,7 +104,7 @@ enum Hold {
 /// can carry, the ranges overlap and are compared (see the module docs).
 /// For bucket objects a single-part ETag is checked as the MD5 of the
 /// whole file before the rename.
-pub async fn download_ranged(
+pub(crate) async fn download_ranged(
     http: &Http,
     t: Transfer<'_>,
     size: u64,

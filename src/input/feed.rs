@@ -36,7 +36,7 @@ use super::{Entry, InputError, LocalHint, Origin, ProductMeta};
 
 /// The largest feed file read (64 MiB, some 300,000 rows): a feed is
 /// parsed whole.
-pub const MAX_FEED_BYTES: usize = 64 << 20;
+pub(crate) const MAX_FEED_BYTES: usize = 64 << 20;
 
 /// Returns true if and only if a field named `name` may carry the row's
 /// event type.
@@ -49,13 +49,13 @@ fn is_event_field(name: &str) -> bool {
 /// JSON array of objects or a JSON object: `[` then `{` or `]`, or `{` then
 /// `"` or `}`. No URI list or table starts so, nor a script (whose `[ -d x ]`
 /// test has no `{` after its `[`).
-pub fn looks_like_json(text: &str) -> bool {
+pub(crate) fn looks_like_json(text: &str) -> bool {
     opens_json(text.as_bytes())
 }
 
 /// [`looks_like_json`] on the first bytes of an input; false when they end
 /// before deciding.
-pub fn opens_json(bytes: &[u8]) -> bool {
+pub(crate) fn opens_json(bytes: &[u8]) -> bool {
     let bytes = super::read::strip_bom(bytes);
     let mut it = bytes.iter().filter(|b| !b.is_ascii_whitespace());
     matches!(
@@ -65,7 +65,7 @@ pub fn opens_json(bytes: &[u8]) -> bool {
 }
 
 /// Reads a change-feed file named `file`.
-pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
+pub(crate) fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         InputError::new(
             file,

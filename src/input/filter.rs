@@ -6,17 +6,17 @@
 use super::ProductMeta;
 
 /// The product group `--mrp-only` keeps, matched whole.
-pub const MRP: &str = "Minimum Recommended Products";
+pub(crate) const MRP: &str = "Minimum Recommended Products";
 
 /// `--product-type`, `--calib-level` and `--mrp-only`.
 #[derive(Debug, Clone, Copy)]
-pub struct ProductFilter<'a> {
+pub(crate) struct ProductFilter<'a> {
     /// `productType` values to keep (trimmed, any case; blank ones ignored).
-    pub product_types: &'a [String],
+    pub(crate) product_types: &'a [String],
     /// `calib_level` values to keep.
-    pub calib_levels: &'a [i64],
+    pub(crate) calib_levels: &'a [i64],
     /// Keep only the "Minimum Recommended Products" group.
-    pub mrp_only: bool,
+    pub(crate) mrp_only: bool,
 }
 
 impl ProductFilter<'_> {
@@ -26,7 +26,7 @@ impl ProductFilter<'_> {
     /// `mrp_only`, its group is exactly "Minimum Recommended Products" (any
     /// case, trimmed; "Not Minimum Recommended Products" is not it). A fact
     /// a filter needs and the product lacks fails that filter.
-    pub fn keeps(
+    pub(crate) fn keeps(
         &self,
         product_type: Option<&str>,
         calib_level: Option<i64>,
@@ -47,7 +47,7 @@ impl ProductFilter<'_> {
     }
 
     /// [`ProductFilter::keeps`] for an entry's metadata.
-    pub fn keeps_meta(&self, meta: &ProductMeta) -> bool {
+    pub(crate) fn keeps_meta(&self, meta: &ProductMeta) -> bool {
         self.keeps(
             meta.product_type.as_deref(),
             meta.calib_level,
@@ -58,7 +58,7 @@ impl ProductFilter<'_> {
 
 /// Returns true if and only if `name` ends with one of `extensions` (any
 /// case); every name passes when there are none.
-pub fn has_extension(name: &str, extensions: &[String]) -> bool {
+pub(crate) fn has_extension(name: &str, extensions: &[String]) -> bool {
     if extensions.is_empty() {
         return true;
     }

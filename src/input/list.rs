@@ -4,7 +4,7 @@ use super::{Entry, InputError, Origin};
 
 /// Reads a URI list. A line that is not a `mast:` URI is an error naming
 /// `file` and its line; the URI's own checks happen in the plan.
-pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
+pub(crate) fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         if let Some(e) = parse_line(file, i + 1, raw)? {
@@ -16,7 +16,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
 
 /// Reads line `line` (1-based) of a URI list: `None` for a blank or
 /// comment line.
-pub fn parse_line(file: &str, line: usize, raw: &str) -> Result<Option<Entry>, InputError> {
+pub(crate) fn parse_line(file: &str, line: usize, raw: &str) -> Result<Option<Entry>, InputError> {
     let text = raw.trim();
     if text.is_empty() || text.starts_with('#') {
         return Ok(None);

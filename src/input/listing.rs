@@ -29,24 +29,24 @@ use crate::fetch::http::Http;
 use crate::layout;
 
 /// The largest index page read (a directory of ~50,000 files).
-pub const MAX_INDEX_PAGE_BYTES: usize = 8 << 20;
+pub(crate) const MAX_INDEX_PAGE_BYTES: usize = 8 << 20;
 
 /// How deep `-l0` (infinite) goes.
-pub const MAX_LISTING_DEPTH: u32 = 32;
+pub(crate) const MAX_LISTING_DEPTH: u32 = 32;
 
 /// The most index pages one listing reads.
-pub const MAX_LISTING_PAGES: usize = 10_000;
+pub(crate) const MAX_LISTING_PAGES: usize = 10_000;
 
 /// The most one listing keeps in memory (256 MiB): the files it found and
 /// the folders still to read, each counted as its names' bytes plus
 /// [`KEPT_OVERHEAD`].
-pub const MAX_LISTING_KEPT_BYTES: usize = 256 << 20;
+pub(crate) const MAX_LISTING_KEPT_BYTES: usize = 256 << 20;
 
 /// What one kept file or queued folder costs beyond its names' bytes.
 const KEPT_OVERHEAD: usize = 512;
 
 /// The longest one listing may take, all its pages together (1 hour).
-pub const MAX_LISTING_TIME: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_LISTING_TIME: Duration = Duration::from_secs(3600);
 
 /// The most skipped links one listing names; the rest are counted.
 const MAX_SKIPS_NAMED: usize = 20;
@@ -56,22 +56,22 @@ const MAX_REDIRECTS: usize = 5;
 
 /// Where wget puts a file: `-P`, `-nH`, `--cut-dirs`, `-nd`/`-x`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Layout {
+pub(crate) struct Layout {
     /// `-P`: the folder files go below, as written (`""` when not given).
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// `-nH`: no folder named after the host.
-    pub no_host: bool,
+    pub(crate) no_host: bool,
     /// `--cut-dirs`: how many leading remote folders to drop.
-    pub cut_dirs: usize,
+    pub(crate) cut_dirs: usize,
     /// Whether remote folders are recreated (`-r` without `-nd`, or `-x`).
-    pub dirs: bool,
+    pub(crate) dirs: bool,
 }
 
 impl Layout {
     /// Returns the `/`-separated local path of `url`'s file. Each folder and
     /// the name are percent-decoded and checked; the prefix is kept as
     /// written for the plan to check.
-    pub fn path(&self, url: &Url) -> Result<String, String> {
+    pub(crate) fn path(&self, url: &Url) -> Result<String, String> {
         let segments: Vec<String> = url
             .path_segments()
             .map(|s| s.map(decoded).collect())
@@ -114,24 +114,24 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// A recursive wget pull of one archive directory, as the script asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listing {
+pub(crate) struct Listing {
     /// The starting URL, as the script spells it.
-    pub url: String,
+    pub(crate) url: String,
     /// `-A`: names to keep (suffixes, or globs with `*?[`); empty keeps all.
-    pub accept: Vec<String>,
+    pub(crate) accept: Vec<String>,
     /// `-R`: names to drop.
-    pub reject: Vec<String>,
+    pub(crate) reject: Vec<String>,
     /// `-l`: how deep to go (`None` for `0`/`inf`; wget's default is 5).
-    pub level: Option<u32>,
+    pub(crate) level: Option<u32>,
     /// Where the files land.
-    pub layout: Layout,
+    pub(crate) layout: Layout,
     /// The wget line.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
 }
 
 impl Listing {
     /// Returns true if and only if wget would keep a file named `name`.
-    pub fn keeps(&self, name: &str) -> bool {
+    pub(crate) fn keeps(&self, name: &str) -> bool {
         let hit = |p: &String| {
             if p.contains(['*', '?', '[']) {
                 glob(p.as_bytes(), name.as_bytes())
@@ -186,7 +186,8 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
 }
 
 /// Returns the `href` values of an HTML page, entities decoded, in order.
-pub fn hrefs(html: &str) -> Vec<String> {
+#[cfg(test)]
+pub(crate) fn hrefs(html: &str) -> Vec<String> {
     let mut out = Vec::new();
     each_href(html, &mut |h| {
         out.push(h);
@@ -282,24 +283,24 @@ fn each_link(
 }
 
 /// The longest one index page may take to arrive.
-pub const MAX_INDEX_PAGE_TIME: Duration = Duration::from_secs(120);
+pub(crate) const MAX_INDEX_PAGE_TIME: Duration = Duration::from_secs(120);
 
 /// What one listing may cost; [`Bounds::RUN`] is what every run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     /// The most index pages read.
-    pub pages: usize,
+    pub(crate) pages: usize,
     /// The most bytes kept (see [`MAX_LISTING_KEPT_BYTES`]).
-    pub kept_bytes: usize,
+    pub(crate) kept_bytes: usize,
     /// The longest one page may take, from request to last byte.
-    pub page_time: Duration,
+    pub(crate) page_time: Duration,
     /// The longest the whole listing may take.
-    pub total_time: Duration,
+    pub(crate) total_time: Duration,
 }
 
 impl Bounds {
     /// The bounds of a run.
-    pub const RUN: Bounds = Bounds {
+    pub(crate) const RUN: Bounds = Bounds {
         pages: MAX_LISTING_PAGES,
         kept_bytes: MAX_LISTING_KEPT_BYTES,
         page_time: MAX_INDEX_PAGE_TIME,
@@ -311,13 +312,13 @@ impl Bounds {
 /// because their names cannot be local files (the rest of the listing is
 /// kept all the same).
 #[derive(Debug, Default)]
-pub struct Listed {
+pub(crate) struct Listed {
     /// Files handed on.
-    pub kept: usize,
+    pub(crate) kept: usize,
     /// Why each skipped link was skipped, the first [`MAX_SKIPS_NAMED`].
-    pub skipped: Vec<String>,
+    pub(crate) skipped: Vec<String>,
     /// Skipped links in all.
-    pub skipped_count: usize,
+    pub(crate) skipped_count: usize,
 }
 
 impl Listed {
@@ -329,7 +330,7 @@ impl Listed {
     }
 
     /// Returns the one note that says what was skipped, if anything was.
-    pub fn note(&self, listing: &Listing) -> Option<String> {
+    pub(crate) fn note(&self, listing: &Listing) -> Option<String> {
         if self.skipped_count == 0 {
             return None;
         }
@@ -350,7 +351,7 @@ impl Listed {
 
 /// Expands listings over HTTP, with the run's one client (no credentials
 /// are ever sent for listings: archive index pages are public).
-pub struct Lister {
+pub(crate) struct Lister {
     http: Http,
     /// `--base-url`, when the user set one: script URLs take its scheme,
     /// host and port.
@@ -363,7 +364,7 @@ impl Lister {
     /// Returns a lister using `http` (never with credentials; its stall
     /// timeout bounds the wait for the next bytes), re-rooting and checking
     /// paths as `plan` says.
-    pub fn new(http: &Http, rebase: Option<Url>, flat: bool) -> Lister {
+    pub(crate) fn new(http: &Http, rebase: Option<Url>, flat: bool) -> Lister {
         Lister {
             http: http.clone(),
             rebase,
@@ -373,14 +374,15 @@ impl Lister {
     }
 
     /// Returns this lister with other bounds (tests).
-    pub fn with_bounds(mut self, bounds: Bounds) -> Lister {
+    #[cfg(test)]
+    pub(crate) fn with_bounds(mut self, bounds: Bounds) -> Lister {
         self.bounds = bounds;
         self
     }
 
     /// Checks what can be checked of `listing` without a request: its `-P`
     /// folder and its URL. Returns the starting URL.
-    pub fn check(&self, listing: &Listing) -> Result<Url, InputError> {
+    pub(crate) fn check(&self, listing: &Listing) -> Result<Url, InputError> {
         let prefix = listing.layout.prefix.trim_start_matches("./");
         if !self.flat && !prefix.is_empty() && prefix != "." {
             layout::checked_components(prefix.trim_end_matches('/')).map_err(|m| {
@@ -397,7 +399,7 @@ impl Lister {
     /// request: its `mast:` URI and its local path (the `--flat` rule
     /// included), so a line that will be refused is refused before any
     /// listing of the same script goes out.
-    pub fn check_entry(&self, entry: &Entry) -> Result<(), InputError> {
+    pub(crate) fn check_entry(&self, entry: &Entry) -> Result<(), InputError> {
         let bad = |message: String| InputError {
             origin: entry.origin.clone(),
             message,
@@ -417,7 +419,7 @@ impl Lister {
     /// file whose name cannot be a local file, or that `push` refuses, is
     /// skipped and counted in the result; the listing goes on. Fails when a
     /// bound is hit, naming the wget line.
-    pub async fn expand(
+    pub(crate) async fn expand(
         &self,
         listing: &Listing,
         push: &mut dyn FnMut(Entry) -> Result<(), InputError>,

@@ -10,23 +10,23 @@
 //! [`read::MAX_DOCUMENT_BYTES`]) and [`listing`] expands recursive wget
 //! lines over HTTP.
 
-pub mod feed;
-pub mod filter;
-pub mod list;
-pub mod listing;
-pub mod read;
-pub mod script;
-pub mod table;
+pub(crate) mod feed;
+pub(crate) mod filter;
+pub(crate) mod list;
+pub(crate) mod listing;
+pub(crate) mod read;
+pub(crate) mod script;
+pub(crate) mod table;
 
 use std::fmt;
 
 /// Where an entry came from, for error messages: `uris.txt:12`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// The input's name as the user gave it (`<stdin>` for standard input).
-    pub file: String,
+    pub(crate) file: String,
     /// The 1-based line number.
-    pub line: usize,
+    pub(crate) line: usize,
 }
 
 impl fmt::Display for Origin {
@@ -38,7 +38,7 @@ impl fmt::Display for Origin {
 /// Where an entry's file should land, as the input says (the plan decides
 /// when the input says nothing).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum LocalHint {
+pub(crate) enum LocalHint {
     /// Nothing: the contract layout `COLL/OBS_ID/FILENAME` from the URI.
     #[default]
     None,
@@ -65,42 +65,42 @@ pub enum LocalHint {
 
 /// Product metadata a table (or a query) carries, used by filters.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ProductMeta {
+pub(crate) struct ProductMeta {
     /// `productType`: SCIENCE, CALIBRATION, AUXILIARY, ...
-    pub product_type: Option<String>,
+    pub(crate) product_type: Option<String>,
     /// `calib_level`.
-    pub calib_level: Option<i64>,
+    pub(crate) calib_level: Option<i64>,
     /// `productGroupDescription`, e.g. "Minimum Recommended Products".
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// The source states product facts (a table with a `productType`,
     /// `calib_level` or `productGroupDescription` column, a query): the
     /// product filters judge the entry, a blank fact failing the filter
     /// that needs it. False for URI lists, scripts, feeds and tables
     /// without those columns, whose entries the product filters pass.
-    pub judged: bool,
+    pub(crate) judged: bool,
 }
 
 /// One requested file, as read from any input kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The `mast:` URI. For a script URL that names no `uri=`, the URL itself.
-    pub uri: String,
+    pub(crate) uri: String,
     /// The URL to fetch, when the input gives one (scripts); otherwise the
     /// plan builds it from the URI and the base URL.
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// Where the file should land.
-    pub local: LocalHint,
+    pub(crate) local: LocalHint,
     /// The expected size in bytes (a table's `size` column).
-    pub size: Option<u64>,
+    pub(crate) size: Option<u64>,
     /// Table metadata for filters.
-    pub meta: ProductMeta,
+    pub(crate) meta: ProductMeta,
     /// Where the entry was read.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
 }
 
 impl Entry {
     /// Returns an entry for `uri` read at `origin`, with nothing else known.
-    pub fn from_uri(uri: String, origin: Origin) -> Entry {
+    pub(crate) fn from_uri(uri: String, origin: Origin) -> Entry {
         Entry {
             uri,
             url: None,
@@ -114,7 +114,7 @@ impl Entry {
 
 /// One input to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputSource {
+pub(crate) enum InputSource {
     /// Standard input (`-`, or no INPUT).
     Stdin,
     File(std::path::PathBuf),
@@ -123,13 +123,13 @@ pub enum InputSource {
 /// An input that cannot be read: exit 2, nothing downloaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}: {message}")]
-pub struct InputError {
-    pub origin: Origin,
-    pub message: String,
+pub(crate) struct InputError {
+    pub(crate) origin: Origin,
+    pub(crate) message: String,
 }
 
 impl InputError {
-    pub fn new(file: &str, line: usize, message: impl Into<String>) -> InputError {
+    pub(crate) fn new(file: &str, line: usize, message: impl Into<String>) -> InputError {
         InputError {
             origin: Origin {
                 file: file.to_string(),
@@ -142,7 +142,7 @@ impl InputError {
 
 /// What an input asks for: a file, or a directory listing to expand.
 #[derive(Debug)]
-pub enum Item {
+pub(crate) enum Item {
     Entry(Entry),
     /// A recursive `wget` line, expanded by [`listing::Lister`].
     Listing(listing::Listing),
@@ -151,14 +151,14 @@ pub enum Item {
 /// An input read whole: its items in order, and a note for the user about
 /// what it holds that mastdl does not do.
 #[derive(Debug, Default)]
-pub struct Parsed {
-    pub items: Vec<Item>,
-    pub note: Option<String>,
+pub(crate) struct Parsed {
+    pub(crate) items: Vec<Item>,
+    pub(crate) note: Option<String>,
 }
 
 /// The kinds of input mastdl reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     UriList,
     Script,
     Csv,
@@ -242,7 +242,7 @@ fn runs_download(line: &str) -> bool {
 /// lines that are not blank decide (an `# %ECSV` or `#!…sh` first line, a
 /// `mast:` URI), else the whole text ([`body_kind`]). The answer does not
 /// depend on how the text is read or how long it is.
-pub fn detect(text: &str) -> Kind {
+pub(crate) fn detect(text: &str) -> Kind {
     if feed::looks_like_json(text) {
         return Kind::Feed;
     }
@@ -259,7 +259,7 @@ pub fn detect(text: &str) -> Kind {
 }
 
 /// Reads `text` (named `file` in messages) as whatever kind it is.
-pub fn parse_items(file: &str, text: &str) -> Result<Parsed, InputError> {
+pub(crate) fn parse_items(file: &str, text: &str) -> Result<Parsed, InputError> {
     let entries = |r: Result<Vec<Entry>, InputError>| {
         r.map(|e| Parsed {
             items: e.into_iter().map(Item::Entry).collect(),
@@ -280,7 +280,8 @@ pub fn parse_items(file: &str, text: &str) -> Result<Parsed, InputError> {
 
 /// Reads `text` as whatever kind it is; only its entries (a script's
 /// listings need the network: see [`read`]).
-pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
+#[cfg(test)]
+pub(crate) fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
     Ok(parse_items(file, text)?
         .items
         .into_iter()

@@ -23,11 +23,11 @@ use crate::progress::{Level, Reporter};
 
 /// The longest line read from any input (1 MiB): a longer one is an input
 /// error, so a file with no line breaks (`/dev/zero`) cannot fill memory.
-pub const MAX_LINE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// The largest script or table (256 MiB), which are read whole. URI lists
 /// are read line by line and have no such limit.
-pub const MAX_DOCUMENT_BYTES: usize = 256 << 20;
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 256 << 20;
 
 /// A UTF-8 byte-order mark (spreadsheets save CSV with one).
 const BOM: &[u8] = b"\xef\xbb\xbf";
@@ -101,7 +101,7 @@ impl<R: BufRead> LineReader<'_, R> {
 /// Reads one input named `file`: a URI list's entries go to `push` as they
 /// are read (and the result is empty); any other kind is read whole and
 /// returned.
-pub fn read_input<R: BufRead>(
+pub(crate) fn read_input<R: BufRead>(
     file: &str,
     mut reader: R,
     push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
@@ -245,7 +245,7 @@ fn too_large<R>(lines: &LineReader<'_, R>) -> anyhow::Error {
 
 /// Reads the run's inputs into entries, with what the run needs for that:
 /// the client for listings and the run's reporter for notes.
-pub struct Reading<'a> {
+pub(crate) struct Reading<'a> {
     lister: Lister,
     notes: &'a dyn Reporter,
 }
@@ -253,7 +253,7 @@ pub struct Reading<'a> {
 impl<'a> Reading<'a> {
     /// Returns the reading that lists directories with `lister` and says
     /// what it skipped to the run's reporter.
-    pub fn new(lister: Lister, notes: &'a dyn Reporter) -> Reading<'a> {
+    pub(crate) fn new(lister: Lister, notes: &'a dyn Reporter) -> Reading<'a> {
         Reading { lister, notes }
     }
 
@@ -262,7 +262,7 @@ impl<'a> Reading<'a> {
     /// Every line of a script (wget and curl lines alike) is checked
     /// before any of them makes a request. Returns the notes the run's manifest keeps (links a listing
     /// skipped), each said once on stderr as it comes.
-    pub async fn each_entry(
+    pub(crate) async fn each_entry(
         &self,
         sources: &[InputSource],
         push: &mut dyn FnMut(Entry) -> Result<(), InputError>,

@@ -9,29 +9,29 @@ use crate::input::filter::ProductFilter;
 
 /// Search criteria; each non-empty field becomes one Mashup filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Criteria {
+pub(crate) struct Criteria {
     /// obs_collection, e.g. JWST (repeatable)
-    pub collection: Vec<String>,
+    pub(crate) collection: Vec<String>,
     /// proposal_id, e.g. 1073 (repeatable)
-    pub proposal: Vec<String>,
+    pub(crate) proposal: Vec<String>,
     /// instrument_name, e.g. NIRCAM/IMAGE or NIRCAM* (repeatable; * is a wildcard)
-    pub instrument: Vec<String>,
+    pub(crate) instrument: Vec<String>,
     /// target_name (repeatable; * is a wildcard)
-    pub target: Vec<String>,
+    pub(crate) target: Vec<String>,
     /// obs_id, e.g. jw01073-o001_t001_nircam_clear-f150w (repeatable; * is a wildcard)
-    pub obs_id: Vec<String>,
+    pub(crate) obs_id: Vec<String>,
     /// filters, e.g. F150W (repeatable)
-    pub filters: Vec<String>,
+    pub(crate) filters: Vec<String>,
     /// dataproduct_type, e.g. image, spectrum, cube (repeatable)
-    pub dataproduct_type: Vec<String>,
+    pub(crate) dataproduct_type: Vec<String>,
     /// Keep products whose productType is TYPE, e.g. SCIENCE (repeatable, any case)
-    pub product_type: Vec<String>,
+    pub(crate) product_type: Vec<String>,
     /// Keep products whose calib_level is N, e.g. 2 (repeatable)
-    pub calib_level: Vec<i64>,
+    pub(crate) calib_level: Vec<i64>,
     /// Keep only "Minimum Recommended Products"
-    pub mrp_only: bool,
+    pub(crate) mrp_only: bool,
     /// Observations per product-list request
-    pub chunk_size: usize,
+    pub(crate) chunk_size: usize,
 }
 
 impl Default for Criteria {
@@ -55,7 +55,7 @@ impl Default for Criteria {
 impl Criteria {
     /// Whether no observation criterion is given (product filters and the
     /// chunk size do not count): such a search would ask for all of MAST.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.observation_columns()
             .iter()
             .all(|(_, values, _)| values.iter().all(|v| v.trim().is_empty()))

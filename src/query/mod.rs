@@ -102,7 +102,7 @@ mod criteria;
 mod lenient;
 mod wire;
 
-pub use criteria::Criteria;
+pub(crate) use criteria::Criteria;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,34 +124,34 @@ use lenient::{lenient_i64, lenient_string, lenient_u64};
 use wire::invoke_all;
 
 /// Observations per `Mast.Caom.Products` request unless told otherwise.
-pub const DEFAULT_CHUNK_SIZE: usize = 5;
+pub(crate) const DEFAULT_CHUNK_SIZE: usize = 5;
 
 const INVOKE_PATH: &str = "api/v0/invoke";
 const FILTERED: &str = "Mast.Caom.Filtered";
 const PRODUCTS: &str = "Mast.Caom.Products";
 const MAX_PAGES: u64 = 1000;
 /// The largest search answer read (one page of rows).
-pub const MAX_PAGE: usize = 256 << 20;
+pub(crate) const MAX_PAGE: usize = 256 << 20;
 
 /// One product row as the downloader needs it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Product {
+pub(crate) struct Product {
     /// `dataURI`, e.g. `mast:JWST/product/jw01073001001_02101_00001_nrca1_cal.fits`.
-    pub data_uri: String,
+    pub(crate) data_uri: String,
     /// `obs_collection`.
-    pub obs_collection: Option<String>,
+    pub(crate) obs_collection: Option<String>,
     /// `obs_id`.
-    pub obs_id: Option<String>,
+    pub(crate) obs_id: Option<String>,
     /// `productFilename`.
-    pub product_filename: Option<String>,
+    pub(crate) product_filename: Option<String>,
     /// `size` in bytes.
-    pub size: Option<u64>,
+    pub(crate) size: Option<u64>,
     /// `productType`: SCIENCE, CALIBRATION, AUXILIARY, ...
-    pub product_type: Option<String>,
+    pub(crate) product_type: Option<String>,
     /// `calib_level`.
-    pub calib_level: Option<i64>,
+    pub(crate) calib_level: Option<i64>,
     /// `productGroupDescription`.
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
 }
 
 impl Product {
@@ -159,7 +159,7 @@ impl Product {
     /// `obs_collection`/`obs_id`/`productFilename` ([`LocalHint::None`] when
     /// all three are absent, as the table reader does), the size and the
     /// metadata.
-    pub fn to_entry(&self, origin: Origin) -> Entry {
+    pub(crate) fn to_entry(&self, origin: Origin) -> Entry {
         let local = if self.obs_collection.is_none()
             && self.obs_id.is_none()
             && self.product_filename.is_none()
@@ -208,7 +208,7 @@ impl Product {
 /// Fails when `criteria` has no observation criterion, when the token cannot
 /// be put in a header, or when any request fails for good; the message names
 /// the service, the page or chunk, and the HTTP status or MAST's `msg`.
-pub async fn products(
+pub(crate) async fn products(
     http: &Http,
     base: &url::Url,
     token: Option<&Token>,
@@ -221,7 +221,7 @@ pub async fn products(
 /// `obs_collection`, `obs_id`, `productFilename`, `size`, `productType`,
 /// `calib_level`, `productGroupDescription`; absent values empty) that
 /// mastdl's own table reader accepts.
-pub fn write_table<W: std::io::Write>(w: W, products: &[Product]) -> anyhow::Result<()> {
+pub(crate) fn write_table<W: std::io::Write>(w: W, products: &[Product]) -> anyhow::Result<()> {
     let mut out = csv::Writer::from_writer(w);
     out.write_record([
         "dataURI",
@@ -434,6 +434,7 @@ fn in_observation_order(
 // The same mock the binary-level tests mount (one copy, two users).
 #[cfg(test)]
 #[path = "../../tests/cli/mock_invoke.rs"]
+#[allow(unreachable_pub)]
 mod mock_invoke;
 
 #[cfg(test)]

@@ -37,11 +37,11 @@ const CLOSING_WORDS: &[&str] = &["fi", "done", "esac", "}", ")"];
 
 /// What a script asks for.
 #[derive(Debug)]
-pub struct Script {
+pub(crate) struct Script {
     /// The files and directory listings, in the script's order.
-    pub items: Vec<Item>,
+    pub(crate) items: Vec<Item>,
     /// What the script does that mastdl does not (said once on stderr).
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 /// Reads a MAST download script; never executes it.
@@ -84,7 +84,7 @@ pub struct Script {
 /// closed; a curl command with no URL; a URL that is not http(s) or uses a
 /// variable the script does not set; an output path using such a
 /// variable.
-pub fn read(file: &str, text: &str) -> Result<Script, InputError> {
+pub(crate) fn read(file: &str, text: &str) -> Result<Script, InputError> {
     let text = text.replace("\r\n", "\n");
     let fail = |e: Fail| InputError::new(file, e.line, e.message);
     let tokens = Lexer::new(&text).run().map_err(fail)?;
@@ -104,7 +104,8 @@ pub fn read(file: &str, text: &str) -> Result<Script, InputError> {
 
 /// Reads a script's single-file downloads only (its listings dropped): see
 /// [`read`].
-pub fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
+#[cfg(test)]
+pub(crate) fn parse(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
     Ok(read(file, text)?
         .items
         .into_iter()

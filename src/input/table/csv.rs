@@ -11,7 +11,7 @@ use crate::input::{Entry, InputError};
 /// doubled quotes, line breaks), `#` comment lines before and among the rows,
 /// and blank lines. A row with a different number of fields than the header
 /// is an error naming its line.
-pub fn parse_csv(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
+pub(crate) fn parse_csv(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

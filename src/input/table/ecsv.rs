@@ -14,7 +14,7 @@ use crate::input::{Entry, InputError};
 /// the spec requires, is the truth about the columns. Values may be quoted
 /// with `"` (a doubled `""` inside is a quote); runs of spaces separate fields
 /// in a space-delimited body, as astropy reads it. Masked values are empty.
-pub fn parse_ecsv(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
+pub(crate) fn parse_ecsv(file: &str, text: &str) -> Result<Vec<Entry>, InputError> {
     let lines: Vec<&str> = text.lines().collect();
     let header = EcsvHeader::read(file, &lines)?;
     let mut body = EcsvBody {

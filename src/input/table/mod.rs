@@ -12,8 +12,8 @@ mod csv;
 mod ecsv;
 mod missions;
 
-pub use self::csv::parse_csv;
-pub use ecsv::parse_ecsv;
+pub(crate) use self::csv::parse_csv;
+pub(crate) use ecsv::parse_ecsv;
 pub(crate) use missions::{MISSIONS_ROOT, PRODUCT_NAME, RETRIEVE_PRODUCT};
 
 use super::{Entry, InputError, LocalHint, Origin, ProductMeta};
