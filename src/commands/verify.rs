@@ -461,11 +461,7 @@ fn total_size<'a>(records: impl Iterator<Item = &'a StateRecord>) -> u64 {
 /// for a `mast:` URI, the recorded URL itself otherwise (re-rooted at
 /// `--base-url` when given, as `fetch` re-roots script URLs).
 fn source_url(cfg: &Config, r: &StateRecord) -> Option<Url> {
-    let is_mast = r
-        .uri
-        .get(..5)
-        .is_some_and(|p| p.eq_ignore_ascii_case("mast:"));
-    if is_mast {
+    if crate::layout::is_mast_uri(&r.uri) {
         let root = crate::plan::download_root(&cfg.network.base).ok()?;
         return Some(crate::plan::with_uri(&root, &r.uri));
     }

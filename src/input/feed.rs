@@ -193,9 +193,7 @@ fn entry(fields: &Map<String, Value>, origin: Origin) -> Result<Entry, InputErro
     // What the archive knows the product by: the row's `uri`, else its
     // `filename` (astroquery's `download_products`).
     let product = uri.unwrap_or_else(|| filename.clone());
-    let is_mast = product
-        .get(..5)
-        .is_some_and(|p| p.eq_ignore_ascii_case("mast:"));
+    let is_mast = crate::layout::is_mast_uri(&product);
     let url = if RETRIEVE_PRODUCT.contains(&mission.as_str()) {
         Some(format!(
             "{MISSIONS_ROOT}{mission}/api/v0.1/retrieve_product?product_name={}",
