@@ -169,7 +169,7 @@ pub(crate) enum Kind {
 
 /// What one of the first lines of an input says about its kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Head {
+pub(crate) enum LineHint {
     /// Blank or a comment: read on.
     Undecided,
     /// The kind is known.
@@ -180,27 +180,27 @@ pub(crate) enum Head {
 }
 
 /// Judges line `text` (trimmed), `first` when no non-blank line came before.
-pub(crate) fn head(text: &str, first: bool) -> Head {
+pub(crate) fn line_hint(text: &str, first: bool) -> LineHint {
     if text.is_empty() {
-        return Head::Undecided;
+        return LineHint::Undecided;
     }
     if first {
         let ecsv = text
             .strip_prefix('#')
             .is_some_and(|rest| rest.trim_start().starts_with("%ECSV"));
         if ecsv {
-            return Head::Kind(Kind::Ecsv);
+            return LineHint::Kind(Kind::Ecsv);
         }
         if text.starts_with("#!") && text.contains("sh") {
-            return Head::Kind(Kind::Script);
+            return LineHint::Kind(Kind::Script);
         }
     }
     if text.starts_with('#') {
-        Head::Undecided
+        LineHint::Undecided
     } else if crate::layout::is_mast_uri(text) {
-        Head::Kind(Kind::UriList)
+        LineHint::Kind(Kind::UriList)
     } else {
-        Head::Whole
+        LineHint::Whole
     }
 }
 
@@ -248,10 +248,10 @@ pub(crate) fn detect(text: &str) -> Kind {
     }
     let mut first = true;
     for line in text.lines() {
-        match head(line.trim(), first) {
-            Head::Undecided => {}
-            Head::Kind(kind) => return kind,
-            Head::Whole => return body_kind(text),
+        match line_hint(line.trim(), first) {
+            LineHint::Undecided => {}
+            LineHint::Kind(kind) => return kind,
+            LineHint::Whole => return body_kind(text),
         }
         first &= line.trim().is_empty();
     }

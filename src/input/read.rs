@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use super::feed;
 use super::listing::Lister;
 use super::InputSource;
-use super::{head, list, parse_items, Entry, Head, InputError, Item, Kind, Parsed};
+use super::{line_hint, list, parse_items, Entry, InputError, Item, Kind, LineHint, Parsed};
 use crate::error::UsageError;
 use crate::progress::{Level, Reporter};
 
@@ -118,10 +118,10 @@ pub(crate) fn read_input<R: BufRead>(
     let mut text = String::new();
     let mut first = true;
     while let Some(line) = lines.next()? {
-        match head(line.trim(), first) {
-            Head::Undecided => {}
-            Head::Kind(Kind::UriList) => return stream_list(lines, &line, push),
-            Head::Kind(_) | Head::Whole => {
+        match line_hint(line.trim(), first) {
+            LineHint::Undecided => {}
+            LineHint::Kind(Kind::UriList) => return stream_list(lines, &line, push),
+            LineHint::Kind(_) | LineHint::Whole => {
                 text.push_str(&line);
                 return read_whole(lines, text);
             }

@@ -214,7 +214,7 @@ pub(crate) async fn products(
     token: Option<&Token>,
     criteria: &Criteria,
 ) -> anyhow::Result<Vec<Product>> {
-    search(http, base, token, criteria, Tuning::default()).await
+    search(http, base, token, criteria, SearchTuning::default()).await
 }
 
 /// Writes products as a CSV product table (columns `dataURI`,
@@ -255,7 +255,7 @@ pub(crate) fn write_table<W: std::io::Write>(w: W, products: &[Product]) -> anyh
 
 /// The knobs of the protocol loops; tests shrink the waits.
 #[derive(Debug, Clone)]
-struct Tuning {
+struct SearchTuning {
     page_size: u64,
     poll_delay: Duration,
     max_polls: u32,
@@ -266,9 +266,9 @@ struct Tuning {
     request_timeout: Duration,
 }
 
-impl Default for Tuning {
-    fn default() -> Tuning {
-        Tuning {
+impl Default for SearchTuning {
+    fn default() -> SearchTuning {
+        SearchTuning {
             page_size: 50_000,
             poll_delay: Duration::from_secs(1),
             max_polls: 120,
@@ -283,21 +283,21 @@ impl Default for Tuning {
 
 /// What every request of one search shares.
 #[derive(Clone)]
-struct Ctx {
+struct Search {
     http: Http,
     url: url::Url,
     headers: HeaderMap,
     token: Option<Token>,
-    tuning: Arc<Tuning>,
+    tuning: Arc<SearchTuning>,
 }
 
-impl Ctx {
+impl Search {
     fn new(
         http: &Http,
         base: &url::Url,
         token: Option<&Token>,
-        tuning: Tuning,
-    ) -> anyhow::Result<Ctx> {
+        tuning: SearchTuning,
+    ) -> anyhow::Result<Search> {
         let mut url = base.clone();
         let path = format!("{}/{INVOKE_PATH}", base.path().trim_end_matches('/'));
         url.set_path(&path);
@@ -310,7 +310,7 @@ impl Ctx {
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         headers.insert(ACCEPT, HeaderValue::from_static("text/plain"));
-        Ok(Ctx {
+        Ok(Search {
             http: http.clone(),
             url,
             headers,
@@ -325,7 +325,7 @@ async fn search(
     base: &url::Url,
     token: Option<&Token>,
     criteria: &Criteria,
-    tuning: Tuning,
+    tuning: SearchTuning,
 ) -> anyhow::Result<Vec<Product>> {
     if criteria.is_empty() {
         bail!(
@@ -334,10 +334,10 @@ async fn search(
         );
     }
     let filters = criteria.mashup_filters()?;
-    let ctx = Ctx::new(http, base, token, tuning)?;
+    let search = Search::new(http, base, token, tuning)?;
 
     let params = json!({"columns": "*", "filters": filters});
-    let observations = invoke_all(&ctx, FILTERED, &params, FILTERED).await?;
+    let observations = invoke_all(&search, FILTERED, &params, FILTERED).await?;
     let obsids = unique_obsids(&observations);
     if obsids.is_empty() {
         return Ok(Vec::new());
@@ -349,7 +349,7 @@ async fn search(
         criteria.chunk_size
     };
     let chunks: Vec<Vec<String>> = obsids.chunks(chunk_size).map(<[String]>::to_vec).collect();
-    let per_chunk = product_rows(&ctx, chunks).await?;
+    let per_chunk = product_rows(&search, chunks).await?;
     Ok(select(per_chunk.iter().flatten(), criteria))
 }
 
@@ -385,14 +385,16 @@ fn unique_obsids(rows: &[Map<String, Value>]) -> Vec<String> {
 /// Fetches the product rows of every chunk, a bounded number at once;
 /// returns them chunk by chunk, in chunk order.
 async fn product_rows(
-    ctx: &Ctx,
+    search: &Search,
     chunks: Vec<Vec<String>>,
 ) -> anyhow::Result<Vec<Vec<Map<String, Value>>>> {
     let total = chunks.len();
-    let permits = Arc::new(tokio::sync::Semaphore::new(ctx.tuning.concurrency.max(1)));
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        search.tuning.concurrency.max(1),
+    ));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, chunk) in chunks.into_iter().enumerate() {
-        let ctx = ctx.clone();
+        let search = search.clone();
         let permits = Arc::clone(&permits);
         tasks.spawn(async move {
             let _permit = permits
@@ -401,7 +403,7 @@ async fn product_rows(
                 .map_err(|_| anyhow!("{PRODUCTS}: the request limiter closed"))?;
             let ids = chunk.join(",");
             let label = format!("{PRODUCTS} chunk {} of {total} (obsid {ids})", i + 1);
-            let rows = invoke_all(&ctx, PRODUCTS, &json!({ "obsid": ids }), &label).await?;
+            let rows = invoke_all(&search, PRODUCTS, &json!({ "obsid": ids }), &label).await?;
             anyhow::Ok((i, in_observation_order(rows, &chunk)))
         });
     }
@@ -451,8 +453,8 @@ mod tests {
     use crate::input::filter::MRP;
     use mock_invoke::MockInvoke;
 
-    fn fast() -> Tuning {
-        Tuning {
+    fn fast() -> SearchTuning {
+        SearchTuning {
             page_size: 50_000,
             poll_delay: Duration::from_millis(1),
             max_polls: 5,
@@ -889,15 +891,16 @@ mod tests {
                 "http://127.0.0.1:8/mirror/api/v0/invoke",
             ),
         ] {
-            let ctx = Ctx::new(&c, &url::Url::parse(base).unwrap(), None, fast()).unwrap();
-            assert_eq!(ctx.url.as_str(), want);
+            let search = Search::new(&c, &url::Url::parse(base).unwrap(), None, fast()).unwrap();
+            assert_eq!(search.url.as_str(), want);
         }
         let t = Token::new("abc").unwrap();
-        let ctx = Ctx::new(&c, &url::Url::parse("http://h/").unwrap(), Some(&t), fast()).unwrap();
+        let search =
+            Search::new(&c, &url::Url::parse("http://h/").unwrap(), Some(&t), fast()).unwrap();
         // Credentials are attached per hop by `Http::send`, never stored here.
-        assert!(ctx.headers.get(reqwest::header::AUTHORIZATION).is_none());
-        assert!(ctx.headers.get(reqwest::header::COOKIE).is_none());
-        assert_eq!(ctx.token.as_ref(), Some(&t));
+        assert!(search.headers.get(reqwest::header::AUTHORIZATION).is_none());
+        assert!(search.headers.get(reqwest::header::COOKIE).is_none());
+        assert_eq!(search.token.as_ref(), Some(&t));
     }
 
     #[test]

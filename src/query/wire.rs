@@ -6,7 +6,7 @@ use super::*;
 
 /// Runs one Mashup query to the end: every page, each polled until COMPLETE.
 pub(super) async fn invoke_all(
-    ctx: &Ctx,
+    search: &Search,
     service: &str,
     params: &Value,
     label: &str,
@@ -16,8 +16,14 @@ pub(super) async fn invoke_all(
     let mut page = 1u64;
     loop {
         let what = format!("{label} page {page}");
-        let body = request_body(service, params, ctx.tuning.page_size, page, &cache_breaker);
-        let reply = poll(ctx, &body, &what).await?;
+        let body = request_body(
+            service,
+            params,
+            search.tuning.page_size,
+            page,
+            &cache_breaker,
+        );
+        let reply = poll(search, &body, &what).await?;
         rows.extend(reply.data);
         let pages = reply.pages.unwrap_or(1);
         if page >= pages {
@@ -80,11 +86,11 @@ pub(super) enum Status {
 }
 
 /// Sends `body` until MAST stops saying EXECUTING, within the bounds.
-pub(super) async fn poll(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Reply> {
+pub(super) async fn poll(search: &Search, body: &str, what: &str) -> anyhow::Result<Reply> {
     let started = Instant::now();
     let mut polls = 0u32;
     loop {
-        let value = send(ctx, body, what).await?;
+        let value = send(search, body, what).await?;
         match decode(value).map_err(|e| anyhow!("{what}: {}", crate::token::scrub(&e)))? {
             Status::Complete(reply) => return Ok(reply),
             Status::Error(msg) => {
@@ -92,14 +98,16 @@ pub(super) async fn poll(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Re
             }
             Status::Executing => {
                 polls += 1;
-                if polls > ctx.tuning.max_polls || started.elapsed() >= ctx.tuning.poll_deadline {
+                if polls > search.tuning.max_polls
+                    || started.elapsed() >= search.tuning.poll_deadline
+                {
                     bail!(
                         "{what}: MAST still EXECUTING after {polls} polls in {}s; \
                          try narrower criteria",
                         started.elapsed().as_secs()
                     );
                 }
-                tokio::time::sleep(ctx.tuning.poll_delay).await;
+                tokio::time::sleep(search.tuning.poll_delay).await;
             }
         }
     }
@@ -149,30 +157,30 @@ pub(super) fn decode(value: Value) -> Result<Status, String> {
 }
 
 /// Sends one request, retrying transport errors and 5xx/408/429 answers.
-pub(super) async fn send(ctx: &Ctx, body: &str, what: &str) -> anyhow::Result<Value> {
-    retry::with_retries(ctx.tuning.attempts, &ctx.tuning.backoff, || {
-        send_once(ctx, body)
+pub(super) async fn send(search: &Search, body: &str, what: &str) -> anyhow::Result<Value> {
+    retry::with_retries(search.tuning.attempts, &search.tuning.backoff, || {
+        send_once(search, body)
     })
     .await
     .map_err(|f| anyhow!("{what}: {}", crate::token::scrub(&f.message())))
 }
 
-async fn send_once(ctx: &Ctx, body: &str) -> Result<Value, Failure> {
+async fn send_once(search: &Search, body: &str) -> Result<Value, Failure> {
     let req = Req {
         method: Method::POST,
-        headers: ctx.headers.clone(),
+        headers: search.headers.clone(),
         body: Some(body.to_string()),
-        timeout: Some(ctx.tuning.request_timeout),
+        timeout: Some(search.tuning.request_timeout),
         ..Req::get(
-            &ctx.url,
+            &search.url,
             Creds {
-                token: ctx.token.as_ref(),
+                token: search.token.as_ref(),
                 cookie: true,
             },
         )
     };
-    let stall = ctx.http.stall.max(ctx.tuning.request_timeout);
-    let text = ctx.http.send_once(req, MAX_PAGE, stall).await?;
+    let stall = search.http.stall.max(search.tuning.request_timeout);
+    let text = search.http.send_once(req, MAX_PAGE, stall).await?;
     serde_json::from_str(&text).map_err(|e| Failure {
         transient: false,
         retry_after: None,
