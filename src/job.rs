@@ -922,3 +922,84 @@ fn failure_message(f: &Failed<FetchError>, denial: Option<Denial>) -> String {
         _ => format!("{}{hint}", f.message()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::Origin;
+
+    fn planned(n: usize, route: Route<String>) -> Planned {
+        Planned {
+            uri: format!("mast:A/x/f_{n}.fits"),
+            url: format!("https://archive.example/file?uri=mast:A/x/f_{n}.fits"),
+            rel: format!("A/f_{n}.fits"),
+            size: None,
+            route,
+            origin: Origin {
+                file: "u.txt".into(),
+                line: n,
+            },
+            update: false,
+        }
+    }
+
+    #[test]
+    fn reasons_are_counted_by_kind_and_worded_only_in_the_row() {
+        let whys = [
+            (Status::Interrupted, Why::CutShort),
+            (Status::Interrupted, Why::NotStarted),
+            (Status::Interrupted, Why::InterruptedEarly),
+            (Status::Skipped, Why::NoValidator),
+            (Status::Skipped, Why::NotInCloud),
+            (Status::Failed, Why::Lost),
+            (Status::Failed, Why::Text("HTTP 500: boom".into())),
+        ];
+        let mut outcomes = Outcomes::new(whys.len() + 1);
+        for (i, (status, why)) in whys.iter().enumerate() {
+            let f = Facts::because(*status, 0, why.clone());
+            outcomes.set(i, "A/f.fits", Outcome::untransferred(f));
+        }
+        let last = whys.len();
+        outcomes.set(
+            last,
+            "A/f.fits",
+            Outcome::untransferred(Facts::plain(Status::Complete, 7)),
+        );
+        assert_eq!((outcomes.not_started, outcomes.cut_short), (1, 2));
+        let words: Vec<Option<String>> = (0..=last)
+            .map(|i| outcomes.row(i, planned(i, Route::Archive)).file.message)
+            .collect();
+        let want = [
+            Some("interrupted; the `.part` was kept and the next run resumes it"),
+            Some("not started: the run was interrupted"),
+            Some("interrupted before any byte arrived"),
+            Some("no validator: cannot tell whether it changed; `--force` fetches it again"),
+            Some("not in cloud"),
+            Some("internal error: the transfer ended unexpectedly"),
+            Some("HTTP 500: boom"),
+            None,
+        ];
+        assert_eq!(words, want.map(|w| w.map(str::to_string)));
+    }
+
+    #[test]
+    fn a_row_names_where_the_bytes_came_from() {
+        let bucket = || Route::Bucket {
+            object: "https://bucket.example/a/f.fits".to_string(),
+            fallback: true,
+        };
+        let mut outcomes = Outcomes::new(2);
+        let complete = |fell_back| Facts {
+            fell_back,
+            ..Facts::plain(Status::Complete, 1)
+        };
+        outcomes.set(0, "A/f_0.fits", Outcome::untransferred(complete(false)));
+        outcomes.set(1, "A/f_1.fits", Outcome::untransferred(complete(true)));
+        let from_bucket = outcomes.row(0, planned(0, bucket())).file;
+        assert_eq!(from_bucket.url, "https://bucket.example/a/f.fits");
+        assert_eq!(from_bucket.source, Source::Cloud);
+        let fell_back = outcomes.row(1, planned(1, bucket())).file;
+        assert!(fell_back.url.starts_with("https://archive.example/"));
+        assert_eq!(fell_back.source, Source::Mast);
+    }
+}

@@ -1013,6 +1013,60 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_file_keeps_each_route_and_the_routes_say_where_bytes_land() {
+        let o = opts();
+        let text = "mast:A/x/f_1.fits\nmast:A/x/f_2.fits\nmast:A/x/f_3.fits\nmast:A/x/f_4.fits\n";
+        let mut jobs = plan(text, &o).unwrap();
+        let object = |n: u32| Url::parse(&format!("https://bucket.example/a/f_{n}.fits")).unwrap();
+        jobs[1].route = Route::Bucket {
+            object: object(2),
+            fallback: true,
+        };
+        jobs[2].route = Route::Bucket {
+            object: object(3),
+            fallback: false,
+        };
+        jobs[3].route = Route::NotInBucket;
+        jobs[3].update = true;
+        let mut file = PlanFile::new().unwrap();
+        for j in &jobs {
+            file.push(j).unwrap();
+        }
+        // A job planned as text keeps its route too.
+        let mut planner = Planner::new(o.clone());
+        let mut extra = planner
+            .push_planned(list::parse("u.txt", "mast:A/x/f_5.fits").unwrap().remove(0))
+            .unwrap()
+            .unwrap();
+        assert_eq!(extra.route, Route::Archive);
+        extra.route = Route::Bucket {
+            object: object(5).to_string(),
+            fallback: true,
+        };
+        file.push_planned(&extra).unwrap();
+        file.seal().unwrap();
+        assert_eq!((file.len(), file.updates()), (5, 1));
+        let back: Vec<Job> = file
+            .read()
+            .unwrap()
+            .map(|p| p.unwrap().job().map_err(|(_, e)| e).unwrap())
+            .collect();
+        assert_eq!(&back[..4], &jobs[..]);
+        assert_eq!(back[4].route.source(), Source::Cloud);
+        assert_eq!(back[4].route.url(&back[4].url), &object(5));
+        // Where the bytes of each come from, and where they landed.
+        let archive = back[1].url.clone();
+        assert_eq!(back[0].route.source(), Source::Mast);
+        assert_eq!(back[1].route.url(&back[1].url), &object(2));
+        fn landed(j: &Job, fell_back: bool) -> (&Url, Source) {
+            j.route.borrowed().landed(&j.url, fell_back)
+        }
+        assert_eq!(landed(&back[1], false), (&object(2), Source::Cloud));
+        assert_eq!(landed(&back[1], true), (&archive, Source::Mast));
+        assert_eq!(landed(&back[3], false), (&back[3].url, Source::Mast));
+    }
+
+    #[test]
     fn download_url_encodes_all_but_colon_and_slash() {
         let b = Url::parse("http://127.0.0.1:8080/").unwrap();
         let u = download_url(&b, "mast:HLA/url/cgi-bin/fitscut.cgi?red=a b&blue=c").unwrap();

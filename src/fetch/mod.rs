@@ -11,8 +11,9 @@
 //! without one, from [`RESUME_OVERLAP`] bytes before the end of the
 //! `.part`, those bytes compared with the `.part`'s and the total with the
 //! one recorded when the `.part` was started. Anything else starts from
-//! zero. A ranged transfer ([`Downloader::download_ranged`]) trusts only the ranges its
-//! sidecar lists (with a validator) or the overlaps it compared (without).
+//! zero. A ranged transfer ([`Downloader::download_ranged`]) trusts only
+//! the ranges its sidecar lists (with a validator) or the overlaps it
+//! compared (without).
 
 pub(crate) mod gate;
 pub(crate) mod http;
