@@ -2,11 +2,13 @@
 //! AWS Open Data bucket, where each one lives there, and what an S3 ETag
 //! promises about the bytes.
 //!
-//! [`is_cloud_candidate`] picks the URIs worth asking about; [`lookup`] asks
-//! the archive's `path_lookup` service where they are; [`object_key`] turns
-//! each answer into the bucket's object key and [`object_url`] into the URL
-//! to fetch ([`crate::fetch::etag_md5`] says when an object's ETag is the
-//! MD5 of its bytes). Everything but [`lookup`] is pure.
+//! [`route`] is the cloud step of the plan, the one place that decides
+//! where each job's bytes come from (its [`Route`]): [`is_cloud_candidate`]
+//! picks the URIs worth asking about; [`lookup`] asks the archive's
+//! `path_lookup` service where they are; [`object_key`] turns each answer
+//! into the bucket's object key and [`object_url`] into the URL to fetch
+//! ([`crate::fetch::etag_md5`] says when an object's ETag is the MD5 of its
+//! bytes). Everything but [`lookup`] and [`route`] is pure.
 //!
 //! # Sources
 //!
@@ -53,9 +55,12 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
 use serde_json::Value;
 use url::Url;
 
-use crate::error::excerpt;
+use crate::error::{excerpt, UsageError};
 use crate::fetch::{Creds, Http, Req};
+use crate::plan::{Job, Route};
+use crate::progress::{Level, Reporter};
 use crate::retry::{self, Failure};
+use crate::settings::{Cloud, Settings};
 use crate::token::Token;
 
 /// The URI prefixes (compared case-insensitively) of the missions MAST
@@ -238,6 +243,66 @@ async fn lookup_with(
         }
     }
     Ok(out)
+}
+
+/// The cloud step of the plan (`--cloud`, `--cloud-only`): asks the
+/// archive's `path_lookup` for the cloud missions' URIs and routes each job
+/// the bucket has to its object (with `--cloud`, falling back to the
+/// archive when the bucket does not have it after all); with
+/// `--cloud-only` every other job is [`Route::NotInBucket`]. What it finds,
+/// and a failed lookup `--cloud` gets over, is said to `reporter`.
+pub(crate) async fn route(
+    jobs: &mut [Job],
+    settings: &Settings,
+    http: &Http,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
+    let (elsewhere, fallback) = match settings.cloud {
+        Cloud::Off => return Ok(()),
+        Cloud::Prefer => (Route::Archive, true),
+        Cloud::Only => (Route::NotInBucket, false),
+    };
+    for job in jobs.iter_mut() {
+        job.route = elsewhere.clone();
+    }
+    let uris: Vec<String> = jobs
+        .iter()
+        .filter(|j| is_cloud_candidate(&j.uri))
+        .map(|j| j.uri.clone())
+        .collect();
+    if uris.is_empty() {
+        return Ok(());
+    }
+    let keys = match lookup(http, &settings.plan.base, settings.token.as_ref(), &uris).await {
+        Ok(k) => k,
+        Err(e) if settings.cloud == Cloud::Prefer => {
+            reporter.message(
+                Level::Warn,
+                &format!("bucket path lookup failed, fetching from the archive: {e:#}"),
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e.context("Cannot look up which files the bucket has")),
+    };
+    let mut found = 0;
+    for job in jobs.iter_mut() {
+        let Some(Some(key)) = keys.get(&job.uri) else {
+            continue;
+        };
+        let object = object_url(&settings.s3_url, key).map_err(|e| {
+            UsageError(format!(
+                "`--s3-url` `{}` cannot hold `{key}`: {e}",
+                settings.s3_url
+            ))
+        })?;
+        job.route = Route::Bucket { object, fallback };
+        found += 1;
+    }
+    reporter.message(
+        Level::Info,
+        &format!("{found} of {} files are in the bucket", jobs.len()),
+    );
+    Ok(())
 }
 
 /// Returns `{base}/api/v0.1/path_lookup/`, keeping a path prefix of `base`.

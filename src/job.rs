@@ -1,12 +1,16 @@
-//! The per-file policy: one job's attempts → its outcome.
+//! The per-file policy: one job's attempts → its outcome, run by the
+//! [`Downloader`] (what every transfer of a run shares, built once).
 //!
-//! A job is tried from its source through [`retry::run`] (the one retry
-//! loop); between sources it may move: a bucket object the bucket does not
-//! have (403/404) comes from the archive instead (or is SKIPPED with
-//! `--cloud-only`), and a 401/403 without a token from a host the token
-//! would be sent to asks for one once, on a terminal, then tries again. `--update` first asks the source (a HEAD,
-//! retried the same way) whether a complete file changed. The outcome is a
-//! manifest row, a timeline bar and what the HTML's "Access" column says.
+//! A job is tried from where its [`Route`] starts through [`retry::run`]
+//! (the one retry loop); between sources it may move: a bucket object the
+//! bucket does not have (403/404) comes from the archive instead when the
+//! route falls back (else, `--cloud-only`, it is SKIPPED), and a 401/403
+//! without a token from a host the token would be sent to asks for one
+//! once, on a terminal, then tries again. `--update` first asks the source
+//! (a HEAD, retried the same way) whether a complete file changed. The
+//! outcome is typed facts (a [`Why`], not words), a timeline bar and what
+//! the HTML's "Access" column says; [`Outcomes`] keeps them and makes the
+//! manifest rows.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,31 +25,75 @@ use crate::auth::{Auth, TOKEN_HELP};
 use crate::budget::{Event, Throttle};
 use crate::dest::{Dest, StateRecord};
 use crate::error::FetchError;
-use crate::fetch::{self, Done, Http, Transfer};
+use crate::fetch::{self, Done, Http};
 use crate::manifest::{Bar, FileRecord, Row, Status, Timing, MAX_BARS};
-use crate::plan::{Job, Planned, Source};
+use crate::plan::{Job, Planned, Route, Source};
 use crate::progress::{Level, Reporter};
 use crate::retry::{self, Failed, Policy};
-use crate::settings::Cloud;
 use crate::token::Token;
 
-/// The manifest message of a transfer cut short by Ctrl-C or SIGTERM.
-pub(crate) const CUT_SHORT: &str = "interrupted; the `.part` was kept and the next run resumes it";
-/// The manifest message of a file the interruption kept from starting.
-pub(crate) const NOT_STARTED: &str = "not started: the run was interrupted";
-/// The manifest message of a transfer interrupted before its first byte.
-pub(crate) const INTERRUPTED_EARLY: &str = "interrupted before any byte arrived";
-/// The manifest message of a complete file `--update` kept because nothing
-/// tells its version from the source's (same size, no validator to compare).
-pub(crate) const NO_VALIDATOR: &str =
-    "no validator: cannot tell whether it changed; `--force` fetches it again";
+/// Why a row says what it says: its manifest message, typed until the
+/// row is made ([`Facts::row`] turns it into words, the only place that
+/// does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// A transfer cut short by Ctrl-C or SIGTERM, its `.part` kept.
+    CutShort,
+    /// A file the interruption kept from starting.
+    NotStarted,
+    /// A transfer interrupted before its first byte.
+    InterruptedEarly,
+    /// A complete file `--update` kept because nothing tells its version
+    /// from the source's (same size, no validator to compare).
+    NoValidator,
+    /// `--cloud-only`: the plan found it is not in the bucket.
+    NotInCloud,
+    /// Its task ended without an outcome.
+    Lost,
+    /// Words that vary (an error, what an update found).
+    Text(String),
+}
+
+impl Why {
+    /// Returns the manifest message.
+    fn words(&self) -> &str {
+        match self {
+            Why::CutShort => "interrupted; the `.part` was kept and the next run resumes it",
+            Why::NotStarted => "not started: the run was interrupted",
+            Why::InterruptedEarly => "interrupted before any byte arrived",
+            Why::NoValidator => {
+                "no validator: cannot tell whether it changed; `--force` fetches it again"
+            }
+            Why::NotInCloud => "not in cloud",
+            Why::Lost => "internal error: the transfer ended unexpectedly",
+            Why::Text(t) => t,
+        }
+    }
+}
+
+/// The reasons [`Outcomes`] keeps as a number (1 + the index; 0: none,
+/// [`WHY_TEXT`]: words kept in its messages).
+const WHYS: [Why; 6] = [
+    Why::CutShort,
+    Why::NotStarted,
+    Why::InterruptedEarly,
+    Why::NoValidator,
+    Why::NotInCloud,
+    Why::Lost,
+];
+const WHY_TEXT: u8 = u8::MAX;
+
 /// The note of a reprocessed change-feed row fetched again because nothing
 /// tells the versions apart.
 const REPROCESSED_BLIND: &str =
     "updated: the feed says reprocessed, and no validator tells the versions apart (same size)";
 
-/// Everything the jobs of one run share.
-pub(crate) struct Ctx {
+/// What every transfer of one run shares, built once (by `fetch`): the
+/// HTTP client, DEST, the token, the progress sink, the concurrency
+/// budget, the retry policy and the run's cancellation. Each call takes
+/// only the job: [`Downloader::run`] (the per-file policy, here) and the
+/// transfers it makes ([`Downloader::download`], in [`crate::fetch`]).
+pub(crate) struct Downloader {
     pub(crate) http: Http,
     pub(crate) dest: Dest,
     pub(crate) auth: Auth,
@@ -55,11 +103,9 @@ pub(crate) struct Ctx {
     pub(crate) policy: Policy,
     pub(crate) cancel: CancellationToken,
     /// When the run started (the timeline's zero).
-    pub(crate) origin: Instant,
+    pub(crate) started: Instant,
     /// Body bytes received by the whole run.
     pub(crate) received: AtomicU64,
-    /// `--cloud` / `--cloud-only`.
-    pub(crate) cloud: Cloud,
 }
 
 /// What the manifest's "Access" column says of a file.
@@ -125,16 +171,16 @@ impl Access {
 
 /// One file's outcome.
 pub(crate) struct Outcome {
-    pub(crate) row: FileRecord,
+    pub(crate) facts: Facts,
     pub(crate) timing: Option<Timing>,
     pub(crate) access: Access,
 }
 
 impl Outcome {
     /// Returns the outcome of a file that was not transferred.
-    pub(crate) fn untransferred(row: FileRecord) -> Outcome {
+    pub(crate) fn untransferred(facts: Facts) -> Outcome {
         Outcome {
-            row,
+            facts,
             timing: None,
             access: Access::Untouched,
         }
@@ -143,12 +189,12 @@ impl Outcome {
 
 /// Every job's outcome, by job index, in a few bytes each: what a
 /// manifest row needs besides the job itself (which the plan file keeps).
-/// The rare messages share one text; the timeline keeps the bars of the
-/// first [`MAX_BARS`] jobs. So a million-file run holds some 40 MiB here
-/// rather than a million rows.
+/// The reasons are numbers and the rare free texts share one string; the
+/// timeline keeps the bars of the first [`MAX_BARS`] jobs. So a
+/// million-file run holds some 40 MiB here rather than a million rows.
 pub(crate) struct Outcomes {
     slots: Vec<Slot>,
-    /// Every message, one after another.
+    /// Every free text, one after another.
     messages: String,
     /// Job index -> its bar (the lowest indices).
     bars: BTreeMap<usize, Bar>,
@@ -167,17 +213,16 @@ pub(crate) struct Outcomes {
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     bytes: u64,
-    /// Where its message starts in the messages, and its length.
-    message: (u32, u32),
+    /// Where its free text starts in the messages, and its length.
+    text: (u32, u32),
     attempts: u32,
     http: u16,
     state: SlotState,
     access: u8,
-    /// Fetched from the bucket.
-    cloud: bool,
-    /// Fetched from the archive after all (the job's fallback URL).
+    /// Its reason: 0 none, 1 + an index of [`WHYS`], or [`WHY_TEXT`].
+    why: u8,
+    /// Fetched from the archive after all (the route's fallback).
     fell_back: bool,
-    has_message: bool,
 }
 
 /// Where a job is.
@@ -262,50 +307,54 @@ impl Outcomes {
         matches!(self.slots[i].state, SlotState::Done(_))
     }
 
-    /// Keeps job `i`'s outcome; `planned` is the source the plan chose.
-    pub(crate) fn set(&mut self, i: usize, planned: Source, o: Outcome) {
-        let row = o.row;
-        let message = row.message.as_deref().unwrap_or("");
-        if row.status == Status::Interrupted {
-            match message {
-                NOT_STARTED => self.not_started += 1,
+    /// Keeps job `i`'s outcome; `rel` is its path (a bar's label).
+    pub(crate) fn set(&mut self, i: usize, rel: &str, o: Outcome) {
+        let Outcome {
+            facts: f,
+            timing,
+            access,
+        } = o;
+        if f.status == Status::Interrupted {
+            match f.why {
+                Some(Why::NotStarted) => self.not_started += 1,
                 _ => self.cut_short += 1,
             }
         }
-        if let (Status::Failed, Access::Denied(d)) = (row.status, o.access) {
+        if let (Status::Failed, Access::Denied(d)) = (f.status, access) {
             self.denied[usize::from(d == Denial::NotGranted)] += 1;
         }
-        let at = self.messages.len();
-        self.messages.push_str(message);
-        let fits = u32::try_from(at).is_ok() && u32::try_from(message.len()).is_ok();
-        if !fits {
-            // Beyond 4 GiB of messages: keep the outcome, lose the text.
-            self.messages.truncate(at);
+        let (mut why, mut text) = (0u8, (0u32, 0u32));
+        match &f.why {
+            None => {}
+            Some(Why::Text(t)) => {
+                let at = self.messages.len();
+                if let (Ok(at32), Ok(len)) = (u32::try_from(at), u32::try_from(t.len())) {
+                    self.messages.push_str(t);
+                    (why, text) = (WHY_TEXT, (at32, len));
+                }
+                // Beyond 4 GiB of messages: keep the outcome, lose the text.
+            }
+            Some(w) => why = WHYS.iter().position(|x| x == w).map_or(0, |k| k as u8 + 1),
         }
         self.slots[i] = Slot {
-            bytes: row.bytes,
-            message: if fits {
-                (at as u32, message.len() as u32)
-            } else {
-                (0, 0)
-            },
-            attempts: row.attempts,
-            http: row.http_status.unwrap_or(0),
-            state: SlotState::Done(row.status),
-            access: ACCESS.iter().position(|a| *a == o.access).unwrap_or(0) as u8,
-            cloud: row.source == Source::Cloud,
-            fell_back: row.source != planned,
-            has_message: row.message.is_some() && fits,
+            bytes: f.bytes,
+            text,
+            attempts: f.attempts,
+            http: f.http_status.unwrap_or(0),
+            state: SlotState::Done(f.status),
+            access: ACCESS.iter().position(|a| *a == access).unwrap_or(0) as u8,
+            why,
+            fell_back: f.fell_back,
         };
-        if let Some(timing) = o.timing {
+        if let Some(timing) = timing {
             self.transfers += 1;
             if self.bars.len() < MAX_BARS || self.bars.last_key_value().is_some_and(|(k, _)| *k > i)
             {
                 self.bars.insert(
                     i,
                     Bar {
-                        label: row.path,
-                        status: row.status,
+                        label: rel.to_string(),
+                        status: f.status,
                         timing,
                     },
                 );
@@ -333,36 +382,29 @@ impl Outcomes {
     /// Returns job `i`'s manifest row, `p` being the job as planned.
     pub(crate) fn row(&self, i: usize, p: Planned) -> Row {
         let s = self.slots[i];
-        let url = match (p.fallback, s.fell_back) {
-            (Some(f), true) => f,
-            _ => p.url,
+        let why = match s.why {
+            0 => None,
+            WHY_TEXT => {
+                let (at, len) = (s.text.0 as usize, s.text.1 as usize);
+                let text = self.messages.get(at..at + len).unwrap_or("");
+                Some(Why::Text(text.to_string()))
+            }
+            k => WHYS.get(usize::from(k) - 1).cloned(),
         };
-        // Only a URL with an `@` can carry a password: any other is kept as it is.
-        let url = if url.contains('@') {
-            crate::layout::redact_url_text(&url)
-        } else {
-            url
-        };
-        let status = match s.state {
-            SlotState::Done(st) => st,
-            _ => Status::Failed,
-        };
-        let message = s.has_message.then(|| {
-            let (at, len) = (s.message.0 as usize, s.message.1 as usize);
-            self.messages.get(at..at + len).unwrap_or("").to_string()
-        });
-        Row {
-            file: FileRecord {
-                url,
-                uri: p.uri,
-                path: p.rel,
-                status,
-                bytes: s.bytes,
-                http_status: (s.http != 0).then_some(s.http),
-                attempts: s.attempts,
-                message,
-                source: if s.cloud { Source::Cloud } else { Source::Mast },
+        let facts = Facts {
+            status: match s.state {
+                SlotState::Done(st) => st,
+                _ => Status::Failed,
             },
+            bytes: s.bytes,
+            http_status: (s.http != 0).then_some(s.http),
+            attempts: s.attempts,
+            why,
+            fell_back: s.fell_back,
+        };
+        let (url, source) = p.route.landed(p.url, s.fell_back);
+        Row {
+            file: facts.row(p.uri, url, p.rel, source),
             access: ACCESS[usize::from(s.access).min(ACCESS.len() - 1)].as_str(),
         }
     }
@@ -380,12 +422,16 @@ pub(crate) enum Task {
 }
 
 /// The facts of a manifest row besides the job's own.
+#[derive(Debug, Clone)]
 pub(crate) struct Facts {
     pub(crate) status: Status,
     pub(crate) bytes: u64,
     pub(crate) http_status: Option<u16>,
     pub(crate) attempts: u32,
-    pub(crate) message: Option<String>,
+    pub(crate) why: Option<Why>,
+    /// Fetched from the archive after all, not from the bucket the route
+    /// named.
+    pub(crate) fell_back: bool,
 }
 
 impl Facts {
@@ -396,29 +442,52 @@ impl Facts {
             bytes,
             http_status: None,
             attempts: 0,
-            message: None,
+            why: None,
+            fell_back: false,
         }
     }
-}
 
-/// Returns a manifest row for `job` fetched (or not) from `url` at `source`.
-pub(crate) fn row_at(job: &Job, url: &Url, source: Source, f: Facts) -> FileRecord {
-    FileRecord {
-        uri: job.uri.clone(),
-        url: crate::layout::redact_url(url),
-        path: job.rel.clone(),
-        status: f.status,
-        bytes: f.bytes,
-        http_status: f.http_status,
-        attempts: f.attempts,
-        message: f.message,
-        source,
+    /// Returns the facts of a file with `status`, `bytes` and `why`.
+    pub(crate) fn because(status: Status, bytes: u64, why: Why) -> Facts {
+        Facts {
+            why: Some(why),
+            ..Facts::plain(status, bytes)
+        }
     }
-}
 
-/// Returns a manifest row for `job` at its planned source.
-pub(crate) fn row(job: &Job, f: Facts) -> FileRecord {
-    row_at(job, &job.url, job.source, f)
+    /// Returns the manifest row of the file `uri` at `path` with these
+    /// facts, fetched (or not) from `url` at `source`: the one place a row
+    /// is made and its reason turned into words.
+    fn row(&self, uri: String, url: String, path: String, source: Source) -> FileRecord {
+        FileRecord {
+            // Only a URL with an `@` can carry a password: any other is kept as it is.
+            url: if url.contains('@') {
+                crate::layout::redact_url_text(&url)
+            } else {
+                url
+            },
+            uri,
+            path,
+            status: self.status,
+            bytes: self.bytes,
+            http_status: self.http_status,
+            attempts: self.attempts,
+            message: self.why.as_ref().map(|w| w.words().to_string()),
+            source,
+        }
+    }
+
+    /// Returns the manifest row of `job` with these facts.
+    pub(crate) fn row_of(&self, job: &Job) -> FileRecord {
+        let (url, source) = job.route.borrowed().landed(&job.url, self.fell_back);
+        self.row(job.uri.clone(), url.to_string(), job.rel.clone(), source)
+    }
+
+    /// Returns the manifest row of a planned job with these facts.
+    pub(crate) fn row_planned(&self, p: &Planned) -> FileRecord {
+        let (url, source) = p.route.borrowed().landed(&p.url, self.fell_back);
+        self.row(p.uri.clone(), url.clone(), p.rel.clone(), source)
+    }
 }
 
 /// Returns the local path of `rel` below `root`.
@@ -428,145 +497,334 @@ pub(crate) fn local(root: &Path, rel: &str) -> PathBuf {
     p
 }
 
-/// Runs one task to its outcome.
-pub(crate) async fn run(ctx: &Ctx, id: usize, job: &Job, task: Task) -> Outcome {
-    match task {
-        Task::Fetch => fetch_one(ctx, id, job, None).await,
-        Task::Check { size, record } => update_one(ctx, id, job, size, record).await,
-    }
+/// Where a job is being fetched from now.
+struct Via<'a> {
+    url: &'a Url,
+    source: Source,
+    token: Option<Token>,
 }
 
-/// Returns the token a source may see: the archive's, never the bucket's.
-fn token_for(ctx: &Ctx, source: Source) -> Option<Token> {
-    match source {
-        Source::Mast => ctx.auth.current(),
-        Source::Cloud => None,
+impl Downloader {
+    /// Runs one task of job `id` to its outcome.
+    pub(crate) async fn run(&self, id: usize, job: &Job, task: Task) -> Outcome {
+        match task {
+            Task::Fetch => self.fetch_one(id, job, None).await,
+            Task::Check { size, record } => self.update_one(id, job, size, record).await,
+        }
     }
-}
 
-/// Reports a retry (and a run-wide slow-down on 429).
-fn on_retry(ctx: &Ctx, id: usize, job: &Job, err: &FetchError, n: u32, delay: Duration) {
-    if err.status() == Some(429) {
-        ctx.reporter.message(
-            Level::Warn,
-            &format!(
-                "the archive asks to slow down (HTTP 429): {} transfer(s) at once for a while",
-                ctx.throttle.current()
-            ),
-        );
+    /// Returns the token a source may see: the archive's, never the bucket's.
+    fn token_for(&self, source: Source) -> Option<Token> {
+        match source {
+            Source::Mast => self.auth.current(),
+            Source::Cloud => None,
+        }
     }
-    ctx.reporter
-        .retrying(id, &job.rel, n, &err.to_string(), delay);
-}
 
-/// `--update` for one complete file: a HEAD to its source; a changed file
-/// is fetched again to `.part` and renamed over the old one only when
-/// complete, so a failed replacement leaves the old file as it was. When
-/// nothing tells the versions apart (see [`NO_VALIDATOR`]), a reprocessed
-/// change-feed row is fetched again and any other file kept, saying so.
-async fn update_one(
-    ctx: &Ctx,
-    id: usize,
-    job: &Job,
-    size: u64,
-    record: Option<StateRecord>,
-) -> Outcome {
-    let token = token_for(ctx, job.source);
-    let head = retry::run(
-        &ctx.policy,
-        &ctx.cancel,
-        Some(&ctx.throttle),
-        |_| fetch::head(&ctx.http, &job.url, token.as_ref()),
-        |e, n, d| on_retry(ctx, id, job, e, n, d),
-    )
-    .await;
-    let (head, _) = match head {
-        Ok(h) => h,
-        Err(f) => {
-            let denial = Denial::of_error(&ctx.http, &f.error, token.is_some());
-            let (status, message) = if f.cancelled {
-                (Status::Interrupted, NOT_STARTED.to_string())
-            } else {
-                let message = format!(
-                    "could not check for an update ({}); the local file is unchanged",
-                    failure_message(&f, denial)
-                );
-                (Status::Failed, message)
-            };
-            return Outcome {
-                access: denial.map_or(Access::Untouched, Access::Denied),
-                ..Outcome::untransferred(row(
-                    job,
-                    Facts {
+    /// Reports a retry (and a run-wide slow-down on 429).
+    fn on_retry(&self, id: usize, job: &Job, err: &FetchError, n: u32, delay: Duration) {
+        if err.status() == Some(429) {
+            self.reporter.message(
+                Level::Warn,
+                &format!(
+                    "the archive asks to slow down (HTTP 429): {} transfer(s) at once for a while",
+                    self.throttle.current()
+                ),
+            );
+        }
+        self.reporter
+            .retrying(id, &job.rel, n, &err.to_string(), delay);
+    }
+
+    /// `--update` for one complete file: a HEAD to its source; a changed file
+    /// is fetched again to `.part` and renamed over the old one only when
+    /// complete, so a failed replacement leaves the old file as it was. When
+    /// nothing tells the versions apart (see [`Why::NoValidator`]), a
+    /// reprocessed change-feed row is fetched again and any other file kept,
+    /// saying so.
+    async fn update_one(
+        &self,
+        id: usize,
+        job: &Job,
+        size: u64,
+        record: Option<StateRecord>,
+    ) -> Outcome {
+        let source = job.route.source();
+        let token = self.token_for(source);
+        let head = retry::run(
+            &self.policy,
+            &self.cancel,
+            Some(&self.throttle),
+            |_| fetch::head(&self.http, job.route.url(&job.url), token.as_ref()),
+            |e, n, d| self.on_retry(id, job, e, n, d),
+        )
+        .await;
+        let (head, _) = match head {
+            Ok(h) => h,
+            Err(f) => {
+                let denial = Denial::of_error(&self.http, &f.error, token.is_some());
+                let (status, why) = if f.cancelled {
+                    (Status::Interrupted, Why::NotStarted)
+                } else {
+                    let message = format!(
+                        "could not check for an update ({}); the local file is unchanged",
+                        failure_message(&f, denial)
+                    );
+                    (Status::Failed, Why::Text(message))
+                };
+                return Outcome {
+                    access: denial.map_or(Access::Untouched, Access::Denied),
+                    ..Outcome::untransferred(Facts {
                         http_status: f.error.status(),
                         attempts: f.retries + 1,
-                        message: Some(message),
-                        ..Facts::plain(status, size)
-                    },
-                ))
+                        ..Facts::because(status, size, why)
+                    })
+                };
+            }
+        };
+        // Validators recorded from another source (archive vs bucket) say nothing
+        // about this one: then only the size is compared.
+        let (etag, modified) = match &record {
+            Some(r) if r.source == source => (r.etag.as_deref(), r.last_modified.as_deref()),
+            _ => (None, None),
+        };
+        if let Some(why) = fetch::changed(&head, size, etag, modified) {
+            return self
+                .fetch_one(id, job, Some(&format!("updated: {why}")))
+                .await;
+        }
+        // What the record says of the bytes on disk: nothing when there is no
+        // record from this source, or when it has no validator while the source
+        // now gives one.
+        let known = record.as_ref().is_some_and(|r| r.source == source);
+        let source_has = head.etag.is_some() || head.last_modified.is_some();
+        let unrecorded = !known || (etag.is_none() && modified.is_none() && source_has);
+        if unrecorded && !older_than_file(&head, &local(self.dest.root(), &job.rel)) {
+            // Nothing says which version is on disk (fetched by another tool,
+            // or its record lost): only a file carrying the source's own date
+            // proves it current; otherwise fetch it again.
+            let note =
+                "updated: no record of the version on disk, and the file does not carry the source's date";
+            return self.fetch_one(id, job, Some(note)).await;
+        }
+        // Nothing tells the versions apart: the same size, and no validator the
+        // record and the source both have (MAST may send none; a reprocessed
+        // FITS file keeps its size). A change feed that says the product was
+        // reprocessed is believed: it comes again, through `.part`, the old
+        // file untouched until the new one is complete. Plain `--update` keeps
+        // the file and says why.
+        let comparable = (etag.is_some() && head.etag.is_some())
+            || (modified.is_some() && head.last_modified.is_some());
+        let blind = !unrecorded && !comparable;
+        if blind && job.update {
+            return self.fetch_one(id, job, Some(REPROCESSED_BLIND)).await;
+        }
+        if unrecorded || (etag.is_none() && modified.is_none()) {
+            // Nothing was recorded to compare with: remember the source's
+            // validators now, so the next --update can.
+            let _ = self.dest.record(&StateRecord {
+                path: job.rel.clone(),
+                uri: job.uri.clone(),
+                size,
+                etag: head.etag.clone(),
+                last_modified: head.last_modified.clone(),
+                source,
+                // The bytes did not change: what they hashed to still holds.
+                md5: record
+                    .as_ref()
+                    .filter(|r| r.size == size)
+                    .and_then(|r| r.md5.clone()),
+            });
+        }
+        Outcome::untransferred(Facts {
+            http_status: Some(head.status),
+            why: blind.then_some(Why::NoValidator),
+            ..Facts::plain(Status::Skipped, size)
+        })
+    }
+
+    /// Downloads one job with retries; `note` goes into the manifest message
+    /// on success. A bucket object the bucket turns out not to have (403/404)
+    /// comes from the archive instead when its route falls back (else, with
+    /// `--cloud-only`, it is SKIPPED); a 401/403 without a token asks for one
+    /// (once per run) and tries again.
+    async fn fetch_one(&self, id: usize, job: &Job, note: Option<&str>) -> Outcome {
+        let path = local(self.dest.root(), &job.rel);
+        let start = self.started.elapsed();
+        let mut via = match &job.route {
+            Route::Archive => Via {
+                url: &job.url,
+                source: Source::Mast,
+                token: self.auth.current(),
+            },
+            Route::Bucket { object, .. } => Via {
+                url: object,
+                source: Source::Cloud,
+                token: None,
+            },
+            // Decided by the plan; never a task.
+            Route::NotInBucket => {
+                return Outcome::untransferred(Facts::because(Status::Skipped, 0, Why::NotInCloud))
+            }
+        };
+        let mut attempts = 0u32;
+        loop {
+            let tried = retry::run(
+                &self.policy,
+                &self.cancel,
+                Some(&self.throttle),
+                |n| self.attempt(id, job, &path, &via, n == 1),
+                |e, n, d| self.on_retry(id, job, e, n, d),
+            )
+            .await;
+            let timing = Some(Timing {
+                start_ms: start.as_millis() as u64,
+                end_ms: self.started.elapsed().as_millis() as u64,
+                received: tried.as_ref().map_or(0, |(d, _)| d.received),
+            });
+            let failed = match tried {
+                Ok((done, n)) => {
+                    return Outcome {
+                        timing,
+                        ..self.complete(job, &via, done, attempts + n, note)
+                    };
+                }
+                Err(f) => f,
+            };
+            attempts += failed.retries + 1;
+            let status = failed.error.status();
+            if via.source == Source::Cloud && matches!(status, Some(403 | 404)) {
+                match &job.route {
+                    Route::Bucket { fallback: true, .. } => {
+                        via = Via {
+                            url: &job.url,
+                            source: Source::Mast,
+                            token: self.auth.current(),
+                        };
+                        continue;
+                    }
+                    _ => return not_in_cloud(&failed, attempts),
+                }
+            }
+            let denial = Denial::of_error(&self.http, &failed.error, via.token.is_some());
+            if denial == Some(Denial::NoToken) && via.source == Source::Mast {
+                if let Some(t) = self.auth.ask(self.reporter.as_ref(), &self.cancel).await {
+                    via.token = Some(t);
+                    continue;
+                }
+            }
+            return Outcome {
+                timing,
+                ..failure(job, &path, &via, &failed, attempts, denial)
             };
         }
-    };
-    // Validators recorded from another source (archive vs bucket) say nothing
-    // about this one: then only the size is compared.
-    let (etag, modified) = match &record {
-        Some(r) if r.source == job.source => (r.etag.as_deref(), r.last_modified.as_deref()),
-        _ => (None, None),
-    };
-    if let Some(why) = fetch::changed(&head, size, etag, modified) {
-        return fetch_one(ctx, id, job, Some(&format!("updated: {why}"))).await;
     }
-    // What the record says of the bytes on disk: nothing when there is no
-    // record from this source, or when it has no validator while the source
-    // now gives one.
-    let known = record.as_ref().is_some_and(|r| r.source == job.source);
-    let source_has = head.etag.is_some() || head.last_modified.is_some();
-    let unrecorded = !known || (etag.is_none() && modified.is_none() && source_has);
-    if unrecorded && !older_than_file(&head, &local(ctx.dest.root(), &job.rel)) {
-        // Nothing says which version is on disk (fetched by another tool,
-        // or its record lost): only a file carrying the source's own date
-        // proves it current; otherwise fetch it again.
-        let note =
-            "updated: no record of the version on disk, and the file does not carry the source's date";
-        return fetch_one(ctx, id, job, Some(note)).await;
+
+    /// One attempt from `via`: the archive streams (resuming a `.part`); the
+    /// bucket is asked for the object's size and ETag once, then a large
+    /// object comes as parallel ranges.
+    async fn attempt(
+        &self,
+        id: usize,
+        job: &Job,
+        path: &Path,
+        via: &Via<'_>,
+        split: bool,
+    ) -> Result<Done, FetchError> {
+        let name = job.rel.rsplit('/').next().unwrap_or(&job.rel);
+        let a = fetch::Attempt {
+            url: via.url,
+            token: via.token.as_ref(),
+            path,
+            label: &job.rel,
+            id,
+            expect_size: job.size,
+            md5_from_etag: via.source == Source::Cloud,
+            binary: !fetch::is_text_product(name),
+            split,
+        };
+        if via.source == Source::Mast {
+            return self.download(&a).await;
+        }
+        let head = {
+            let _permit = self
+                .throttle
+                .bucket()
+                .acquire()
+                .await
+                .map_err(|_| FetchError::Interrupted)?;
+            fetch::head(&self.http, via.url, None).await?
+        };
+        if let (Some(expected), Some(got)) = (job.size, head.size) {
+            if expected != got {
+                return Err(FetchError::SizeMismatch { expected, got });
+            }
+        }
+        match (head.size, head.etag.as_deref()) {
+            (Some(size), Some(etag)) if size > fetch::RANGED_MIN && !etag.is_empty() => {
+                let v = fetch::part::Validator::Etag(etag.to_string());
+                let slots = fetch::Slots::Bucket(self.throttle.bucket());
+                self.download_ranged(&a, size, Some(&v), slots).await
+            }
+            _ => {
+                let _permit = self
+                    .throttle
+                    .bucket()
+                    .acquire()
+                    .await
+                    .map_err(|_| FetchError::Interrupted)?;
+                self.download(&a).await
+            }
+        }
     }
-    // Nothing tells the versions apart: the same size, and no validator the
-    // record and the source both have (MAST may send none; a reprocessed
-    // FITS file keeps its size). A change feed that says the product was
-    // reprocessed is believed: it comes again, through `.part`, the old
-    // file untouched until the new one is complete. Plain `--update` keeps
-    // the file and says why.
-    let comparable = (etag.is_some() && head.etag.is_some())
-        || (modified.is_some() && head.last_modified.is_some());
-    let blind = !unrecorded && !comparable;
-    if blind && job.update {
-        return fetch_one(ctx, id, job, Some(REPROCESSED_BLIND)).await;
-    }
-    if unrecorded || (etag.is_none() && modified.is_none()) {
-        // Nothing was recorded to compare with: remember the source's
-        // validators now, so the next --update can.
-        let _ = ctx.dest.record(&StateRecord {
+
+    /// The outcome of a finished transfer: recorded in the state record.
+    fn complete(
+        &self,
+        job: &Job,
+        via: &Via<'_>,
+        done: Done,
+        attempts: u32,
+        note: Option<&str>,
+    ) -> Outcome {
+        self.received.fetch_add(done.received, Ordering::Relaxed);
+        self.throttle.on(Event::Success);
+        let _ = self.dest.record(&StateRecord {
             path: job.rel.clone(),
             uri: job.uri.clone(),
-            size,
-            etag: head.etag.clone(),
-            last_modified: head.last_modified.clone(),
-            source: job.source,
-            // The bytes did not change: what they hashed to still holds.
-            md5: record
-                .as_ref()
-                .filter(|r| r.size == size)
-                .and_then(|r| r.md5.clone()),
+            size: done.size,
+            etag: done.etag,
+            last_modified: done.last_modified,
+            source: via.source,
+            md5: done.md5,
         });
+        let withheld = done
+            .withheld
+            .map(|h| format!("token withheld from untrusted host `{h}`"));
+        // Which check joined bytes from more than one answer passed.
+        let joined = done.joined.map(fetch::Joined::describe);
+        let parts: Vec<String> = [note.map(str::to_string), joined, withheld]
+            .into_iter()
+            .flatten()
+            .collect();
+        let why = (!parts.is_empty()).then(|| Why::Text(parts.join("; ")));
+        Outcome {
+            facts: Facts {
+                status: Status::Complete,
+                bytes: done.size,
+                http_status: Some(done.http_status),
+                attempts,
+                why,
+                fell_back: via.source != job.route.source(),
+            },
+            timing: None,
+            access: if via.token.is_some() {
+                Access::Token
+            } else {
+                Access::Public
+            },
+        }
     }
-    Outcome::untransferred(row(
-        job,
-        Facts {
-            http_status: Some(head.status),
-            message: blind.then(|| NO_VALIDATOR.to_string()),
-            ..Facts::plain(Status::Skipped, size)
-        },
-    ))
 }
 
 /// Returns true if and only if the local file carries the source's
@@ -591,206 +849,18 @@ fn older_than_file(head: &fetch::Head, path: &Path) -> bool {
         })
 }
 
-/// Where a job is being fetched from now.
-struct From {
-    url: Url,
-    source: Source,
-    token: Option<Token>,
-}
-
-/// Downloads one job with retries; `note` goes into the manifest message
-/// on success. A bucket object the bucket turns out not to have (403/404)
-/// comes from the archive instead (with `--cloud-only` it is SKIPPED); a
-/// 401/403 without a token asks for one (once per run) and tries again.
-async fn fetch_one(ctx: &Ctx, id: usize, job: &Job, note: Option<&str>) -> Outcome {
-    let path = local(ctx.dest.root(), &job.rel);
-    let start = ctx.origin.elapsed();
-    let mut from = From {
-        url: job.url.clone(),
-        source: job.source,
-        token: token_for(ctx, job.source),
-    };
-    let mut attempts = 0u32;
-    loop {
-        let tried = retry::run(
-            &ctx.policy,
-            &ctx.cancel,
-            Some(&ctx.throttle),
-            |n| attempt(ctx, id, job, &path, &from, n == 1),
-            |e, n, d| on_retry(ctx, id, job, e, n, d),
-        )
-        .await;
-        let timing = Some(Timing {
-            start_ms: start.as_millis() as u64,
-            end_ms: ctx.origin.elapsed().as_millis() as u64,
-            received: tried.as_ref().map_or(0, |(d, _)| d.received),
-        });
-        let failed = match tried {
-            Ok((done, n)) => {
-                return Outcome {
-                    timing,
-                    ..complete(ctx, job, &from, done, attempts + n, note)
-                };
-            }
-            Err(f) => f,
-        };
-        attempts += failed.retries + 1;
-        let status = failed.error.status();
-        if from.source == Source::Cloud && matches!(status, Some(403 | 404)) {
-            match (&job.fallback, ctx.cloud) {
-                (Some(archive), Cloud::Prefer) => {
-                    from = From {
-                        url: archive.clone(),
-                        source: Source::Mast,
-                        token: ctx.auth.current(),
-                    };
-                    continue;
-                }
-                _ => return not_in_cloud(job, &from, &failed, attempts),
-            }
-        }
-        let denial = Denial::of_error(&ctx.http, &failed.error, from.token.is_some());
-        if denial == Some(Denial::NoToken) && from.source == Source::Mast {
-            if let Some(t) = ctx.auth.ask(ctx.reporter.as_ref(), &ctx.cancel).await {
-                from.token = Some(t);
-                continue;
-            }
-        }
-        return Outcome {
-            timing,
-            ..failure(job, &path, &from, &failed, attempts, denial)
-        };
-    }
-}
-
-/// One attempt from `from`: the archive streams (resuming a `.part`); the
-/// bucket is asked for the object's size and ETag once, then a large
-/// object comes as parallel ranges.
-async fn attempt(
-    ctx: &Ctx,
-    id: usize,
-    job: &Job,
-    path: &Path,
-    from: &From,
-    split: bool,
-) -> Result<Done, FetchError> {
-    let name = job.rel.rsplit('/').next().unwrap_or(&job.rel);
-    let transfer = Transfer {
-        url: &from.url,
-        path,
-        root: ctx.dest.root(),
-        throttle: &ctx.throttle,
-        token: from.token.as_ref(),
-        expect_size: job.size,
-        md5_from_etag: from.source == Source::Cloud,
-        binary: !fetch::is_text_product(name),
-        resume: true,
-        split,
-        label: &job.rel,
-        reporter: ctx.reporter.as_ref(),
-        id,
-    };
-    if from.source == Source::Mast {
-        return fetch::download(&ctx.http, transfer).await;
-    }
-    let head = {
-        let _permit = ctx
-            .throttle
-            .bucket()
-            .acquire()
-            .await
-            .map_err(|_| FetchError::Interrupted)?;
-        fetch::head(&ctx.http, &from.url, None).await?
-    };
-    if let (Some(expected), Some(got)) = (job.size, head.size) {
-        if expected != got {
-            return Err(FetchError::SizeMismatch { expected, got });
-        }
-    }
-    match (head.size, head.etag.as_deref()) {
-        (Some(size), Some(etag)) if size > fetch::RANGED_MIN && !etag.is_empty() => {
-            let v = fetch::part::Validator::Etag(etag.to_string());
-            let slots = fetch::Slots::Bucket(ctx.throttle.bucket());
-            fetch::download_ranged(&ctx.http, transfer, size, Some(&v), slots).await
-        }
-        _ => {
-            let _permit = ctx
-                .throttle
-                .bucket()
-                .acquire()
-                .await
-                .map_err(|_| FetchError::Interrupted)?;
-            fetch::download(&ctx.http, transfer).await
-        }
-    }
-}
-
-/// The outcome of a finished transfer: recorded in the state record.
-fn complete(
-    ctx: &Ctx,
-    job: &Job,
-    from: &From,
-    done: Done,
-    attempts: u32,
-    note: Option<&str>,
-) -> Outcome {
-    ctx.received.fetch_add(done.received, Ordering::Relaxed);
-    ctx.throttle.on(Event::Success);
-    let _ = ctx.dest.record(&StateRecord {
-        path: job.rel.clone(),
-        uri: job.uri.clone(),
-        size: done.size,
-        etag: done.etag.clone(),
-        last_modified: done.last_modified.clone(),
-        source: from.source,
-        md5: done.md5.clone(),
-    });
-    let withheld = done
-        .withheld
-        .map(|h| format!("token withheld from untrusted host `{h}`"));
-    // Which check joined bytes from more than one answer passed.
-    let joined = done.joined.map(fetch::Joined::describe);
-    let parts: Vec<String> = [note.map(str::to_string), joined, withheld]
-        .into_iter()
-        .flatten()
-        .collect();
-    let message = (!parts.is_empty()).then(|| parts.join("; "));
-    Outcome {
-        row: row_at(
-            job,
-            &from.url,
-            from.source,
-            Facts {
-                status: Status::Complete,
-                bytes: done.size,
-                http_status: Some(done.http_status),
-                attempts,
-                message,
-            },
-        ),
-        timing: None,
-        access: if from.token.is_some() {
-            Access::Token
-        } else {
-            Access::Public
-        },
-    }
-}
-
 /// The outcome of a bucket object the bucket does not have (`--cloud-only`).
-fn not_in_cloud(job: &Job, from: &From, f: &Failed<FetchError>, attempts: u32) -> Outcome {
+fn not_in_cloud(f: &Failed<FetchError>, attempts: u32) -> Outcome {
     Outcome {
-        row: row_at(
-            job,
-            &from.url,
-            from.source,
-            Facts {
-                http_status: f.error.status(),
-                attempts,
-                message: Some(format!("not in cloud ({})", f.error)),
-                ..Facts::plain(Status::Skipped, 0)
-            },
-        ),
+        facts: Facts {
+            http_status: f.error.status(),
+            attempts,
+            ..Facts::because(
+                Status::Skipped,
+                0,
+                Why::Text(format!("not in cloud ({})", f.error)),
+            )
+        },
         timing: None,
         access: Access::Public,
     }
@@ -802,37 +872,35 @@ fn not_in_cloud(job: &Job, from: &From, f: &Failed<FetchError>, attempts: u32) -
 fn failure(
     job: &Job,
     path: &Path,
-    from: &From,
+    via: &Via<'_>,
     f: &Failed<FetchError>,
     attempts: u32,
     denial: Option<Denial>,
 ) -> Outcome {
-    let (row_status, message) = if f.cancelled {
+    let (status, why) = if f.cancelled {
         let kept = fetch::part::Part::of(path)
             .file_len()
             .is_some_and(|n| n > 0);
-        let message = if kept { CUT_SHORT } else { INTERRUPTED_EARLY };
-        (Status::Interrupted, message.to_string())
+        let why = if kept {
+            Why::CutShort
+        } else {
+            Why::InterruptedEarly
+        };
+        (Status::Interrupted, why)
     } else {
-        (Status::Failed, failure_message(f, denial))
+        (Status::Failed, Why::Text(failure_message(f, denial)))
     };
-    let status = f.error.status();
     Outcome {
-        row: row_at(
-            job,
-            &from.url,
-            from.source,
-            Facts {
-                http_status: status,
-                attempts,
-                message: Some(message),
-                ..Facts::plain(row_status, 0)
-            },
-        ),
+        facts: Facts {
+            http_status: f.error.status(),
+            attempts,
+            fell_back: via.source != job.route.source(),
+            ..Facts::because(status, 0, why)
+        },
         timing: None,
         access: if let Some(d) = denial {
             Access::Denied(d)
-        } else if from.token.is_some() {
+        } else if via.token.is_some() {
             Access::Token
         } else {
             Access::Public
@@ -852,5 +920,86 @@ fn failure_message(f: &Failed<FetchError>, denial: Option<Denial>) -> String {
     match f.retries {
         0 => format!("{}{hint}", f.error),
         _ => format!("{}{hint}", f.message()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::Origin;
+
+    fn planned(n: usize, route: Route<String>) -> Planned {
+        Planned {
+            uri: format!("mast:A/x/f_{n}.fits"),
+            url: format!("https://archive.example/file?uri=mast:A/x/f_{n}.fits"),
+            rel: format!("A/f_{n}.fits"),
+            size: None,
+            route,
+            origin: Origin {
+                file: "u.txt".into(),
+                line: n,
+            },
+            update: false,
+        }
+    }
+
+    #[test]
+    fn reasons_are_counted_by_kind_and_worded_only_in_the_row() {
+        let whys = [
+            (Status::Interrupted, Why::CutShort),
+            (Status::Interrupted, Why::NotStarted),
+            (Status::Interrupted, Why::InterruptedEarly),
+            (Status::Skipped, Why::NoValidator),
+            (Status::Skipped, Why::NotInCloud),
+            (Status::Failed, Why::Lost),
+            (Status::Failed, Why::Text("HTTP 500: boom".into())),
+        ];
+        let mut outcomes = Outcomes::new(whys.len() + 1);
+        for (i, (status, why)) in whys.iter().enumerate() {
+            let f = Facts::because(*status, 0, why.clone());
+            outcomes.set(i, "A/f.fits", Outcome::untransferred(f));
+        }
+        let last = whys.len();
+        outcomes.set(
+            last,
+            "A/f.fits",
+            Outcome::untransferred(Facts::plain(Status::Complete, 7)),
+        );
+        assert_eq!((outcomes.not_started, outcomes.cut_short), (1, 2));
+        let words: Vec<Option<String>> = (0..=last)
+            .map(|i| outcomes.row(i, planned(i, Route::Archive)).file.message)
+            .collect();
+        let want = [
+            Some("interrupted; the `.part` was kept and the next run resumes it"),
+            Some("not started: the run was interrupted"),
+            Some("interrupted before any byte arrived"),
+            Some("no validator: cannot tell whether it changed; `--force` fetches it again"),
+            Some("not in cloud"),
+            Some("internal error: the transfer ended unexpectedly"),
+            Some("HTTP 500: boom"),
+            None,
+        ];
+        assert_eq!(words, want.map(|w| w.map(str::to_string)));
+    }
+
+    #[test]
+    fn a_row_names_where_the_bytes_came_from() {
+        let bucket = || Route::Bucket {
+            object: "https://bucket.example/a/f.fits".to_string(),
+            fallback: true,
+        };
+        let mut outcomes = Outcomes::new(2);
+        let complete = |fell_back| Facts {
+            fell_back,
+            ..Facts::plain(Status::Complete, 1)
+        };
+        outcomes.set(0, "A/f_0.fits", Outcome::untransferred(complete(false)));
+        outcomes.set(1, "A/f_1.fits", Outcome::untransferred(complete(true)));
+        let from_bucket = outcomes.row(0, planned(0, bucket())).file;
+        assert_eq!(from_bucket.url, "https://bucket.example/a/f.fits");
+        assert_eq!(from_bucket.source, Source::Cloud);
+        let fell_back = outcomes.row(1, planned(1, bucket())).file;
+        assert!(fell_back.url.starts_with("https://archive.example/"));
+        assert_eq!(fell_back.source, Source::Mast);
     }
 }

@@ -26,23 +26,77 @@ pub(crate) use crate::manifest::Source;
 pub(crate) struct Job {
     /// The identity of the file: its `mast:` URI.
     pub(crate) uri: String,
-    /// The URL to fetch it from.
+    /// The URL [`Route::Archive`] fetches it from (the archive's, or a
+    /// script's own), and a bucket object's fallback.
     pub(crate) url: Url,
     /// The path below DEST, `/`-separated.
     pub(crate) rel: String,
     /// The size the input promised, if any.
     pub(crate) size: Option<u64>,
-    /// Where the bytes come from.
-    pub(crate) source: Source,
-    /// For a bucket object: the archive URL to fall back to when the
-    /// bucket does not have it after all (403/404).
-    pub(crate) fallback: Option<Url>,
+    /// Where the bytes come from: the archive unless the cloud step
+    /// ([`crate::cloud::route`]) says otherwise.
+    pub(crate) route: Route,
     /// Where the entry was read.
     pub(crate) origin: Origin,
     /// The input says the product changed (a change feed's reprocessed
     /// row): when complete, ask the source whether it differs and replace
     /// it when it does, as `--update` does for every file.
     pub(crate) update: bool,
+}
+
+/// Where a job's bytes come from, decided once by the plan (the archive)
+/// and the cloud step ([`crate::cloud::route`]); `U` is the object's URL,
+/// parsed or (in a [`Planned`]) text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route<U = Url> {
+    /// From the archive, at the job's URL.
+    Archive,
+    /// From the bucket's `object`; `fallback`: from the archive (the job's
+    /// URL) when the bucket does not have it after all (403/404), as
+    /// `--cloud` does; `--cloud-only` does not.
+    Bucket { object: U, fallback: bool },
+    /// `--cloud-only`, and the bucket does not have it: SKIPPED.
+    NotInBucket,
+}
+
+impl<U> Route<U> {
+    /// Returns the source the route starts from.
+    pub(crate) fn source(&self) -> Source {
+        match self {
+            Route::Bucket { .. } => Source::Cloud,
+            Route::Archive | Route::NotInBucket => Source::Mast,
+        }
+    }
+
+    /// Returns the URL the route starts from, `archive` being the job's.
+    pub(crate) fn url<'a>(&'a self, archive: &'a U) -> &'a U {
+        match self {
+            Route::Bucket { object, .. } => object,
+            Route::Archive | Route::NotInBucket => archive,
+        }
+    }
+
+    /// Returns the route with its object borrowed.
+    pub(crate) fn borrowed(&self) -> Route<&U> {
+        match self {
+            Route::Archive => Route::Archive,
+            Route::NotInBucket => Route::NotInBucket,
+            Route::Bucket { object, fallback } => Route::Bucket {
+                object,
+                fallback: *fallback,
+            },
+        }
+    }
+
+    /// Returns where the bytes came from: the bucket's object, unless the
+    /// transfer `fell_back` (or the route never named one) to `archive`,
+    /// the job's archive URL.
+    pub(crate) fn landed(self, archive: U, fell_back: bool) -> (U, Source) {
+        match self {
+            Route::Bucket { object, .. } if !fell_back => (object, Source::Cloud),
+            _ => (archive, Source::Mast),
+        }
+    }
 }
 
 /// One of N disjoint parts of a plan.
@@ -346,8 +400,7 @@ impl Planner {
             url,
             rel,
             size: e.size,
-            source: Source::Mast,
-            fallback: None,
+            route: Route::Archive,
             origin: e.origin,
         }))
     }
@@ -368,10 +421,8 @@ impl Planner {
             uri: e.uri,
             rel,
             size: e.size,
-            source: Source::Mast,
-            fallback: None,
+            route: Route::Archive,
             origin: e.origin,
-            not_in_cloud: false,
         }))
     }
 
@@ -474,14 +525,12 @@ pub(crate) struct PlanFile {
 /// One job as read back from a [`PlanFile`], its URLs still text.
 pub(crate) struct Planned {
     pub(crate) uri: String,
+    /// Its archive URL (see [`Job::url`]).
     pub(crate) url: String,
     pub(crate) rel: String,
     pub(crate) size: Option<u64>,
-    pub(crate) source: Source,
-    pub(crate) fallback: Option<String>,
+    pub(crate) route: Route<String>,
     pub(crate) origin: Origin,
-    /// `--cloud-only`: the bucket does not have it.
-    pub(crate) not_in_cloud: bool,
     /// A change feed's reprocessed row (see [`Job::update`]).
     pub(crate) update: bool,
 }
@@ -490,19 +539,24 @@ impl Planned {
     /// Returns the job to run (its URLs parsed again), or itself with why not.
     #[allow(clippy::result_large_err)]
     pub(crate) fn job(self) -> Result<Job, (Planned, url::ParseError)> {
-        let urls = Url::parse(&self.url)
-            .and_then(|u| Ok((u, self.fallback.as_deref().map(Url::parse).transpose()?)));
-        let (url, fallback) = match urls {
-            Ok(urls) => urls,
+        let route = match &self.route {
+            Route::Archive => Ok(Route::Archive),
+            Route::NotInBucket => Ok(Route::NotInBucket),
+            Route::Bucket { object, fallback } => Url::parse(object).map(|object| Route::Bucket {
+                object,
+                fallback: *fallback,
+            }),
+        };
+        let (url, route) = match Url::parse(&self.url).and_then(|u| Ok((u, route?))) {
+            Ok(parsed) => parsed,
             Err(e) => return Err((self, e)),
         };
         Ok(Job {
             url,
-            fallback,
+            route,
             uri: self.uri,
             rel: self.rel,
             size: self.size,
-            source: self.source,
             origin: self.origin,
             update: self.update,
         })
@@ -541,35 +595,28 @@ impl PlanFile {
         self.updates
     }
 
-    /// Appends `job`; `not_in_cloud` marks a job `--cloud-only` skips.
-    pub(crate) fn push(&mut self, job: &Job, not_in_cloud: bool) -> io::Result<()> {
-        let fallback = job.fallback.as_ref().map_or("", Url::as_str);
-        let texts = [
-            job.uri.as_str(),
-            job.url.as_str(),
-            job.rel.as_str(),
-            fallback,
-        ];
+    /// Appends `job`.
+    pub(crate) fn push(&mut self, job: &Job) -> io::Result<()> {
+        let (route, object) = Record::route(&job.route, Url::as_str);
+        let texts = [job.uri.as_str(), job.url.as_str(), job.rel.as_str(), object];
         self.put(Record {
             texts,
             origin: &job.origin,
             size: job.size,
-            source: job.source,
-            not_in_cloud,
+            route,
             update: job.update,
         })
     }
 
     /// Appends a job planned as text.
     pub(crate) fn push_planned(&mut self, p: &Planned) -> io::Result<()> {
-        let fallback = p.fallback.as_deref().unwrap_or("");
-        let texts = [p.uri.as_str(), p.url.as_str(), p.rel.as_str(), fallback];
+        let (route, object) = Record::route(&p.route, String::as_str);
+        let texts = [p.uri.as_str(), p.url.as_str(), p.rel.as_str(), object];
         self.put(Record {
             texts,
             origin: &p.origin,
             size: p.size,
-            source: p.source,
-            not_in_cloud: p.not_in_cloud,
+            route,
             update: p.update,
         })
     }
@@ -583,11 +630,7 @@ impl PlanFile {
         }
         w.write_all(&r.size.map_or(0, |s| s.saturating_add(1)).to_le_bytes())?;
         w.write_all(&(origin.line as u64).to_le_bytes())?;
-        let source = match r.source {
-            Source::Mast => 0u8,
-            Source::Cloud => 1,
-        };
-        w.write_all(&[source, u8::from(r.not_in_cloud) | u8::from(r.update) << 1])?;
+        w.write_all(&[r.route, u8::from(r.update) << 1])?;
         self.len += 1;
         self.updates += usize::from(r.update);
         Ok(())
@@ -614,15 +657,38 @@ impl PlanFile {
     }
 }
 
-/// One job as [`PlanFile`] writes it: its texts (URI, URL, path,
-/// fallback URL) and facts, whether it comes as a [`Job`] or a [`Planned`].
+/// One job as [`PlanFile`] writes it: its texts (URI, archive URL, path,
+/// bucket object URL) and facts, whether it comes as a [`Job`] or a
+/// [`Planned`].
 struct Record<'a> {
     texts: [&'a str; 4],
     origin: &'a Origin,
     size: Option<u64>,
-    source: Source,
-    not_in_cloud: bool,
+    /// The route's byte: [`ROUTE_ARCHIVE`], [`ROUTE_BUCKET`] (with
+    /// [`ROUTE_FALLBACK`]) or [`ROUTE_NOT_IN_BUCKET`].
+    route: u8,
     update: bool,
+}
+
+/// The route bytes of a [`Record`].
+const ROUTE_ARCHIVE: u8 = 0;
+const ROUTE_BUCKET: u8 = 1;
+const ROUTE_NOT_IN_BUCKET: u8 = 2;
+/// Added to [`ROUTE_BUCKET`]: falls back to the archive.
+const ROUTE_FALLBACK: u8 = 4;
+
+impl<'a> Record<'a> {
+    /// Returns the byte of `route` and its object URL's text ("" when none).
+    fn route<U>(route: &'a Route<U>, text: impl Fn(&'a U) -> &'a str) -> (u8, &'a str) {
+        match route {
+            Route::Archive => (ROUTE_ARCHIVE, ""),
+            Route::NotInBucket => (ROUTE_NOT_IN_BUCKET, ""),
+            Route::Bucket { object, fallback } => (
+                ROUTE_BUCKET | if *fallback { ROUTE_FALLBACK } else { 0 },
+                text(object),
+            ),
+        }
+    }
 }
 
 /// Reads a [`PlanFile`] back, job by job.
@@ -665,7 +731,7 @@ impl PlanReader {
     }
 
     fn next_job(&mut self) -> io::Result<Planned> {
-        let (uri, url, rel, fallback, file) = (
+        let (uri, url, rel, object, file) = (
             self.text()?,
             self.text()?,
             self.text()?,
@@ -681,14 +747,15 @@ impl PlanReader {
             url,
             rel,
             size,
-            source: if flags[0] == 1 {
-                Source::Cloud
-            } else {
-                Source::Mast
+            route: match flags[0] & !ROUTE_FALLBACK {
+                ROUTE_BUCKET => Route::Bucket {
+                    object,
+                    fallback: flags[0] & ROUTE_FALLBACK != 0,
+                },
+                ROUTE_NOT_IN_BUCKET => Route::NotInBucket,
+                _ => Route::Archive,
             },
-            fallback: (!fallback.is_empty()).then_some(fallback),
             origin: Origin { file, line },
-            not_in_cloud: flags[1] & 1 == 1,
             update: flags[1] & 2 == 2,
         })
     }
@@ -943,6 +1010,60 @@ mod tests {
 
     fn plan(text: &str, o: &PlanOptions) -> Result<Vec<Job>, InputError> {
         build(list::parse("u.txt", text).unwrap(), o)
+    }
+
+    #[test]
+    fn the_plan_file_keeps_each_route_and_the_routes_say_where_bytes_land() {
+        let o = opts();
+        let text = "mast:A/x/f_1.fits\nmast:A/x/f_2.fits\nmast:A/x/f_3.fits\nmast:A/x/f_4.fits\n";
+        let mut jobs = plan(text, &o).unwrap();
+        let object = |n: u32| Url::parse(&format!("https://bucket.example/a/f_{n}.fits")).unwrap();
+        jobs[1].route = Route::Bucket {
+            object: object(2),
+            fallback: true,
+        };
+        jobs[2].route = Route::Bucket {
+            object: object(3),
+            fallback: false,
+        };
+        jobs[3].route = Route::NotInBucket;
+        jobs[3].update = true;
+        let mut file = PlanFile::new().unwrap();
+        for j in &jobs {
+            file.push(j).unwrap();
+        }
+        // A job planned as text keeps its route too.
+        let mut planner = Planner::new(o.clone());
+        let mut extra = planner
+            .push_planned(list::parse("u.txt", "mast:A/x/f_5.fits").unwrap().remove(0))
+            .unwrap()
+            .unwrap();
+        assert_eq!(extra.route, Route::Archive);
+        extra.route = Route::Bucket {
+            object: object(5).to_string(),
+            fallback: true,
+        };
+        file.push_planned(&extra).unwrap();
+        file.seal().unwrap();
+        assert_eq!((file.len(), file.updates()), (5, 1));
+        let back: Vec<Job> = file
+            .read()
+            .unwrap()
+            .map(|p| p.unwrap().job().map_err(|(_, e)| e).unwrap())
+            .collect();
+        assert_eq!(&back[..4], &jobs[..]);
+        assert_eq!(back[4].route.source(), Source::Cloud);
+        assert_eq!(back[4].route.url(&back[4].url), &object(5));
+        // Where the bytes of each come from, and where they landed.
+        let archive = back[1].url.clone();
+        assert_eq!(back[0].route.source(), Source::Mast);
+        assert_eq!(back[1].route.url(&back[1].url), &object(2));
+        fn landed(j: &Job, fell_back: bool) -> (&Url, Source) {
+            j.route.borrowed().landed(&j.url, fell_back)
+        }
+        assert_eq!(landed(&back[1], false), (&object(2), Source::Cloud));
+        assert_eq!(landed(&back[1], true), (&archive, Source::Mast));
+        assert_eq!(landed(&back[3], false), (&back[3].url, Source::Mast));
     }
 
     #[test]

@@ -9,22 +9,23 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{plan_each, plan_jobs, point_at_bucket, reporter, run_http};
+use super::{plan_each, plan_jobs, reporter, run_http};
 use crate::auth::{self, Auth, Identity};
 use crate::budget::{Jobs, Throttle};
+use crate::cloud;
 use crate::dest::{Dest, StateIndex};
 use crate::error::Exit;
-use crate::job::{self, Ctx, Facts, Outcome, Outcomes, NOT_STARTED};
-use crate::manifest::{self, FileRecord, Header, HtmlContext, Status};
-use crate::plan::{Job, PlanFile, Planned, Source};
+use crate::job::{self, Downloader, Facts, Outcome, Outcomes, Why};
+use crate::manifest::{self, Header, HtmlContext, Status};
+use crate::plan::{Job, PlanFile, Planned, Route};
 use crate::progress::{Level, Reporter, Summary};
 use crate::retry::Policy;
 use crate::settings::{Cloud, Settings};
@@ -51,10 +52,10 @@ pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     let mut plan = match planned {
         Stage::OnDisk(plan) => plan,
         Stage::InMemory(mut jobs) => {
-            let skip = point_at_bucket(&mut jobs, &settings, &http, reporter.as_ref()).await?;
+            cloud::route(&mut jobs, &settings, &http, reporter.as_ref()).await?;
             let mut plan = PlanFile::new().context("Cannot keep the plan")?;
-            for (job, skip) in jobs.iter().zip(skip) {
-                plan.push(job, skip).context("Cannot keep the plan")?;
+            for job in &jobs {
+                plan.push(job).context("Cannot keep the plan")?;
             }
             plan
         }
@@ -63,7 +64,7 @@ pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     let started_at = manifest::now_rfc3339();
     let cancel = CancellationToken::new();
     let signalled = on_signals(&cancel);
-    let ctx = Arc::new(Ctx {
+    let ctx = Arc::new(Downloader {
         http,
         dest,
         auth: Auth::new(settings.token.clone(), settings.interactive),
@@ -71,9 +72,8 @@ pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         throttle,
         policy: Policy::new(settings.retries),
         cancel: cancel.clone(),
-        origin: Instant::now(),
+        started: Instant::now(),
         received: AtomicU64::new(0),
-        cloud: settings.cloud,
     });
     let mut state = ctx
         .dest
@@ -125,7 +125,7 @@ pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         user,
         token_refused: identity == Some(Identity::Anonymous),
     };
-    let signal = signalled.load(Ordering::SeqCst);
+    let signal = signalled.get().copied();
     finish(&ctx, &plan, outcomes, started_at, notes, who, signal)
 }
 
@@ -179,13 +179,13 @@ fn fit_jobs(settings: &mut Settings, reporter: &dyn Reporter) {
 }
 
 /// Cancels the run on the first SIGINT or SIGTERM and exits at once on the
-/// second. Returns where the first signal's exit code is kept (0: none).
-fn on_signals(cancel: &CancellationToken) -> Arc<AtomicI32> {
-    let signalled = Arc::new(AtomicI32::new(0));
+/// second. Returns where the first signal's exit code is kept (unset: none).
+fn on_signals(cancel: &CancellationToken) -> Arc<OnceLock<Exit>> {
+    let signalled = Arc::new(OnceLock::new());
     let (cancel, flag) = (cancel.clone(), signalled.clone());
     tokio::spawn(async move {
         let first = signal().await;
-        flag.store(first as i32, Ordering::SeqCst);
+        let _ = flag.set(first);
         cancel.cancel();
         signal().await;
         std::process::exit(first as i32);
@@ -285,27 +285,12 @@ impl Lstat {
     }
 }
 
-/// Returns the manifest row of a planned job not transferred.
-fn planned_row(p: &Planned, f: Facts) -> FileRecord {
-    FileRecord {
-        uri: p.uri.clone(),
-        url: crate::layout::redact_url_text(&p.url),
-        path: p.rel.clone(),
-        status: f.status,
-        bytes: f.bytes,
-        http_status: f.http_status,
-        attempts: f.attempts,
-        message: f.message,
-        source: p.source,
-    }
-}
-
 /// Sorts the jobs: those already decided (complete files SKIPPED, files not
 /// in the bucket with `--cloud-only`) get their outcome now; the others
 /// are marked to download (or, with `--update`, to check).
 fn classify(
     plan: &PlanFile,
-    ctx: &Ctx,
+    ctx: &Downloader,
     settings: &Settings,
     state: &StateIndex,
     outcomes: &mut Outcomes,
@@ -344,12 +329,8 @@ fn classify(
         for (p, &at) in batch.drain(..).zip(found.iter()) {
             let i = next;
             next += 1;
-            let decided = |f: Facts| Outcome::untransferred(planned_row(&p, f));
-            let outcome = if p.not_in_cloud {
-                decided(Facts {
-                    message: Some("not in cloud".into()),
-                    ..Facts::plain(Status::Skipped, 0)
-                })
+            let facts = if p.route == Route::NotInBucket {
+                Facts::because(Status::Skipped, 0, Why::NotInCloud)
             } else {
                 let expect = p.size.or_else(|| state.size(&p.rel));
                 match complete_size(at, expect) {
@@ -359,15 +340,16 @@ fn classify(
                         outcomes.mark_check(i, size);
                         continue;
                     }
-                    Some(size) if !settings.force => decided(Facts::plain(Status::Skipped, size)),
+                    Some(size) if !settings.force => Facts::plain(Status::Skipped, size),
                     _ => {
                         outcomes.mark_fetch(i);
                         continue;
                     }
                 }
             };
-            ctx.reporter.finished(None, &outcome.row, Duration::ZERO);
-            outcomes.set(i, p.source, outcome);
+            ctx.reporter
+                .finished(None, &facts.row_planned(&p), Duration::ZERO);
+            outcomes.set(i, &p.rel, Outcome::untransferred(facts));
         }
     }
 }
@@ -376,7 +358,7 @@ fn classify(
 /// skips) into the same place of `found`.
 fn look_at(lstat: &mut Lstat, jobs: &[Planned], found: &mut [Option<(bool, u64)>]) {
     for (p, at) in jobs.iter().zip(found.iter_mut()) {
-        if !p.not_in_cloud {
+        if p.route != Route::NotInBucket {
             *at = lstat.at(&p.rel);
         }
     }
@@ -385,12 +367,12 @@ fn look_at(lstat: &mut Lstat, jobs: &[Planned], found: &mut [Option<(bool, u64)>
 /// Runs the tasks, at most the throttle's number at once, until done or
 /// cancelled; each outcome goes into `outcomes` as it arrives.
 async fn run_all(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<Downloader>,
     plan: &PlanFile,
     outcomes: &mut Outcomes,
     state: &mut StateIndex,
 ) -> anyhow::Result<()> {
-    let mut set: JoinSet<(usize, Source, Outcome)> = JoinSet::new();
+    let mut set: JoinSet<(usize, Job, Outcome)> = JoinSet::new();
     let ticker = tokio::spawn({
         let ctx = ctx.clone();
         async move { ctx.throttle.steer().await }
@@ -410,47 +392,41 @@ async fn run_all(
             p = ctx.throttle.acquire() => p.filter(|_| !ctx.cancel.is_cancelled()),
         };
         let Some(permit) = permit else {
-            let f = Facts {
-                message: Some(NOT_STARTED.into()),
-                ..Facts::plain(Status::Interrupted, 0)
-            };
-            let source = p.source;
-            outcomes.set(i, source, Outcome::untransferred(planned_row(&p, f)));
+            let f = Facts::because(Status::Interrupted, 0, Why::NotStarted);
+            outcomes.set(i, &p.rel, Outcome::untransferred(f));
             continue;
         };
-        let source = p.source;
         let job = match p.job() {
             Ok(job) => job,
             Err((p, e)) => {
                 ctx.throttle.ended(permit);
-                let f = Facts {
-                    message: Some(format!(
-                        "internal error: the planned URL does not parse: {e}"
-                    )),
-                    ..Facts::plain(Status::Failed, 0)
-                };
-                outcomes.set(i, source, Outcome::untransferred(planned_row(&p, f)));
+                let why = Why::Text(format!(
+                    "internal error: the planned URL does not parse: {e}"
+                ));
+                let f = Facts::because(Status::Failed, 0, why);
+                outcomes.set(i, &p.rel, Outcome::untransferred(f));
                 continue;
             }
         };
         let ctx = ctx.clone();
         set.spawn(async move {
             let t0 = Instant::now();
-            let out = job::run(&ctx, i, &job, task).await;
+            let out = ctx.run(i, &job, task).await;
             // The next file may start before this one's connection is back
             // in the pool: the gate (fetch::gate) keeps it from opening one
             // more.
             ctx.throttle.ended(permit);
-            ctx.reporter.finished(Some(i), &out.row, t0.elapsed());
-            (i, source, out)
+            ctx.reporter
+                .finished(Some(i), &out.facts.row_of(&job), t0.elapsed());
+            (i, job, out)
         });
-        while let Some(Ok((i, source, out))) = set.try_join_next() {
-            outcomes.set(i, source, out);
+        while let Some(Ok((i, job, out))) = set.try_join_next() {
+            outcomes.set(i, &job.rel, out);
         }
     }
     while let Some(done) = set.join_next().await {
-        if let Ok((i, source, out)) = done {
-            outcomes.set(i, source, out);
+        if let Ok((i, job, out)) = done {
+            outcomes.set(i, &job.rel, out);
         }
     }
     ticker.abort();
@@ -462,13 +438,13 @@ async fn run_all(
 /// summary, and returns the exit code. A manifest that cannot be written
 /// (a full disk) is said in the summary; what fits is still written.
 fn finish(
-    ctx: &Ctx,
+    ctx: &Downloader,
     plan: &PlanFile,
     mut outcomes: Outcomes,
     started_at: String,
     notes: Vec<String>,
     who: Who,
-    signal: i32,
+    signal: Option<Exit>,
 ) -> anyhow::Result<Exit> {
     let open = plan.len()
         - outcomes.count(Status::Complete)
@@ -477,12 +453,9 @@ fn finish(
         - outcomes.count(Status::Interrupted);
     if open > 0 {
         // Never started (interrupted), or its task died.
-        let (status, message) = match ctx.cancel.is_cancelled() {
-            true => (Status::Interrupted, NOT_STARTED),
-            false => (
-                Status::Failed,
-                "internal error: the transfer ended unexpectedly",
-            ),
+        let (status, why) = match ctx.cancel.is_cancelled() {
+            true => (Status::Interrupted, Why::NotStarted),
+            false => (Status::Failed, Why::Lost),
         };
         for (i, p) in plan
             .read()
@@ -491,11 +464,8 @@ fn finish(
         {
             let p = p.context("Cannot read the plan back")?;
             if !outcomes.is_done(i) {
-                let f = Facts {
-                    message: Some(message.into()),
-                    ..Facts::plain(status, 0)
-                };
-                outcomes.set(i, p.source, Outcome::untransferred(planned_row(&p, f)));
+                let f = Facts::because(status, 0, why.clone());
+                outcomes.set(i, &p.rel, Outcome::untransferred(f));
             }
         }
     }
@@ -508,7 +478,7 @@ fn finish(
             root.display()
         ));
     }
-    let elapsed = ctx.origin.elapsed();
+    let elapsed = ctx.started.elapsed();
     let received = ctx.received.load(Ordering::Relaxed);
     let header = Header {
         started: started_at,
@@ -527,7 +497,7 @@ fn finish(
         failed: header.failed,
         bytes: received,
         elapsed,
-        interrupted: signal != 0,
+        interrupted: signal.is_some(),
         cut_short: outcomes.cut_short,
         not_started: outcomes.not_started,
         wants_token: outcomes.all_want_token(who.token_refused),
@@ -553,11 +523,10 @@ fn finish(
     }
     ctx.reporter.summary(&summary);
     Ok(match signal {
-        130 => Exit::Interrupted,
-        143 => Exit::Terminated,
-        _ if saved.json.is_err() || saved.html.is_err() => Exit::Failed,
-        _ if summary.wants_token => Exit::NeedsToken,
-        _ if header.failed > 0 || saved.json.is_err() || saved.html.is_err() => Exit::Failed,
-        _ => Exit::Success,
+        Some(signal) => signal,
+        None if saved.json.is_err() || saved.html.is_err() => Exit::Failed,
+        None if summary.wants_token => Exit::NeedsToken,
+        None if header.failed > 0 || saved.json.is_err() || saved.html.is_err() => Exit::Failed,
+        None => Exit::Success,
     })
 }

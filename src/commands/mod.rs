@@ -1,7 +1,7 @@
 //! The commands, one file each (as uv lays out its commands): `fetch`,
 //! `plan`, `query`, `report`, `verify`; and what they share: building the one HTTP
 //! client, reading the inputs (or running the search) through the planner,
-//! pointing jobs at the bucket, choosing the reporter, and mapping a
+//! choosing the reporter, and mapping a
 //! run-ending error to its exit code and hint.
 
 pub(crate) mod fetch;
@@ -15,7 +15,6 @@ use std::sync::Arc;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, ShellKind};
-use crate::cloud;
 use crate::dest::Locked;
 use crate::error::{Exit, UsageError};
 use crate::fetch::http::{ClientError, ClientOptions};
@@ -23,9 +22,9 @@ use crate::fetch::{Http, Trust};
 use crate::input::listing::Lister;
 use crate::input::read::Reading;
 use crate::input::{Entry, InputError, Origin};
-use crate::plan::{Job, Planned, Planner, Source};
-use crate::progress::{Bars, Json, Level, Lines, Reporter};
-use crate::settings::{ClientSettings, Cloud, Output, QuerySettings, Settings};
+use crate::plan::{Job, Planned, Planner};
+use crate::progress::{Bars, Json, Lines, Reporter};
+use crate::settings::{ClientSettings, Output, QuerySettings, Settings};
 
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
@@ -223,62 +222,4 @@ pub(crate) async fn plan_jobs(
         Some(e) => Err(e.into()),
         None => Ok((jobs, notes)),
     }
-}
-
-/// Points the jobs the bucket has at the bucket (`--cloud`): asks the
-/// archive's `path_lookup` for the cloud missions' URIs and gives each
-/// found job its object URL, keeping the archive URL as the fallback.
-/// Returns, per job, whether it is to be SKIPPED as "not in cloud"
-/// (`--cloud-only`).
-pub(crate) async fn point_at_bucket(
-    jobs: &mut [Job],
-    settings: &Settings,
-    http: &Http,
-    reporter: &dyn Reporter,
-) -> anyhow::Result<Vec<bool>> {
-    let mut not_in_cloud = vec![settings.cloud == Cloud::Only; jobs.len()];
-    if settings.cloud == Cloud::Off {
-        return Ok(not_in_cloud);
-    }
-    let uris: Vec<String> = jobs
-        .iter()
-        .filter(|j| cloud::is_cloud_candidate(&j.uri))
-        .map(|j| j.uri.clone())
-        .collect();
-    if uris.is_empty() {
-        return Ok(not_in_cloud);
-    }
-    let keys = match cloud::lookup(http, &settings.plan.base, settings.token.as_ref(), &uris).await
-    {
-        Ok(k) => k,
-        Err(e) if settings.cloud == Cloud::Prefer => {
-            reporter.message(
-                Level::Warn,
-                &format!("bucket path lookup failed, fetching from the archive: {e:#}"),
-            );
-            return Ok(not_in_cloud);
-        }
-        Err(e) => return Err(e.context("Cannot look up which files the bucket has")),
-    };
-    let mut found = 0;
-    for (i, job) in jobs.iter_mut().enumerate() {
-        let Some(Some(key)) = keys.get(&job.uri) else {
-            continue;
-        };
-        let url = cloud::object_url(&settings.s3_url, key).map_err(|e| {
-            UsageError(format!(
-                "`--s3-url` `{}` cannot hold `{key}`: {e}",
-                settings.s3_url
-            ))
-        })?;
-        job.fallback = Some(std::mem::replace(&mut job.url, url));
-        job.source = Source::Cloud;
-        not_in_cloud[i] = false;
-        found += 1;
-    }
-    reporter.message(
-        Level::Info,
-        &format!("{found} of {} files are in the bucket", jobs.len()),
-    );
-    Ok(not_in_cloud)
 }

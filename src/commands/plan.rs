@@ -6,15 +6,15 @@ use std::io::{self, Write};
 
 use anyhow::Context as _;
 
-use super::{plan_each, plan_jobs, point_at_bucket, reporter, run_http};
+use super::{plan_each, plan_jobs, reporter, run_http};
+use crate::cloud;
 use crate::error::Exit;
-use crate::plan::{Job, Planned};
-use crate::progress::Lines;
+use crate::plan::{Job, Planned, Route};
 use crate::settings::{Cloud, Settings};
 
-/// Writes one plan line.
+/// Writes one plan line: the URL the job's route starts from.
 fn line(out: &mut impl Write, j: &Job) -> io::Result<()> {
-    let url = crate::layout::redact_url(&j.url);
+    let url = crate::layout::redact_url(j.route.url(&j.url));
     writeln!(out, "{}\t{url}\t{}", j.uri, j.rel)
 }
 
@@ -42,10 +42,11 @@ pub(crate) async fn plan(settings: Settings) -> anyhow::Result<Exit> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if settings.cloud != Cloud::Off {
-        // The bucket's answer is needed before the first line.
+        // The bucket's answer is needed before the first line; what the
+        // cloud step says goes to stderr (or the JSON log), as `fetch`'s does.
         let (mut jobs, _) = plan_jobs(&settings, &http, reporter.as_ref()).await?;
-        let skip = point_at_bucket(&mut jobs, &settings, &http, &Lines { quiet: true }).await?;
-        for (j, _) in jobs.iter().zip(skip).filter(|(_, skip)| !skip) {
+        cloud::route(&mut jobs, &settings, &http, reporter.as_ref()).await?;
+        for j in jobs.iter().filter(|j| j.route != Route::NotInBucket) {
             line(&mut out, j).context("Cannot write the plan")?;
         }
         out.flush().context("Cannot write the plan")?;

@@ -1,7 +1,9 @@
 //! One transfer: request (through [`http`], where redirects and trust are
 //! decided), `Range` resume checked against the validator of the first
 //! bytes, streaming to the `.part` ([`part`]), length and MD5 checks, and
-//! the rename to the final path.
+//! the rename to the final path. The transfers are methods of the run's
+//! [`Downloader`] (the services, built once); each takes one [`Attempt`]
+//! (the file).
 //!
 //! A sequential transfer resumes a `.part` only when its sidecar says what
 //! the bytes came from: with a validator `If-Range` can carry, with
@@ -9,8 +11,9 @@
 //! without one, from [`RESUME_OVERLAP`] bytes before the end of the
 //! `.part`, those bytes compared with the `.part`'s and the total with the
 //! one recorded when the `.part` was started. Anything else starts from
-//! zero. A ranged transfer ([`download_ranged`]) trusts only the ranges its
-//! sidecar lists (with a validator) or the overlaps it compared (without).
+//! zero. A ranged transfer ([`Downloader::download_ranged`]) trusts only
+//! the ranges its sidecar lists (with a validator) or the overlaps it
+//! compared (without).
 
 pub(crate) mod gate;
 pub(crate) mod http;
@@ -20,7 +23,6 @@ mod ranges;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::time::Duration;
 
 use md5::{Digest, Md5};
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -29,10 +31,10 @@ use url::Url;
 
 pub(crate) use crate::error::FetchError;
 pub(crate) use http::{Answer, Creds, Http, Req, Trust};
-pub(crate) use ranges::{download_ranged, Slots, RANGED_MIN, RANGE_CHUNK};
+pub(crate) use ranges::{Slots, RANGED_MIN, RANGE_CHUNK};
 
 use crate::budget::{Event, Throttle};
-use crate::progress::Reporter;
+use crate::job::Downloader;
 use crate::token::Token;
 use http::{body_excerpt, first_line, header_str, status_error, ERROR_EXCERPT_TIME};
 use part::{FileId, Meta, Part, Validator};
@@ -72,16 +74,19 @@ fn write_buffer(remaining: Option<u64>) -> usize {
     })
 }
 
-/// One file to transfer.
-pub(crate) struct Transfer<'a> {
+/// One attempt at one file: what the [`Downloader`]'s services are used
+/// for (the services themselves are the downloader's).
+pub(crate) struct Attempt<'a> {
     /// Where the bytes come from.
     pub(crate) url: &'a Url,
-    /// The final path.
-    pub(crate) path: &'a Path,
-    /// DEST (`path` is `root` joined with `label`).
-    pub(crate) root: &'a Path,
     /// The token, when this source may see it.
     pub(crate) token: Option<&'a Token>,
+    /// The final path (DEST joined with `label`).
+    pub(crate) path: &'a Path,
+    /// The name shown in progress and logs (the path below DEST).
+    pub(crate) label: &'a str,
+    /// The transfer's id in progress.
+    pub(crate) id: usize,
     /// The size the input promised.
     pub(crate) expect_size: Option<u64>,
     /// True if and only if a single-part ETag is the MD5 of the bytes (S3)
@@ -89,19 +94,9 @@ pub(crate) struct Transfer<'a> {
     pub(crate) md5_from_etag: bool,
     /// True if and only if a text body is an error page (binary products).
     pub(crate) binary: bool,
-    /// Whether to resume a `.part` left behind.
-    pub(crate) resume: bool,
     /// Whether a large archive file may turn into parallel ranges (not
     /// after an attempt at that failed: a server that ignores `Range`).
     pub(crate) split: bool,
-    /// The name shown in progress and logs (the path below DEST).
-    pub(crate) label: &'a str,
-    /// The run's concurrency: told of answers and bytes; extra slots for
-    /// ranges; `--limit-rate`.
-    pub(crate) throttle: &'a Throttle,
-    /// The progress sink and this transfer's id there.
-    pub(crate) reporter: &'a dyn Reporter,
-    pub(crate) id: usize,
 }
 
 /// What a finished transfer left at its path.
@@ -416,7 +411,7 @@ fn span_of(response: &Response, resume: Option<&Resume>) -> Result<(u64, Option<
 /// input promised.
 async fn check_content(
     http: &Http,
-    t: &Transfer<'_>,
+    t: &Attempt<'_>,
     response: &mut Response,
     total: Option<u64>,
 ) -> Result<(), FetchError> {
@@ -484,16 +479,18 @@ fn check_framing(
 /// Returns the size and validator (if any: without one `If-Range` cannot
 /// be sent, and the ranges overlap instead) with which an archive
 /// file's first answer turns into parallel ranges: a fresh 200 of at least
-/// [`RANGED_MIN`] bytes with `Accept-Ranges: bytes`.
-fn split_here<'a>(
-    t: &Transfer<'a>,
+/// [`RANGED_MIN`] bytes with `Accept-Ranges: bytes`, unless `--limit-rate`
+/// caps the `throttle`.
+fn split_here(
+    t: &Attempt<'_>,
+    throttle: &Throttle,
     status: StatusCode,
     offset: u64,
     total: Option<u64>,
     h: &HeaderMap,
 ) -> Option<(u64, Option<Validator>)> {
     let size = total.filter(|s| *s >= RANGED_MIN)?;
-    if t.throttle.is_rate_limited() {
+    if throttle.is_rate_limited() {
         // Under `--limit-rate` the cap, not a connection, is the limit:
         // more streams would only hold more buffers.
         return None;
@@ -512,8 +509,8 @@ fn split_here<'a>(
 
 /// Returns what a `.part` that an earlier attempt filled by ranges needs
 /// to go on by ranges: its total and validator.
-fn ranged_resume(t: &Transfer<'_>, part: &Part) -> Option<(u64, Validator)> {
-    if !t.resume || t.md5_from_etag {
+fn ranged_resume(t: &Attempt<'_>, part: &Part) -> Option<(u64, Validator)> {
+    if t.md5_from_etag {
         return None;
     }
     let m = part.load()?;
@@ -580,239 +577,230 @@ fn check_resumed(
     Ok(range.and_then(|r| r.total).or(meta.total))
 }
 
-/// Downloads one file: resumes its `.part` when asked (and its sidecar
-/// says the bytes are still good), streams the body, checks length (and
-/// MD5 when known), then renames to the final path. The final path never
-/// holds a partial or foreign file.
-pub(crate) async fn download(http: &Http, t: Transfer<'_>) -> Result<Done, FetchError> {
-    let part = Part::of(t.path);
-    if let Some((total, v)) = ranged_resume(&t, &part) {
-        let slots = Slots::Budget(t.throttle);
-        return download_ranged(http, t, total, Some(&v), slots).await;
-    }
-    let resume = if t.resume {
-        resumable(&part)
-    } else {
-        part.discard();
-        None
-    };
-    let have = resume.as_ref().map_or(0, |r| r.have);
-    let headers = resume_headers(resume.as_ref());
-    let Answer {
-        mut response,
-        withheld,
-    } = http
-        .send(Req {
-            headers,
-            ..Req::get(t.url, Creds::token(t.token))
-        })
-        .await?;
-    let status = response.status();
-    let h = response.headers().clone();
-    let etag = header_str(&h, header::ETAG);
-    let last_modified = header_str(&h, header::LAST_MODIFIED);
-    let expect_md5 = match (t.md5_from_etag, &etag) {
-        (true, Some(e)) => etag_md5(e),
-        _ => None,
-    };
-    if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
-        // The .part's bytes cannot be checked against anything: start over.
-        part.discard();
-        return Err(FetchError::RangeMismatch(format!(
-            "server refused to resume from byte {have}; restarting from zero"
-        )));
-    }
-    if !status.is_success() {
-        return Err(status_error(response, http.stall).await);
-    }
-    let (start, total) = span_of(&response, resume.as_ref()).inspect_err(|_| {
-        if resume.is_some() {
-            part.discard();
-        }
-    })?;
-    // A resumed answer starts at `from`: the bytes up to `have` are the
-    // overlap, compared with the `.part`'s, not written (empty with a
-    // validator). Its new bytes go after the `.part`'s.
-    let (offset, lead, joined) = match &resume {
-        Some(r) if start > 0 => {
-            let lead = read_span(&part, r.from, r.have).inspect_err(|_| part.discard())?;
-            let joined = Joined::Resumed {
-                at: r.have,
-                check: r.check(),
-            };
-            (r.have, lead, Some(joined))
-        }
-        _ => (0, Vec::new(), None),
-    };
-    t.throttle.on(Event::Answered {
-        http2: response.version() == reqwest::Version::HTTP_2,
-    });
-    check_framing(&response, &h, start, total)?;
-    check_content(http, &t, &mut response, total).await?;
-    if let Some((size, v)) = split_here(&t, status, start, total, &h) {
-        // Large, and the archive serves ranges: the rest comes in parallel
-        // ranges (this answer is dropped unread, its connection closed).
-        drop(response);
-        let slots = Slots::Budget(t.throttle);
-        return download_ranged(http, t, size, v.as_ref(), slots).await;
-    }
-    let answer = Accepted {
-        status,
-        offset,
-        lead,
-        joined,
-        total,
-        etag,
-        last_modified,
-        withheld,
-        expect_md5,
-    };
-    save(http, &t, &part, &mut response, answer).await
-}
-
-/// What an accepted answer said, for saving its body.
+/// What an accepted answer said, for saving its body: where its bytes go
+/// and what to check them against, and what the [`Done`] will say of it
+/// (its size and bytes received still to come).
 struct Accepted {
-    status: StatusCode,
     /// Where its new bytes go (the `.part`'s length when resumed).
     offset: u64,
     /// The bytes its body starts with, to compare with the `.part`'s end.
     lead: Vec<u8>,
-    joined: Option<Joined>,
     total: Option<u64>,
-    etag: Option<String>,
-    last_modified: Option<String>,
-    withheld: Option<String>,
     expect_md5: Option<String>,
+    done: Done,
 }
 
-/// Saves an accepted answer's body: streamed into the `.part`, checked
-/// against the size promised and the MD5 when known, renamed into place.
-async fn save(
-    http: &Http,
-    t: &Transfer<'_>,
-    part: &Part,
-    response: &mut Response,
-    a: Accepted,
-) -> Result<Done, FetchError> {
-    let Accepted {
-        status,
-        offset,
-        lead,
-        joined,
-        total,
-        etag,
-        last_modified,
-        withheld,
-        expect_md5,
-    } = a;
-    t.reporter.started(t.id, t.label, total, offset);
-    make_dirs(t)?;
-    let meta = Meta {
-        validator: Validator::of(etag.as_deref(), last_modified.as_deref()),
-        total,
-        ranged: None,
-    };
-    let (received, id, hasher) =
-        receive(http, t, part, response, (offset, total), &meta, &lead).await?;
-    let size = offset + received;
-    if let Some(expected) = t.expect_size {
-        if expected != size {
-            part.discard();
-            return Err(FetchError::SizeMismatch {
-                expected,
-                got: size,
-            });
+impl Downloader {
+    /// Downloads one file: resumes its `.part` (when its sidecar says the
+    /// bytes are still good), streams the body, checks length (and MD5 when
+    /// known), then renames to the final path. The final path never holds a
+    /// partial or foreign file.
+    pub(crate) async fn download(&self, t: &Attempt<'_>) -> Result<Done, FetchError> {
+        let http = &self.http;
+        let part = Part::of(t.path);
+        if let Some((total, v)) = ranged_resume(t, &part) {
+            let slots = Slots::Budget(&self.throttle);
+            return self.download_ranged(t, total, Some(&v), slots).await;
         }
-    }
-    finish(
-        part,
-        t.path,
-        id,
-        expect_md5.as_deref(),
-        hasher,
-        Done {
-            size,
-            received,
-            http_status: status.as_u16(),
-            etag,
-            last_modified,
+        let resume = resumable(&part);
+        let have = resume.as_ref().map_or(0, |r| r.have);
+        let headers = resume_headers(resume.as_ref());
+        let Answer {
+            mut response,
             withheld,
-            md5: None,
-            joined,
-        },
-    )
-    .await
-}
-
-/// Streams an accepted answer's body into the `.part` from `offset` (of
-/// `total`): a new `.part` (with its sidecar at once when large) or the
-/// old one appended to; on failure the bytes stay with their sidecar for
-/// the next attempt (unless too long, or the disk is full). Returns the
-/// bytes received, the file's identity and the MD5 of the whole file so
-/// far (a resumed `.part`'s bytes are read back once to start it). A body
-/// that starts with other bytes than `lead` (the overlap of a resume
-/// without validator) discards the `.part`.
-async fn receive(
-    http: &Http,
-    t: &Transfer<'_>,
-    part: &Part,
-    response: &mut Response,
-    (offset, total): (u64, Option<u64>),
-    meta: &Meta,
-    lead: &[u8],
-) -> Result<(u64, FileId, Option<Md5>), FetchError> {
-    let file = if offset > 0 {
-        part.open_append()
-    } else {
-        part.open(true)
-    }
-    .on_disk(&part.path)?;
-    let id = FileId::of(&file).on_disk(&part.path)?;
-    let mut keep = KeepPart {
-        part,
-        meta,
-        armed: offset == 0,
-    };
-    if offset == 0 && total.is_none_or(|t| t >= SIDECAR_MIN) {
-        part.save(meta).on_disk(&part.meta)?;
-        keep.armed = false;
-    }
-    let mut hasher = Md5::new();
-    if offset > 0 {
-        hasher = hash_file(part, hasher).await?;
-    }
-    let mut hasher = Some(hasher);
-    let streamed = stream_body(
-        response,
-        file,
-        Span {
-            offset,
-            want: total.map(|t| t - offset),
-        },
-        http.stall,
-        hasher.as_mut(),
-        t,
-        &part.path,
-        &mut Lead::Equal(lead),
-    )
-    .await;
-    match streamed {
-        Ok(n) => {
-            keep.armed = false;
-            Ok((n, id, hasher))
+        } = http
+            .send(Req {
+                headers,
+                ..Req::get(t.url, Creds::token(t.token))
+            })
+            .await?;
+        let status = response.status();
+        let h = response.headers().clone();
+        let etag = header_str(&h, header::ETAG);
+        let last_modified = header_str(&h, header::LAST_MODIFIED);
+        let expect_md5 = match (t.md5_from_etag, &etag) {
+            (true, Some(e)) => etag_md5(e),
+            _ => None,
+        };
+        if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
+            // The .part's bytes cannot be checked against anything: start over.
+            part.discard();
+            return Err(FetchError::RangeMismatch(format!(
+                "server refused to resume from byte {have}; restarting from zero"
+            )));
         }
-        Err(e) => {
-            if matches!(
-                &e,
-                FetchError::TooLong { .. } | FetchError::RangeMismatch(_)
-            ) || e.is_disk_full()
-            {
-                // Nothing worth keeping (or the file changed), or the
-                // space is needed.
-                keep.armed = false;
+        if !status.is_success() {
+            return Err(status_error(response, http.stall).await);
+        }
+        let (start, total) = span_of(&response, resume.as_ref()).inspect_err(|_| {
+            if resume.is_some() {
                 part.discard();
             }
-            Err(e)
+        })?;
+        // A resumed answer starts at `from`: the bytes up to `have` are the
+        // overlap, compared with the `.part`'s, not written (empty with a
+        // validator). Its new bytes go after the `.part`'s.
+        let (offset, lead, joined) = match &resume {
+            Some(r) if start > 0 => {
+                let lead = read_span(&part, r.from, r.have).inspect_err(|_| part.discard())?;
+                let joined = Joined::Resumed {
+                    at: r.have,
+                    check: r.check(),
+                };
+                (r.have, lead, Some(joined))
+            }
+            _ => (0, Vec::new(), None),
+        };
+        self.throttle.on(Event::Answered {
+            http2: response.version() == reqwest::Version::HTTP_2,
+        });
+        check_framing(&response, &h, start, total)?;
+        check_content(http, t, &mut response, total).await?;
+        if let Some((size, v)) = split_here(t, &self.throttle, status, start, total, &h) {
+            // Large, and the archive serves ranges: the rest comes in parallel
+            // ranges (this answer is dropped unread, its connection closed).
+            drop(response);
+            let slots = Slots::Budget(&self.throttle);
+            return self.download_ranged(t, size, v.as_ref(), slots).await;
+        }
+        let answer = Accepted {
+            offset,
+            lead,
+            total,
+            expect_md5,
+            done: Done {
+                http_status: status.as_u16(),
+                etag,
+                last_modified,
+                withheld,
+                joined,
+                ..Done::default()
+            },
+        };
+        self.save(t, &part, &mut response, answer).await
+    }
+
+    /// Saves an accepted answer's body: streamed into the `.part`, checked
+    /// against the size promised and the MD5 when known, renamed into place.
+    async fn save(
+        &self,
+        t: &Attempt<'_>,
+        part: &Part,
+        response: &mut Response,
+        a: Accepted,
+    ) -> Result<Done, FetchError> {
+        let Accepted {
+            offset,
+            lead,
+            total,
+            expect_md5,
+            done,
+        } = a;
+        self.reporter.started(t.id, t.label, total, offset);
+        make_dirs(self.dest.root(), t)?;
+        let meta = Meta {
+            validator: Validator::of(done.etag.as_deref(), done.last_modified.as_deref()),
+            total,
+            ranged: None,
+        };
+        let (received, id, hasher) = self
+            .receive(t, part, response, (offset, total), &meta, &lead)
+            .await?;
+        let size = offset + received;
+        if let Some(expected) = t.expect_size {
+            if expected != size {
+                part.discard();
+                return Err(FetchError::SizeMismatch {
+                    expected,
+                    got: size,
+                });
+            }
+        }
+        finish(
+            part,
+            t.path,
+            id,
+            expect_md5.as_deref(),
+            hasher,
+            Done {
+                size,
+                received,
+                ..done
+            },
+        )
+        .await
+    }
+
+    /// Streams an accepted answer's body into the `.part` from `offset` (of
+    /// `total`): a new `.part` (with its sidecar at once when large) or the
+    /// old one appended to; on failure the bytes stay with their sidecar for
+    /// the next attempt (unless too long, or the disk is full). Returns the
+    /// bytes received, the file's identity and the MD5 of the whole file so
+    /// far (a resumed `.part`'s bytes are read back once to start it). A body
+    /// that starts with other bytes than `lead` (the overlap of a resume
+    /// without validator) discards the `.part`.
+    async fn receive(
+        &self,
+        t: &Attempt<'_>,
+        part: &Part,
+        response: &mut Response,
+        (offset, total): (u64, Option<u64>),
+        meta: &Meta,
+        lead: &[u8],
+    ) -> Result<(u64, FileId, Option<Md5>), FetchError> {
+        let file = if offset > 0 {
+            part.open_append()
+        } else {
+            part.open(true)
+        }
+        .on_disk(&part.path)?;
+        let id = FileId::of(&file).on_disk(&part.path)?;
+        let mut keep = KeepPart {
+            part,
+            meta,
+            armed: offset == 0,
+        };
+        if offset == 0 && total.is_none_or(|t| t >= SIDECAR_MIN) {
+            part.save(meta).on_disk(&part.meta)?;
+            keep.armed = false;
+        }
+        let mut hasher = Md5::new();
+        if offset > 0 {
+            hasher = hash_file(part, hasher).await?;
+        }
+        let mut hasher = Some(hasher);
+        let span = Span {
+            offset,
+            want: total.map(|t| t - offset),
+        };
+        let streamed = self
+            .stream_body(
+                t.id,
+                (response, file),
+                span,
+                hasher.as_mut(),
+                &part.path,
+                &mut Lead::Equal(lead),
+            )
+            .await;
+        match streamed {
+            Ok(n) => {
+                keep.armed = false;
+                Ok((n, id, hasher))
+            }
+            Err(e) => {
+                if matches!(
+                    &e,
+                    FetchError::TooLong { .. } | FetchError::RangeMismatch(_)
+                ) || e.is_disk_full()
+                {
+                    // Nothing worth keeping (or the file changed), or the
+                    // space is needed.
+                    keep.armed = false;
+                    part.discard();
+                }
+                Err(e)
+            }
         }
     }
 }
@@ -874,82 +862,85 @@ impl Lead<'_> {
     }
 }
 
-/// Streams a response body into `file` (positioned at the span's offset):
-/// first the `lead` (compared or kept, not written), then no more than
-/// `stall` between chunks, never more than `want` bytes, and exactly `want`
-/// when known. Returns the bytes written.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn stream_body(
-    response: &mut Response,
-    file: File,
-    span: Span,
-    stall: Duration,
-    mut hasher: Option<&mut Md5>,
-    t: &Transfer<'_>,
-    path: &Path,
-    lead: &mut Lead<'_>,
-) -> Result<u64, FetchError> {
-    let mut out = io::BufWriter::with_capacity(write_buffer(span.want), file);
-    let mut got: u64 = 0;
-    loop {
-        let chunk = match tokio::time::timeout(stall, response.chunk()).await {
-            Err(_) => {
-                out.flush().on_disk(path)?;
-                return Err(FetchError::Stall(stall));
-            }
-            Ok(Err(e)) => {
-                out.flush().on_disk(path)?;
-                return Err(match span.want {
-                    Some(want) if got < want => FetchError::Truncated {
-                        got: span.offset + got,
-                        expected: span.offset + want,
-                    },
-                    _ => http::network_error(&e),
-                });
-            }
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(c))) => c,
-        };
-        t.throttle.streamed(chunk.len()).await;
-        let Some(chunk) = lead.eat(&chunk) else {
-            return Err(FetchError::RangeMismatch(format!(
+impl Downloader {
+    /// Streams a response body into `file` (positioned at the span's offset),
+    /// for transfer `id`: first the `lead` (compared or kept, not written),
+    /// then no more than the client's stall time between chunks, never more
+    /// than `want` bytes, and exactly `want` when known; each chunk is metered
+    /// by the throttle and reported. Returns the bytes written.
+    pub(crate) async fn stream_body(
+        &self,
+        id: usize,
+        (response, file): (&mut Response, File),
+        span: Span,
+        mut hasher: Option<&mut Md5>,
+        path: &Path,
+        lead: &mut Lead<'_>,
+    ) -> Result<u64, FetchError> {
+        let stall = self.http.stall;
+        let mut out = io::BufWriter::with_capacity(write_buffer(span.want), file);
+        let mut got: u64 = 0;
+        loop {
+            let chunk = match tokio::time::timeout(stall, response.chunk()).await {
+                Err(_) => {
+                    out.flush().on_disk(path)?;
+                    return Err(FetchError::Stall(stall));
+                }
+                Ok(Err(e)) => {
+                    out.flush().on_disk(path)?;
+                    return Err(match span.want {
+                        Some(want) if got < want => FetchError::Truncated {
+                            got: span.offset + got,
+                            expected: span.offset + want,
+                        },
+                        _ => http::network_error(&e),
+                    });
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(c))) => c,
+            };
+            self.throttle.streamed(chunk.len()).await;
+            let Some(chunk) = lead.eat(&chunk) else {
+                return Err(FetchError::RangeMismatch(format!(
                 "no validator, and the bytes before byte {} differ from those already in the `.part`: the file changed on the server; starting over",
                 span.offset
             )));
-        };
-        if chunk.is_empty() {
-            continue;
+            };
+            if chunk.is_empty() {
+                continue;
+            }
+            got += chunk.len() as u64;
+            if let Some(want) = span.want {
+                if got > want {
+                    return Err(FetchError::TooLong {
+                        expected: span.offset + want,
+                    });
+                }
+            }
+            if let Some(hs) = hasher.as_mut() {
+                hs.update(chunk);
+            }
+            out.write_all(chunk).on_disk(path)?;
+            self.reporter.progress(id, chunk.len() as u64);
         }
-        got += chunk.len() as u64;
+        out.flush().on_disk(path)?;
         if let Some(want) = span.want {
-            if got > want {
-                return Err(FetchError::TooLong {
+            if got < want {
+                return Err(FetchError::Truncated {
+                    got: span.offset + got,
                     expected: span.offset + want,
                 });
             }
         }
-        if let Some(hs) = hasher.as_mut() {
-            hs.update(chunk);
-        }
-        out.write_all(chunk).on_disk(path)?;
-        t.reporter.progress(t.id, chunk.len() as u64);
+        Ok(got)
     }
-    out.flush().on_disk(path)?;
-    if let Some(want) = span.want {
-        if got < want {
-            return Err(FetchError::Truncated {
-                got: span.offset + got,
-                expected: span.offset + want,
-            });
-        }
-    }
-    Ok(got)
 }
 
-/// Creates the folders of a transfer's path below DEST, none a symlink.
-pub(crate) fn make_dirs(t: &Transfer<'_>) -> Result<(), FetchError> {
+/// Creates the folders of a transfer's path below DEST (`root`), none a
+/// symlink.
+pub(crate) fn make_dirs(root: &Path, t: &Attempt<'_>) -> Result<(), FetchError> {
     let rel_dir = t.label.rsplit_once('/').map_or("", |(d, _)| d);
-    part::create_dirs(t.root, rel_dir).on_disk(t.path)
+    part::create_dirs(root, rel_dir).on_disk(t.path)
 }
 
 /// Hashes the bytes already in a `.part` into `hasher`, off the runtime's

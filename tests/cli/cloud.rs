@@ -174,3 +174,56 @@ fn a_lasting_md5_mismatch_fails_and_leaves_nothing_at_the_path() {
         .iter()
         .all(|p| !p.to_string_lossy().ends_with("_cal.fits")));
 }
+
+#[test]
+fn plan_cloud_says_what_the_bucket_step_found_and_a_failed_lookup() {
+    let (m, _s3, files) = cloud_archive();
+    let e = Case::on(
+        m,
+        &files.iter().map(|(u, _)| *u).collect::<Vec<_>>().join("\n"),
+    );
+    let (m, list) = (&e.mock, &e.list);
+    let plan = |base: &str, extra: &[&str]| {
+        let mut c = e.cmd();
+        c.args(["plan", "--cloud", "--base-url", base, "--s3-url", &m.s3_url])
+            .args(extra)
+            .arg(list);
+        Run::from(c.output().unwrap())
+    };
+    // What the bucket has is said on stderr, as `fetch` says it.
+    let r = plan(&m.base, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("4 of 6 files are in the bucket"),
+        "{}",
+        r.stderr
+    );
+    // A lookup that fails (no `path_lookup` below this base) is a warning,
+    // and the plan falls back to the archive's URLs.
+    let elsewhere = format!("{}/elsewhere/", m.base);
+    let r = plan(&elsewhere, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warn: bucket path lookup failed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout.lines().count(), files.len(), "{}", r.stdout);
+    assert!(
+        r.stdout.lines().all(|l| l.contains(&elsewhere)),
+        "{}",
+        r.stdout
+    );
+    // In JSON mode it is a JSON log line.
+    let r = plan(&elsewhere, &["--log-format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let warned = r.stderr.lines().any(|l| {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"));
+        v["event"] == "message"
+            && v["level"] == "warn"
+            && v["message"]
+                .as_str()
+                .is_some_and(|t| t.contains("bucket path lookup failed"))
+    });
+    assert!(warned, "{}", r.stderr);
+}
