@@ -1,8 +1,8 @@
 //! Who the run is: the token as the run knows it, the one-time prompt for
 //! it, and `/whoami`.
 //!
-//! Which hosts may see credentials is decided in [`crate::fetch::http`]
-//! ([`crate::fetch::Trust`]); the secret itself is [`crate::token::Token`].
+//! Which hosts may see credentials is decided in [`crate::transfer::http`]
+//! ([`crate::transfer::Trust`]); the secret itself is [`crate::token::Token`].
 
 use std::time::Duration;
 
@@ -10,10 +10,10 @@ use reqwest::Method;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::fetch::http::read_body;
-use crate::fetch::{Creds, FetchError, Http, Req};
 use crate::progress::{Level, Reporter};
 use crate::token::{self, Token};
+use crate::transfer::http::read_body;
+use crate::transfer::{Creds, Http, Req, TransferError};
 
 /// Where to get a token, for messages.
 pub(crate) const TOKEN_HELP: &str =
@@ -174,9 +174,9 @@ async fn ask_whoami(
     base: &url::Url,
     token: &Token,
     within: Duration,
-) -> Result<Option<serde_json::Value>, FetchError> {
+) -> Result<Option<serde_json::Value>, TransferError> {
     let url = url::Url::parse(&format!("{}/whoami", base.as_str().trim_end_matches('/')))
-        .map_err(|e| FetchError::Redirect(format!("bad `/whoami` URL: {e}")))?;
+        .map_err(|e| TransferError::Redirect(format!("bad `/whoami` URL: {e}")))?;
     let mut answer = http
         .send(Req {
             method: Method::GET,

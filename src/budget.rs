@@ -31,7 +31,7 @@ pub(crate) const AUTO_START: usize = 4;
 /// The most connections `-j auto` opens to a host over HTTP/1.1.
 pub(crate) const AUTO_CAP_HTTP1: usize = 16;
 /// The most concurrent requests `-j auto` sends over HTTP/2 (two
-/// connections carry them all, see `fetch::http`).
+/// connections carry them all, see `transfer::http`).
 pub(crate) const AUTO_CAP_HTTP2: usize = 64;
 /// Where `-j auto` jumps once the archive answers over HTTP/2.
 pub(crate) const AUTO_START_HTTP2: usize = 48;
@@ -432,7 +432,7 @@ impl Throttle {
     pub(crate) fn ended(&self, slot: OwnedSemaphorePermit) {
         self.budget.warm();
         // The next file may start before this one's connection is back in
-        // the pool: the gate (fetch::gate) keeps it from opening one more.
+        // the pool: the gate (transfer::gate) keeps it from opening one more.
         self.budget.release(slot);
         self.ended.fetch_add(1, Ordering::Relaxed);
     }

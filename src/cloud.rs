@@ -7,7 +7,7 @@
 //! picks the URIs worth asking about; [`lookup`] asks the archive's
 //! `path_lookup` service where they are; [`object_key`] turns each answer
 //! into the bucket's object key and [`object_url`] into the URL to fetch
-//! ([`crate::fetch::etag_md5`] says when an object's ETag is the MD5 of its
+//! ([`crate::transfer::etag_md5`] says when an object's ETag is the MD5 of its
 //! bytes). Everything but [`lookup`] and [`route`] is pure.
 //!
 //! # Sources
@@ -56,12 +56,12 @@ use serde_json::Value;
 use url::Url;
 
 use crate::error::{excerpt, UsageError};
-use crate::fetch::{Creds, Http, Req};
 use crate::plan::{Job, Route};
 use crate::progress::{Level, Reporter};
 use crate::retry::{self, Failure};
 use crate::settings::{Cloud, Settings};
 use crate::token::Token;
+use crate::transfer::{Creds, Http, Req};
 
 /// The URI prefixes (compared case-insensitively) of the missions MAST
 /// mirrors in its public bucket.

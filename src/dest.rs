@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::UsageError;
-use crate::plan::{hash64, Shard, Source, U64Map};
+use crate::manifest::Source;
+use crate::plan::{hash64, Shard, U64Map};
 
 pub(crate) use crate::layout::META_DIR;
 

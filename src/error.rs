@@ -59,7 +59,7 @@ pub(crate) fn excerpt(text: &str) -> String {
 
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum FetchError {
+pub(crate) enum TransferError {
     /// The server answered with an error status.
     #[error("HTTP {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Status {
@@ -113,11 +113,11 @@ pub(crate) enum FetchError {
     Interrupted,
 }
 
-impl FetchError {
+impl TransferError {
     /// Returns the HTTP status behind the error, if any.
     pub(crate) fn status(&self) -> Option<u16> {
         match self {
-            FetchError::Status { status, .. } => Some(*status),
+            TransferError::Status { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -125,20 +125,20 @@ impl FetchError {
     /// Returns the URL that answered with an error status, if any.
     pub(crate) fn answered_by(&self) -> Option<&url::Url> {
         match self {
-            FetchError::Status { from, .. } => from.as_deref(),
+            TransferError::Status { from, .. } => from.as_deref(),
             _ => None,
         }
     }
 
     /// Returns true if and only if the local disk (or quota) is full.
     pub(crate) fn is_disk_full(&self) -> bool {
-        matches!(self, FetchError::Disk { source, .. }
+        matches!(self, TransferError::Disk { source, .. }
             if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
     }
 
     /// Returns the error for a local disk failure at `path`.
-    pub(crate) fn disk(path: &Path, source: io::Error) -> FetchError {
-        FetchError::Disk {
+    pub(crate) fn disk(path: &Path, source: io::Error) -> TransferError {
+        TransferError::Disk {
             path: path.to_path_buf(),
             source,
         }

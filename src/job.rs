@@ -24,13 +24,14 @@ use url::Url;
 use crate::auth::{Auth, TOKEN_HELP};
 use crate::budget::{Event, Throttle};
 use crate::dest::{Dest, StateRecord};
-use crate::error::FetchError;
-use crate::fetch::{self, Done, Http};
+use crate::error::TransferError;
+use crate::manifest::Source;
 use crate::manifest::{Bar, FileRecord, Row, Status, Timing, MAX_BARS};
-use crate::plan::{Job, Planned, Route, Source};
+use crate::plan::{Job, Planned, Route};
 use crate::progress::{Level, Reporter};
-use crate::retry::{self, Failed, Policy};
+use crate::retry::{self, GaveUp, Policy};
 use crate::token::Token;
+use crate::transfer::{self, Done, Http};
 
 /// Why a row says what it says: its manifest message, typed until the
 /// row is made ([`Facts::row`] turns it into words, the only place that
@@ -92,7 +93,7 @@ const REPROCESSED_BLIND: &str =
 /// HTTP client, DEST, the token, the progress sink, the concurrency
 /// budget, the retry policy and the run's cancellation. Each call takes
 /// only the job: [`Downloader::run`] (the per-file policy, here) and the
-/// transfers it makes ([`Downloader::download`], in [`crate::fetch`]).
+/// transfers it makes ([`Downloader::download`], in [`crate::transfer`]).
 pub(crate) struct Downloader {
     pub(crate) http: Http,
     pub(crate) dest: Dest,
@@ -151,7 +152,7 @@ impl Denial {
     /// refusal from a host the token is never sent to (a script's
     /// third-party line, a redirect to an untrusted host) is `None`: no
     /// token could change it.
-    pub(crate) fn of_error(http: &Http, error: &FetchError, had_token: bool) -> Option<Denial> {
+    pub(crate) fn of_error(http: &Http, error: &TransferError, had_token: bool) -> Option<Denial> {
         let trusted = error.answered_by().is_some_and(|u| http.trust.allows(u));
         Denial::of(error.status(), had_token).filter(|_| trusted)
     }
@@ -508,8 +509,8 @@ impl Downloader {
     /// Runs one task of job `id` to its outcome.
     pub(crate) async fn run(&self, id: usize, job: &Job, task: Task) -> Outcome {
         match task {
-            Task::Fetch => self.fetch_one(id, job, None).await,
-            Task::Check { size, record } => self.update_one(id, job, size, record).await,
+            Task::Fetch => self.retrieve(id, job, None).await,
+            Task::Check { size, record } => self.check_update(id, job, size, record).await,
         }
     }
 
@@ -522,7 +523,7 @@ impl Downloader {
     }
 
     /// Reports a retry (and a run-wide slow-down on 429).
-    fn on_retry(&self, id: usize, job: &Job, err: &FetchError, n: u32, delay: Duration) {
+    fn on_retry(&self, id: usize, job: &Job, err: &TransferError, n: u32, delay: Duration) {
         if err.status() == Some(429) {
             self.reporter.message(
                 Level::Warn,
@@ -542,7 +543,7 @@ impl Downloader {
     /// nothing tells the versions apart (see [`Why::NoValidator`]), a
     /// reprocessed change-feed row is fetched again and any other file kept,
     /// saying so.
-    async fn update_one(
+    async fn check_update(
         &self,
         id: usize,
         job: &Job,
@@ -555,7 +556,7 @@ impl Downloader {
             &self.policy,
             &self.cancel,
             Some(&self.throttle),
-            |_| fetch::head(&self.http, job.route.url(&job.url), token.as_ref()),
+            |_| transfer::head(&self.http, job.route.url(&job.url), token.as_ref()),
             |e, n, d| self.on_retry(id, job, e, n, d),
         )
         .await;
@@ -588,9 +589,9 @@ impl Downloader {
             Some(r) if r.source == source => (r.etag.as_deref(), r.last_modified.as_deref()),
             _ => (None, None),
         };
-        if let Some(why) = fetch::changed(&head, size, etag, modified) {
+        if let Some(why) = transfer::changed(&head, size, etag, modified) {
             return self
-                .fetch_one(id, job, Some(&format!("updated: {why}")))
+                .retrieve(id, job, Some(&format!("updated: {why}")))
                 .await;
         }
         // What the record says of the bytes on disk: nothing when there is no
@@ -605,7 +606,7 @@ impl Downloader {
             // proves it current; otherwise fetch it again.
             let note =
                 "updated: no record of the version on disk, and the file does not carry the source's date";
-            return self.fetch_one(id, job, Some(note)).await;
+            return self.retrieve(id, job, Some(note)).await;
         }
         // Nothing tells the versions apart: the same size, and no validator the
         // record and the source both have (MAST may send none; a reprocessed
@@ -617,7 +618,7 @@ impl Downloader {
             || (modified.is_some() && head.last_modified.is_some());
         let blind = !unrecorded && !comparable;
         if blind && job.update {
-            return self.fetch_one(id, job, Some(REPROCESSED_BLIND)).await;
+            return self.retrieve(id, job, Some(REPROCESSED_BLIND)).await;
         }
         if unrecorded || (etag.is_none() && modified.is_none()) {
             // Nothing was recorded to compare with: remember the source's
@@ -648,7 +649,7 @@ impl Downloader {
     /// comes from the archive instead when its route falls back (else, with
     /// `--cloud-only`, it is SKIPPED); a 401/403 without a token asks for one
     /// (once per run) and tries again.
-    async fn fetch_one(&self, id: usize, job: &Job, note: Option<&str>) -> Outcome {
+    async fn retrieve(&self, id: usize, job: &Job, note: Option<&str>) -> Outcome {
         let path = local(self.dest.root(), &job.rel);
         let start = self.started.elapsed();
         let mut via = match &job.route {
@@ -730,9 +731,9 @@ impl Downloader {
         path: &Path,
         via: &Via<'_>,
         split: bool,
-    ) -> Result<Done, FetchError> {
+    ) -> Result<Done, TransferError> {
         let name = job.rel.rsplit('/').next().unwrap_or(&job.rel);
-        let a = fetch::Attempt {
+        let a = transfer::Attempt {
             url: via.url,
             token: via.token.as_ref(),
             path,
@@ -740,7 +741,7 @@ impl Downloader {
             id,
             expect_size: job.size,
             md5_from_etag: via.source == Source::Cloud,
-            binary: !fetch::is_text_product(name),
+            binary: !transfer::is_text_product(name),
             split,
         };
         if via.source == Source::Mast {
@@ -752,18 +753,18 @@ impl Downloader {
                 .bucket()
                 .acquire()
                 .await
-                .map_err(|_| FetchError::Interrupted)?;
-            fetch::head(&self.http, via.url, None).await?
+                .map_err(|_| TransferError::Interrupted)?;
+            transfer::head(&self.http, via.url, None).await?
         };
         if let (Some(expected), Some(got)) = (job.size, head.size) {
             if expected != got {
-                return Err(FetchError::SizeMismatch { expected, got });
+                return Err(TransferError::SizeMismatch { expected, got });
             }
         }
         match (head.size, head.etag.as_deref()) {
-            (Some(size), Some(etag)) if size > fetch::RANGED_MIN && !etag.is_empty() => {
-                let v = fetch::part::Validator::Etag(etag.to_string());
-                let slots = fetch::Slots::Bucket(self.throttle.bucket());
+            (Some(size), Some(etag)) if size > transfer::RANGED_MIN && !etag.is_empty() => {
+                let v = transfer::part::Validator::Etag(etag.to_string());
+                let slots = transfer::Slots::Bucket(self.throttle.bucket());
                 self.download_ranged(&a, size, Some(&v), slots).await
             }
             _ => {
@@ -772,7 +773,7 @@ impl Downloader {
                     .bucket()
                     .acquire()
                     .await
-                    .map_err(|_| FetchError::Interrupted)?;
+                    .map_err(|_| TransferError::Interrupted)?;
                 self.download(&a).await
             }
         }
@@ -802,7 +803,7 @@ impl Downloader {
             .withheld
             .map(|h| format!("token withheld from untrusted host `{h}`"));
         // Which check joined bytes from more than one answer passed.
-        let joined = done.joined.map(fetch::Joined::describe);
+        let joined = done.joined.map(transfer::Joined::describe);
         let parts: Vec<String> = [note.map(str::to_string), joined, withheld]
             .into_iter()
             .flatten()
@@ -831,7 +832,7 @@ impl Downloader {
 /// Last-Modified as its modification time (as mastdl, `curl -R` and
 /// `wget -N` set it): then it holds that version. A copy made later, or
 /// a clock running ahead, proves nothing.
-fn older_than_file(head: &fetch::Head, path: &Path) -> bool {
+fn older_than_file(head: &transfer::Head, path: &Path) -> bool {
     let Some(source) = head
         .last_modified
         .as_deref()
@@ -850,7 +851,7 @@ fn older_than_file(head: &fetch::Head, path: &Path) -> bool {
 }
 
 /// The outcome of a bucket object the bucket does not have (`--cloud-only`).
-fn not_in_cloud(f: &Failed<FetchError>, attempts: u32) -> Outcome {
+fn not_in_cloud(f: &GaveUp<TransferError>, attempts: u32) -> Outcome {
     Outcome {
         facts: Facts {
             http_status: f.error.status(),
@@ -873,12 +874,12 @@ fn failure(
     job: &Job,
     path: &Path,
     via: &Via<'_>,
-    f: &Failed<FetchError>,
+    f: &GaveUp<TransferError>,
     attempts: u32,
     denial: Option<Denial>,
 ) -> Outcome {
     let (status, why) = if f.cancelled {
-        let kept = fetch::part::Part::of(path)
+        let kept = transfer::part::Part::of(path)
             .file_len()
             .is_some_and(|n| n > 0);
         let why = if kept {
@@ -910,7 +911,7 @@ fn failure(
 
 /// Returns the manifest message of a failure, with what to do about it
 /// (a token hint only for a refusal `denial` names).
-fn failure_message(f: &Failed<FetchError>, denial: Option<Denial>) -> String {
+fn failure_message(f: &GaveUp<TransferError>, denial: Option<Denial>) -> String {
     let hint = match denial {
         Some(Denial::Rejected) => " — the token was rejected: MAST tokens expire after 10 days unused or 60 days after creation; get a new one at https://auth.mast.stsci.edu/token".to_string(),
         Some(Denial::NotGranted) => " — the token does not grant access to this file (exclusive-access data?)".to_string(),

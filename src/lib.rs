@@ -5,7 +5,7 @@
 //! [`input`] reads URI lists, scripts and product tables into entries;
 //! [`plan`] turns them into jobs (paths, URLs, shards); the
 //! [`commands`] (one file each) drive them: `fetch` runs each job's
-//! policy ([`job`]) over [`fetch`] (the one HTTP client, `.part` files)
+//! policy ([`job`]) over [`transfer`] (the one HTTP client, `.part` files)
 //! with [`retry`] (the one retry loop) and reports through [`progress`];
 //! [`manifest`] writes what happened. [`settings`] is the configuration
 //! resolved once from [`cli`]; [`auth`] and [`token`] hold who the run is.
@@ -21,7 +21,6 @@ mod cloud;
 mod commands;
 mod dest;
 mod error;
-mod fetch;
 mod input;
 mod job;
 mod layout;
@@ -33,6 +32,7 @@ mod rate;
 mod retry;
 mod settings;
 mod token;
+mod transfer;
 
 pub use cli::Cli;
 pub use commands::{exit_for, hint_for, is_broken_pipe, run};

@@ -19,7 +19,7 @@ use crate::input::filter::{self, ProductFilter};
 use crate::input::{Entry, InputError, LocalHint, Origin};
 use crate::layout;
 
-pub(crate) use crate::manifest::Source;
+use crate::manifest::Source;
 
 /// One file to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::{Event, Pushback, Throttle};
-use crate::error::FetchError;
+use crate::error::TransferError;
 
 /// Retries per file unless `--retries` says otherwise.
 pub(crate) const DEFAULT_RETRIES: u32 = 5;
@@ -60,58 +60,58 @@ pub(crate) trait Classify: std::fmt::Display {
     }
 }
 
-impl Classify for FetchError {
+impl Classify for TransferError {
     fn verdict(&self) -> Verdict {
         let retry = Verdict::Retry { after: None };
         match self {
-            FetchError::Status {
+            TransferError::Status {
                 status,
                 retry_after,
                 ..
             } if is_transient_status(*status) => Verdict::Retry {
                 after: *retry_after,
             },
-            FetchError::Status { .. } => Verdict::Stop,
-            FetchError::Network { fatal, .. } => {
+            TransferError::Status { .. } => Verdict::Stop,
+            TransferError::Network { fatal, .. } => {
                 if *fatal {
                     Verdict::Stop
                 } else {
                     retry
                 }
             }
-            FetchError::Stall(_)
-            | FetchError::Truncated { .. }
-            | FetchError::TooLong { .. }
-            | FetchError::Md5Mismatch { .. }
-            | FetchError::RangeMismatch(_) => retry,
-            FetchError::ErrorPage(_)
-            | FetchError::SizeMismatch { .. }
-            | FetchError::Redirect(_)
-            | FetchError::Disk { .. }
-            | FetchError::BodyTooLarge { .. }
-            | FetchError::NoLength
-            | FetchError::Interrupted => Verdict::Stop,
+            TransferError::Stall(_)
+            | TransferError::Truncated { .. }
+            | TransferError::TooLong { .. }
+            | TransferError::Md5Mismatch { .. }
+            | TransferError::RangeMismatch(_) => retry,
+            TransferError::ErrorPage(_)
+            | TransferError::SizeMismatch { .. }
+            | TransferError::Redirect(_)
+            | TransferError::Disk { .. }
+            | TransferError::BodyTooLarge { .. }
+            | TransferError::NoLength
+            | TransferError::Interrupted => Verdict::Stop,
         }
     }
 
     fn pushback(&self) -> Option<Pushback> {
         match self {
-            FetchError::Status { status: 429, .. } => Some(Pushback::SlowDown),
-            FetchError::Status { status: 503, .. }
-            | FetchError::Stall(_)
-            | FetchError::Truncated { .. }
-            | FetchError::Network { fatal: false, .. } => Some(Pushback::Strain),
+            TransferError::Status { status: 429, .. } => Some(Pushback::SlowDown),
+            TransferError::Status { status: 503, .. }
+            | TransferError::Stall(_)
+            | TransferError::Truncated { .. }
+            | TransferError::Network { fatal: false, .. } => Some(Pushback::Strain),
             _ => None,
         }
     }
 
-    fn interrupted() -> FetchError {
-        FetchError::Interrupted
+    fn interrupted() -> TransferError {
+        TransferError::Interrupted
     }
 }
 
 /// Returns true if and only if `err` is worth retrying.
-pub(crate) fn is_transient(err: &FetchError) -> bool {
+pub(crate) fn is_transient(err: &TransferError) -> bool {
     err.verdict() != Verdict::Stop
 }
 
@@ -214,9 +214,10 @@ impl Policy {
     }
 }
 
-/// The last error of an operation that did not succeed.
+/// What [`run`] gives up with: the last error, how long it was tried, and
+/// whether the run was cancelled (rather than the error being final).
 #[derive(Debug)]
-pub(crate) struct Failed<E> {
+pub(crate) struct GaveUp<E> {
     pub(crate) error: E,
     /// Retries made (attempts − 1).
     pub(crate) retries: u32,
@@ -225,7 +226,7 @@ pub(crate) struct Failed<E> {
     pub(crate) cancelled: bool,
 }
 
-impl<E: std::fmt::Display> Failed<E> {
+impl<E: std::fmt::Display> GaveUp<E> {
     /// Returns the error with how long it was tried: `… (failed after N
     /// retries in T s)`, or the error alone when it was not retried.
     pub(crate) fn message(&self) -> String {
@@ -254,7 +255,7 @@ pub(crate) async fn run<T, E, F, Fut>(
     throttle: Option<&Throttle>,
     mut op: F,
     mut on_retry: impl FnMut(&E, u32, Duration),
-) -> Result<(T, u32), Failed<E>>
+) -> Result<(T, u32), GaveUp<E>>
 where
     E: Classify,
     F: FnMut(u32) -> Fut,
@@ -275,7 +276,7 @@ where
         let after = match error.verdict() {
             Verdict::Retry { after } if retries < policy.retries && !cancel.is_cancelled() => after,
             _ => {
-                return Err(Failed {
+                return Err(GaveUp {
                     error,
                     retries,
                     elapsed: t0.elapsed(),
@@ -294,18 +295,18 @@ where
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => {
-                return Err(Failed { error, retries, elapsed: t0.elapsed(), cancelled: true })
+                return Err(GaveUp { error, retries, elapsed: t0.elapsed(), cancelled: true })
             }
         }
     }
 }
 
 /// The failure of an operation cut short by cancellation.
-fn cancelled<E>(retries: u32, t0: Instant) -> Failed<E>
+fn cancelled<E>(retries: u32, t0: Instant) -> GaveUp<E>
 where
     E: Classify,
 {
-    Failed {
+    GaveUp {
         error: E::interrupted(),
         retries,
         elapsed: t0.elapsed(),
@@ -356,7 +357,7 @@ pub(crate) async fn with_retries<T, F, Fut>(
     attempts: u32,
     backoff: &Backoff,
     mut op: F,
-) -> Result<T, Failed<Failure>>
+) -> Result<T, GaveUp<Failure>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,

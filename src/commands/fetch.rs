@@ -148,7 +148,7 @@ enum Stage {
 /// notes for the manifest.
 async fn plan_file(
     settings: &Settings,
-    http: &crate::fetch::Http,
+    http: &crate::transfer::Http,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<(PlanFile, Vec<String>)> {
     let mut plan = PlanFile::new().context("Cannot keep the plan")?;
@@ -413,7 +413,7 @@ async fn run_all(
             let t0 = Instant::now();
             let out = ctx.run(i, &job, task).await;
             // The next file may start before this one's connection is back
-            // in the pool: the gate (fetch::gate) keeps it from opening one
+            // in the pool: the gate (transfer::gate) keeps it from opening one
             // more.
             ctx.throttle.ended(permit);
             ctx.reporter

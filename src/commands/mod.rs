@@ -17,14 +17,14 @@ use clap::CommandFactory;
 use crate::cli::{Cli, Command, ShellKind};
 use crate::dest::Locked;
 use crate::error::{Exit, UsageError};
-use crate::fetch::http::{ClientError, ClientOptions};
-use crate::fetch::{Http, Trust};
 use crate::input::listing::Lister;
 use crate::input::read::Reading;
 use crate::input::{Entry, InputError, Origin};
 use crate::plan::{Job, Planned, Planner};
 use crate::progress::{Bars, Json, Lines, Reporter};
 use crate::settings::{ClientSettings, Output, QuerySettings, Settings};
+use crate::transfer::http::{ClientError, ClientOptions};
+use crate::transfer::{Http, Trust};
 
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {

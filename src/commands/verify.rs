@@ -33,13 +33,13 @@ use crate::dest::{Dest, StateRecord, META_DIR};
 /// The plan size whose state-record bound `verify` reads within.
 const VERIFY_FILES: usize = 1 << 18;
 use crate::error::{Exit, UsageError};
-use crate::fetch::Http;
 use crate::layout::escape;
 use crate::manifest::human_bytes;
-use crate::plan::Source;
+use crate::manifest::Source;
 use crate::progress;
 use crate::retry::{self, Policy};
 use crate::settings::{Network, Output};
+use crate::transfer::Http;
 
 /// Retries of one `--remote` HEAD on transient errors.
 const REMOTE_RETRIES: u32 = 2;
@@ -375,7 +375,7 @@ fn check_one(root: &Path, r: &StateRecord, bar: &ProgressBar) -> Local {
             "the record's path is unusable: {m}"
         )));
     }
-    if let Some(folder) = crate::fetch::part::foreign_folder(root, &r.path) {
+    if let Some(folder) = crate::transfer::part::foreign_folder(root, &r.path) {
         return Local::Bad(Problem::Unusable(format!(
             "`{}` is not a folder of DEST's own (a symlink or a file): never followed",
             escape(&folder)
@@ -418,7 +418,7 @@ fn check_one(root: &Path, r: &StateRecord, bar: &ProgressBar) -> Local {
 fn md5_of(path: &Path, bar: &ProgressBar) -> io::Result<Option<String>> {
     let mut o = OpenOptions::new();
     o.read(true);
-    crate::fetch::part::nofollow(&mut o);
+    crate::transfer::part::nofollow(&mut o);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
@@ -502,7 +502,7 @@ async fn check_remote(
                         policy,
                         cancel,
                         None,
-                        |_| crate::fetch::head(http, &url, cfg.network.token.as_ref()),
+                        |_| crate::transfer::head(http, &url, cfg.network.token.as_ref()),
                         |_, _, _| {},
                     )
                     .await;
@@ -514,7 +514,7 @@ async fn check_remote(
                                 Source::Mast => (r.etag.as_deref(), r.last_modified.as_deref()),
                                 Source::Cloud => (None, None),
                             };
-                            crate::fetch::changed(&head, r.size, etag, modified)
+                            crate::transfer::changed(&head, r.size, etag, modified)
                                 .map(|why| Problem::Changed(format!("the source changed: {why}")))
                         }
                         Err(f) => Some(Problem::Unchecked(format!(

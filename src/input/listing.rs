@@ -25,8 +25,8 @@ use percent_encoding::percent_decode_str;
 use url::Url;
 
 use super::{Entry, InputError, LocalHint, Origin, ProductMeta};
-use crate::fetch::http::Http;
 use crate::layout;
+use crate::transfer::http::Http;
 
 /// The largest index page read (a directory of ~50,000 files).
 pub(crate) const MAX_INDEX_PAGE_BYTES: usize = 8 << 20;
@@ -632,7 +632,7 @@ impl Lister {
     /// stall time for each piece ([`Lister::expand`] bounds the whole page
     /// in time: the limit given here is only a backstop past it).
     async fn body(&self, mut answer: reqwest::Response) -> anyhow::Result<String> {
-        let bytes = crate::fetch::http::read_body(
+        let bytes = crate::transfer::http::read_body(
             &mut answer,
             MAX_INDEX_PAGE_BYTES,
             self.http.stall,

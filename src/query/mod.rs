@@ -115,10 +115,10 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use crate::error::excerpt;
-use crate::fetch::{Creds, Http, Req};
 use crate::input::{Entry, LocalHint, Origin, ProductMeta};
 use crate::retry::{self, Failure};
 use crate::token::Token;
+use crate::transfer::{Creds, Http, Req};
 
 use lenient::{lenient_i64, lenient_string, lenient_u64};
 use wire::invoke_all;

@@ -26,7 +26,7 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::gate::{self, Gate, GateLayer};
-use super::FetchError;
+use super::TransferError;
 use crate::retry;
 use crate::token::Token;
 
@@ -390,7 +390,7 @@ impl Http {
     }
 
     /// Returns the clients of `url`'s host.
-    fn host(&self, url: &Url) -> Result<Arc<Host>, FetchError> {
+    fn host(&self, url: &Url) -> Result<Arc<Host>, TransferError> {
         let key = host_key(url);
         let hosts = || self.hosts.by_key.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = hosts().get(&key) {
@@ -413,7 +413,7 @@ impl Http {
         max_body: usize,
         stall: Duration,
     ) -> Result<String, retry::Failure> {
-        let failed = |what: &str, e: FetchError| retry::Failure {
+        let failed = |what: &str, e: TransferError| retry::Failure {
             transient: retry::is_transient(&e),
             retry_after: None,
             message: format!("{what} failed: {e}"),
@@ -453,7 +453,7 @@ impl Http {
     /// Sends `req`, following redirects: the credentials ride along to
     /// trusted URLs only, on every hop; loops and more than
     /// [`MAX_REDIRECTS`] hops fail.
-    pub(crate) async fn send(&self, req: Req<'_>) -> Result<Answer, FetchError> {
+    pub(crate) async fn send(&self, req: Req<'_>) -> Result<Answer, TransferError> {
         let Req {
             mut method,
             url,
@@ -526,7 +526,7 @@ impl Http {
     }
 
     /// GETs `url` without credentials and without following redirects.
-    pub(crate) async fn get_one(&self, url: &Url) -> Result<Response, FetchError> {
+    pub(crate) async fn get_one(&self, url: &Url) -> Result<Response, TransferError> {
         self.exchange(&Hop {
             method: &Method::GET,
             url,
@@ -546,7 +546,7 @@ impl Http {
     /// unprocessed while closing its connection (a GOAWAY) is sent again at
     /// once, on a new connection, up to [`MAX_RESEND`] times: it costs no
     /// retry and no backoff.
-    async fn exchange(&self, hop: &Hop<'_>) -> Result<Response, FetchError> {
+    async fn exchange(&self, hop: &Hop<'_>) -> Result<Response, TransferError> {
         let host = self.host(hop.url)?;
         let started = Instant::now();
         let mut resent = 0;
@@ -590,7 +590,7 @@ impl Http {
                     resent += 1;
                 }
                 Ok(Err(e)) => return Err(network_error(&e)),
-                Err(_) => return Err(FetchError::Stall(hop.wait)),
+                Err(_) => return Err(TransferError::Stall(hop.wait)),
             }
         }
     }
@@ -711,7 +711,7 @@ struct Hop<'a> {
 }
 
 /// Returns the error for a failed exchange, classified by [`retry`].
-pub(crate) fn network_error(e: &reqwest::Error) -> FetchError {
+pub(crate) fn network_error(e: &reqwest::Error) -> TransferError {
     let kind = if e.is_connect() {
         "connection failed"
     } else if e.is_timeout() {
@@ -723,7 +723,7 @@ pub(crate) fn network_error(e: &reqwest::Error) -> FetchError {
         Some(cause) => format!("{kind}: {}", crate::error::chain(cause)),
         None => kind.to_string(),
     };
-    FetchError::Network {
+    TransferError::Network {
         message,
         fatal: retry::is_fatal_network(e),
     }
@@ -750,34 +750,34 @@ fn with_credentials(
 
 /// Returns where a redirect answer leads: an http(s) URL not seen before,
 /// within [`MAX_REDIRECTS`] hops.
-fn redirect_target(resp: &Response, url: &Url, seen: &[Url]) -> Result<Url, FetchError> {
+fn redirect_target(resp: &Response, url: &Url, seen: &[Url]) -> Result<Url, TransferError> {
     let location = resp
         .headers()
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
-            FetchError::Redirect(format!(
+            TransferError::Redirect(format!(
                 "HTTP {} without a Location",
                 resp.status().as_u16()
             ))
         })?;
     let next = url
         .join(location)
-        .map_err(|e| FetchError::Redirect(format!("bad redirect target: {e}")))?;
+        .map_err(|e| TransferError::Redirect(format!("bad redirect target: {e}")))?;
     if !matches!(next.scheme(), "http" | "https") {
-        return Err(FetchError::Redirect(format!(
+        return Err(TransferError::Redirect(format!(
             "redirect to unsupported scheme `{}`",
             crate::layout::escape(next.scheme())
         )));
     }
     if seen.contains(&next) {
-        return Err(FetchError::Redirect(format!(
+        return Err(TransferError::Redirect(format!(
             "redirect loop at {}",
             crate::layout::escape(&crate::layout::redact_url(&next))
         )));
     }
     if seen.len() > MAX_REDIRECTS {
-        return Err(FetchError::Redirect(format!(
+        return Err(TransferError::Redirect(format!(
             "more than {MAX_REDIRECTS} redirects"
         )));
     }
@@ -797,9 +797,9 @@ pub(crate) async fn read_body(
     limit: usize,
     stall: Duration,
     within: Duration,
-) -> Result<Vec<u8>, FetchError> {
+) -> Result<Vec<u8>, TransferError> {
     if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(FetchError::BodyTooLarge { limit });
+        return Err(TransferError::BodyTooLarge { limit });
     }
     let deadline = Instant::now() + within;
     let mut buf = Vec::new();
@@ -807,13 +807,13 @@ pub(crate) async fn read_body(
         let left = deadline.saturating_duration_since(Instant::now());
         let wait = left.min(stall);
         let chunk = match tokio::time::timeout(wait, resp.chunk()).await {
-            Err(_) => return Err(FetchError::Stall(wait.max(Duration::from_secs(1)))),
+            Err(_) => return Err(TransferError::Stall(wait.max(Duration::from_secs(1)))),
             Ok(Err(e)) => return Err(network_error(&e)),
             Ok(Ok(None)) => return Ok(buf),
             Ok(Ok(Some(c))) => c,
         };
         if buf.len() + chunk.len() > limit {
-            return Err(FetchError::BodyTooLarge { limit });
+            return Err(TransferError::BodyTooLarge { limit });
         }
         buf.extend_from_slice(&chunk);
     }
@@ -843,13 +843,13 @@ pub(crate) fn retry_after(h: &HeaderMap) -> Option<Duration> {
 
 /// Returns the error for a non-success answer, with the first line of its
 /// body (read for at most [`ERROR_EXCERPT_TIME`]).
-pub(crate) async fn status_error(mut resp: Response, stall: Duration) -> FetchError {
+pub(crate) async fn status_error(mut resp: Response, stall: Duration) -> TransferError {
     let status = resp.status().as_u16();
     let from = Some(Box::new(resp.url().clone()));
     let retry_after = retry_after(resp.headers());
     let body = body_excerpt(&mut resp, ERROR_EXCERPT, stall.min(ERROR_EXCERPT_TIME)).await;
     let detail = (!body.is_empty()).then(|| first_line(&body));
-    FetchError::Status {
+    TransferError::Status {
         status,
         retry_after,
         detail,

@@ -29,7 +29,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
-pub(crate) use crate::error::FetchError;
+pub(crate) use crate::error::TransferError;
 pub(crate) use http::{Answer, Creds, Http, Req, Trust};
 pub(crate) use ranges::{Slots, RANGED_MIN, RANGE_CHUNK};
 
@@ -41,20 +41,20 @@ use part::{FileId, Meta, Part, Validator};
 
 /// A local disk failure at a path, as the transfer's error.
 pub(crate) trait OnDisk<T> {
-    /// Returns the value, or [`FetchError::Disk`] at `path`.
-    fn on_disk(self, path: &Path) -> Result<T, FetchError>;
+    /// Returns the value, or [`TransferError::Disk`] at `path`.
+    fn on_disk(self, path: &Path) -> Result<T, TransferError>;
 }
 
 impl<T> OnDisk<T> for Result<T, io::Error> {
-    fn on_disk(self, path: &Path) -> Result<T, FetchError> {
-        self.map_err(|e| FetchError::disk(path, e))
+    fn on_disk(self, path: &Path) -> Result<T, TransferError> {
+        self.map_err(|e| TransferError::disk(path, e))
     }
 }
 
 /// A blocking disk task that did not come back.
 impl<T> OnDisk<T> for Result<T, tokio::task::JoinError> {
-    fn on_disk(self, path: &Path) -> Result<T, FetchError> {
-        self.map_err(|e| FetchError::disk(path, io::Error::other(e)))
+    fn on_disk(self, path: &Path) -> Result<T, TransferError> {
+        self.map_err(|e| TransferError::disk(path, io::Error::other(e)))
     }
 }
 
@@ -192,7 +192,7 @@ pub(crate) async fn head(
     http: &Http,
     url: &Url,
     token: Option<&Token>,
-) -> Result<Head, FetchError> {
+) -> Result<Head, TransferError> {
     let Answer { response, .. } = http
         .send(Req {
             method: Method::HEAD,
@@ -374,7 +374,7 @@ fn resume_headers(resume: Option<&Resume>) -> HeaderMap {
 }
 
 /// Reads the bytes `from..to` of a `.part` (never through a symlink).
-fn read_span(part: &Part, from: u64, to: u64) -> Result<Vec<u8>, FetchError> {
+fn read_span(part: &Part, from: u64, to: u64) -> Result<Vec<u8>, TransferError> {
     use std::io::{Seek, SeekFrom};
     let mut f = part.open_read().on_disk(&part.path)?;
     f.seek(SeekFrom::Start(from)).on_disk(&part.path)?;
@@ -386,7 +386,10 @@ fn read_span(part: &Part, from: u64, to: u64) -> Result<Vec<u8>, FetchError> {
 /// Returns where an accepted answer's body starts in the file, and the
 /// file's total: `(start, total)`. A 206 must be the resume asked for (or
 /// cover the whole file); a 200 starts from zero.
-fn span_of(response: &Response, resume: Option<&Resume>) -> Result<(u64, Option<u64>), FetchError> {
+fn span_of(
+    response: &Response,
+    resume: Option<&Resume>,
+) -> Result<(u64, Option<u64>), TransferError> {
     let h = response.headers();
     if response.status() != StatusCode::PARTIAL_CONTENT {
         return Ok((0, response.content_length()));
@@ -414,19 +417,19 @@ async fn check_content(
     t: &Attempt<'_>,
     response: &mut Response,
     total: Option<u64>,
-) -> Result<(), FetchError> {
+) -> Result<(), TransferError> {
     if t.binary {
         let ctype = header_str(response.headers(), header::CONTENT_TYPE)
             .unwrap_or_default()
             .to_ascii_lowercase();
         if ctype.starts_with("text/html") || ctype.starts_with("text/plain") {
             let body = body_excerpt(response, 4096, http.stall.min(ERROR_EXCERPT_TIME)).await;
-            return Err(FetchError::ErrorPage(first_line(&body)));
+            return Err(TransferError::ErrorPage(first_line(&body)));
         }
     }
     match (t.expect_size, total) {
         (Some(expected), Some(got)) if expected != got => {
-            Err(FetchError::SizeMismatch { expected, got })
+            Err(TransferError::SizeMismatch { expected, got })
         }
         _ => Ok(()),
     }
@@ -437,14 +440,14 @@ async fn check_content(
 fn whole_from_partial(
     range: Option<ContentRange>,
     raw: &str,
-) -> Result<(u64, Option<u64>), FetchError> {
+) -> Result<(u64, Option<u64>), TransferError> {
     match range {
         Some(ContentRange {
             start: Some(0),
             end: Some(end),
             total: Some(total),
         }) if end + 1 == total => Ok((0, Some(total))),
-        _ => Err(FetchError::RangeMismatch(format!(
+        _ => Err(TransferError::RangeMismatch(format!(
             "asked for the whole file, got part of it (Content-Range `{}`)",
             crate::layout::escape(raw)
         ))),
@@ -459,16 +462,16 @@ fn check_framing(
     h: &HeaderMap,
     offset: u64,
     total: Option<u64>,
-) -> Result<(), FetchError> {
+) -> Result<(), TransferError> {
     let chunked = header_str(h, header::TRANSFER_ENCODING)
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     if total.is_none() && !chunked && response.version() < reqwest::Version::HTTP_2 {
         // Close-delimited: a cut connection looks just like the end.
-        return Err(FetchError::NoLength);
+        return Err(TransferError::NoLength);
     }
     if let (Some(len), Some(total)) = (response.content_length(), total) {
         if offset + len != total {
-            return Err(FetchError::RangeMismatch(format!(
+            return Err(TransferError::RangeMismatch(format!(
                 "Content-Length {len} from byte {offset} does not add up to the total {total}"
             )));
         }
@@ -536,7 +539,7 @@ fn check_resumed(
     raw: &str,
     etag: Option<&str>,
     last_modified: Option<&str>,
-) -> Result<Option<u64>, FetchError> {
+) -> Result<Option<u64>, TransferError> {
     let meta = &r.meta;
     let overlap = r.check() == Check::Overlap;
     let ok = match range {
@@ -559,7 +562,7 @@ fn check_resumed(
             ),
             _ => String::new(),
         };
-        return Err(FetchError::RangeMismatch(format!(
+        return Err(TransferError::RangeMismatch(format!(
             "asked for bytes from {}, got Content-Range `{}`{recorded}; restarting from zero",
             r.from,
             crate::layout::escape(raw)
@@ -570,7 +573,7 @@ fn check_resumed(
         None => overlap,
     };
     if !same {
-        return Err(FetchError::RangeMismatch(
+        return Err(TransferError::RangeMismatch(
             "the file changed on the server since its first bytes arrived (ETag or Last-Modified differ); restarting from zero".into(),
         ));
     }
@@ -595,7 +598,7 @@ impl Downloader {
     /// bytes are still good), streams the body, checks length (and MD5 when
     /// known), then renames to the final path. The final path never holds a
     /// partial or foreign file.
-    pub(crate) async fn download(&self, t: &Attempt<'_>) -> Result<Done, FetchError> {
+    pub(crate) async fn download(&self, t: &Attempt<'_>) -> Result<Done, TransferError> {
         let http = &self.http;
         let part = Part::of(t.path);
         if let Some((total, v)) = ranged_resume(t, &part) {
@@ -625,7 +628,7 @@ impl Downloader {
         if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
             // The .part's bytes cannot be checked against anything: start over.
             part.discard();
-            return Err(FetchError::RangeMismatch(format!(
+            return Err(TransferError::RangeMismatch(format!(
                 "server refused to resume from byte {have}; restarting from zero"
             )));
         }
@@ -688,7 +691,7 @@ impl Downloader {
         part: &Part,
         response: &mut Response,
         a: Accepted,
-    ) -> Result<Done, FetchError> {
+    ) -> Result<Done, TransferError> {
         let Accepted {
             offset,
             lead,
@@ -710,7 +713,7 @@ impl Downloader {
         if let Some(expected) = t.expect_size {
             if expected != size {
                 part.discard();
-                return Err(FetchError::SizeMismatch {
+                return Err(TransferError::SizeMismatch {
                     expected,
                     got: size,
                 });
@@ -747,7 +750,7 @@ impl Downloader {
         (offset, total): (u64, Option<u64>),
         meta: &Meta,
         lead: &[u8],
-    ) -> Result<(u64, FileId, Option<Md5>), FetchError> {
+    ) -> Result<(u64, FileId, Option<Md5>), TransferError> {
         let file = if offset > 0 {
             part.open_append()
         } else {
@@ -791,7 +794,7 @@ impl Downloader {
             Err(e) => {
                 if matches!(
                     &e,
-                    FetchError::TooLong { .. } | FetchError::RangeMismatch(_)
+                    TransferError::TooLong { .. } | TransferError::RangeMismatch(_)
                 ) || e.is_disk_full()
                 {
                     // Nothing worth keeping (or the file changed), or the
@@ -876,7 +879,7 @@ impl Downloader {
         mut hasher: Option<&mut Md5>,
         path: &Path,
         lead: &mut Lead<'_>,
-    ) -> Result<u64, FetchError> {
+    ) -> Result<u64, TransferError> {
         let stall = self.http.stall;
         let mut out = io::BufWriter::with_capacity(write_buffer(span.want), file);
         let mut got: u64 = 0;
@@ -884,12 +887,12 @@ impl Downloader {
             let chunk = match tokio::time::timeout(stall, response.chunk()).await {
                 Err(_) => {
                     out.flush().on_disk(path)?;
-                    return Err(FetchError::Stall(stall));
+                    return Err(TransferError::Stall(stall));
                 }
                 Ok(Err(e)) => {
                     out.flush().on_disk(path)?;
                     return Err(match span.want {
-                        Some(want) if got < want => FetchError::Truncated {
+                        Some(want) if got < want => TransferError::Truncated {
                             got: span.offset + got,
                             expected: span.offset + want,
                         },
@@ -901,7 +904,7 @@ impl Downloader {
             };
             self.throttle.streamed(chunk.len()).await;
             let Some(chunk) = lead.eat(&chunk) else {
-                return Err(FetchError::RangeMismatch(format!(
+                return Err(TransferError::RangeMismatch(format!(
                 "no validator, and the bytes before byte {} differ from those already in the `.part`: the file changed on the server; starting over",
                 span.offset
             )));
@@ -912,7 +915,7 @@ impl Downloader {
             got += chunk.len() as u64;
             if let Some(want) = span.want {
                 if got > want {
-                    return Err(FetchError::TooLong {
+                    return Err(TransferError::TooLong {
                         expected: span.offset + want,
                     });
                 }
@@ -926,7 +929,7 @@ impl Downloader {
         out.flush().on_disk(path)?;
         if let Some(want) = span.want {
             if got < want {
-                return Err(FetchError::Truncated {
+                return Err(TransferError::Truncated {
                     got: span.offset + got,
                     expected: span.offset + want,
                 });
@@ -938,14 +941,14 @@ impl Downloader {
 
 /// Creates the folders of a transfer's path below DEST (`root`), none a
 /// symlink.
-pub(crate) fn make_dirs(root: &Path, t: &Attempt<'_>) -> Result<(), FetchError> {
+pub(crate) fn make_dirs(root: &Path, t: &Attempt<'_>) -> Result<(), TransferError> {
     let rel_dir = t.label.rsplit_once('/').map_or("", |(d, _)| d);
     part::create_dirs(root, rel_dir).on_disk(t.path)
 }
 
 /// Hashes the bytes already in a `.part` into `hasher`, off the runtime's
 /// workers (never through a symlink).
-async fn hash_file(part: &Part, mut hasher: Md5) -> Result<Md5, FetchError> {
+async fn hash_file(part: &Part, mut hasher: Md5) -> Result<Md5, TransferError> {
     let path = part.path.clone();
     let p = part.clone();
     tokio::task::spawn_blocking(move || -> io::Result<Md5> {
@@ -975,7 +978,7 @@ pub(crate) async fn finish(
     expect_md5: Option<&str>,
     hasher: Option<Md5>,
     mut done: Done,
-) -> Result<Done, FetchError> {
+) -> Result<Done, TransferError> {
     let h = match hasher {
         Some(h) => h,
         None => hash_file(part, Md5::new()).await?,
@@ -984,7 +987,7 @@ pub(crate) async fn finish(
     if let Some(expected) = expect_md5 {
         if !got.eq_ignore_ascii_case(expected) {
             part.discard();
-            return Err(FetchError::Md5Mismatch {
+            return Err(TransferError::Md5Mismatch {
                 expected: expected.to_string(),
                 got,
             });

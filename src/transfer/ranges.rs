@@ -24,7 +24,7 @@ use super::http::{header_str, status_error};
 use super::part::{FileId, Meta, Part, Ranges, Validator};
 use super::{
     etag_md5, finish, make_dirs, read_span, Answer, Attempt, Check, ContentRange, Creds, Done,
-    FetchError, Joined, Lead, OnDisk, Req, Span,
+    Joined, Lead, OnDisk, Req, Span, TransferError,
 };
 use crate::job::Downloader;
 
@@ -112,7 +112,7 @@ impl Downloader {
         size: u64,
         v: Option<&Validator>,
         slots: Slots<'_>,
-    ) -> Result<Done, FetchError> {
+    ) -> Result<Done, TransferError> {
         let part = Part::of(t.path);
         make_dirs(self.dest.root(), t)?;
         let done = finished_ranges(&part, size, v);
@@ -163,7 +163,7 @@ impl Downloader {
         let unchecked = pending.lock().map_or(1, |p| p.len());
         if listed != done.len() || unchecked > 0 {
             part.discard();
-            return Err(FetchError::RangeMismatch(format!(
+            return Err(TransferError::RangeMismatch(format!(
             "only {listed} of {} ranges arrived ({unchecked} overlaps not compared); starting over",
             done.len()
         )));
@@ -213,8 +213,8 @@ impl Book<'_> {
     /// overlaps it completes: its own `lead` with the range before it, and
     /// the one waiting for it of the range after it. A difference discards
     /// the `.part`.
-    fn done(&self, i: usize, lead: Option<Vec<u8>>) -> Result<(), FetchError> {
-        let poisoned = || FetchError::disk(&self.part.meta, io::Error::other("lock poisoned"));
+    fn done(&self, i: usize, lead: Option<Vec<u8>>) -> Result<(), TransferError> {
+        let poisoned = || TransferError::disk(&self.part.meta, io::Error::other("lock poisoned"));
         // One order: pending, then the sidecar.
         let mut pending = self.pending.lock().map_err(|_| poisoned())?;
         let mut m = self.meta.lock().map_err(|_| poisoned())?;
@@ -239,7 +239,7 @@ impl Book<'_> {
             if theirs != lead {
                 drop(m);
                 self.part.discard();
-                return Err(FetchError::RangeMismatch(format!(
+                return Err(TransferError::RangeMismatch(format!(
                     "no validator, and ranges {} and {j} differ where they overlap (the {} bytes before byte {boundary}): the file changed on the server between them; it comes again whole",
                     j - 1,
                     lead.len()
@@ -260,20 +260,22 @@ impl Downloader {
         book: &Book<'_>,
         todo: Vec<usize>,
         slots: Slots<'_>,
-    ) -> Result<u64, FetchError> {
+    ) -> Result<u64, TransferError> {
         use futures_util::stream::{FuturesUnordered, StreamExt};
         let one = |i: usize, hold: Hold| async move {
             let _bucket = match slots {
-                Slots::Bucket(sem) => {
-                    Some(sem.acquire().await.map_err(|_| FetchError::Interrupted)?)
-                }
+                Slots::Bucket(sem) => Some(
+                    sem.acquire()
+                        .await
+                        .map_err(|_| TransferError::Interrupted)?,
+                ),
                 Slots::Budget(_) => None,
             };
             let start = i as u64 * RANGE_CHUNK;
             let end = (start + RANGE_CHUNK).min(book.size) - 1;
             let (got, lead) = self.fetch_range(t, book, start, end).await?;
             book.done(i, lead)?;
-            Ok::<(u64, Hold), FetchError>((got, hold))
+            Ok::<(u64, Hold), TransferError>((got, hold))
         };
         let mut queue = todo.into_iter();
         let mut running = FuturesUnordered::new();
@@ -328,7 +330,7 @@ impl Downloader {
         book: &Book<'_>,
         start: u64,
         end: u64,
-    ) -> Result<(u64, Option<Vec<u8>>), FetchError> {
+    ) -> Result<(u64, Option<Vec<u8>>), TransferError> {
         use std::io::{Seek, SeekFrom};
         let http = &self.http;
         let (part, size, v) = (book.part, book.size, book.v);
@@ -360,7 +362,7 @@ impl Downloader {
             }
             // A whole file instead of a range: If-Range said it changed.
             part.discard();
-            return Err(FetchError::RangeMismatch(format!(
+            return Err(TransferError::RangeMismatch(format!(
                 "asked for bytes {from}-{end}, got HTTP {} (did the file change?)",
                 response.status().as_u16()
             )));
@@ -373,7 +375,7 @@ impl Downloader {
         };
         if ContentRange::parse(&raw) != Some(want_range) {
             part.discard();
-            return Err(FetchError::RangeMismatch(format!(
+            return Err(TransferError::RangeMismatch(format!(
             "asked for bytes {from}-{end} of {size}, got Content-Range `{}` (did the object change?)",
             crate::layout::escape(&raw)
         )));
@@ -393,7 +395,7 @@ impl Downloader {
                     Validator::LastModified(d) => (format!("Last-Modified {d}"), modified),
                 };
                 let new = new.map_or("none".to_string(), |n| crate::layout::escape(&n));
-                return Err(FetchError::RangeMismatch(format!(
+                return Err(TransferError::RangeMismatch(format!(
                 "asked for bytes {from}-{end} of {size}: the validator changed ({} -> {new}), so the file changed on the server; starting over",
                 crate::layout::escape(&old)
             )));
