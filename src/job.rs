@@ -84,6 +84,22 @@ const WHYS: [Why; 6] = [
 ];
 const WHY_TEXT: u8 = u8::MAX;
 
+impl Why {
+    /// Returns its number in a [`Slot`]: 1 + its index in [`WHYS`], or
+    /// [`WHY_TEXT`] (a new reason must be given a number here).
+    fn code(&self) -> u8 {
+        match self {
+            Why::CutShort => 1,
+            Why::NotStarted => 2,
+            Why::InterruptedEarly => 3,
+            Why::NoValidator => 4,
+            Why::NotInCloud => 5,
+            Why::Lost => 6,
+            Why::Text(_) => WHY_TEXT,
+        }
+    }
+}
+
 /// The note of a reprocessed change-feed row fetched again because nothing
 /// tells the versions apart.
 const REPROCESSED_BLIND: &str =
@@ -91,9 +107,10 @@ const REPROCESSED_BLIND: &str =
 
 /// What every transfer of one run shares, built once (by `fetch`): the
 /// HTTP client, DEST, the token, the progress sink, the concurrency
-/// budget, the retry policy and the run's cancellation. Each call takes
-/// only the job: [`Downloader::run`] (the per-file policy, here) and the
-/// transfers it makes ([`Downloader::download`], in [`crate::transfer`]).
+/// budget, the retry policy and the run's cancellation. The per-file
+/// policy ([`Downloader::run`], here) takes only the job; each transfer it
+/// makes ([`Downloader::download`], in [`crate::transfer`]) takes one
+/// [`crate::transfer::Attempt`].
 pub(crate) struct Downloader {
     pub(crate) http: Http,
     pub(crate) dest: Dest,
@@ -317,7 +334,8 @@ impl Outcomes {
         } = o;
         if f.status == Status::Interrupted {
             match f.why {
-                Some(Why::NotStarted) => self.not_started += 1,
+                // No byte arrived: nothing kept, the next run starts it anew.
+                Some(Why::NotStarted | Why::InterruptedEarly) => self.not_started += 1,
                 _ => self.cut_short += 1,
             }
         }
@@ -335,7 +353,7 @@ impl Outcomes {
                 }
                 // Beyond 4 GiB of messages: keep the outcome, lose the text.
             }
-            Some(w) => why = WHYS.iter().position(|x| x == w).map_or(0, |k| k as u8 + 1),
+            Some(w) => why = w.code(),
         }
         self.slots[i] = Slot {
             bytes: f.bytes,
@@ -508,6 +526,11 @@ struct Via<'a> {
 impl Downloader {
     /// Runs one task of job `id` to its outcome.
     pub(crate) async fn run(&self, id: usize, job: &Job, task: Task) -> Outcome {
+        if job.route == Route::NotInBucket {
+            // The plan found it is not in the bucket (`--cloud-only`):
+            // nothing is asked of anyone.
+            return Outcome::untransferred(Facts::because(Status::Skipped, 0, Why::NotInCloud));
+        }
         match task {
             Task::Fetch => self.retrieve(id, job, None).await,
             Task::Check { size, record } => self.check_update(id, job, size, record).await,
@@ -945,6 +968,14 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_number_names_its_reason() {
+        for w in &WHYS {
+            assert_eq!(&WHYS[usize::from(w.code()) - 1], w);
+        }
+        assert_eq!(Why::Text(String::new()).code(), WHY_TEXT);
+    }
+
+    #[test]
     fn reasons_are_counted_by_kind_and_worded_only_in_the_row() {
         let whys = [
             (Status::Interrupted, Why::CutShort),
@@ -966,7 +997,8 @@ mod tests {
             "A/f.fits",
             Outcome::untransferred(Facts::plain(Status::Complete, 7)),
         );
-        assert_eq!((outcomes.not_started, outcomes.cut_short), (1, 2));
+        // No byte arrived before the interruption: counted as not started.
+        assert_eq!((outcomes.not_started, outcomes.cut_short), (2, 1));
         let words: Vec<Option<String>> = (0..=last)
             .map(|i| outcomes.row(i, planned(i, Route::Archive)).file.message)
             .collect();

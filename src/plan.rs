@@ -753,7 +753,11 @@ impl PlanReader {
                     fallback: flags[0] & ROUTE_FALLBACK != 0,
                 },
                 ROUTE_NOT_IN_BUCKET => Route::NotInBucket,
-                _ => Route::Archive,
+                ROUTE_ARCHIVE => Route::Archive,
+                other => {
+                    let e = format!("the plan file holds an unknown route ({other})");
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
             },
             origin: Origin { file, line },
             update: flags[1] & 2 == 2,

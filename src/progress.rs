@@ -54,7 +54,8 @@ pub(crate) struct Summary {
     pub(crate) interrupted: bool,
     /// INTERRUPTED rows whose transfer the interruption cut short (`.part` kept).
     pub(crate) cut_short: usize,
-    /// INTERRUPTED rows the interruption kept from starting.
+    /// INTERRUPTED rows the interruption kept from starting, or from
+    /// receiving any byte (nothing kept: the next run starts them anew).
     pub(crate) not_started: usize,
     /// Every FAILED file failed for want of a valid token (exit 4).
     pub(crate) wants_token: bool,

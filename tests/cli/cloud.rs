@@ -99,10 +99,17 @@ fn cloud_fetches_from_the_bucket_verifies_md5_and_falls_back_to_the_archive() {
         "{:?}",
         s3.credentials_seen()
     );
-    assert!(m
-        .seen_for(HST_NULL)
-        .iter()
-        .all(|s| s.authorization.as_deref() == Some(&*format!("token {TOKEN}"))));
+    // The archive got the token, also for the object the bucket did not
+    // have (HST_GONE falls back to the archive after the bucket's 404).
+    for u in [HST_NULL, HST_GONE] {
+        let seen = m.seen_for(u);
+        assert!(!seen.is_empty(), "{u}");
+        assert!(
+            seen.iter()
+                .all(|s| s.authorization.as_deref() == Some(&*format!("token {TOKEN}"))),
+            "{u}: {seen:?}"
+        );
+    }
     assert!(m.state.lock().unwrap().lookups.iter().all(|n| *n <= 50));
     // plan --cloud shows the bucket URL for what the bucket has.
     let mut c = e.cmd();
@@ -143,6 +150,19 @@ fn cloud_only_never_touches_the_archive_download_endpoint() {
             "{u}"
         );
     }
+    // Found missing by the plan (no bucket path): the archive's URL, never asked.
+    assert_eq!(row(&man, HST_NULL)["source"], "mast");
+    assert!(row(&man, HST_NULL)["url"]
+        .as_str()
+        .unwrap()
+        .starts_with(&m.base));
+    // Found missing by the bucket itself (a 404 for its path): the object's URL.
+    assert_eq!(row(&man, HST_GONE)["source"], "cloud");
+    assert!(row(&man, HST_GONE)["url"]
+        .as_str()
+        .unwrap()
+        .starts_with(&m.s3_url));
+    assert_eq!(row(&man, HST_GONE)["http_status"], 404);
     assert!(
         m.seen()
             .iter()
@@ -151,6 +171,26 @@ fn cloud_only_never_touches_the_archive_download_endpoint() {
         m.seen()
     );
     assert!(s3.credentials_seen().is_empty());
+}
+
+#[test]
+fn a_file_failing_at_the_archive_after_the_bucket_fallback_says_the_archive() {
+    let (m, _s3, files) = cloud_archive();
+    let mut gone = Product::new(files[2].1.clone());
+    gone.fail_first = vec![500; 10];
+    m.add(HST_GONE, gone);
+    let e = Case::on(m, HST_GONE);
+    let m = &e.mock;
+    let r = e.fetch(&["--cloud", "--s3-url", &m.s3_url, "--retries", "1"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let man = e.manifest();
+    let gone = row(&man, HST_GONE);
+    assert_eq!(gone["status"], "FAILED", "{man}");
+    assert_eq!(gone["source"], "mast", "{man}");
+    assert_eq!(gone["http_status"], 500, "{man}");
+    assert!(gone["url"].as_str().unwrap().starts_with(&m.base), "{man}");
+    // One bucket attempt (404: not retried), then two at the archive.
+    assert_eq!(gone["attempts"], 3, "{man}");
 }
 
 #[test]
