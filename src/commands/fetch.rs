@@ -39,8 +39,10 @@ pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     fit_jobs(&mut settings, reporter.as_ref());
     let throttle = Throttle::new(settings.jobs, settings.limit_rate, BUCKET_CONNECTIONS);
     let http = run_http(&settings)?;
+    let mut early = None;
     let (planned, notes) = if settings.cloud == Cloud::Off {
-        let (plan, notes) = plan_file(&settings, &http, reporter.as_ref()).await?;
+        let (plan, look, notes) = plan_file(&settings, &http, reporter.as_ref()).await?;
+        early = Some(look);
         (Stage::OnDisk(plan), notes)
     } else {
         // The bucket's answer is asked for all jobs at once.
@@ -79,7 +81,7 @@ pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         .dest
         .load_state(plan.len(), settings.update || plan.updates() > 0)?;
     let mut outcomes = Outcomes::new(plan.len());
-    classify(&plan, &ctx, &settings, &state, &mut outcomes)?;
+    classify(&plan, &ctx, &settings, &state, &mut outcomes, early)?;
     let todo = outcomes.open_tasks();
     // Who the token belongs to, asked only when something will be asked of
     // the archive at all: a re-run of a complete pull makes no request.
@@ -145,22 +147,24 @@ enum Stage {
 }
 
 /// Reads the inputs into a plan file, job by job; returns it with the
-/// notes for the manifest.
+/// files looked at meanwhile ([`EarlyLook`]) and the notes for the manifest.
 async fn plan_file(
     settings: &Settings,
     http: &crate::fetch::Http,
     reporter: &dyn Reporter,
-) -> anyhow::Result<(PlanFile, Vec<String>)> {
+) -> anyhow::Result<(PlanFile, EarlyLook, Vec<String>)> {
     let mut plan = PlanFile::new().context("Cannot keep the plan")?;
+    let mut look = EarlyLook::new(&settings.dest);
     let mut kept: std::io::Result<()> = Ok(());
     let notes = plan_each(settings, http, reporter, &mut |job| {
         if kept.is_ok() {
+            look.push(&job.rel);
             kept = plan.push_planned(&job);
         }
     })
     .await?;
     kept.context("Cannot keep the plan")?;
-    Ok((plan, notes))
+    Ok((plan, look, notes))
 }
 
 /// Lowers `--jobs` to what the open-file limit allows, saying so.
@@ -285,6 +289,150 @@ impl Lstat {
     }
 }
 
+/// What [`Lstat::at`] found, in eight bytes: the length of a regular file,
+/// or one of these two markers.
+const NOTHING_THERE: u64 = u64::MAX;
+const NOT_A_FILE: u64 = u64::MAX - 1;
+
+fn pack(found: Option<(bool, u64)>) -> u64 {
+    match found {
+        None => NOTHING_THERE,
+        Some((false, _)) => NOT_A_FILE,
+        Some((true, len)) => len.min(NOT_A_FILE - 1),
+    }
+}
+
+fn unpack(found: u64) -> Option<(bool, u64)> {
+    match found {
+        NOTHING_THERE => None,
+        NOT_A_FILE => Some((false, 0)),
+        len => Some((true, len)),
+    }
+}
+
+/// Looks at the planned files below DEST while the plan is still being
+/// built: planning keeps one core busy, and the `lstat`s are most of the
+/// rest of a re-run's time. The plan hands over its paths in batches, in
+/// plan order; two threads look at them. DEST is not locked yet then: a
+/// file another run completes after its look is seen as missing and
+/// fetched again, and one replaced since has a length the state record no
+/// longer vouches for (checked as any file is); a stale look costs at most
+/// a download, never a wrong SKIPPED that a look after the lock would not
+/// give as well (files are only ever renamed into place whole).
+struct EarlyLook {
+    batch: LookBatch,
+    send: Option<std::sync::mpsc::SyncSender<LookBatch>>,
+    workers: Vec<std::thread::JoinHandle<Looked>>,
+}
+
+/// What one looking thread found: per batch, its first job and a look a job.
+type Looked = Vec<(usize, Vec<u64>)>;
+
+/// Paths to look at: `text[ends[k-1]..ends[k]]` is that of job `start + k`.
+#[derive(Default)]
+struct LookBatch {
+    start: usize,
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl EarlyLook {
+    /// Paths a batch holds.
+    const BATCH: usize = 4096;
+
+    fn new(root: &Path) -> EarlyLook {
+        // A few batches in flight: the plan waits rather than queue them all.
+        let (send, recv) = std::sync::mpsc::sync_channel::<LookBatch>(8);
+        let recv = Arc::new(std::sync::Mutex::new(recv));
+        let workers = (0..2)
+            .filter_map(|_| {
+                let (recv, root) = (recv.clone(), root.to_path_buf());
+                std::thread::Builder::new()
+                    .name("lstat".into())
+                    .spawn(move || {
+                        let mut lstat = Lstat::new(&root);
+                        let mut done = Vec::new();
+                        loop {
+                            let next = match recv.lock() {
+                                Ok(r) => r.recv(),
+                                Err(_) => break,
+                            };
+                            let Ok(batch) = next else { break };
+                            let mut found = Vec::with_capacity(batch.ends.len());
+                            let mut from = 0;
+                            for &end in &batch.ends {
+                                found.push(pack(
+                                    batch.text.get(from..end).and_then(|rel| lstat.at(rel)),
+                                ));
+                                from = end;
+                            }
+                            done.push((batch.start, found));
+                        }
+                        done
+                    })
+                    .ok()
+            })
+            .collect();
+        EarlyLook {
+            batch: LookBatch::default(),
+            send: Some(send),
+            workers,
+        }
+    }
+
+    /// Hands over the path of the next job.
+    fn push(&mut self, rel: &str) {
+        self.batch.text.push_str(rel);
+        self.batch.ends.push(self.batch.text.len());
+        if self.batch.ends.len() >= Self::BATCH {
+            self.hand_over();
+        }
+    }
+
+    fn hand_over(&mut self) {
+        let next = self.batch.start + self.batch.ends.len();
+        let room = self.batch.text.capacity();
+        let batch = std::mem::replace(
+            &mut self.batch,
+            LookBatch {
+                start: next,
+                text: String::with_capacity(room),
+                ends: Vec::with_capacity(Self::BATCH),
+            },
+        );
+        if batch.ends.is_empty() {
+            return;
+        }
+        if let Some(send) = &self.send {
+            if send.send(batch).is_err() {
+                self.send = None;
+            }
+        }
+    }
+
+    /// Returns what was found of each of the `len` jobs, in plan order,
+    /// once every path is looked at; `None` when a look is missing (a
+    /// thread that could not start or ended early): then they are looked
+    /// at again.
+    fn finish(mut self, len: usize) -> Option<Vec<u64>> {
+        self.hand_over();
+        self.send = None;
+        let mut parts = Vec::new();
+        for w in self.workers.drain(..) {
+            parts.extend(w.join().ok()?);
+        }
+        parts.sort_unstable_by_key(|p| p.0);
+        let mut all = Vec::with_capacity(len);
+        for (start, found) in parts {
+            if start != all.len() {
+                return None;
+            }
+            all.extend(found);
+        }
+        (all.len() == len).then_some(all)
+    }
+}
+
 /// Returns the manifest row of a planned job not transferred.
 fn planned_row(p: &Planned, f: Facts) -> FileRecord {
     FileRecord {
@@ -309,11 +457,14 @@ fn classify(
     settings: &Settings,
     state: &StateIndex,
     outcomes: &mut Outcomes,
+    early: Option<EarlyLook>,
 ) -> anyhow::Result<()> {
     // The plan is read in batches; each batch's files are looked at on two
     // threads (half each: the `lstat`s are most of a re-run's time), then
-    // decided in plan order.
+    // decided in plan order. Files looked at while planning are not
+    // looked at again.
     const BATCH: usize = 8192;
+    let early = early.and_then(|e| e.finish(plan.len()));
     let mut lstat = [Lstat::new(ctx.dest.root()), Lstat::new(ctx.dest.root())];
     let mut reader = plan.read().context("Cannot read the plan back")?;
     let mut batch: Vec<Planned> = Vec::with_capacity(BATCH);
@@ -330,7 +481,11 @@ fn classify(
         found.clear();
         found.resize(batch.len(), None);
         let [near, far] = &mut lstat;
-        if batch.len() < 256 {
+        if let Some(looked) = early.as_ref().and_then(|e| e.get(next..next + batch.len())) {
+            for (at, &f) in found.iter_mut().zip(looked) {
+                *at = unpack(f);
+            }
+        } else if batch.len() < 256 {
             look_at(near, &batch, &mut found);
         } else {
             let half = batch.len() / 2;
