@@ -281,6 +281,11 @@ impl Dest {
             })
             .collect();
         names.sort();
+        if !names.is_empty() {
+            // Room for a record of every planned file from the start: no
+            // growing (rehashing) a million-entry index step by step.
+            index.sizes.reserve(files.min(1 << 24));
+        }
         let bound = max_state_bytes(files);
         for path in names {
             let f = open_meta(&path, OpenOptions::new().read(true))?;
