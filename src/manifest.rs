@@ -300,13 +300,45 @@ where
         };
     }
     remove_stale_temporaries(dest, stem);
-    let json = || rows().and_then(|rows| write_json(dest, stem, header, rows));
+    let json = || rows().and_then(|rows| write_json(dest, stem, header, rows, drop));
     let html = || rows().and_then(|rows| write_html(dest, stem, header, ctx, rows));
     if room_for_both(dest, header.requested) {
-        // Room to spare: both at once, on two cores.
+        // Room to spare: both at once, on two cores, from one pass over
+        // the rows (this thread reads them and writes the JSON; the HTML
+        // writer gets them in batches).
         return std::thread::scope(|s| {
-            let page = s.spawn(html);
-            let json = json();
+            let (send, recv) = std::sync::mpsc::sync_channel::<Vec<io::Result<Row>>>(4);
+            let page = s.spawn(move || {
+                let rows = Handed {
+                    recv,
+                    batch: Vec::new().into_iter(),
+                    ended: false,
+                };
+                write_html(dest, stem, header, ctx, rows)
+            });
+            let mut hand = Hand {
+                send: Some(send),
+                batch: Vec::with_capacity(TEE_BATCH),
+            };
+            let json = match rows() {
+                Ok(mut rows) => {
+                    let json = write_json(dest, stem, header, rows.by_ref(), |r| hand.push(r));
+                    // The rows the JSON writer left (it failed) still go to the HTML.
+                    for row in rows {
+                        if hand.send.is_none() {
+                            break;
+                        }
+                        hand.push(row);
+                    }
+                    json
+                }
+                Err(e) => {
+                    hand.push(Err(io::Error::new(e.kind(), e.to_string())));
+                    Err(e)
+                }
+            };
+            hand.flush();
+            drop(hand);
             let html = page
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("the HTML writer panicked")));
@@ -316,6 +348,64 @@ where
     let json = json();
     let html = html();
     Saved { json, html }
+}
+
+/// Rows handed to the HTML writer at a time.
+const TEE_BATCH: usize = 1024;
+
+/// Hands rows (moved, in batches) to the HTML writer; `send` is `None`
+/// once that writer is gone (it failed). Dropping it tells the writer the
+/// rows ended.
+struct Hand {
+    send: Option<std::sync::mpsc::SyncSender<Vec<io::Result<Row>>>>,
+    batch: Vec<io::Result<Row>>,
+}
+
+impl Hand {
+    fn push(&mut self, row: io::Result<Row>) {
+        if self.send.is_none() {
+            return;
+        }
+        self.batch.push(row);
+        if self.batch.len() >= TEE_BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(TEE_BATCH));
+        if let Some(send) = &self.send {
+            if send.send(batch).is_err() {
+                self.send = None;
+            }
+        }
+    }
+}
+
+/// The rows as the HTML writer gets them from a [`Hand`].
+struct Handed {
+    recv: std::sync::mpsc::Receiver<Vec<io::Result<Row>>>,
+    batch: std::vec::IntoIter<io::Result<Row>>,
+    ended: bool,
+}
+
+impl Iterator for Handed {
+    type Item = io::Result<Row>;
+
+    fn next(&mut self) -> Option<io::Result<Row>> {
+        loop {
+            if let Some(row) = self.batch.next() {
+                return Some(row);
+            }
+            if self.ended {
+                return None;
+            }
+            match self.recv.recv() {
+                Ok(batch) => self.batch = batch.into_iter(),
+                Err(_) => self.ended = true,
+            }
+        }
+    }
 }
 
 /// Returns true if and only if DEST's file system has room for both
@@ -412,6 +502,7 @@ fn write_json(
     stem: &str,
     h: &Header,
     rows: impl Iterator<Item = io::Result<Row>>,
+    mut done: impl FnMut(io::Result<Row>),
 ) -> io::Result<()> {
     let name = format!("{stem}.json");
     let mut w = BufWriter::with_capacity(1 << 16, temp_beside(dest, &name)?);
@@ -434,18 +525,87 @@ fn write_json(
     // One buffer for every row: serialised into it, scrubbed, written.
     let mut line: Vec<u8> = Vec::with_capacity(512);
     for (i, row) in rows.enumerate() {
-        let row = row?;
+        let row = match row {
+            Ok(row) => row,
+            Err(e) => {
+                done(Err(io::Error::new(e.kind(), e.to_string())));
+                return Err(e);
+            }
+        };
         line.clear();
         line.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
-        // Serialising a plain struct of strings and numbers cannot fail.
-        serde_json::to_writer(&mut line, &row.file).map_err(io::Error::other)?;
-        put(
-            &mut w,
-            std::str::from_utf8(&line).map_err(io::Error::other)?,
-        )?;
+        let written = json_row(&mut line, &row.file).and_then(|()| {
+            put(
+                &mut w,
+                std::str::from_utf8(&line).map_err(io::Error::other)?,
+            )
+        });
+        // Each row goes on (to the HTML writer) whatever became of its line.
+        done(Ok(row));
+        written?;
     }
     put(&mut w, "\n  ]\n}\n")?;
     persist(w, &dest.join(name))
+}
+
+/// Appends `f` as `serde_json` writes it (compact, fields in their
+/// order), without its per-byte escaping loop for the strings that need no
+/// escape (nearly all).
+fn json_row(out: &mut Vec<u8>, f: &FileRecord) -> io::Result<()> {
+    out.extend_from_slice(b"{\"uri\":");
+    json_str(out, &f.uri)?;
+    out.extend_from_slice(b",\"url\":");
+    json_str(out, &f.url)?;
+    out.extend_from_slice(b",\"path\":");
+    json_str(out, &f.path)?;
+    out.extend_from_slice(b",\"status\":\"");
+    out.extend_from_slice(f.status.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"bytes\":");
+    push_digits(out, f.bytes);
+    out.extend_from_slice(b",\"http_status\":");
+    match f.http_status {
+        Some(h) => push_digits(out, u64::from(h)),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"attempts\":");
+    push_digits(out, u64::from(f.attempts));
+    out.extend_from_slice(b",\"message\":");
+    match &f.message {
+        Some(m) => json_str(out, m)?,
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(match f.source {
+        Source::Mast => b",\"source\":\"mast\"}",
+        Source::Cloud => b",\"source\":\"cloud\"}",
+    });
+    Ok(())
+}
+
+/// Appends `s` as a JSON string, as `serde_json` writes it.
+fn json_str(out: &mut Vec<u8>, s: &str) -> io::Result<()> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return Ok(());
+    }
+    // Writing a string into memory cannot fail.
+    serde_json::to_writer(&mut *out, s).map_err(io::Error::other)
+}
+
+/// Appends `n` in decimal to `out` (what `{}` writes).
+fn push_digits(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Returns the `"notes"` member and its separator, or nothing when there
@@ -1071,6 +1231,33 @@ mod tests {
             attempts: 1,
             message: message.map(str::to_string),
             source: Source::Mast,
+        }
+    }
+
+    #[test]
+    fn json_rows_are_what_serde_json_writes() {
+        let hostile = "a\"b\\c\u{1}\n\t\u{7f}\u{e9}</td>\u{2028}";
+        let mut records = vec![
+            record(Status::Complete, None),
+            record(Status::Failed, Some(hostile)),
+        ];
+        let mut r = record(Status::Skipped, Some(""));
+        r.uri = hostile.into();
+        r.url = format!("http://h/?uri={hostile}");
+        r.path = hostile.into();
+        r.http_status = Some(404);
+        r.bytes = u64::MAX;
+        r.attempts = u32::MAX;
+        r.source = Source::Cloud;
+        records.push(r);
+        records[0].http_status = None;
+        for r in records {
+            let mut mine = Vec::new();
+            json_row(&mut mine, &r).unwrap();
+            assert_eq!(
+                String::from_utf8(mine).unwrap(),
+                serde_json::to_string(&r).unwrap()
+            );
         }
     }
 
