@@ -300,45 +300,13 @@ where
         };
     }
     remove_stale_temporaries(dest, stem);
-    let json = || rows().and_then(|rows| write_json(dest, stem, header, rows, drop));
+    let json = || rows().and_then(|rows| write_json(dest, stem, header, rows));
     let html = || rows().and_then(|rows| write_html(dest, stem, header, ctx, rows));
     if room_for_both(dest, header.requested) {
-        // Room to spare: both at once, on two cores, from one pass over
-        // the rows (this thread reads them and writes the JSON; the HTML
-        // writer gets them in batches).
+        // Room to spare: both at once, on two cores.
         return std::thread::scope(|s| {
-            let (send, recv) = std::sync::mpsc::sync_channel::<Vec<io::Result<Row>>>(4);
-            let page = s.spawn(move || {
-                let rows = Handed {
-                    recv,
-                    batch: Vec::new().into_iter(),
-                    ended: false,
-                };
-                write_html(dest, stem, header, ctx, rows)
-            });
-            let mut hand = Hand {
-                send: Some(send),
-                batch: Vec::with_capacity(TEE_BATCH),
-            };
-            let json = match rows() {
-                Ok(mut rows) => {
-                    let json = write_json(dest, stem, header, rows.by_ref(), |r| hand.push(r));
-                    // The rows the JSON writer left (it failed) still go to the HTML.
-                    for row in rows {
-                        if hand.send.is_none() {
-                            break;
-                        }
-                        hand.push(row);
-                    }
-                    json
-                }
-                Err(e) => {
-                    hand.push(Err(io::Error::new(e.kind(), e.to_string())));
-                    Err(e)
-                }
-            };
-            hand.flush();
-            drop(hand);
+            let page = s.spawn(html);
+            let json = json();
             let html = page
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("the HTML writer panicked")));
@@ -348,64 +316,6 @@ where
     let json = json();
     let html = html();
     Saved { json, html }
-}
-
-/// Rows handed to the HTML writer at a time.
-const TEE_BATCH: usize = 1024;
-
-/// Hands rows (moved, in batches) to the HTML writer; `send` is `None`
-/// once that writer is gone (it failed). Dropping it tells the writer the
-/// rows ended.
-struct Hand {
-    send: Option<std::sync::mpsc::SyncSender<Vec<io::Result<Row>>>>,
-    batch: Vec<io::Result<Row>>,
-}
-
-impl Hand {
-    fn push(&mut self, row: io::Result<Row>) {
-        if self.send.is_none() {
-            return;
-        }
-        self.batch.push(row);
-        if self.batch.len() >= TEE_BATCH {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(TEE_BATCH));
-        if let Some(send) = &self.send {
-            if send.send(batch).is_err() {
-                self.send = None;
-            }
-        }
-    }
-}
-
-/// The rows as the HTML writer gets them from a [`Hand`].
-struct Handed {
-    recv: std::sync::mpsc::Receiver<Vec<io::Result<Row>>>,
-    batch: std::vec::IntoIter<io::Result<Row>>,
-    ended: bool,
-}
-
-impl Iterator for Handed {
-    type Item = io::Result<Row>;
-
-    fn next(&mut self) -> Option<io::Result<Row>> {
-        loop {
-            if let Some(row) = self.batch.next() {
-                return Some(row);
-            }
-            if self.ended {
-                return None;
-            }
-            match self.recv.recv() {
-                Ok(batch) => self.batch = batch.into_iter(),
-                Err(_) => self.ended = true,
-            }
-        }
-    }
 }
 
 /// Returns true if and only if DEST's file system has room for both
@@ -502,7 +412,6 @@ fn write_json(
     stem: &str,
     h: &Header,
     rows: impl Iterator<Item = io::Result<Row>>,
-    mut done: impl FnMut(io::Result<Row>),
 ) -> io::Result<()> {
     let name = format!("{stem}.json");
     let mut w = BufWriter::with_capacity(1 << 16, temp_beside(dest, &name)?);
@@ -525,24 +434,14 @@ fn write_json(
     // One buffer for every row: serialised into it, scrubbed, written.
     let mut line: Vec<u8> = Vec::with_capacity(512);
     for (i, row) in rows.enumerate() {
-        let row = match row {
-            Ok(row) => row,
-            Err(e) => {
-                done(Err(io::Error::new(e.kind(), e.to_string())));
-                return Err(e);
-            }
-        };
+        let row = row?;
         line.clear();
         line.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
-        let written = json_row(&mut line, &row.file).and_then(|()| {
-            put(
-                &mut w,
-                std::str::from_utf8(&line).map_err(io::Error::other)?,
-            )
-        });
-        // Each row goes on (to the HTML writer) whatever became of its line.
-        done(Ok(row));
-        written?;
+        json_row(&mut line, &row.file)?;
+        put(
+            &mut w,
+            std::str::from_utf8(&line).map_err(io::Error::other)?,
+        )?;
     }
     put(&mut w, "\n  ]\n}\n")?;
     persist(w, &dest.join(name))
@@ -583,7 +482,12 @@ fn json_row(out: &mut Vec<u8>, f: &FileRecord) -> io::Result<()> {
 
 /// Appends `s` as a JSON string, as `serde_json` writes it.
 fn json_str(out: &mut Vec<u8>, s: &str) -> io::Result<()> {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // Told 16 bytes at a time, without a branch per byte.
+    let escaped = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+    let mut blocks = s.as_bytes().chunks_exact(16);
+    let plain = blocks.all(|c| !c.iter().fold(false, |any, &b| any | escaped(b)))
+        && !blocks.remainder().iter().any(|&b| escaped(b));
+    if plain {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');

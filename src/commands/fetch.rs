@@ -469,6 +469,7 @@ fn classify(
     let mut reader = plan.read().context("Cannot read the plan back")?;
     let mut batch: Vec<Planned> = Vec::with_capacity(BATCH);
     let mut found: Vec<Option<(bool, u64)>> = Vec::with_capacity(BATCH);
+    let mut expected: Vec<Option<u64>> = Vec::with_capacity(BATCH);
     let mut next = 0;
     loop {
         batch.clear();
@@ -496,7 +497,27 @@ fn classify(
                 look_at(near, mine, first);
             });
         }
-        for (p, &at) in batch.drain(..).zip(found.iter()) {
+        // The sizes the state record expects, looked up in a tight loop
+        // (the lookups miss the cache and overlap), half on each thread.
+        expected.clear();
+        expected.resize(batch.len(), None);
+        let expect_of = |jobs: &[Planned], out: &mut [Option<u64>]| {
+            for (p, e) in jobs.iter().zip(out.iter_mut()) {
+                *e = p.size.or_else(|| state.size(&p.rel));
+            }
+        };
+        if batch.len() < 256 {
+            expect_of(&batch, &mut expected);
+        } else {
+            let half = batch.len() / 2;
+            let (first, second) = expected.split_at_mut(half);
+            let (mine, theirs) = batch.split_at(half);
+            std::thread::scope(|s| {
+                s.spawn(|| expect_of(theirs, second));
+                expect_of(mine, first);
+            });
+        }
+        for ((p, &at), &expect) in batch.drain(..).zip(found.iter()).zip(expected.iter()) {
             let i = next;
             next += 1;
             let decided = |f: Facts| Outcome::untransferred(planned_row(&p, f));
@@ -506,7 +527,6 @@ fn classify(
                     ..Facts::plain(Status::Skipped, 0)
                 })
             } else {
-                let expect = p.size.or_else(|| state.size(&p.rel));
                 match complete_size(at, expect) {
                     // A reprocessed change-feed row is checked like `--update`
                     // checks every file (`--force` fetches it anyway).
