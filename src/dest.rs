@@ -282,6 +282,11 @@ impl Dest {
             })
             .collect();
         names.sort();
+        if !names.is_empty() {
+            // Room for a record of every planned file from the start: no
+            // growing (rehashing) a million-entry index step by step.
+            index.sizes.reserve(files.min(1 << 24));
+        }
         let bound = max_state_bytes(files);
         for path in names {
             let f = open_meta(&path, OpenOptions::new().read(true))?;
@@ -294,6 +299,12 @@ impl Dest {
                     path.display()
                 ))
                 .into());
+            }
+            if !records {
+                index_sizes(f.take(bound), &mut index.sizes).map_err(|e| {
+                    anyhow::Error::new(e).context(format!("Cannot read `{}`", path.display()))
+                })?;
+                continue;
             }
             let mut reader = BufReader::with_capacity(1 << 16, f.take(bound));
             let mut line = Vec::with_capacity(512);
@@ -411,6 +422,116 @@ impl Dest {
         w.pending.clear();
         Ok(())
     }
+}
+
+/// Reads the path and size of every record of `state` into `sizes`, the
+/// last per path winning, line by line as [`read_line_bounded`] reads them
+/// (a line longer than [`MAX_STATE_LINE`] is skipped). Blocks of whole
+/// lines are parsed on two threads in turn while this thread reads the
+/// next and indexes the last, in order; a few blocks at a time.
+fn index_sizes(mut state: impl Read, sizes: &mut U64Map<u64>) -> io::Result<()> {
+    const BLOCK: usize = 1 << 20;
+    const LANES: usize = 2;
+    std::thread::scope(|s| {
+        let mut lanes = Vec::with_capacity(LANES);
+        for _ in 0..LANES {
+            let (to, blocks) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+            let (back, found) = std::sync::mpsc::sync_channel::<Vec<(u64, u64)>>(2);
+            s.spawn(move || {
+                for block in blocks {
+                    let mut out = Vec::with_capacity(block.len() / 128);
+                    for line in block.split(|&b| b == b'\n') {
+                        if line.len() > MAX_STATE_LINE {
+                            continue;
+                        }
+                        if let Ok(r) = serde_json::from_slice::<PathSize>(line) {
+                            out.push((hash64(r.path.as_bytes()), r.size));
+                        }
+                    }
+                    if back.send(out).is_err() {
+                        break;
+                    }
+                }
+            });
+            lanes.push((to, found));
+        }
+        // Lanes of the blocks sent and not yet indexed, oldest first.
+        let mut pending = std::collections::VecDeque::new();
+        let mut index_oldest = |pending: &mut std::collections::VecDeque<usize>| -> io::Result<()> {
+            if let Some(lane) = pending.pop_front() {
+                let found = lanes[lane]
+                    .1
+                    .recv()
+                    .map_err(|_| io::Error::other("a state reader thread ended early"))?;
+                for (hash, size) in found {
+                    sizes.insert(hash, size);
+                }
+            }
+            Ok(())
+        };
+        let mut carry: Vec<u8> = Vec::new();
+        // A line too long to keep: the rest of it is skipped.
+        let mut skipping = false;
+        let mut next = 0;
+        loop {
+            let mut block = std::mem::take(&mut carry);
+            let from = block.len();
+            block.resize(from + BLOCK, 0);
+            let mut got = 0;
+            while got < BLOCK {
+                match state.read(&mut block[from + got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            block.truncate(from + got);
+            let end = got == 0;
+            if skipping {
+                match block.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        block.drain(..=i);
+                        skipping = false;
+                    }
+                    None => block.clear(),
+                }
+            }
+            if !end {
+                match block.iter().rposition(|&b| b == b'\n') {
+                    Some(i) => carry = block.split_off(i + 1),
+                    None => {
+                        // No line ends in it yet: keep it (up to the longest line).
+                        if block.len() > MAX_STATE_LINE {
+                            skipping = true;
+                        } else {
+                            carry = block;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if !block.is_empty() {
+                if pending.len() >= 2 * LANES {
+                    index_oldest(&mut pending)?;
+                }
+                let lane = next % LANES;
+                next += 1;
+                lanes[lane]
+                    .0
+                    .send(block)
+                    .map_err(|_| io::Error::other("a state reader thread ended early"))?;
+                pending.push_back(lane);
+            }
+            if end {
+                break;
+            }
+        }
+        while !pending.is_empty() {
+            index_oldest(&mut pending)?;
+        }
+        Ok(())
+    })
 }
 
 /// Reads one line (its `\n` dropped) into `line`, at most
@@ -642,6 +763,58 @@ mod tests {
             "{other_count:#}"
         );
         drop(s0);
+    }
+
+    #[test]
+    fn sizes_are_indexed_in_blocks_as_lines_are_read_one_by_one() {
+        // Records across block ends, a torn line, lines too long to read
+        // (inside the text and at its end), blank lines, a last line
+        // without its line break; the same path recorded again later.
+        let mut text = Vec::new();
+        for i in 0..30_000u64 {
+            let r = rec(&format!("HST/o{}/f_{i}.fits", i % 7), i);
+            text.extend_from_slice(&serde_json::to_vec(&r).unwrap());
+            text.push(b'\n');
+            if i % 9_999 == 0 {
+                text.extend_from_slice(b"{\"path\":\"torn\",\"si\n\n");
+            }
+            if i == 12_345 {
+                text.extend_from_slice(
+                    format!(
+                        "{{\"path\":\"long\",\"size\":1,\"x\":\"{}\"}}\n",
+                        "y".repeat(3 << 20)
+                    )
+                    .as_bytes(),
+                );
+            }
+        }
+        text.extend_from_slice(&serde_json::to_vec(&rec("HST/o1/f_7.fits", 77)).unwrap());
+        text.push(b'\n');
+        text.extend_from_slice(&serde_json::to_vec(&rec("last", 9)).unwrap());
+        let mut sizes = U64Map::default();
+        index_sizes(&text[..], &mut sizes).unwrap();
+        let mut want = U64Map::default();
+        let mut r = BufReader::new(&text[..]);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if read_line_bounded(&mut r, &mut line).unwrap() == 0 {
+                break;
+            }
+            if let Ok(p) = serde_json::from_slice::<PathSize>(&line) {
+                want.insert(hash64(p.path.as_bytes()), p.size);
+            }
+        }
+        assert_eq!(sizes, want);
+        assert_eq!(sizes.len(), 30_002);
+        assert_eq!(sizes.get(&hash64(b"HST/o1/f_7.fits")), Some(&77));
+        assert_eq!(sizes.get(&hash64(b"last")), Some(&9));
+        assert_eq!(sizes.get(&hash64(b"long")), None);
+        let mut long = text.clone();
+        long.extend_from_slice(&vec![b'z'; 3 << 20]);
+        let mut sizes = U64Map::default();
+        index_sizes(&long[..], &mut sizes).unwrap();
+        assert_eq!(sizes.len(), 30_001);
     }
 
     #[test]

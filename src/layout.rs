@@ -42,6 +42,14 @@ pub(crate) fn is_mast_uri(s: &str) -> bool {
 /// `..` segments in its path (the part before any `?`), no absolute path,
 /// backslash or control character anywhere. Returns what is wrong.
 pub(crate) fn check_uri(uri: &str) -> Result<(), String> {
+    if plain_uri(uri) {
+        return Ok(());
+    }
+    check_uri_fully(uri)
+}
+
+/// [`check_uri`] without its fast path.
+fn check_uri_fully(uri: &str) -> Result<(), String> {
     if has_control(uri) {
         return Err("control character in URI".into());
     }
@@ -67,6 +75,50 @@ pub(crate) fn check_uri(uri: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Returns true if and only if `bytes` is printable ASCII without a
+/// backslash (told 16 bytes at a time, without a branch per byte).
+fn plain_ascii(bytes: &[u8]) -> bool {
+    let bad = |b: u8| !(0x20..0x7f).contains(&b) | (b == b'\\');
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &b| any | bad(b)) {
+            return false;
+        }
+    }
+    !blocks.remainder().iter().any(|&b| bad(b))
+}
+
+/// Returns true only if no segment of the `/`-separated `path` (up to a
+/// `?`, if any) is empty, `.` or `..`, told in one pass without a branch
+/// per byte: it starts with none of `/`, `.`, `?`, does not end with `/`,
+/// and no `/` is followed by `/`, `.` or `?`. (It is cautious: `a/.b` is
+/// fine but left to the full check.)
+fn plain_path(path: &[u8]) -> bool {
+    let (Some(&first), Some(&last), Some(next)) = (path.first(), path.last(), path.get(1..)) else {
+        return false;
+    };
+    let bad = path.iter().zip(next).fold(false, |any, (&a, &b)| {
+        any | ((a == b'/') & ((b == b'/') | (b == b'.') | (b == b'?')))
+    });
+    !bad && !matches!(first, b'/' | b'.' | b'?') && last != b'/'
+}
+
+/// The fast path of [`check_uri`]: true only for a URI it accepts (printable
+/// ASCII, no backslash, a plain path holding a `/` before any `?`).
+/// Anything else is left to the full check and its messages.
+fn plain_uri(uri: &str) -> bool {
+    let b = uri.as_bytes();
+    if !is_mast_uri(uri) || !plain_ascii(b) {
+        return false;
+    }
+    let rest = &b[5..];
+    plain_path(rest)
+        && rest
+            .iter()
+            .position(|&c| c == b'/' || c == b'?')
+            .is_some_and(|i| rest[i] == b'/')
 }
 
 fn check_segment(s: &str) -> Result<(), String> {
@@ -149,6 +201,16 @@ pub(crate) fn checked_components(path: &str) -> Result<Vec<&str>, String> {
 /// Checks a relative `/`-separated path as [`checked_components`] does,
 /// without collecting its components.
 pub(crate) fn check_components(path: &str) -> Result<(), String> {
+    // The fast path: printable ASCII without a backslash, and no empty,
+    // `.` or `..` component (what nearly every path is).
+    if plain_ascii(path.as_bytes()) && plain_path(path.as_bytes()) {
+        return Ok(());
+    }
+    check_components_fully(path)
+}
+
+/// [`check_components`] without its fast path.
+fn check_components_fully(path: &str) -> Result<(), String> {
     if path.starts_with('/') {
         return Err(format!("absolute path `{}`", escape(path)));
     }
@@ -251,6 +313,40 @@ mod tests {
                 assert!(has_control(&s), "{c:?} at {at}");
             }
         }
+    }
+
+    #[test]
+    fn the_fast_paths_accept_only_what_the_full_checks_accept() {
+        let mut cases = Vec::new();
+        let atoms = [
+            "a", "/", ".", "..", "?", "\\", "\u{1}", "\u{e9}", "_", "//", "/.", "?/",
+        ];
+        for x in atoms {
+            for y in atoms {
+                for z in atoms {
+                    cases.push(format!("{x}{y}{z}"));
+                    cases.push(format!("X/{x}{y}/{z}b"));
+                    cases.push(format!("{x}/b{y}{z}"));
+                }
+            }
+        }
+        for rest in cases {
+            let uri = format!("mast:{rest}");
+            assert_eq!(
+                check_uri(&uri).is_ok(),
+                check_uri_fully(&uri).is_ok(),
+                "{uri:?}"
+            );
+            assert_eq!(
+                check_components(&rest).is_ok(),
+                check_components_fully(&rest).is_ok(),
+                "{rest:?}"
+            );
+        }
+        assert!(plain_uri(
+            "mast:JWST/product/jw01000-o001_t001_nircam_clear-f090w_cal.fits"
+        ));
+        assert!(plain_path(b"SCALE/o00000/o00000_0000000.fits"));
     }
 
     #[test]

@@ -482,7 +482,16 @@ impl Planner {
                     let mut t = String::with_capacity(root.as_str().len() + e.uri.len() + 8);
                     t.push_str(root.as_str());
                     t.push_str("?uri=");
-                    let _ = write!(t, "{}", utf8_percent_encode(&e.uri, URI_VALUE));
+                    let plain = |b: u8| {
+                        b.is_ascii_alphanumeric()
+                            || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b'/')
+                    };
+                    if e.uri.bytes().all(plain) {
+                        // Nothing to encode (nearly every URI): no `fmt`.
+                        t.push_str(&e.uri);
+                    } else {
+                        let _ = write!(t, "{}", utf8_percent_encode(&e.uri, URI_VALUE));
+                    }
                     Link::Text(t)
                 }
                 Ok(root) => Link::Parsed(with_uri(root, &e.uri)),
@@ -717,10 +726,26 @@ impl Read for At {
 
 impl PlanReader {
     fn text(&mut self) -> io::Result<String> {
-        let mut n = [0u8; 8];
-        self.input.read_exact(&mut n)?;
-        let mut b = vec![0u8; u64::from_le_bytes(n) as usize];
-        self.input.read_exact(&mut b)?;
+        use io::BufRead as _;
+        let n = self.number()?;
+        // Copied straight out of the reader's buffer when it holds the
+        // whole text (nearly always): no zeroed buffer, no second copy.
+        let buffered = self.input.buffer();
+        let b = match usize::try_from(n).ok().and_then(|n| buffered.get(..n)) {
+            Some(text) => {
+                let b = text.to_vec();
+                self.input.consume(b.len());
+                b
+            }
+            None => {
+                let mut b = Vec::new();
+                (&mut self.input).take(n).read_to_end(&mut b)?;
+                if b.len() as u64 != n {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                b
+            }
+        };
         String::from_utf8(b).map_err(io::Error::other)
     }
 

@@ -40,8 +40,10 @@ pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     fit_jobs(&mut settings, reporter.as_ref());
     let throttle = Throttle::new(settings.jobs, settings.limit_rate, BUCKET_CONNECTIONS);
     let http = run_http(&settings)?;
+    let mut early = None;
     let (planned, notes) = if settings.cloud == Cloud::Off {
-        let (plan, notes) = plan_file(&settings, &http, reporter.as_ref()).await?;
+        let (plan, look, notes) = plan_file(&settings, &http, reporter.as_ref()).await?;
+        early = Some(look);
         (Stage::OnDisk(plan), notes)
     } else {
         // The bucket's answer is asked for all jobs at once.
@@ -64,7 +66,7 @@ pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
     let started_at = manifest::now_rfc3339();
     let cancel = CancellationToken::new();
     let signalled = on_signals(&cancel);
-    let ctx = Arc::new(Downloader {
+    let downloader = Arc::new(Downloader {
         http,
         dest,
         auth: Auth::new(settings.token.clone(), settings.interactive),
@@ -75,18 +77,18 @@ pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         started: Instant::now(),
         received: AtomicU64::new(0),
     });
-    let mut state = ctx
+    let mut state = downloader
         .dest
         .load_state(plan.len(), settings.update || plan.updates() > 0)?;
     let mut outcomes = Outcomes::new(plan.len());
-    classify(&plan, &ctx, &settings, &state, &mut outcomes)?;
+    classify(&plan, &downloader, &settings, &state, &mut outcomes, early)?;
     let todo = outcomes.open_tasks();
     // Who the token belongs to, asked only when something will be asked of
     // the archive at all: a re-run of a complete pull makes no request.
     let identity = match (&settings.token, todo == 0) {
         (Some(t), false) => Some(
             auth::whoami(
-                &ctx.http,
+                &downloader.http,
                 &settings.plan.base,
                 t,
                 reporter.as_ref(),
@@ -97,16 +99,16 @@ pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         _ => None,
     };
     reporter.planned(plan.len(), todo);
-    ctx.dest.reserve(todo);
+    downloader.dest.reserve(todo);
     if todo > 0 {
-        run_all(&ctx, &plan, &mut outcomes, &mut state).await?;
+        run_all(&downloader, &plan, &mut outcomes, &mut state).await?;
     }
     drop(state);
-    let identity = match (&settings.token, ctx.auth.current()) {
+    let identity = match (&settings.token, downloader.auth.current()) {
         // A token typed at the prompt: the manifest names its owner too.
         (None, Some(t)) => Some(
             auth::whoami(
-                &ctx.http,
+                &downloader.http,
                 &settings.plan.base,
                 &t,
                 reporter.as_ref(),
@@ -126,7 +128,7 @@ pub(crate) async fn fetch(mut settings: Settings) -> anyhow::Result<Exit> {
         token_refused: identity == Some(Identity::Anonymous),
     };
     let signal = signalled.get().copied();
-    finish(&ctx, &plan, outcomes, started_at, notes, who, signal)
+    finish(&downloader, &plan, outcomes, started_at, notes, who, signal)
 }
 
 /// Who the run was, for the manifest and the exit code.
@@ -145,22 +147,24 @@ enum Stage {
 }
 
 /// Reads the inputs into a plan file, job by job; returns it with the
-/// notes for the manifest.
+/// files looked at meanwhile ([`EarlyLook`]) and the notes for the manifest.
 async fn plan_file(
     settings: &Settings,
     http: &crate::transfer::Http,
     reporter: &dyn Reporter,
-) -> anyhow::Result<(PlanFile, Vec<String>)> {
+) -> anyhow::Result<(PlanFile, EarlyLook, Vec<String>)> {
     let mut plan = PlanFile::new().context("Cannot keep the plan")?;
+    let mut look = EarlyLook::new(&settings.dest);
     let mut kept: std::io::Result<()> = Ok(());
     let notes = plan_each(settings, http, reporter, &mut |job| {
         if kept.is_ok() {
+            look.push(&job.rel);
             kept = plan.push_planned(&job);
         }
     })
     .await?;
     kept.context("Cannot keep the plan")?;
-    Ok((plan, notes))
+    Ok((plan, look, notes))
 }
 
 /// Lowers `--jobs` to what the open-file limit allows, saying so.
@@ -285,24 +289,175 @@ impl Lstat {
     }
 }
 
+/// What [`Lstat::at`] found, in eight bytes: the length of a regular file,
+/// or one of these two markers.
+const NOTHING_THERE: u64 = u64::MAX;
+const NOT_A_FILE: u64 = u64::MAX - 1;
+
+fn pack(found: Option<(bool, u64)>) -> u64 {
+    match found {
+        None => NOTHING_THERE,
+        Some((false, _)) => NOT_A_FILE,
+        Some((true, len)) => len.min(NOT_A_FILE - 1),
+    }
+}
+
+fn unpack(found: u64) -> Option<(bool, u64)> {
+    match found {
+        NOTHING_THERE => None,
+        NOT_A_FILE => Some((false, 0)),
+        len => Some((true, len)),
+    }
+}
+
+/// Looks at the planned files below DEST while the plan is still being
+/// built: planning keeps one core busy, and the `lstat`s are most of the
+/// rest of a re-run's time. The plan hands over its paths in batches, in
+/// plan order; two threads look at them. DEST is not locked yet then: a
+/// file another run completes after its look is seen as missing and
+/// fetched again, and one replaced since has a length the state record no
+/// longer vouches for (checked as any file is); a stale look costs at most
+/// a download, never a wrong SKIPPED that a look after the lock would not
+/// give as well (files are only ever renamed into place whole).
+struct EarlyLook {
+    batch: LookBatch,
+    send: Option<std::sync::mpsc::SyncSender<LookBatch>>,
+    workers: Vec<std::thread::JoinHandle<Looked>>,
+}
+
+/// What one looking thread found: per batch, its first job and a look a job.
+type Looked = Vec<(usize, Vec<u64>)>;
+
+/// Paths to look at: `text[ends[k-1]..ends[k]]` is that of job `start + k`.
+#[derive(Default)]
+struct LookBatch {
+    start: usize,
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl EarlyLook {
+    /// Paths a batch holds.
+    const BATCH: usize = 4096;
+
+    fn new(root: &Path) -> EarlyLook {
+        // A few batches in flight: the plan waits rather than queue them all.
+        let (send, recv) = std::sync::mpsc::sync_channel::<LookBatch>(8);
+        let recv = Arc::new(std::sync::Mutex::new(recv));
+        let workers = (0..2)
+            .filter_map(|_| {
+                let (recv, root) = (recv.clone(), root.to_path_buf());
+                std::thread::Builder::new()
+                    .name("lstat".into())
+                    .spawn(move || {
+                        let mut lstat = Lstat::new(&root);
+                        let mut done = Vec::new();
+                        loop {
+                            let next = match recv.lock() {
+                                Ok(r) => r.recv(),
+                                Err(_) => break,
+                            };
+                            let Ok(batch) = next else { break };
+                            let mut found = Vec::with_capacity(batch.ends.len());
+                            let mut from = 0;
+                            for &end in &batch.ends {
+                                found.push(pack(
+                                    batch.text.get(from..end).and_then(|rel| lstat.at(rel)),
+                                ));
+                                from = end;
+                            }
+                            done.push((batch.start, found));
+                        }
+                        done
+                    })
+                    .ok()
+            })
+            .collect();
+        EarlyLook {
+            batch: LookBatch::default(),
+            send: Some(send),
+            workers,
+        }
+    }
+
+    /// Hands over the path of the next job.
+    fn push(&mut self, rel: &str) {
+        self.batch.text.push_str(rel);
+        self.batch.ends.push(self.batch.text.len());
+        if self.batch.ends.len() >= Self::BATCH {
+            self.hand_over();
+        }
+    }
+
+    fn hand_over(&mut self) {
+        let next = self.batch.start + self.batch.ends.len();
+        let room = self.batch.text.capacity();
+        let batch = std::mem::replace(
+            &mut self.batch,
+            LookBatch {
+                start: next,
+                text: String::with_capacity(room),
+                ends: Vec::with_capacity(Self::BATCH),
+            },
+        );
+        if batch.ends.is_empty() {
+            return;
+        }
+        if let Some(send) = &self.send {
+            if send.send(batch).is_err() {
+                self.send = None;
+            }
+        }
+    }
+
+    /// Returns what was found of each of the `len` jobs, in plan order,
+    /// once every path is looked at; `None` when a look is missing (a
+    /// thread that could not start or ended early): then they are looked
+    /// at again.
+    fn finish(mut self, len: usize) -> Option<Vec<u64>> {
+        self.hand_over();
+        self.send = None;
+        let mut parts = Vec::new();
+        for w in self.workers.drain(..) {
+            parts.extend(w.join().ok()?);
+        }
+        parts.sort_unstable_by_key(|p| p.0);
+        let mut all = Vec::with_capacity(len);
+        for (start, found) in parts {
+            if start != all.len() {
+                return None;
+            }
+            all.extend(found);
+        }
+        (all.len() == len).then_some(all)
+    }
+}
+
 /// Sorts the jobs: those already decided (complete files SKIPPED, files not
 /// in the bucket with `--cloud-only`) get their outcome now; the others
 /// are marked to download (or, with `--update`, to check).
 fn classify(
     plan: &PlanFile,
-    ctx: &Downloader,
+    downloader: &Downloader,
     settings: &Settings,
     state: &StateIndex,
     outcomes: &mut Outcomes,
+    early: Option<EarlyLook>,
 ) -> anyhow::Result<()> {
     // The plan is read in batches; each batch's files are looked at on two
     // threads (half each: the `lstat`s are most of a re-run's time), then
-    // decided in plan order.
+    // decided in plan order. Files looked at while planning are not
+    // looked at again.
     const BATCH: usize = 8192;
-    let mut lstat = [Lstat::new(ctx.dest.root()), Lstat::new(ctx.dest.root())];
+    let early = early.and_then(|e| e.finish(plan.len()));
+    let mut lstat = [
+        Lstat::new(downloader.dest.root()),
+        Lstat::new(downloader.dest.root()),
+    ];
     let mut reader = plan.read().context("Cannot read the plan back")?;
     let mut batch: Vec<Planned> = Vec::with_capacity(BATCH);
     let mut found: Vec<Option<(bool, u64)>> = Vec::with_capacity(BATCH);
+    let mut expected: Vec<Option<u64>> = Vec::with_capacity(BATCH);
     let mut next = 0;
     loop {
         batch.clear();
@@ -315,7 +470,11 @@ fn classify(
         found.clear();
         found.resize(batch.len(), None);
         let [near, far] = &mut lstat;
-        if batch.len() < 256 {
+        if let Some(looked) = early.as_ref().and_then(|e| e.get(next..next + batch.len())) {
+            for (at, &f) in found.iter_mut().zip(looked) {
+                *at = unpack(f);
+            }
+        } else if batch.len() < 256 {
             look_at(near, &batch, &mut found);
         } else {
             let half = batch.len() / 2;
@@ -326,13 +485,32 @@ fn classify(
                 look_at(near, mine, first);
             });
         }
-        for (p, &at) in batch.drain(..).zip(found.iter()) {
+        // The sizes the state record expects, looked up in a tight loop
+        // (the lookups miss the cache and overlap), half on each thread.
+        expected.clear();
+        expected.resize(batch.len(), None);
+        let expect_of = |jobs: &[Planned], out: &mut [Option<u64>]| {
+            for (p, e) in jobs.iter().zip(out.iter_mut()) {
+                *e = p.size.or_else(|| state.size(&p.rel));
+            }
+        };
+        if batch.len() < 256 {
+            expect_of(&batch, &mut expected);
+        } else {
+            let half = batch.len() / 2;
+            let (first, second) = expected.split_at_mut(half);
+            let (mine, theirs) = batch.split_at(half);
+            std::thread::scope(|s| {
+                s.spawn(|| expect_of(theirs, second));
+                expect_of(mine, first);
+            });
+        }
+        for ((p, &at), &expect) in batch.drain(..).zip(found.iter()).zip(expected.iter()) {
             let i = next;
             next += 1;
             let facts = if p.route == Route::NotInBucket {
                 Facts::because(Status::Skipped, 0, Why::NotInCloud)
             } else {
-                let expect = p.size.or_else(|| state.size(&p.rel));
                 match complete_size(at, expect) {
                     // A reprocessed change-feed row is checked like `--update`
                     // checks every file (`--force` fetches it anyway).
@@ -347,7 +525,8 @@ fn classify(
                     }
                 }
             };
-            ctx.reporter
+            downloader
+                .reporter
                 .finished(None, &facts.row_planned(&p), Duration::ZERO);
             outcomes.set(i, &p.rel, Outcome::untransferred(facts));
         }
@@ -367,15 +546,15 @@ fn look_at(lstat: &mut Lstat, jobs: &[Planned], found: &mut [Option<(bool, u64)>
 /// Runs the tasks, at most the throttle's number at once, until done or
 /// cancelled; each outcome goes into `outcomes` as it arrives.
 async fn run_all(
-    ctx: &Arc<Downloader>,
+    downloader: &Arc<Downloader>,
     plan: &PlanFile,
     outcomes: &mut Outcomes,
     state: &mut StateIndex,
 ) -> anyhow::Result<()> {
     let mut set: JoinSet<(usize, Job, Outcome)> = JoinSet::new();
     let ticker = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { ctx.throttle.steer().await }
+        let downloader = downloader.clone();
+        async move { downloader.throttle.steer().await }
     });
     for (i, p) in plan
         .read()
@@ -388,8 +567,8 @@ async fn run_all(
         };
         let permit = tokio::select! {
             biased;
-            _ = ctx.cancel.cancelled() => None,
-            p = ctx.throttle.acquire() => p.filter(|_| !ctx.cancel.is_cancelled()),
+            _ = downloader.cancel.cancelled() => None,
+            p = downloader.throttle.acquire() => p.filter(|_| !downloader.cancel.is_cancelled()),
         };
         let Some(permit) = permit else {
             let f = Facts::because(Status::Interrupted, 0, Why::NotStarted);
@@ -399,7 +578,7 @@ async fn run_all(
         let job = match p.job() {
             Ok(job) => job,
             Err((p, e)) => {
-                ctx.throttle.ended(permit);
+                downloader.throttle.ended(permit);
                 let why = Why::Text(format!(
                     "internal error: the planned URL does not parse: {e}"
                 ));
@@ -408,15 +587,16 @@ async fn run_all(
                 continue;
             }
         };
-        let ctx = ctx.clone();
+        let downloader = downloader.clone();
         set.spawn(async move {
             let t0 = Instant::now();
-            let out = ctx.run(i, &job, task).await;
+            let out = downloader.run(i, &job, task).await;
             // The next file may start before this one's connection is back
             // in the pool: the gate (transfer::gate) keeps it from opening one
             // more.
-            ctx.throttle.ended(permit);
-            ctx.reporter
+            downloader.throttle.ended(permit);
+            downloader
+                .reporter
                 .finished(Some(i), &out.facts.row_of(&job), t0.elapsed());
             (i, job, out)
         });
@@ -438,7 +618,7 @@ async fn run_all(
 /// summary, and returns the exit code. A manifest that cannot be written
 /// (a full disk) is said in the summary; what fits is still written.
 fn finish(
-    ctx: &Downloader,
+    downloader: &Downloader,
     plan: &PlanFile,
     mut outcomes: Outcomes,
     started_at: String,
@@ -453,7 +633,7 @@ fn finish(
         - outcomes.count(Status::Interrupted);
     if open > 0 {
         // Never started (interrupted), or its task died.
-        let (status, why) = match ctx.cancel.is_cancelled() {
+        let (status, why) = match downloader.cancel.is_cancelled() {
             true => (Status::Interrupted, Why::NotStarted),
             false => (Status::Failed, Why::Lost),
         };
@@ -469,17 +649,17 @@ fn finish(
             }
         }
     }
-    let root = ctx.dest.root();
+    let root = downloader.dest.root();
     let mut unwritten = Vec::new();
-    if let Err(e) = ctx.dest.flush() {
+    if let Err(e) = downloader.dest.flush() {
         unwritten.push(format!(
             "cannot write the state record in `{}`: {e} (the files are complete; the next run \
              finds them by their size)",
             root.display()
         ));
     }
-    let elapsed = ctx.started.elapsed();
-    let received = ctx.received.load(Ordering::Relaxed);
+    let elapsed = downloader.started.elapsed();
+    let received = downloader.received.load(Ordering::Relaxed);
     let header = Header {
         started: started_at,
         finished: manifest::now_rfc3339(),
@@ -508,7 +688,7 @@ fn finish(
         transfers: outcomes.transfers,
         bars: outcomes.take_bars(),
     };
-    let stem = ctx.dest.manifest_stem();
+    let stem = downloader.dest.manifest_stem();
     let rows = || {
         let outcomes = &outcomes;
         Ok(plan
@@ -519,9 +699,9 @@ fn finish(
     let saved = manifest::save_streamed(root, &stem, &header, &html, rows);
     unwritten.extend(saved.error(root, &stem));
     for e in &unwritten {
-        ctx.reporter.message(Level::Error, e);
+        downloader.reporter.message(Level::Error, e);
     }
-    ctx.reporter.summary(&summary);
+    downloader.reporter.summary(&summary);
     Ok(match signal {
         Some(signal) => signal,
         None if saved.json.is_err() || saved.html.is_err() => Exit::Failed,
