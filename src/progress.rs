@@ -113,6 +113,11 @@ pub(crate) trait Reporter: Send + Sync {
     fn retrying(&self, _id: usize, _label: &str, _attempt: u32, _reason: &str, _delay: Duration) {}
     /// A file reached its final status.
     fn finished(&self, _id: Option<usize>, _row: &FileRecord, _elapsed: Duration) {}
+    /// Returns false when [`Reporter::finished`] would say nothing of a
+    /// file that ended with `status` (its row need not be built).
+    fn shows(&self, _status: Status) -> bool {
+        true
+    }
     /// A message for the user.
     fn message(&self, _level: Level, _text: &str) {}
     /// The run is over.
@@ -158,9 +163,12 @@ impl Reporter for Lines {
         }
     }
     fn finished(&self, _id: Option<usize>, row: &FileRecord, elapsed: Duration) {
-        if !self.quiet || matches!(row.status, Status::Failed | Status::Interrupted) {
+        if self.shows(row.status) {
             say(finished_line(row, elapsed));
         }
+    }
+    fn shows(&self, status: Status) -> bool {
+        !self.quiet || matches!(status, Status::Failed | Status::Interrupted)
     }
     fn message(&self, level: Level, text: &str) {
         if !self.quiet || level == Level::Error {

@@ -12,10 +12,16 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
-/// Every secret seen so far (tokens, passwords in URLs), longest first.
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// Every secret seen so far (tokens, passwords in URLs), longest first,
+/// each with its percent-encoded form.
+static SECRETS: RwLock<Vec<(String, String)>> = RwLock::new(Vec::new());
+
+/// True once a secret is registered: until then [`scrub`] has nothing to
+/// look for and takes no lock (it runs on every manifest row).
+static ANY: AtomicBool = AtomicBool::new(false);
 
 /// Secrets shorter than this are not scrubbed (they would mangle text
 /// without protecting anything: such a token cannot be valid).
@@ -27,28 +33,32 @@ pub(crate) fn register_secret(secret: &str) {
         return;
     }
     if let Ok(mut all) = SECRETS.write() {
-        if !all.iter().any(|s| s == secret) {
-            all.push(secret.to_string());
-            all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        if !all.iter().any(|(s, _)| s == secret) {
+            let encoded =
+                percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            all.push((secret.to_string(), encoded));
+            all.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         }
+        ANY.store(true, Ordering::Release);
     }
 }
 
 /// Returns `text` with every registered secret replaced by `(redacted)`,
 /// also where it appears percent-encoded.
 pub fn scrub(text: &str) -> Cow<'_, str> {
+    if !ANY.load(Ordering::Acquire) {
+        return Cow::Borrowed(text);
+    }
     let Ok(all) = SECRETS.read() else {
         return Cow::Borrowed(text);
     };
     let mut out = Cow::Borrowed(text);
-    for secret in all.iter() {
+    for (secret, encoded) in all.iter() {
         if out.contains(secret.as_str()) {
             out = Cow::Owned(out.replace(secret.as_str(), "(redacted)"));
         }
-        let encoded =
-            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
-        if encoded != *secret && out.contains(encoded.as_str()) {
+        if encoded != secret && out.contains(encoded.as_str()) {
             out = Cow::Owned(out.replace(encoded.as_str(), "(redacted)"));
         }
     }

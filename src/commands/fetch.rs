@@ -525,9 +525,12 @@ fn classify(
                     }
                 }
             };
-            downloader
-                .reporter
-                .finished(None, &facts.row_planned(&p), Duration::ZERO);
+            // A million SKIPPED rows are built only for a reporter that says them.
+            if downloader.reporter.shows(facts.status) {
+                downloader
+                    .reporter
+                    .finished(None, &facts.row_planned(&p), Duration::ZERO);
+            }
             outcomes.set(i, &p.rel, Outcome::untransferred(facts));
         }
     }
