@@ -771,12 +771,7 @@ impl Downloader {
             return self.download(&a).await;
         }
         let head = {
-            let _permit = self
-                .throttle
-                .bucket()
-                .acquire()
-                .await
-                .map_err(|_| TransferError::Interrupted)?;
+            let _permit = self.bucket_slot().await?;
             transfer::head(&self.http, via.url, None).await?
         };
         if let (Some(expected), Some(got)) = (job.size, head.size) {
@@ -791,15 +786,16 @@ impl Downloader {
                 self.download_ranged(&a, size, Some(&v), slots).await
             }
             _ => {
-                let _permit = self
-                    .throttle
-                    .bucket()
-                    .acquire()
-                    .await
-                    .map_err(|_| TransferError::Interrupted)?;
+                let _permit = self.bucket_slot().await?;
                 self.download(&a).await
             }
         }
+    }
+
+    /// Waits for one of the bucket's connections (its own bound, beside `-j`).
+    async fn bucket_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, TransferError> {
+        let slot = self.throttle.bucket().acquire().await;
+        slot.map_err(|_| TransferError::Interrupted)
     }
 
     /// The outcome of a finished transfer: recorded in the state record.

@@ -469,42 +469,23 @@ fn classify(
         }
         found.clear();
         found.resize(batch.len(), None);
-        let [near, far] = &mut lstat;
         if let Some(looked) = early.as_ref().and_then(|e| e.get(next..next + batch.len())) {
             for (at, &f) in found.iter_mut().zip(looked) {
                 *at = unpack(f);
             }
-        } else if batch.len() < 256 {
-            look_at(near, &batch, &mut found);
         } else {
-            let half = batch.len() / 2;
-            let (first, second) = found.split_at_mut(half);
-            let (mine, theirs) = batch.split_at(half);
-            std::thread::scope(|s| {
-                s.spawn(|| look_at(far, theirs, second));
-                look_at(near, mine, first);
-            });
+            in_halves(&batch, &mut found, &mut lstat, look_at);
         }
         // The sizes the state record expects, looked up in a tight loop
         // (the lookups miss the cache and overlap), half on each thread.
         expected.clear();
         expected.resize(batch.len(), None);
-        let expect_of = |jobs: &[Planned], out: &mut [Option<u64>]| {
+        let expect_of = |_: &mut (), jobs: &[Planned], out: &mut [Option<u64>]| {
             for (p, e) in jobs.iter().zip(out.iter_mut()) {
                 *e = p.size.or_else(|| state.size(&p.rel));
             }
         };
-        if batch.len() < 256 {
-            expect_of(&batch, &mut expected);
-        } else {
-            let half = batch.len() / 2;
-            let (first, second) = expected.split_at_mut(half);
-            let (mine, theirs) = batch.split_at(half);
-            std::thread::scope(|s| {
-                s.spawn(|| expect_of(theirs, second));
-                expect_of(mine, first);
-            });
-        }
+        in_halves(&batch, &mut expected, &mut [(), ()], expect_of);
         for ((p, &at), &expect) in batch.drain(..).zip(found.iter()).zip(expected.iter()) {
             let i = next;
             next += 1;
@@ -534,6 +515,28 @@ fn classify(
             outcomes.set(i, &p.rel, Outcome::untransferred(facts));
         }
     }
+}
+
+/// Runs `f` over `jobs` and `out` in step: on this thread for a small
+/// batch, else half here and half on a second thread, each half with its
+/// own `state`.
+fn in_halves<J: Sync, O: Send, S: Send>(
+    jobs: &[J],
+    out: &mut [O],
+    state: &mut [S; 2],
+    f: impl Fn(&mut S, &[J], &mut [O]) + Sync,
+) {
+    let [near, far] = state;
+    if jobs.len() < 256 {
+        return f(near, jobs, out);
+    }
+    let half = jobs.len() / 2;
+    let (first, second) = out.split_at_mut(half);
+    let (mine, theirs) = jobs.split_at(half);
+    std::thread::scope(|s| {
+        s.spawn(|| f(far, theirs, second));
+        f(near, mine, first);
+    });
 }
 
 /// Looks at the file of each job of `jobs` (not those `--cloud-only`
