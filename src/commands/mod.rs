@@ -18,8 +18,9 @@ use crate::cli::{Cli, Command, ShellKind};
 use crate::dest::Locked;
 use crate::error::{Exit, UsageError};
 use crate::input::listing::Lister;
-use crate::input::read::Reading;
-use crate::input::{Entry, InputError, Origin};
+use crate::input::read::{Reading, Sink};
+use crate::input::{InputError, Origin};
+use crate::plan::ahead::Ahead;
 use crate::plan::{Job, Planned, Planner};
 use crate::progress::{Bars, Json, Lines, Reporter};
 use crate::settings::{ClientSettings, Output, QuerySettings, Settings};
@@ -160,14 +161,9 @@ pub(crate) async fn plan_each(
     reporter: &dyn Reporter,
     f: &mut dyn FnMut(Planned),
 ) -> anyhow::Result<Vec<String>> {
-    let mut planner = Planner::new(settings.plan.clone());
-    let mut push = |e: Entry| -> Result<(), InputError> {
-        if let Some(job) = planner.push_planned(e)? {
-            f(job);
-        }
-        Ok(())
-    };
-    match &settings.query {
+    // Each entry is checked alone on a second core, a batch ahead.
+    let mut ahead = Ahead::new(Planner::new(settings.plan.clone()), f);
+    let read = match &settings.query {
         Some(criteria) => {
             let products = crate::query::products(
                 http,
@@ -185,18 +181,24 @@ pub(crate) async fn plan_each(
                         line: i + 1,
                     })
                 })
-                .try_for_each(&mut push)?;
-            Ok(Vec::new())
+                .try_for_each(|e| ahead.push(e))
+                .map(|()| Vec::new())
+                .map_err(anyhow::Error::from)
         }
         None => {
             let plan = &settings.plan;
             let rebase = plan.rebase.then(|| plan.base.clone());
             let lister = Lister::new(http, rebase, plan.flat);
             Reading::new(lister, reporter)
-                .each_entry(&settings.inputs, &mut push)
+                .each_entry(&settings.inputs, &mut ahead)
                 .await
         }
-    }
+    };
+    // The entries read before an error are planned first: one of them
+    // refused is the error to report, being the earlier. (After a
+    // refusal, nothing is left to plan.)
+    ahead.settle()?;
+    read
 }
 
 /// Reads the inputs (or runs the `--query` search) and builds the plan.

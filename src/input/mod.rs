@@ -21,7 +21,7 @@ pub(crate) mod table;
 use std::fmt;
 
 /// Where an entry came from, for error messages: `uris.txt:12`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Origin {
     /// The input's name as the user gave it (`<stdin>` for standard input).
     pub(crate) file: String,

@@ -243,6 +243,16 @@ fn too_large<R>(lines: &LineReader<'_, R>) -> anyhow::Error {
     .into()
 }
 
+/// Where [`Reading::each_entry`] hands the entries it reads.
+pub(crate) trait Sink {
+    /// Takes the next entry. An error refuses it, or an entry taken before
+    /// it that was not judged yet; either way the reading ends with it.
+    fn push(&mut self, e: Entry) -> Result<(), InputError>;
+    /// Judges every entry taken so far (an error refuses one of them), so
+    /// the next `push` answers for its own entry.
+    fn settle(&mut self) -> Result<(), InputError>;
+}
+
 /// Reads the run's inputs into entries, with what the run needs for that:
 /// the client for listings and the run's reporter for notes.
 pub(crate) struct Reading<'a> {
@@ -265,7 +275,7 @@ impl<'a> Reading<'a> {
     pub(crate) async fn each_entry(
         &self,
         sources: &[InputSource],
-        push: &mut dyn FnMut(Entry) -> Result<(), InputError>,
+        sink: &mut dyn Sink,
     ) -> anyhow::Result<Vec<String>> {
         let mut notes = Vec::new();
         for src in sources {
@@ -280,7 +290,7 @@ impl<'a> Reading<'a> {
                     }
                     let stdin = io::stdin();
                     let reader = io::BufReader::with_capacity(1 << 16, stdin.lock());
-                    let parsed = read_input("<stdin>", reader, push)
+                    let parsed = read_input("<stdin>", reader, &mut |e| sink.push(e))
                         .context("Cannot read standard input")?;
                     ("<stdin>".to_string(), parsed)
                 }
@@ -289,7 +299,7 @@ impl<'a> Reading<'a> {
                     let file = fs::File::open(p)
                         .map_err(|e| UsageError(format!("Cannot read `{name}`: {e}")))?;
                     let reader = io::BufReader::with_capacity(1 << 16, file);
-                    let parsed = read_input(&name, reader, push)?;
+                    let parsed = read_input(&name, reader, &mut |e| sink.push(e))?;
                     (name, parsed)
                 }
             };
@@ -304,9 +314,19 @@ impl<'a> Reading<'a> {
             }
             for item in parsed.items {
                 match item {
-                    Item::Entry(e) => push(e)?,
+                    Item::Entry(e) => sink.push(e)?,
                     Item::Listing(l) => {
-                        let listed = self.lister.expand(&l, push).await?;
+                        // A listing skips a link the plan refuses: each
+                        // is judged before the next (and any entry before
+                        // the listing, whose refusal is the run's).
+                        sink.settle()?;
+                        let listed = self
+                            .lister
+                            .expand(&l, &mut |e| {
+                                sink.push(e)?;
+                                sink.settle()
+                            })
+                            .await?;
                         if let Some(note) = listed.note(&l) {
                             self.notes.message(Level::Warn, &note);
                             notes.push(note);

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::fs;
 use std::io::{self, Read, Write};
+use std::ops::Range;
 use std::str::FromStr;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -20,6 +21,8 @@ use crate::input::{Entry, InputError, LocalHint, Origin};
 use crate::layout;
 
 use crate::manifest::Source;
+
+pub(crate) mod ahead;
 
 /// One file to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,9 +259,8 @@ pub(crate) fn build(entries: Vec<Entry>, opts: &PlanOptions) -> Result<Vec<Job>,
 /// copy of a URI or path is kept: a million-line list plans in well under
 /// 100 MiB whatever the length of its URIs.
 pub(crate) struct Planner {
-    opts: PlanOptions,
-    /// The archive download URL without its query.
-    root: Result<Url, url::ParseError>,
+    /// What is checked of each entry alone.
+    prepare: Prepare,
     /// The 128-bit hash of every accepted URI.
     uris: HashSet<u128, std::hash::BuildHasherDefault<KeyIsHash>>,
     /// Hash of a folded local path -> where its entry was read (an index
@@ -266,8 +268,38 @@ pub(crate) struct Planner {
     paths: U64Map<(u32, u32)>,
     /// The input names seen, for [`Planner::paths`].
     files: Vec<String>,
+    /// Where [`Prepare::entry`] puts text, on this thread.
+    text: String,
+}
+
+/// Works out what the plan checks of one entry alone (its URI, the
+/// filters, its local path and URL): everything but whether an entry
+/// before it took its URI or its path. It holds no state across entries,
+/// so a second thread can run it ahead of the [`Planner`] ([`ahead`]).
+#[derive(Clone)]
+pub(crate) struct Prepare {
+    opts: PlanOptions,
+    /// The archive download URL without its query.
+    root: Result<Url, url::ParseError>,
     /// Scratch space for a folded path.
     folded: String,
+}
+
+/// What [`Prepare::entry`] found of an entry: a refused URI, an entry a
+/// filter drops (`None`), or what [`Planner`] needs to place it. Errors
+/// are kept as found and reported in the order the plan checks them: a
+/// duplicate URI is dropped before its path or URL is judged.
+pub(crate) struct Prepared(Result<Option<Found>, String>);
+
+/// An entry the filters keep, worked out alone. Its path and URL text
+/// are kept in a buffer beside it (see [`Prepare::entry`]), so the thread
+/// that frees them allocated them.
+pub(crate) struct Found {
+    uri_hash: u128,
+    /// Where its local path is in the buffer, and the hash of the path
+    /// folded; or why it has none.
+    path: Result<(Range<usize>, u64), String>,
+    link: Result<Link<Range<usize>>, String>,
 }
 
 /// Returns a 64-bit hash of `bytes`, the same in every run (fixed
@@ -355,17 +387,103 @@ fn hash128(bytes: &[u8]) -> u128 {
     u128::from(high) << 64 | u128::from(hash64(bytes))
 }
 
+impl Prepare {
+    /// Returns the checks of `opts`.
+    fn new(opts: PlanOptions) -> Prepare {
+        Prepare {
+            root: download_root(&opts.base),
+            opts,
+            folded: String::new(),
+        }
+    }
+
+    /// Checks `e` alone, its local path (and its URL, as text when `text`
+    /// allows) appended to `buf`.
+    pub(crate) fn entry(&mut self, e: &Entry, text: bool, buf: &mut String) -> Prepared {
+        let is_mast = layout::is_mast_uri(&e.uri);
+        if is_mast {
+            if let Err(m) = layout::check_uri(&e.uri) {
+                return Prepared(Err(format!("{m}: `{}`", layout::escape(&e.uri))));
+            }
+        }
+        if !keep(e, &self.opts) {
+            return Prepared(Ok(None));
+        }
+        let uri_hash = hash128(e.uri.as_bytes());
+        let path = local_path(e, self.opts.flat).and_then(|rel| {
+            fold_into(&rel, &mut self.folded);
+            if let Some(why) = reserved_folded(&self.folded) {
+                return Err(format!(
+                    "`{}` maps to `{}`, {why}: give it another local path (without `--flat`, or another `--output`)",
+                    layout::escape(&e.uri),
+                    layout::escape(&rel)
+                ));
+            }
+            let at = buf.len();
+            buf.push_str(&rel);
+            Ok((at..buf.len(), hash64(self.folded.as_bytes())))
+        });
+        Prepared(Ok(Some(Found {
+            uri_hash,
+            path,
+            link: self.link(e, is_mast, text, buf),
+        })))
+    }
+
+    /// Returns the URL of `e` (a script's own, or the archive's for its
+    /// URI); text goes into `buf`.
+    fn link(
+        &self,
+        e: &Entry,
+        is_mast: bool,
+        text: bool,
+        buf: &mut String,
+    ) -> Result<Link<Range<usize>>, String> {
+        match &e.url {
+            Some(u) => script_url(u, &self.opts).map(Link::Parsed),
+            None if is_mast => match &self.root {
+                Ok(root) if text && root.query().is_none() && root.fragment().is_none() => {
+                    // What `with_uri` gives, without parsing it again: the
+                    // encoded value holds nothing a query escapes further.
+                    let at = buf.len();
+                    let t = buf;
+                    t.push_str(root.as_str());
+                    t.push_str("?uri=");
+                    let plain = |b: u8| {
+                        b.is_ascii_alphanumeric()
+                            || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b'/')
+                    };
+                    if e.uri.bytes().all(plain) {
+                        // Nothing to encode (nearly every URI): no `fmt`.
+                        t.push_str(&e.uri);
+                    } else {
+                        let _ = write!(t, "{}", utf8_percent_encode(&e.uri, URI_VALUE));
+                    }
+                    Ok(Link::Text(at..t.len()))
+                }
+                Ok(root) => Ok(Link::Parsed(with_uri(root, &e.uri))),
+                Err(err) => Err(format!("cannot build a URL: {err}")),
+            },
+            None => Err(format!("Not a `mast:` URI: `{}`", layout::escape(&e.uri))),
+        }
+    }
+}
+
 impl Planner {
     /// Returns a planner for `opts`.
     pub(crate) fn new(opts: PlanOptions) -> Planner {
         Planner {
-            root: download_root(&opts.base),
-            opts,
+            prepare: Prepare::new(opts),
             uris: HashSet::default(),
             paths: U64Map::default(),
             files: Vec::new(),
-            folded: String::new(),
+            text: String::new(),
         }
+    }
+
+    /// Returns the checks of one entry alone, for another thread to run.
+    pub(crate) fn prepare(&self) -> Prepare {
+        self.prepare.clone()
     }
 
     /// Returns the index of the input named `file` in `files`.
@@ -384,7 +502,12 @@ impl Planner {
     /// duplicate URI or the shard drops it.
     #[cfg(test)]
     pub(crate) fn push(&mut self, e: Entry) -> Result<Option<Job>, InputError> {
-        let Some((rel, link)) = self.check(&e, false)? else {
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
+        let prepared = self.prepare.entry(&e, false, &mut text);
+        let placed = self.place(&e, prepared, &text);
+        self.text = text;
+        let Some((rel, link)) = placed? else {
             return Ok(None);
         };
         let url = match link {
@@ -409,52 +532,63 @@ impl Planner {
     /// URL as text, built without parsing it again (the fast path of a
     /// plan that is printed or kept on disk).
     pub(crate) fn push_planned(&mut self, e: Entry) -> Result<Option<Planned>, InputError> {
-        let Some((rel, link)) = self.check(&e, true)? else {
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
+        let prepared = self.prepare.entry(&e, true, &mut text);
+        let mut e = e;
+        let planned = self.push_prepared(&mut e, prepared, &text);
+        self.text = text;
+        planned
+    }
+
+    /// [`Planner::push_planned`] of an entry whose checks alone are done
+    /// ([`Prepare::entry`] with `text` true, which put its text in `text`).
+    /// A job takes the entry's URI and origin out of it (an entry is
+    /// large: it is not moved).
+    pub(crate) fn push_prepared(
+        &mut self,
+        e: &mut Entry,
+        prepared: Prepared,
+        text: &str,
+    ) -> Result<Option<Planned>, InputError> {
+        let Some((rel, link)) = self.place(e, prepared, text)? else {
             return Ok(None);
         };
         Ok(Some(Planned {
-            update: reprocessed(&e),
+            update: reprocessed(e),
             url: match link {
                 Link::Parsed(u) => u.into(),
                 Link::Text(t) => t,
             },
-            uri: e.uri,
+            uri: std::mem::take(&mut e.uri),
             rel,
             size: e.size,
             route: Route::Archive,
-            origin: e.origin,
+            origin: std::mem::take(&mut e.origin),
         }))
     }
 
-    /// Checks `e`: returns its local path and URL (as text when `text`
-    /// allows), or `None` when it is dropped.
-    fn check(&mut self, e: &Entry, text: bool) -> Result<Option<(String, Link)>, InputError> {
+    /// Places `e` among the entries before it: returns its local path and
+    /// URL, or `None` when it is dropped (a filter, a duplicate URI, the
+    /// shard). Its own refusals come in the order the checks run.
+    fn place(
+        &mut self,
+        e: &Entry,
+        prepared: Prepared,
+        text: &str,
+    ) -> Result<Option<(String, Link)>, InputError> {
         let bad = |m: String| InputError {
             origin: e.origin.clone(),
             message: m,
         };
-        let is_mast = layout::is_mast_uri(&e.uri);
-        if is_mast {
-            layout::check_uri(&e.uri)
-                .map_err(|m| bad(format!("{m}: `{}`", layout::escape(&e.uri))))?;
-        }
-        if !keep(e, &self.opts) {
+        let Some(found) = prepared.0.map_err(bad)? else {
+            return Ok(None);
+        };
+        if self.uris.contains(&found.uri_hash) {
             return Ok(None);
         }
-        let uri_hash = hash128(e.uri.as_bytes());
-        if self.uris.contains(&uri_hash) {
-            return Ok(None);
-        }
-        let rel = local_path(e, self.opts.flat).map_err(bad)?;
-        fold_into(&rel, &mut self.folded);
-        if let Some(why) = reserved_folded(&self.folded) {
-            return Err(bad(format!(
-                "`{}` maps to `{}`, {why}: give it another local path (without `--flat`, or another `--output`)",
-                layout::escape(&e.uri),
-                layout::escape(&rel)
-            )));
-        }
-        let rel_hash = hash64(self.folded.as_bytes());
+        let (rel_at, rel_hash) = found.path.map_err(bad)?;
+        let rel = text.get(rel_at).unwrap_or_default().to_string();
         let file = self.file_index(&e.origin.file);
         let slot = match self.paths.entry(rel_hash) {
             std::collections::hash_map::Entry::Occupied(o) => {
@@ -473,51 +607,25 @@ impl Planner {
             }
             std::collections::hash_map::Entry::Vacant(v) => v,
         };
-        let link = match &e.url {
-            Some(u) => Link::Parsed(script_url(u, &self.opts).map_err(bad)?),
-            None if is_mast => match &self.root {
-                Ok(root) if text && root.query().is_none() && root.fragment().is_none() => {
-                    // What `with_uri` gives, without parsing it again: the
-                    // encoded value holds nothing a query escapes further.
-                    let mut t = String::with_capacity(root.as_str().len() + e.uri.len() + 8);
-                    t.push_str(root.as_str());
-                    t.push_str("?uri=");
-                    let plain = |b: u8| {
-                        b.is_ascii_alphanumeric()
-                            || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b'/')
-                    };
-                    if e.uri.bytes().all(plain) {
-                        // Nothing to encode (nearly every URI): no `fmt`.
-                        t.push_str(&e.uri);
-                    } else {
-                        let _ = write!(t, "{}", utf8_percent_encode(&e.uri, URI_VALUE));
-                    }
-                    Link::Text(t)
-                }
-                Ok(root) => Link::Parsed(with_uri(root, &e.uri)),
-                Err(err) => return Err(bad(format!("cannot build a URL: {err}"))),
-            },
-            None => {
-                return Err(bad(format!(
-                    "Not a `mast:` URI: `{}`",
-                    layout::escape(&e.uri)
-                )))
-            }
+        let link = match found.link.map_err(bad)? {
+            Link::Parsed(u) => Link::Parsed(u),
+            Link::Text(at) => Link::Text(text.get(at).unwrap_or_default().to_string()),
         };
         let line = u32::try_from(e.origin.line).unwrap_or(u32::MAX);
         slot.insert((file, line));
-        self.uris.insert(uri_hash);
-        if self.opts.shard.is_some_and(|s| !s.contains(&e.uri)) {
+        self.uris.insert(found.uri_hash);
+        if self.prepare.opts.shard.is_some_and(|s| !s.contains(&e.uri)) {
             return Ok(None);
         }
         Ok(Some((rel, link)))
     }
 }
 
-/// A planned URL: parsed, or text known to parse to itself.
-enum Link {
+/// A planned URL: parsed, or text known to parse to itself (`T`: the
+/// text, or where it is in a buffer).
+pub(crate) enum Link<T = String> {
     Parsed(Url),
-    Text(String),
+    Text(T),
 }
 
 /// The plan kept on disk while a run works through it: every job, in plan
