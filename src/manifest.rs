@@ -265,8 +265,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Writes `DEST/<stem>.json` and `DEST/<stem>.HTML` for a manifest held
 /// in memory (see [`save_streamed`]).
 pub(crate) fn save(dest: &Path, stem: &str, m: &Manifest, ctx: &HtmlContext) -> Saved {
-    let rows = || {
-        Ok(m.files.iter().map(|f| {
+    let rows = |start: usize| {
+        Ok(m.files.iter().skip(start).map(|f| {
             Ok(Row {
                 file: f.clone(),
                 access: "",
@@ -277,7 +277,9 @@ pub(crate) fn save(dest: &Path, stem: &str, m: &Manifest, ctx: &HtmlContext) -> 
 }
 
 /// Writes `DEST/<stem>.json`, then `DEST/<stem>.HTML` (and its pages),
-/// each from its own pass over `rows`, every registered secret scrubbed (a
+/// each from its own passes over the rows (`rows(k)`: the rows from row `k`
+/// on; the HTML pages are written in two halves, each on its own thread),
+/// every registered secret scrubbed (a
 /// server may have echoed the token into a message). Each file is written
 /// to a temporary file and renamed into place only when whole; one that
 /// cannot be written (a full disk) leaves the previous one and no
@@ -287,7 +289,7 @@ pub(crate) fn save_streamed<I>(
     stem: &str,
     header: &Header,
     ctx: &HtmlContext,
-    rows: impl Fn() -> io::Result<I> + Sync,
+    rows: impl Fn(usize) -> io::Result<I> + Sync,
 ) -> Saved
 where
     I: Iterator<Item = io::Result<Row>>,
@@ -300,8 +302,8 @@ where
         };
     }
     remove_stale_temporaries(dest, stem);
-    let json = || rows().and_then(|rows| write_json(dest, stem, header, rows));
-    let html = || rows().and_then(|rows| write_html(dest, stem, header, ctx, rows));
+    let json = || rows(0).and_then(|rows| write_json(dest, stem, header, rows));
+    let html = || write_html(dest, stem, header, ctx, &rows);
     if room_for_both(dest, header.requested) {
         // Room to spare: both at once, on two cores.
         return std::thread::scope(|s| {
@@ -523,13 +525,16 @@ fn notes_json(notes: &[String]) -> String {
 }
 
 /// Writes `DEST/<stem>.HTML`: one page, or a first page and pages of rows.
-fn write_html(
+fn write_html<I>(
     dest: &Path,
     stem: &str,
     h: &Header,
     ctx: &HtmlContext,
-    rows: impl Iterator<Item = io::Result<Row>>,
-) -> io::Result<()> {
+    rows: &(impl Fn(usize) -> io::Result<I> + Sync),
+) -> io::Result<()>
+where
+    I: Iterator<Item = io::Result<Row>>,
+{
     let name = format!("{stem}.HTML");
     let per_page = page_rows();
     let mut w = BufWriter::with_capacity(1 << 16, temp_beside(dest, &name)?);
@@ -538,7 +543,7 @@ fn write_html(
         put(&mut w, &timeline(ctx))?;
         put(&mut w, TABLE_HEAD)?;
         let mut line = String::new();
-        for (i, row) in rows.enumerate() {
+        for (i, row) in rows(0)?.enumerate() {
             line.clear();
             row_html(&mut line, i, &row?, &ctx.user, "");
             put(&mut w, &line)?;
@@ -559,33 +564,31 @@ fn write_html(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let pages = h.requested.div_ceil(per_page);
-    let mut digest = Digest::default();
-    let mut page: Option<BufWriter<File>> = None;
-    let mut line = String::new();
-    for (i, row) in rows.enumerate() {
-        let row = row?;
-        let n = i / per_page + 1;
-        if i % per_page == 0 {
-            if let Some(p) = page.take() {
-                end_page(p, n - 1, pages, stem)?;
-            }
-            let at = PageAt {
-                n,
-                pages,
-                per_page,
-                requested: h.requested,
-            };
-            page = Some(start_page(dir.path(), at, i, stem)?);
-        }
-        digest.add(i, n, &row);
-        if let Some(p) = page.as_mut() {
-            line.clear();
-            row_html(&mut line, i, &row, &ctx.user, "../");
-            put(p, &line)?;
-        }
-    }
-    if let Some(p) = page.take() {
-        end_page(p, pages, pages, stem)?;
+    // The pages in two halves, each on its own thread (a second core,
+    // beside the JSON writer's), each with its digest of what it wrote.
+    let half = pages.div_ceil(2);
+    let write = |from: usize, to: usize| {
+        let at = PageAt {
+            n: from,
+            pages,
+            per_page,
+            requested: h.requested,
+        };
+        let rows = rows((from - 1) * per_page)?.take((to + 1 - from) * per_page);
+        write_pages(dir.path(), stem, &ctx.user, at, to, rows)
+    };
+    let (first, second) = std::thread::scope(|s| {
+        let second = (half < pages).then(|| s.spawn(|| write(half + 1, pages)));
+        let first = write(1, half);
+        let second = second.map(|t| {
+            t.join()
+                .unwrap_or_else(|_| Err(io::Error::other("the HTML writer panicked")))
+        });
+        (first, second)
+    });
+    let mut digest = first?;
+    if let Some(rest) = second {
+        digest.merge(rest?);
     }
     put(&mut w, &page_head(h, ctx, "MAST download manifest"))?;
     put(&mut w, &digest.html(&dir_name, h))?;
@@ -601,6 +604,54 @@ fn write_html(
     }
     remove_old_pages(dest, stem, Some(&dir_name));
     Ok(())
+}
+
+/// Writes pages `at.n` to `last` of the rows in `dir` (`rows`: theirs, from
+/// the first row of page `at.n`); returns the digest of those rows.
+fn write_pages(
+    dir: &Path,
+    stem: &str,
+    user: &str,
+    at: PageAt,
+    last: usize,
+    rows: impl Iterator<Item = io::Result<Row>>,
+) -> io::Result<Digest> {
+    let PageAt {
+        n: from,
+        pages,
+        per_page,
+        requested,
+    } = at;
+    let mut digest = Digest::default();
+    let mut page: Option<BufWriter<File>> = None;
+    let mut line = String::new();
+    let first = (from - 1) * per_page;
+    for (i, row) in (first..).zip(rows) {
+        let row = row?;
+        let n = i / per_page + 1;
+        if i % per_page == 0 {
+            if let Some(p) = page.take() {
+                end_page(p, n - 1, pages, stem)?;
+            }
+            let at = PageAt {
+                n,
+                pages,
+                per_page,
+                requested,
+            };
+            page = Some(start_page(dir, at, i, stem)?);
+        }
+        digest.add(i, n, &row);
+        if let Some(p) = page.as_mut() {
+            line.clear();
+            row_html(&mut line, i, &row, user, "../");
+            put(p, &line)?;
+        }
+    }
+    if let Some(p) = page.take() {
+        end_page(p, last, pages, stem)?;
+    }
+    Ok(digest)
 }
 
 /// Removes the page folders of earlier manifests of `stem` (all but `keep`).
@@ -743,6 +794,19 @@ impl Digest {
         }
     }
 
+    /// Adds the digest of the rows after this one's.
+    fn merge(&mut self, later: Digest) {
+        for (c, counts) in later.collections {
+            let mine = self.collections.entry(c).or_default();
+            for (m, n) in mine.iter_mut().zip(counts) {
+                *m += n;
+            }
+        }
+        self.failed += later.failed;
+        let room = MAX_FAILURES_LISTED.saturating_sub(self.failures.len());
+        self.failures.extend(later.failures.into_iter().take(room));
+    }
+
     fn html(&self, dir: &str, h: &Header) -> String {
         let e = escape_html;
         let mut s = String::new();
@@ -833,6 +897,15 @@ fn escape_into(out: &mut String, s: &str) {
     let plain = |b: u8| {
         !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'') && (b >= 0x20 && b != 0x7f) && b < 0x80
     };
+    // A value plain throughout (nearly every one) is told 16 bytes at a
+    // time, without a branch per byte, and copied whole.
+    let mut blocks = s.as_bytes().chunks_exact(16);
+    if blocks.all(|c| c.iter().fold(true, |ok, &b| ok & plain(b)))
+        && blocks.remainder().iter().all(|&b| plain(b))
+    {
+        out.push_str(s);
+        return;
+    }
     let mut rest = s;
     while !rest.is_empty() {
         let n = rest.bytes().take_while(|&b| plain(b)).count();
@@ -862,14 +935,30 @@ fn href_into(out: &mut String, path: &str) {
     // Each segment percent-encoded as `NON_ALPHANUMERIC` does (every byte
     // but an ASCII letter or digit, upper-case hex), byte by byte.
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in path.bytes() {
-        if b == b'/' || b.is_ascii_alphanumeric() {
-            out.push(char::from(b));
-        } else {
+    let mut rest = path;
+    while !rest.is_empty() {
+        // A run of bytes kept as they are, copied at once.
+        let n = rest
+            .bytes()
+            .take_while(|&b| b == b'/' || b.is_ascii_alphanumeric())
+            .count();
+        out.push_str(&rest[..n]);
+        let Some(&b) = rest.as_bytes().get(n) else {
+            break;
+        };
+        out.push('%');
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+        // The bytes of a character beyond ASCII are encoded one by one.
+        let mut next = n + 1;
+        while !rest.is_char_boundary(next) {
+            let b = rest.as_bytes()[next];
             out.push('%');
             out.push(char::from(HEX[usize::from(b >> 4)]));
             out.push(char::from(HEX[usize::from(b & 15)]));
+            next += 1;
         }
+        rest = &rest[next..];
     }
 }
 
@@ -989,9 +1078,7 @@ fn push_number(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 /// Returns the one-page HTML of a manifest held in memory.
@@ -1231,6 +1318,61 @@ mod tests {
         let saved = save(d.path(), "MANIFEST", &empty, &HtmlContext::default());
         assert!(saved.json.is_ok());
         assert_eq!(load(&d.path().join("MANIFEST.json")).unwrap(), empty);
+    }
+
+    #[test]
+    fn links_and_escapes_copy_plain_runs_as_the_byte_loop_wrote_them() {
+        // What the byte-by-byte loops wrote, for each byte or character.
+        fn href_bytewise(path: &str) -> String {
+            path.bytes()
+                .map(|b| match b {
+                    b'/' => "/".to_string(),
+                    b if b.is_ascii_alphanumeric() => char::from(b).to_string(),
+                    b => format!("%{b:02X}"),
+                })
+                .collect()
+        }
+        for s in [
+            "",
+            "SCALE/o00000/o00000_0000000.fits",
+            "a b/ü_é.fits",
+            "€",
+            "x%2F/y?z#w",
+            "JWST/jw01409-o031_t014_nircam_clear-f212n/jw01409-o031_t014_nircam_clear-f212n_i2d.fits",
+        ] {
+            let mut got = String::new();
+            href_into(&mut got, s);
+            assert_eq!(got, href_bytewise(s), "{s}");
+        }
+        for s in [
+            "plain text of 16+ bytes here",
+            "a<b",
+            "0123456789abcdef&",
+            "tab\there",
+            "ü",
+        ] {
+            let mut got = String::new();
+            escape_into(&mut got, s);
+            let want: String = s
+                .chars()
+                .map(|c| match c {
+                    '&' => "&amp;".to_string(),
+                    '<' => "&lt;".to_string(),
+                    '>' => "&gt;".to_string(),
+                    '"' => "&quot;".to_string(),
+                    '\'' => "&#39;".to_string(),
+                    c if c.is_control() && c != '\n' => format!("&#{};", c as u32),
+                    c => c.to_string(),
+                })
+                .collect();
+            assert_eq!(got, want, "{s}");
+        }
+        let mut n = String::new();
+        for v in [0, 7, 10, 1_000_000, u64::MAX] {
+            n.clear();
+            push_number(&mut n, v);
+            assert_eq!(n, v.to_string());
+        }
     }
 
     #[test]

@@ -695,11 +695,10 @@ fn finish(
         bars: outcomes.take_bars(),
     };
     let stem = downloader.dest.manifest_stem();
-    let rows = || {
+    let rows = |start: usize| {
         let outcomes = &outcomes;
-        Ok(plan
-            .read()?
-            .enumerate()
+        Ok((start..)
+            .zip(plan.read_from(start)?)
             .map(move |(i, p)| p.map(|p| outcomes.row(i, p))))
     };
     let saved = manifest::save_streamed(root, &stem, &header, &html, rows);

@@ -12,8 +12,6 @@
 use std::fs;
 use std::io::{self, BufRead, IsTerminal, Read};
 
-use anyhow::Context as _;
-
 use super::feed;
 use super::listing::Lister;
 use super::InputSource;
@@ -290,8 +288,16 @@ impl<'a> Reading<'a> {
                     }
                     let stdin = io::stdin();
                     let reader = io::BufReader::with_capacity(1 << 16, stdin.lock());
-                    let parsed = read_input("<stdin>", reader, &mut |e| sink.push(e))
-                        .context("Cannot read standard input")?;
+                    // A refused entry names `<stdin>` and its line, as
+                    // one in a file names the file (and may be found
+                    // only once the input is read: see `Sink::push`).
+                    let parsed =
+                        read_input("<stdin>", reader, &mut |e| sink.push(e)).map_err(|e| {
+                            match e.is::<InputError>() {
+                                true => e,
+                                false => e.context("Cannot read standard input"),
+                            }
+                        })?;
                     ("<stdin>".to_string(), parsed)
                 }
                 InputSource::File(p) => {

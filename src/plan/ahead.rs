@@ -100,13 +100,10 @@ impl<'f> Ahead<'f> {
             return false;
         };
         let batch = std::mem::take(&mut self.batch);
-        match w.to.send(batch) {
-            Ok(()) => self.in_flight += 1,
-            Err(mpsc::SendError(batch)) => {
-                self.batch = batch;
-                return false;
-            }
+        if w.to.send(batch).is_err() {
+            self.thread_ended();
         }
+        self.in_flight += 1;
         true
     }
 
@@ -119,6 +116,16 @@ impl<'f> Ahead<'f> {
         Ok(())
     }
 
+    /// The checking thread ended while this end of both its channels was
+    /// open: only a panic does that, and it is this run's panic (raised
+    /// here, before any batch could be placed out of its turn).
+    fn thread_ended(&mut self) -> ! {
+        match self.worker.take().map(|w| w.thread.join()) {
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => unreachable!("the checking thread ended with its channels open"),
+        }
+    }
+
     /// Places the oldest batch in flight.
     fn place_one(&mut self) -> Result<(), InputError> {
         let Some(w) = &self.worker else {
@@ -129,10 +136,7 @@ impl<'f> Ahead<'f> {
             Ok(checked) => checked,
             // The thread is gone with batches in flight: only a panic
             // ends it early, and it is this run's panic.
-            Err(mpsc::RecvError) => match self.worker.take().map(|w| w.thread.join()) {
-                Some(Err(panic)) => std::panic::resume_unwind(panic),
-                _ => unreachable!("the checking thread ended without its batches"),
-            },
+            Err(mpsc::RecvError) => self.thread_ended(),
         };
         self.in_flight -= 1;
         let Checked {

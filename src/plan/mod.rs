@@ -637,7 +637,15 @@ pub(crate) struct PlanFile {
     len: usize,
     /// Jobs whose input says they changed.
     updates: usize,
+    /// Bytes written.
+    bytes: u64,
+    /// Where job `k * MARK_EVERY` starts, for each `k`: a reader can start
+    /// at any job without reading those before it.
+    marks: Vec<u64>,
 }
+
+/// Jobs between two marks of a [`PlanFile`].
+const MARK_EVERY: usize = 1024;
 
 /// One job as read back from a [`PlanFile`], its URLs still text.
 pub(crate) struct Planned {
@@ -698,6 +706,8 @@ impl PlanFile {
             out: io::BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
             len: 0,
             updates: 0,
+            bytes: 0,
+            marks: Vec::new(),
         })
     }
 
@@ -739,15 +749,20 @@ impl PlanFile {
     }
 
     fn put(&mut self, r: Record<'_>) -> io::Result<()> {
+        if self.len.is_multiple_of(MARK_EVERY) {
+            self.marks.push(self.bytes);
+        }
         let w = &mut self.out;
         let origin = r.origin;
         for s in r.texts.into_iter().chain([origin.file.as_str()]) {
             w.write_all(&(s.len() as u64).to_le_bytes())?;
             w.write_all(s.as_bytes())?;
+            self.bytes += 8 + s.len() as u64;
         }
         w.write_all(&r.size.map_or(0, |s| s.saturating_add(1)).to_le_bytes())?;
         w.write_all(&(origin.line as u64).to_le_bytes())?;
         w.write_all(&[r.route, u8::from(r.update) << 1])?;
+        self.bytes += FIXED;
         self.len += 1;
         self.updates += usize::from(r.update);
         Ok(())
@@ -761,16 +776,27 @@ impl PlanFile {
     /// Returns the jobs from the first, in plan order, once sealed. Each
     /// reader keeps its own place: several may read at once.
     pub(crate) fn read(&self) -> io::Result<PlanReader> {
+        self.read_from(0)
+    }
+
+    /// Returns a reader of the jobs from job `start` (0-based) on: from
+    /// the mark before it, skipping at most [`MARK_EVERY`] jobs unread.
+    pub(crate) fn read_from(&self, start: usize) -> io::Result<PlanReader> {
         if !self.out.buffer().is_empty() {
             return Err(io::Error::other(
                 "the plan file is read before it is sealed",
             ));
         }
+        let start = start.min(self.len);
+        let mark = (start / MARK_EVERY).min(self.marks.len().saturating_sub(1));
+        let pos = self.marks.get(mark).copied().unwrap_or(0);
         let file = self.out.get_ref().try_clone()?;
-        Ok(PlanReader {
-            input: io::BufReader::with_capacity(1 << 16, At { file, pos: 0 }),
-            left: self.len,
-        })
+        let mut reader = PlanReader {
+            input: io::BufReader::with_capacity(1 << 16, At { file, pos }),
+            left: self.len - (mark * MARK_EVERY).min(self.len),
+        };
+        reader.pass_jobs(start - (mark * MARK_EVERY).min(start))?;
+        Ok(reader)
     }
 }
 
@@ -832,7 +858,38 @@ impl Read for At {
     }
 }
 
+/// The bytes of a record besides its texts: size, line, route, flags.
+const FIXED: u64 = 8 + 8 + 2;
+
 impl PlanReader {
+    /// Passes over `jobs` jobs without reading their texts.
+    fn pass_jobs(&mut self, jobs: usize) -> io::Result<()> {
+        for _ in 0..jobs.min(self.left) {
+            for _ in 0..5 {
+                let n = self.number()?;
+                self.pass(n)?;
+            }
+            self.pass(FIXED)?;
+            self.left -= 1;
+        }
+        Ok(())
+    }
+
+    /// Passes over `n` bytes.
+    fn pass(&mut self, mut n: u64) -> io::Result<()> {
+        use io::BufRead as _;
+        while n > 0 {
+            let buffered = self.input.fill_buf()?.len();
+            if buffered == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let k = usize::try_from(n).map_or(buffered, |n| n.min(buffered));
+            self.input.consume(k);
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
     fn text(&mut self) -> io::Result<String> {
         use io::BufRead as _;
         let n = self.number()?;
@@ -1147,6 +1204,40 @@ mod tests {
 
     fn plan(text: &str, o: &PlanOptions) -> Result<Vec<Job>, InputError> {
         build(list::parse("u.txt", text).unwrap(), o)
+    }
+
+    #[test]
+    fn the_plan_file_is_read_from_any_job_on() {
+        let o = opts();
+        let text: String = (0..2 * MARK_EVERY + 100)
+            .map(|i| format!("mast:A/x{}/f_{i}.fits\n", "y".repeat(i % 7)))
+            .collect();
+        let jobs = plan(&text, &o).unwrap();
+        let mut file = PlanFile::new().unwrap();
+        for j in &jobs {
+            file.push(j).unwrap();
+        }
+        file.seal().unwrap();
+        let n = jobs.len();
+        for start in [
+            0,
+            1,
+            MARK_EVERY - 1,
+            MARK_EVERY,
+            MARK_EVERY + 1,
+            2 * MARK_EVERY,
+            n - 1,
+            n,
+            n + 5,
+        ] {
+            let back: Vec<String> = file
+                .read_from(start)
+                .unwrap()
+                .map(|p| p.unwrap().uri)
+                .collect();
+            let want: Vec<String> = jobs.iter().skip(start).map(|j| j.uri.clone()).collect();
+            assert_eq!(back, want, "from {start}");
+        }
     }
 
     #[test]

@@ -316,7 +316,9 @@ pub(crate) const SIDECAR_MIN: u64 = 4 << 20;
 /// total recorded when it was started and at least [`RESUME_OVERLAP`]
 /// bytes to compare. Anything else is discarded.
 fn resumable(part: &Part) -> Option<Resume> {
-    let have = part.file_len();
+    // Nothing at the `.part`, nothing to resume: its sidecar is not looked
+    // for (a first run's every file).
+    let have = part.look()?;
     let meta = part.load();
     match (have, meta) {
         (Some(have), Some(meta))
@@ -516,6 +518,8 @@ fn ranged_resume(t: &Attempt<'_>, part: &Part) -> Option<(u64, Validator)> {
     if t.md5_from_etag {
         return None;
     }
+    // Nothing at the `.part`, no ranges done: its sidecar is not looked for.
+    part.look()?;
     let m = part.load()?;
     let v = m.validator?;
     v.if_range()?;
@@ -1015,6 +1019,38 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A first run looks for no sidecar beside a `.part` that is not there
+    /// and removes none it did not write: the name stays unlooked-up (no
+    /// negative entry in the kernel's name cache for every file).
+    #[test]
+    fn a_fresh_transfer_neither_looks_for_nor_removes_a_sidecar() {
+        let d = tempfile::tempdir().unwrap();
+        let fin = d.path().join("a.fits");
+        let part = Part::of(&fin);
+        // Something at the sidecar's name: a fresh transfer does not see it.
+        std::fs::write(&part.meta, b"{}").unwrap();
+        assert!(resumable(&part).is_none());
+        std::fs::write(&part.path, b"bytes").unwrap();
+        part::commit(&part, &fin, None).unwrap();
+        assert!(
+            part.meta.exists(),
+            "a sidecar never looked at is left alone"
+        );
+        // One written (or read) is removed with the `.part`.
+        let fin = d.path().join("b.fits");
+        let part = Part::of(&fin);
+        std::fs::write(&part.path, b"bytes").unwrap();
+        let meta = part::Meta {
+            validator: None,
+            total: Some(9),
+            ranged: None,
+        };
+        part.save(&meta).unwrap();
+        part::commit(&part, &fin, None).unwrap();
+        assert!(!part.meta.exists());
+        assert_eq!(std::fs::read(&fin).unwrap(), b"bytes");
+    }
 
     #[test]
     fn content_range_table() {

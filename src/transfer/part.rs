@@ -18,6 +18,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +94,11 @@ pub(crate) struct Part {
     pub(crate) path: PathBuf,
     /// The sidecar.
     pub(crate) meta: PathBuf,
+    /// A sidecar may be on disk: one was found or written. None is looked
+    /// for beside no `.part` (a lookup of a missing name leaves a negative
+    /// entry in the kernel's name cache, one per file of a first run, which
+    /// every later lookup in the cache walks past).
+    sidecar: Arc<AtomicBool>,
 }
 
 impl Part {
@@ -117,29 +124,44 @@ impl Part {
         Part {
             path: dir.join(format!("{stem}.part")),
             meta: dir.join(format!("{stem}.part.meta")),
+            sidecar: Arc::default(),
         }
     }
 
     /// Returns the sidecar, when it can be read and parsed.
     pub(crate) fn load(&self) -> Option<Meta> {
-        let text = read_nofollow(&self.meta, 1 << 20).ok()?;
+        let text = match read_nofollow(&self.meta, 1 << 20) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            read => {
+                self.sidecar.store(true, Ordering::Relaxed);
+                read.ok()?
+            }
+        };
         serde_json::from_slice(&text).ok()
     }
 
     /// Writes the sidecar atomically (never through a symlink).
     pub(crate) fn save(&self, meta: &Meta) -> io::Result<()> {
         let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
+        self.sidecar.store(true, Ordering::Relaxed);
         crate::manifest::write_atomic(&self.meta, &json)
     }
 
     /// Returns the length of the `.part` when it is a regular file (not a
     /// symlink); removes anything else found there.
     pub(crate) fn file_len(&self) -> Option<u64> {
+        self.look().flatten()
+    }
+
+    /// What is at the `.part`: `None` when nothing is; else its length
+    /// when it is a regular file, `Some(None)` when it was something else
+    /// (removed now).
+    pub(crate) fn look(&self) -> Option<Option<u64>> {
         match fs::symlink_metadata(&self.path) {
-            Ok(m) if m.file_type().is_file() => Some(m.len()),
+            Ok(m) if m.file_type().is_file() => Some(Some(m.len())),
             Ok(_) => {
                 let _ = fs::remove_file(&self.path);
-                None
+                Some(None)
             }
             Err(_) => None,
         }
@@ -157,14 +179,18 @@ impl Part {
     /// Opens the `.part` for writing, creating it; `truncate` empties it.
     /// Never follows a symlink: one planted there is removed first.
     pub(crate) fn open(&self, truncate: bool) -> io::Result<File> {
-        if let Ok(m) = fs::symlink_metadata(&self.path) {
-            if truncate || !m.file_type().is_file() {
-                // Starting over: a new file of our own, never an inode
-                // someone else planted (a hard link, a FIFO).
-                fs::remove_file(&self.path)?;
+        let existed = match fs::symlink_metadata(&self.path) {
+            Ok(m) => {
+                if truncate || !m.file_type().is_file() {
+                    // Starting over: a new file of our own, never an inode
+                    // someone else planted (a hard link, a FIFO).
+                    fs::remove_file(&self.path)?;
+                }
+                true
             }
-        }
-        if truncate {
+            Err(_) => false,
+        };
+        if truncate && (existed || self.sidecar.load(Ordering::Relaxed)) {
             // What an old sidecar says is about bytes that are gone.
             let _ = fs::remove_file(&self.meta);
         }
@@ -353,7 +379,9 @@ pub(crate) fn commit(part: &Part, final_path: &Path, id: Option<FileId>) -> io::
         ));
     }
     fs::rename(&part.path, final_path)?;
-    let _ = fs::remove_file(&part.meta);
+    if part.sidecar.load(Ordering::Relaxed) {
+        let _ = fs::remove_file(&part.meta);
+    }
     Ok(())
 }
 

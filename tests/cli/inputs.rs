@@ -560,3 +560,24 @@ fn shards_keep_the_listing_notes_and_report_says_them_once() {
     assert_eq!(notes.len(), 1, "{man}");
     assert!(notes[0].as_str().unwrap().contains("Skipped 4 link(s)"));
 }
+
+/// A list entry refused ahead of a wget listing in a later input is the
+/// run's error: the listing neither starts nor takes it for one of its
+/// own links.
+#[test]
+fn a_refused_list_entry_before_a_listing_ends_the_run_before_any_listing_request() {
+    let m = Mock::start();
+    let e = Env::new();
+    let list = e.write(
+        "c1.txt",
+        "mast:SCALE/product/o1_a.fits\nmast:SCALE/product/O1_a.fits\n",
+    );
+    let url = format!("http://archive.stsci.edu{BAD_DIR}");
+    let s = e.write("k.sh", &format!("#!/bin/sh\nwget -r -nd -np {url}\n"));
+    let r = plan(&e, &m, &[list.to_str().unwrap(), s.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("c1.txt:2: "), "{}", r.stderr);
+    assert!(!r.stderr.contains("Skipped"), "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    assert!(m.seen().is_empty(), "{:?}", m.seen().len());
+}
