@@ -239,7 +239,10 @@ for n in $COUNTS; do
 done
 for spec in "${BINS[@]}"; do
   name=${spec%%=*}; bin=${spec#*=}
+  # The input in the page cache, and the removal of the folders above
+  # written back: the plan is measured, not the clean-up before it.
   cat "$WORK/plan/uris-$PLAN_N.txt" >/dev/null
+  sync
   measure "$name-plan" "$WORK/plan" -- "$bin" plan --base-url http://127.0.0.1:1 "$WORK/plan/uris-$PLAN_N.txt"
   printf '%s\t%s\tplan\t%s\t%s\t%s\t%s\t0\t0\t0\t0\t-\n' "$name" "$PLAN_N" "$WALL" "$CPU" "$RSS" "$RC" >>"$RAW"
   say "$(printf '%-4s plan %s URIs: %.3f s, %.1f MiB, exit %s' "$name" "$PLAN_N" "$WALL" "$(awk "BEGIN {print $RSS/1024}")" "$RC")"

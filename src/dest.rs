@@ -444,8 +444,8 @@ fn index_sizes(mut state: impl Read, sizes: &mut U64Map<u64>) -> io::Result<()> 
                         if line.len() > MAX_STATE_LINE {
                             continue;
                         }
-                        if let Ok(r) = serde_json::from_slice::<PathSize>(line) {
-                            out.push((hash64(r.path.as_bytes()), r.size));
+                        if let Some((path, size)) = path_size(line) {
+                            out.push((hash64(path.as_bytes()), size));
                         }
                     }
                     if back.send(out).is_err() {
@@ -615,6 +615,53 @@ fn release_beyond_end(f: &File) {
     let _ = f;
 }
 
+/// Returns the path and size of a state record line, as serde_json reads
+/// them ([`PathSize`]). The lines mastdl writes (`{"path":"…","uri":"…",
+/// "size":N,…}`, no escape in the path or URI) are read by a fast path that
+/// looks at nothing past the size but the closing brace: a line torn after
+/// its size (whose path and size are whole) may be read where serde_json
+/// refuses it; anything else goes to serde_json.
+fn path_size(line: &[u8]) -> Option<(std::borrow::Cow<'_, str>, u64)> {
+    if let Some((path, size)) = plain_path_size(line) {
+        return Some((std::borrow::Cow::Borrowed(path), size));
+    }
+    serde_json::from_slice::<PathSize>(line)
+        .ok()
+        .map(|r| (r.path, r.size))
+}
+
+/// The fast path of [`path_size`]: `None` for any line not of the shape
+/// mastdl writes.
+fn plain_path_size(line: &[u8]) -> Option<(&str, u64)> {
+    // A JSON string without escapes or control characters: up to its quote.
+    let string = |s: &[u8]| -> Option<usize> {
+        let end = s
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        (s[end] == b'"').then_some(end)
+    };
+    if !line.trim_ascii_end().ends_with(b"}") {
+        return None;
+    }
+    let rest = line.strip_prefix(b"{\"path\":\"")?;
+    let end = string(rest)?;
+    let path = std::str::from_utf8(&rest[..end]).ok()?;
+    let rest = rest[end + 1..].strip_prefix(b",\"uri\":\"")?;
+    let end = string(rest)?;
+    std::str::from_utf8(&rest[..end]).ok()?;
+    let rest = rest[end + 1..].strip_prefix(b",\"size\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    // No leading zero (JSON has none), no more digits than a u64 holds.
+    if digits == 0 || digits > 19 || (digits > 1 && rest[0] == b'0') {
+        return None;
+    }
+    if !matches!(rest.get(digits), Some(b',' | b'}')) {
+        return None;
+    }
+    let size = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    Some((path, size))
+}
+
 /// The part of a state record line a plain run needs, read without
 /// copying (a path with escapes is copied).
 #[derive(Deserialize)]
@@ -635,7 +682,12 @@ pub(crate) struct StateIndex {
 impl StateIndex {
     /// Returns the size recorded for `rel`.
     pub(crate) fn size(&self, rel: &str) -> Option<u64> {
-        self.sizes.get(&hash64(rel.as_bytes())).copied()
+        self.size_of(hash64(rel.as_bytes()))
+    }
+
+    /// Returns the size recorded for the path whose [`hash64`] is `key`.
+    pub(crate) fn size_of(&self, key: u64) -> Option<u64> {
+        self.sizes.get(&key).copied()
     }
 
     /// Returns every whole record (loaded with `records`), the last per
@@ -742,6 +794,63 @@ mod tests {
             source: Source::Mast,
             md5: None,
         }
+    }
+
+    #[test]
+    fn state_lines_read_fast_as_serde_json_reads_them() {
+        let serde = |line: &[u8]| {
+            serde_json::from_slice::<PathSize>(line)
+                .ok()
+                .map(|r| (r.path.into_owned(), r.size))
+        };
+        let fast = |line: &[u8]| path_size(line).map(|(p, n)| (p.into_owned(), n));
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        for path in [
+            "SCALE/o00000/o00000_0000001.fits",
+            "a \"quoted\" name",
+            "back\\slash",
+            "ü/é.fits",
+            "tab\there",
+            "",
+        ] {
+            for size in [0, 7, 1024, u64::MAX] {
+                let mut r = rec(path, size);
+                lines.push(serde_json::to_vec(&r).unwrap());
+                r.etag = Some("\"v}1\"".into());
+                r.md5 = Some("53fc83e51ea299cb12bbbb0f1288b1bf".into());
+                lines.push(serde_json::to_vec(&r).unwrap());
+            }
+        }
+        for odd in [
+            r#"{"path":"a","uri":"u","size":01}"#,
+            r#"{"path":"a","uri":"u","size":-1}"#,
+            r#"{"path":"a","uri":"u","size":1.5}"#,
+            r#"{"path":"a","uri":"u","size":1e3}"#,
+            r#"{"path":"a","uri":"u","size":18446744073709551616}"#,
+            r#"{"path":"a","uri":"u","size":99999999999999999999}"#,
+            r#"{ "path":"a","uri":"u","size":1}"#,
+            r#"{"uri":"u","path":"a","size":1}"#,
+            r#"{"path":"a","size":1}"#,
+            r#"{"path":"a","uri":"u\"v","size":2}"#,
+            r#"{"path":"a","uri":"u","size":3,"source":"mast"}  "#,
+            "{\"path\":\"a\u{1}b\",\"uri\":\"u\",\"size\":4}",
+            "{\"path\":\"a\",\"uri\":\"u\u{1f}\",\"size\":5}",
+        ] {
+            lines.push(odd.as_bytes().to_vec());
+        }
+        for line in &lines {
+            let text = String::from_utf8_lossy(line);
+            assert_eq!(fast(line), serde(line), "{text}");
+            // Torn anywhere: nothing, or what the whole line says.
+            for cut in 0..line.len() {
+                let got = fast(&line[..cut]);
+                assert!(got.is_none() || got == serde(line), "{text} cut at {cut}");
+            }
+        }
+        assert!(
+            plain_path_size(&lines[0]).is_some(),
+            "the fast path is taken"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::dest::{Dest, StateIndex};
 use crate::error::Exit;
 use crate::job::{self, Downloader, Facts, Outcome, Outcomes, Why};
 use crate::manifest::{self, Header, HtmlContext, Status};
-use crate::plan::{Job, PlanFile, Planned, Route};
+use crate::plan::{hash64, Job, PlanFile, Planned, Route};
 use crate::progress::{Level, Reporter, Summary};
 use crate::retry::Policy;
 use crate::settings::{Cloud, Settings};
@@ -158,7 +158,7 @@ async fn plan_file(
     let mut kept: std::io::Result<()> = Ok(());
     let notes = plan_each(settings, http, reporter, &mut |job| {
         if kept.is_ok() {
-            look.push(&job.rel);
+            look.push(&job);
             kept = plan.push_planned(&job);
         }
     })
@@ -323,6 +323,25 @@ struct EarlyLook {
     batch: LookBatch,
     send: Option<std::sync::mpsc::SyncSender<LookBatch>>,
     workers: Vec<std::thread::JoinHandle<Looked>>,
+    /// What classify needs of each job besides the look, kept as it is
+    /// planned so that classify need not read the plan back.
+    facts: JobFacts,
+}
+
+/// Per job, in plan order: the key of its path in the state record
+/// ([`hash64`]) with its size as the input gives it (plus one; 0: none),
+/// and whether its input says it changed.
+#[derive(Default)]
+struct JobFacts {
+    keys: Vec<(u64, u64)>,
+    updates: Vec<bool>,
+}
+
+/// What [`EarlyLook::finish`] hands classify: the look at each job's file
+/// ([`pack`]ed) and its [`JobFacts`].
+struct Looks {
+    found: Vec<u64>,
+    facts: JobFacts,
 }
 
 /// What one looking thread found: per batch, its first job and a look a job.
@@ -377,11 +396,16 @@ impl EarlyLook {
             batch: LookBatch::default(),
             send: Some(send),
             workers,
+            facts: JobFacts::default(),
         }
     }
 
-    /// Hands over the path of the next job.
-    fn push(&mut self, rel: &str) {
+    /// Hands over the path of the next job, and keeps its facts.
+    fn push(&mut self, job: &Planned) {
+        let rel = job.rel.as_str();
+        let size = job.size.map_or(0, |s| s.saturating_add(1));
+        self.facts.keys.push((hash64(rel.as_bytes()), size));
+        self.facts.updates.push(job.update);
         self.batch.text.push_str(rel);
         self.batch.ends.push(self.batch.text.len());
         if self.batch.ends.len() >= Self::BATCH {
@@ -414,7 +438,7 @@ impl EarlyLook {
     /// once every path is looked at; `None` when a look is missing (a
     /// thread that could not start or ended early): then they are looked
     /// at again.
-    fn finish(mut self, len: usize) -> Option<Vec<u64>> {
+    fn finish(mut self, len: usize) -> Option<Looks> {
         self.hand_over();
         self.send = None;
         let mut parts = Vec::new();
@@ -429,7 +453,8 @@ impl EarlyLook {
             }
             all.extend(found);
         }
-        (all.len() == len).then_some(all)
+        let facts = std::mem::take(&mut self.facts);
+        (all.len() == len && facts.keys.len() == len).then_some(Looks { found: all, facts })
     }
 }
 
@@ -444,12 +469,77 @@ fn classify(
     outcomes: &mut Outcomes,
     early: Option<EarlyLook>,
 ) -> anyhow::Result<()> {
-    // The plan is read in batches; each batch's files are looked at on two
-    // threads (half each: the `lstat`s are most of a re-run's time), then
-    // decided in plan order. Files looked at while planning are not
-    // looked at again.
-    const BATCH: usize = 8192;
+    // Files looked at while planning are not looked at again.
     let early = early.and_then(|e| e.finish(plan.len()));
+    // Without a row to say for a SKIPPED file, what was kept while
+    // planning decides every job: the plan is not read back.
+    if let Some(looks) = early {
+        if !downloader.reporter.shows(Status::Skipped) {
+            classify_looked(looks, settings, state, outcomes);
+            return Ok(());
+        }
+        return classify_read(
+            plan,
+            downloader,
+            settings,
+            state,
+            outcomes,
+            Some(looks.found),
+        );
+    }
+    classify_read(plan, downloader, settings, state, outcomes, None)
+}
+
+/// Decides every job from what was kept while planning ([`Looks`]); a
+/// SKIPPED job gets its outcome, without a row said.
+fn classify_looked(looks: Looks, settings: &Settings, state: &StateIndex, outcomes: &mut Outcomes) {
+    const BATCH: usize = 8192;
+    let Looks { found, facts } = looks;
+    let mut expected: Vec<Option<u64>> = Vec::with_capacity(BATCH);
+    for start in (0..found.len()).step_by(BATCH) {
+        let end = (start + BATCH).min(found.len());
+        let keys = &facts.keys[start..end];
+        // The sizes the state record expects, looked up in a tight loop
+        // (the lookups miss the cache and overlap), half on each thread.
+        expected.clear();
+        expected.resize(keys.len(), None);
+        let expect_of = |_: &mut (), keys: &[(u64, u64)], out: &mut [Option<u64>]| {
+            for (&(key, size), e) in keys.iter().zip(out.iter_mut()) {
+                *e = size.checked_sub(1).or_else(|| state.size_of(key));
+            }
+        };
+        in_halves(keys, &mut expected, &mut [(), ()], expect_of);
+        for (i, &expect) in (start..end).zip(expected.iter()) {
+            let at = unpack(found[i]);
+            let update = facts.updates[i];
+            match complete_size(at, expect) {
+                Some(size) if settings.update || (update && !settings.force) => {
+                    outcomes.mark_check(i, size);
+                }
+                // An outcome without a transfer keeps no label: no path.
+                Some(size) if !settings.force => {
+                    let facts = Facts::plain(Status::Skipped, size);
+                    outcomes.set(i, "", Outcome::untransferred(facts));
+                }
+                _ => outcomes.mark_fetch(i),
+            }
+        }
+    }
+}
+
+/// Decides every job reading the plan back, in batches: each batch's
+/// files are looked at (unless `early` holds their looks) on two threads,
+/// half each (the `lstat`s are most of a re-run's time), then decided in
+/// plan order.
+fn classify_read(
+    plan: &PlanFile,
+    downloader: &Downloader,
+    settings: &Settings,
+    state: &StateIndex,
+    outcomes: &mut Outcomes,
+    early: Option<Vec<u64>>,
+) -> anyhow::Result<()> {
+    const BATCH: usize = 8192;
     let mut lstat = [
         Lstat::new(downloader.dest.root()),
         Lstat::new(downloader.dest.root()),

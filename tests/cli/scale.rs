@@ -329,3 +329,80 @@ fn a_streamed_plan_still_catches_duplicates_and_case_and_nfc_collisions() {
     assert!(m.seen().is_empty());
     assert!(!e.dest().exists(), "nothing is created for bad input");
 }
+
+/// A quiet re-run decides every file from what was kept while planning
+/// (the plan is not read back): complete files SKIPPED without a request,
+/// a file of another size than recorded and a missing one fetched again,
+/// with the rows in input order.
+#[test]
+fn a_quiet_rerun_skips_what_is_complete_and_fetches_the_rest() {
+    let uris: Vec<String> = (0..40)
+        .map(|i| format!("mast:HST/product/o{:02}_{i:02}_raw.fits", i / 8))
+        .collect();
+    let m = archive_with(&[]);
+    for (i, u) in uris.iter().enumerate() {
+        m.add(u, Product::new(bytes(i as u64, 200 + i)));
+    }
+    let e = Env::new();
+    let list = e.write("uris.txt", &uris.join("\n"));
+    let quiet = |e: &Env| {
+        let mut c = e.cmd();
+        c.args([
+            "fetch",
+            "-q",
+            "--progress",
+            "never",
+            "--base-url",
+            &m.base,
+            "-d",
+        ])
+        .arg(e.dest())
+        .arg(&list);
+        Run::from(c.output().unwrap())
+    };
+    let r = quiet(&e);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let first = m.seen().len();
+    assert_eq!(first, 40);
+    let path = |i: usize| {
+        e.dest().join(format!(
+            "HST/o{:02}_{i:02}/o{:02}_{i:02}_raw.fits",
+            i / 8,
+            i / 8
+        ))
+    };
+    // One file grows by a byte (not the size recorded), one is removed.
+    let mut grown = std::fs::read(path(13)).unwrap();
+    grown.push(b'!');
+    std::fs::write(path(13), &grown).unwrap();
+    std::fs::remove_file(path(30)).unwrap();
+    let r = quiet(&e);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let again: Vec<String> = m.seen()[first..]
+        .iter()
+        .filter_map(|s| s.uri.clone())
+        .collect();
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert!(
+        again.contains(&uris[13]) && again.contains(&uris[30]),
+        "{again:?}"
+    );
+    let b = e.manifest();
+    let files = b["files"].as_array().unwrap();
+    let order: Vec<&str> = files.iter().map(|f| f["uri"].as_str().unwrap()).collect();
+    assert_eq!(order, uris.iter().map(String::as_str).collect::<Vec<_>>());
+    for (i, f) in files.iter().enumerate() {
+        let want = if i == 13 || i == 30 {
+            "COMPLETE"
+        } else {
+            "SKIPPED"
+        };
+        assert_eq!(f["status"], want, "{i}");
+        assert_eq!(f["bytes"], 200 + i as u64, "{i}");
+    }
+    assert_eq!(
+        (b["skipped"].as_u64(), b["complete"].as_u64()),
+        (Some(38), Some(2))
+    );
+    assert_eq!(std::fs::read(path(13)).unwrap(), bytes(13, 213));
+}
