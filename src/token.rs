@@ -65,6 +65,19 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     out
 }
 
+/// [`scrub`] of text held as bytes (UTF-8 written by mastdl): returned
+/// as they are, unchecked, while no secret is registered.
+pub(crate) fn scrub_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if !ANY.load(Ordering::Acquire) {
+        return Cow::Borrowed(bytes);
+    }
+    let text = String::from_utf8_lossy(bytes);
+    match scrub(&text) {
+        Cow::Borrowed(_) if matches!(text, Cow::Borrowed(_)) => Cow::Borrowed(bytes),
+        scrubbed => Cow::Owned(scrubbed.into_owned().into_bytes()),
+    }
+}
+
 /// Why a token cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("The MAST API token from {from} has a control or non-ASCII character an HTTP header cannot carry")]
@@ -222,6 +235,16 @@ mod tests {
         let text = format!("a {} b Zq%2F9%2Bx%3Ds3cr3t c", t.expose());
         assert_eq!(scrub(&text), "a (redacted) b (redacted) c");
         assert_eq!(scrub("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn scrub_bytes_removes_every_copy_as_scrub_does() {
+        let t = Token::new("byt3s3cr3t").unwrap();
+        let text = format!("{{\"message\":\"x {} y\"}}", t.expose());
+        let got = scrub_bytes(text.as_bytes());
+        assert_eq!(&*got, scrub(&text).as_bytes());
+        assert!(!String::from_utf8_lossy(&got).contains("byt3s3cr3t"));
+        assert!(matches!(scrub_bytes(b"plain"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -788,7 +788,7 @@ fn finish(
     let rows = |start: usize| {
         let outcomes = &outcomes;
         Ok((start..)
-            .zip(plan.read_from(start)?)
+            .zip(plan.read_from(start)?.without_origins())
             .map(move |(i, p)| p.map(|p| outcomes.row(i, p))))
     };
     let saved = manifest::save_streamed(root, &stem, &header, &html, rows);

@@ -794,6 +794,7 @@ impl PlanFile {
         let mut reader = PlanReader {
             input: io::BufReader::with_capacity(1 << 16, At { file, pos }),
             left: self.len - (mark * MARK_EVERY).min(self.len),
+            origins: true,
         };
         reader.pass_jobs(start - (mark * MARK_EVERY).min(start))?;
         Ok(reader)
@@ -838,6 +839,9 @@ impl<'a> Record<'a> {
 pub(crate) struct PlanReader {
     input: io::BufReader<At>,
     left: usize,
+    /// Each job's input name is read (else passed over: a manifest row
+    /// does not name it).
+    origins: bool,
 }
 
 /// A file read at its own position (positional reads: the handles of one
@@ -862,6 +866,13 @@ impl Read for At {
 const FIXED: u64 = 8 + 8 + 2;
 
 impl PlanReader {
+    /// Makes the jobs read come without their input's name (an empty
+    /// `origin.file`; the line is kept): what a manifest row needs.
+    pub(crate) fn without_origins(mut self) -> PlanReader {
+        self.origins = false;
+        self
+    }
+
     /// Passes over `jobs` jobs without reading their texts.
     fn pass_jobs(&mut self, jobs: usize) -> io::Result<()> {
         for _ in 0..jobs.min(self.left) {
@@ -921,13 +932,14 @@ impl PlanReader {
     }
 
     fn next_job(&mut self) -> io::Result<Planned> {
-        let (uri, url, rel, object, file) = (
-            self.text()?,
-            self.text()?,
-            self.text()?,
-            self.text()?,
-            self.text()?,
-        );
+        let (uri, url, rel, object) = (self.text()?, self.text()?, self.text()?, self.text()?);
+        let file = if self.origins {
+            self.text()?
+        } else {
+            let n = self.number()?;
+            self.pass(n)?;
+            String::new()
+        };
         let size = self.number()?.checked_sub(1);
         let line = self.number()? as usize;
         let mut flags = [0u8; 2];
@@ -1237,6 +1249,19 @@ mod tests {
                 .collect();
             let want: Vec<String> = jobs.iter().skip(start).map(|j| j.uri.clone()).collect();
             assert_eq!(back, want, "from {start}");
+            let rows: Vec<(String, String, usize)> = file
+                .read_from(start)
+                .unwrap()
+                .without_origins()
+                .map(|p| p.unwrap())
+                .map(|p| (p.uri, p.origin.file, p.origin.line))
+                .collect();
+            let want: Vec<(String, String, usize)> = jobs
+                .iter()
+                .skip(start)
+                .map(|j| (j.uri.clone(), String::new(), j.origin.line))
+                .collect();
+            assert_eq!(rows, want, "rows from {start}");
         }
     }
 
