@@ -1020,23 +1020,22 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    /// A first run looks for no sidecar beside a `.part` that is not there
-    /// and removes none it did not write: the name stays unlooked-up (no
-    /// negative entry in the kernel's name cache for every file).
+    /// A first run does not read a sidecar beside a `.part` that is not
+    /// there, but one left without its `.part` (a crash) is removed when
+    /// the new `.part` is started, so it is never paired with new bytes.
     #[test]
-    fn a_fresh_transfer_neither_looks_for_nor_removes_a_sidecar() {
+    fn a_fresh_transfer_never_pairs_a_stale_sidecar_with_new_bytes() {
         let d = tempfile::tempdir().unwrap();
         let fin = d.path().join("a.fits");
         let part = Part::of(&fin);
-        // Something at the sidecar's name: a fresh transfer does not see it.
         std::fs::write(&part.meta, b"{}").unwrap();
         assert!(resumable(&part).is_none());
-        std::fs::write(&part.path, b"bytes").unwrap();
-        part::commit(&part, &fin, None).unwrap();
+        drop(part.open(true).unwrap());
         assert!(
-            part.meta.exists(),
-            "a sidecar never looked at is left alone"
+            !part.meta.exists(),
+            "a stale sidecar goes with the new .part"
         );
+        part::commit(&part, &fin, None).unwrap();
         // One written (or read) is removed with the `.part`.
         let fin = d.path().join("b.fits");
         let part = Part::of(&fin);

@@ -18,8 +18,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -94,11 +92,6 @@ pub(crate) struct Part {
     pub(crate) path: PathBuf,
     /// The sidecar.
     pub(crate) meta: PathBuf,
-    /// A sidecar may be on disk: one was found or written. None is looked
-    /// for beside no `.part` (a lookup of a missing name leaves a negative
-    /// entry in the kernel's name cache, one per file of a first run, which
-    /// every later lookup in the cache walks past).
-    sidecar: Arc<AtomicBool>,
 }
 
 impl Part {
@@ -124,26 +117,18 @@ impl Part {
         Part {
             path: dir.join(format!("{stem}.part")),
             meta: dir.join(format!("{stem}.part.meta")),
-            sidecar: Arc::default(),
         }
     }
 
     /// Returns the sidecar, when it can be read and parsed.
     pub(crate) fn load(&self) -> Option<Meta> {
-        let text = match read_nofollow(&self.meta, 1 << 20) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-            read => {
-                self.sidecar.store(true, Ordering::Relaxed);
-                read.ok()?
-            }
-        };
+        let text = read_nofollow(&self.meta, 1 << 20).ok()?;
         serde_json::from_slice(&text).ok()
     }
 
     /// Writes the sidecar atomically (never through a symlink).
     pub(crate) fn save(&self, meta: &Meta) -> io::Result<()> {
         let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
-        self.sidecar.store(true, Ordering::Relaxed);
         crate::manifest::write_atomic(&self.meta, &json)
     }
 
@@ -179,19 +164,17 @@ impl Part {
     /// Opens the `.part` for writing, creating it; `truncate` empties it.
     /// Never follows a symlink: one planted there is removed first.
     pub(crate) fn open(&self, truncate: bool) -> io::Result<File> {
-        let existed = match fs::symlink_metadata(&self.path) {
-            Ok(m) => {
-                if truncate || !m.file_type().is_file() {
-                    // Starting over: a new file of our own, never an inode
-                    // someone else planted (a hard link, a FIFO).
-                    fs::remove_file(&self.path)?;
-                }
-                true
+        if let Ok(m) = fs::symlink_metadata(&self.path) {
+            if truncate || !m.file_type().is_file() {
+                // Starting over: a new file of our own, never an inode
+                // someone else planted (a hard link, a FIFO).
+                fs::remove_file(&self.path)?;
             }
-            Err(_) => false,
-        };
-        if truncate && (existed || self.sidecar.load(Ordering::Relaxed)) {
-            // What an old sidecar says is about bytes that are gone.
+        }
+        if truncate {
+            // What an old sidecar says is about bytes that are gone; one
+            // left without its `.part` (a crash) must never be paired with
+            // the new bytes, so it is removed even where none was read.
             let _ = fs::remove_file(&self.meta);
         }
         let mut o = OpenOptions::new();
@@ -379,9 +362,7 @@ pub(crate) fn commit(part: &Part, final_path: &Path, id: Option<FileId>) -> io::
         ));
     }
     fs::rename(&part.path, final_path)?;
-    if part.sidecar.load(Ordering::Relaxed) {
-        let _ = fs::remove_file(&part.meta);
-    }
+    let _ = fs::remove_file(&part.meta);
     Ok(())
 }
 
