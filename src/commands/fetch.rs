@@ -510,18 +510,14 @@ fn classify_looked(looks: Looks, settings: &Settings, state: &StateIndex, outcom
         };
         in_halves(keys, &mut expected, &mut [(), ()], expect_of);
         for (i, &expect) in (start..end).zip(expected.iter()) {
-            let at = unpack(found[i]);
-            let update = facts.updates[i];
-            match complete_size(at, expect) {
-                Some(size) if settings.update || (update && !settings.force) => {
-                    outcomes.mark_check(i, size);
-                }
+            match verdict(unpack(found[i]), expect, facts.updates[i], settings) {
+                Verdict::Check(size) => outcomes.mark_check(i, size),
                 // An outcome without a transfer keeps no label: no path.
-                Some(size) if !settings.force => {
+                Verdict::Skip(size) => {
                     let facts = Facts::plain(Status::Skipped, size);
                     outcomes.set(i, "", Outcome::untransferred(facts));
                 }
-                _ => outcomes.mark_fetch(i),
+                Verdict::Fetch => outcomes.mark_fetch(i),
             }
         }
     }
@@ -582,15 +578,13 @@ fn classify_read(
             let facts = if p.route == Route::NotInBucket {
                 Facts::because(Status::Skipped, 0, Why::NotInCloud)
             } else {
-                match complete_size(at, expect) {
-                    // A reprocessed change-feed row is checked like `--update`
-                    // checks every file (`--force` fetches it anyway).
-                    Some(size) if settings.update || (p.update && !settings.force) => {
+                match verdict(at, expect, p.update, settings) {
+                    Verdict::Check(size) => {
                         outcomes.mark_check(i, size);
                         continue;
                     }
-                    Some(size) if !settings.force => Facts::plain(Status::Skipped, size),
-                    _ => {
+                    Verdict::Skip(size) => Facts::plain(Status::Skipped, size),
+                    Verdict::Fetch => {
                         outcomes.mark_fetch(i);
                         continue;
                     }
@@ -604,6 +598,32 @@ fn classify_read(
             }
             outcomes.set(i, &p.rel, Outcome::untransferred(facts));
         }
+    }
+}
+
+/// What classify makes of one job (see [`verdict`]).
+enum Verdict {
+    /// Complete, and to be asked whether it changed: its size.
+    Check(u64),
+    /// Complete: SKIPPED, its size.
+    Skip(u64),
+    Fetch,
+}
+
+/// The one rule of classify: a file found complete ([`complete_size`]) is
+/// checked with `--update` or when its change-feed row says it was
+/// reprocessed (`update`; `--force` fetches it anyway), else SKIPPED unless
+/// `--force`; anything else is fetched.
+fn verdict(
+    at: Option<(bool, u64)>,
+    expect: Option<u64>,
+    update: bool,
+    settings: &Settings,
+) -> Verdict {
+    match complete_size(at, expect) {
+        Some(size) if settings.update || (update && !settings.force) => Verdict::Check(size),
+        Some(size) if !settings.force => Verdict::Skip(size),
+        _ => Verdict::Fetch,
     }
 }
 
