@@ -4,6 +4,7 @@
 #
 #   bench/run.sh --scale [--quick] [--counts "10000 100000 1000000"] [--work DIR]
 #                [--dest-root DIR] [--no-build] [--base BIN [--base-max N]] [--timeout S]
+#                [--fresh-fs | --no-fresh-fs]
 #
 # Per count: the first run into a fresh DEST, then the re-run of the complete
 # pull (wall, CPU, peak RSS, files/s, requests nginx saw), the sizes of
@@ -11,6 +12,10 @@
 # Chromium takes to its first screenshot of MANIFEST.HTML. Then `mastdl plan`
 # of 10^6 URIs. --base BIN measures another binary (the one before a change)
 # the same way, side by side (--base-max N: only up to N files). --quick: 10^4 files only (the CI smoke).
+# --fresh-fs (the default as root with mkfs.ext4 and losetup, not with --quick):
+# each DEST is a new ext4 file system (a sparse image under --dest-root, on a
+# loop device), so no count inherits the name cache, freed inodes or journal
+# of the one before it; --no-fresh-fs: plain folders under --dest-root.
 # Results: WORK/results-scale.md (raw rows in WORK/raw-scale.tsv).
 set -euo pipefail
 
@@ -26,6 +31,7 @@ BUILD=1
 BASE_BIN=
 BASE_MAX=
 TIMEOUT=
+FRESH_FS=auto
 MASTDL=${MASTDL:-$REPO/target/release/mastdl}
 CHROMIUM=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
 
@@ -49,7 +55,9 @@ while [ $# -gt 0 ]; do
     --base-max=*) BASE_MAX=${1#*=} ;;
     --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift ;;
     --timeout=*) TIMEOUT=${1#*=} ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --fresh-fs) FRESH_FS=1 ;;
+    --no-fresh-fs) FRESH_FS=0 ;;
+    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument for --scale: $1" ;;
   esac
   shift
@@ -60,6 +68,11 @@ else
   COUNTS=${COUNTS:-10000 100000 1000000}; PLAN_N=1000000; TIMEOUT=${TIMEOUT:-1800}; SUFFIX=
 fi
 for n in $COUNTS; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "--counts: not a count: $n"; done
+can_mount() { [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null && command -v losetup >/dev/null; }
+if [ "$FRESH_FS" = auto ]; then
+  FRESH_FS=0; [ "$QUICK" = 0 ] && can_mount && FRESH_FS=1
+fi
+[ "$FRESH_FS" = 0 ] || can_mount || die "--fresh-fs needs root, mkfs.ext4 and losetup"
 
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || die "nginx is missing (apt-get install nginx-light)"
@@ -74,6 +87,7 @@ DESTS=${DEST_ROOT:+$(mkdir -p "$DEST_ROOT" && cd "$DEST_ROOT" && pwd)/mastdl-sca
 DESTS=${DESTS:-$WORK/dest-scale}
 rm -rf "$LOGS" "$DESTS"
 mkdir -p "$LOGS" "$DESTS" "$WORK/data" "$WORK/scale"
+DEST_FS=$(df -h --output=source,fstype "$DESTS" | tail -n1 | tr -s ' ')
 RAW=$WORK/raw-scale$SUFFIX.tsv
 printf 'binary\tfiles\trun\twall_s\tcpu_s\trss_kb\texit\trequests\tjson_bytes\thtml_bytes\tpages\tchromium_s\n' >"$RAW"
 
@@ -113,7 +127,38 @@ stop_nginx() {
   fi
   NGINX_PID=
 }
-trap 'rc=$?; stop_nginx; exit $rc' EXIT
+# A DEST on a file system of its own (--fresh-fs): a sparse ext4 image
+# sized for N files of 1 KiB and their manifests, on a loop device with
+# direct I/O (no second copy in the page cache).
+MOUNTED=
+make_dest() {
+  local dest=$1 n=$2 img loop
+  if [ "$FRESH_FS" = 0 ]; then
+    rm -rf "$dest"; mkdir -p "$dest"; sync
+    return
+  fi
+  img=$dest.img
+  rm -rf "$dest" "$img"; mkdir -p "$dest"
+  truncate -s $((n * 8 + 512 * 1024))K "$img"
+  mkfs.ext4 -q -F -N $((n + n / 50 + 65536)) -E lazy_itable_init=0,lazy_journal_init=0 "$img" \
+    || die "mkfs.ext4 $img failed"
+  loop=$(losetup --find --show --direct-io=on "$img") || die "losetup $img failed"
+  mount "$loop" "$dest" || { losetup -d "$loop"; die "mount $loop failed"; }
+  MOUNTED=$dest
+  sync
+}
+drop_dest() {
+  local dest=$1 loop
+  if [ -n "$MOUNTED" ]; then
+    loop=$(findmnt -n -o SOURCE --target "$MOUNTED" 2>/dev/null || true)
+    umount "$MOUNTED" 2>/dev/null || umount -l "$MOUNTED" 2>/dev/null || true
+    [ -n "$loop" ] && losetup -d "$loop" 2>/dev/null || true
+    rm -f "$MOUNTED.img"
+    MOUNTED=
+  fi
+  rm -rf "$dest"
+}
+trap 'rc=$?; stop_nginx; [ -n "$MOUNTED" ] && drop_dest "$MOUNTED"; exit $rc' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -216,7 +261,7 @@ for n in $COUNTS; do
     name=${spec%%=*}; bin=${spec#*=}
     if [ "$name" = base ] && [ -n "$BASE_MAX" ] && [ "$n" -gt "$BASE_MAX" ]; then continue; fi
     dest=$DESTS/$name-$n
-    rm -rf "$dest"; mkdir -p "$dest"; sync
+    make_dest "$dest" "$n"
     for run in first rerun; do
       before=$(requests)
       measure "$name-$n-$run" "$dest" -- "$bin" fetch --base-url "$BASE" --progress never -q -d "$dest" "$WORK/scale/uris-$n.txt"
@@ -234,7 +279,7 @@ for n in $COUNTS; do
       say "$(printf '%-4s %8s %-6s %9.3f s %8.2f s cpu %8.1f MiB exit %s requests %s chromium %s' \
         "$name" "$n" "$run" "$WALL" "$CPU" "$(awk "BEGIN {print $RSS/1024}")" "$RC" "$reqs" "$shot")"
     done
-    rm -rf "$dest"
+    drop_dest "$dest"
   done
 done
 for spec in "${BINS[@]}"; do
@@ -253,7 +298,11 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 {
   echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); nproc: $(nproc); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
-  echo "- destination file system: $(df -h --output=source,fstype "$WORK" | tail -n1 | tr -s ' ')"
+  if [ "$FRESH_FS" = 1 ]; then
+    echo "- destination: a new ext4 file system for each DEST (sparse image on a loop device, direct I/O) on $DEST_FS"
+  else
+    echo "- destination file system: $DEST_FS"
+  fi
   echo "- load average (1/5/15 min) before: $LOAD_START, after: $LOAD_END"
   echo "- mastdl: $("$WORK/bin/mastdl-scale" --version 2>&1 | head -n1) (repo commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo none))"
   [ -n "$BASE_BIN" ] && echo "- base: $("$WORK/bin/mastdl-base" --version 2>&1 | head -n1) ($BASE_BIN)"

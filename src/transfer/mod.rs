@@ -605,11 +605,16 @@ impl Downloader {
     pub(crate) async fn download(&self, t: &Attempt<'_>) -> Result<Done, TransferError> {
         let http = &self.http;
         let part = Part::of(t.path);
-        if let Some((total, v)) = ranged_resume(t, &part) {
-            let slots = Slots::Budget(&self.throttle);
-            return self.download_ranged(t, total, Some(&v), slots).await;
+        // One look at the `.part` decides for a first run's every file:
+        // nothing there, nothing to resume (and no sidecar looked for).
+        let found = part.look().is_some();
+        if found {
+            if let Some((total, v)) = ranged_resume(t, &part) {
+                let slots = Slots::Budget(&self.throttle);
+                return self.download_ranged(t, total, Some(&v), slots).await;
+            }
         }
-        let resume = resumable(&part);
+        let resume = if found { resumable(&part) } else { None };
         let have = resume.as_ref().map_or(0, |r| r.have);
         let headers = resume_headers(resume.as_ref());
         let Answer {
@@ -710,7 +715,7 @@ impl Downloader {
             total,
             ranged: None,
         };
-        let (received, id, hasher) = self
+        let (received, written, hasher) = self
             .receive(t, part, response, (offset, total), &meta, &lead)
             .await?;
         let size = offset + received;
@@ -726,7 +731,7 @@ impl Downloader {
         finish(
             part,
             t.path,
-            id,
+            written,
             expect_md5.as_deref(),
             hasher,
             Done {
@@ -754,7 +759,7 @@ impl Downloader {
         (offset, total): (u64, Option<u64>),
         meta: &Meta,
         lead: &[u8],
-    ) -> Result<(u64, FileId, Option<Md5>), TransferError> {
+    ) -> Result<(u64, Written, Option<Md5>), TransferError> {
         let file = if offset > 0 {
             part.open_append()
         } else {
@@ -767,9 +772,12 @@ impl Downloader {
             meta,
             armed: offset == 0,
         };
+        // A resumed `.part` has its sidecar; a new one gets it now if large.
+        let mut sidecar = offset > 0;
         if offset == 0 && total.is_none_or(|t| t >= SIDECAR_MIN) {
             part.save(meta).on_disk(&part.meta)?;
             keep.armed = false;
+            sidecar = true;
         }
         let mut hasher = Md5::new();
         if offset > 0 {
@@ -783,7 +791,7 @@ impl Downloader {
         let streamed = self
             .stream_body(
                 t.id,
-                (response, file),
+                (response, &file),
                 span,
                 hasher.as_mut(),
                 &part.path,
@@ -793,7 +801,8 @@ impl Downloader {
         match streamed {
             Ok(n) => {
                 keep.armed = false;
-                Ok((n, id, hasher))
+                let file = Some(file);
+                Ok((n, Written { file, id, sidecar }, hasher))
             }
             Err(e) => {
                 if matches!(
@@ -810,6 +819,19 @@ impl Downloader {
             }
         }
     }
+}
+
+/// The `.part` a transfer wrote, for [`finish`].
+pub(crate) struct Written {
+    /// The `.part` still open, when it is (its date is set through it
+    /// rather than by opening the path again).
+    pub(crate) file: Option<File>,
+    /// Its identity, to rename it only if it is still the one written.
+    pub(crate) id: FileId,
+    /// Whether a sidecar may be beside it (one was read or written in this
+    /// transfer): removed after the rename. A new `.part` started with its
+    /// sidecar removed and none written needs no second removal.
+    pub(crate) sidecar: bool,
 }
 
 /// Writes the sidecar of a `.part` when dropped armed: an attempt that
@@ -878,7 +900,7 @@ impl Downloader {
     pub(crate) async fn stream_body(
         &self,
         id: usize,
-        (response, file): (&mut Response, File),
+        (response, file): (&mut Response, &File),
         span: Span,
         mut hasher: Option<&mut Md5>,
         path: &Path,
@@ -978,7 +1000,7 @@ async fn hash_file(part: &Part, mut hasher: Md5) -> Result<Md5, TransferError> {
 pub(crate) async fn finish(
     part: &Part,
     path: &Path,
-    id: FileId,
+    written: Written,
     expect_md5: Option<&str>,
     hasher: Option<Md5>,
     mut done: Done,
@@ -1004,11 +1026,18 @@ pub(crate) async fn finish(
         .and_then(|d| httpdate::parse_http_date(d).ok())
     {
         // The file carries the source's date, as `curl -R` does.
-        if let Ok(f) = part.open_append() {
-            let _ = f.set_modified(when);
+        match &written.file {
+            Some(f) => {
+                let _ = f.set_modified(when);
+            }
+            None => {
+                if let Ok(f) = part.open_append() {
+                    let _ = f.set_modified(when);
+                }
+            }
         }
     }
-    part::commit(part, path, Some(id)).on_disk(path)?;
+    part::commit(part, path, Some(written.id), written.sidecar).on_disk(path)?;
     Ok(done)
 }
 
@@ -1035,7 +1064,7 @@ mod tests {
             !part.meta.exists(),
             "a stale sidecar goes with the new .part"
         );
-        part::commit(&part, &fin, None).unwrap();
+        part::commit(&part, &fin, None, true).unwrap();
         // One written (or read) is removed with the `.part`.
         let fin = d.path().join("b.fits");
         let part = Part::of(&fin);
@@ -1046,7 +1075,7 @@ mod tests {
             ranged: None,
         };
         part.save(&meta).unwrap();
-        part::commit(&part, &fin, None).unwrap();
+        part::commit(&part, &fin, None, true).unwrap();
         assert!(!part.meta.exists());
         assert_eq!(std::fs::read(&fin).unwrap(), b"bytes");
     }

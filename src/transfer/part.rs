@@ -161,21 +161,20 @@ impl Part {
         let _ = fs::remove_file(PathBuf::from(old));
     }
 
-    /// Opens the `.part` for writing, creating it; `truncate` empties it.
-    /// Never follows a symlink: one planted there is removed first.
+    /// Opens the `.part` for writing, creating it; `truncate` starts a new
+    /// one. Never follows a symlink: one planted there is removed first.
     pub(crate) fn open(&self, truncate: bool) -> io::Result<File> {
-        if let Ok(m) = fs::symlink_metadata(&self.path) {
-            if truncate || !m.file_type().is_file() {
-                // Starting over: a new file of our own, never an inode
-                // someone else planted (a hard link, a FIFO).
-                fs::remove_file(&self.path)?;
-            }
-        }
         if truncate {
             // What an old sidecar says is about bytes that are gone; one
             // left without its `.part` (a crash) must never be paired with
             // the new bytes, so it is removed even where none was read.
             let _ = fs::remove_file(&self.meta);
+            return self.create_new();
+        }
+        if let Ok(m) = fs::symlink_metadata(&self.path) {
+            if !m.file_type().is_file() {
+                fs::remove_file(&self.path)?;
+            }
         }
         let mut o = OpenOptions::new();
         o.create(true).write(true);
@@ -183,6 +182,34 @@ impl Part {
         let f = o.open(&self.path)?;
         own_file(&f)?;
         Ok(f)
+    }
+
+    /// Creates the `.part` as a new, empty file of our own (`O_EXCL`: never
+    /// an inode someone else planted, a symlink, a hard link or a FIFO);
+    /// whatever is at its name is removed first. One path lookup when
+    /// nothing is there, a first run's every file.
+    fn create_new(&self) -> io::Result<File> {
+        let mut o = OpenOptions::new();
+        o.create_new(true).write(true);
+        nofollow(&mut o);
+        let mut tries = 0;
+        loop {
+            match o.open(&self.path) {
+                Ok(f) => {
+                    own_file(&f)?;
+                    return Ok(f);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 3 => {
+                    tries += 1;
+                    match fs::remove_file(&self.path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Opens the existing `.part` for appending (never through a symlink,
@@ -271,8 +298,14 @@ pub(crate) fn read_nofollow(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
 /// files outside DEST.
 pub(crate) fn create_dirs(root: &Path, rel_dir: &str) -> io::Result<()> {
     let mut at = root.to_path_buf();
-    fs::create_dir_all(&at)?;
-    for seg in rel_dir.split('/').filter(|s| !s.is_empty()) {
+    // DEST itself is looked at only when a folder in it is missing (or the
+    // file goes right into it): a path lookup less for every file.
+    let mut root_made = false;
+    let mut segs = rel_dir.split('/').filter(|s| !s.is_empty()).peekable();
+    if segs.peek().is_none() {
+        fs::create_dir_all(&at)?;
+    }
+    for seg in segs {
         at.push(seg);
         match fs::symlink_metadata(&at) {
             Ok(m) if m.file_type().is_dir() => {}
@@ -282,7 +315,7 @@ pub(crate) fn create_dirs(root: &Path, rel_dir: &str) -> io::Result<()> {
                     at.display()
                 )))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&at) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match make_dir(root, &at, &mut root_made) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     if !fs::symlink_metadata(&at)?.file_type().is_dir() {
@@ -295,6 +328,19 @@ pub(crate) fn create_dirs(root: &Path, rel_dir: &str) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes the folder `at` below `root`, making `root` first (once) when it
+/// is missing.
+fn make_dir(root: &Path, at: &Path, root_made: &mut bool) -> io::Result<()> {
+    match fs::create_dir(at) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !*root_made => {
+            *root_made = true;
+            fs::create_dir_all(root)?;
+            fs::create_dir(at)
+        }
+        r => r,
+    }
 }
 
 /// Returns the first folder on the way from `root` to the file at `rel`
@@ -352,8 +398,13 @@ impl FileId {
 
 /// Renames the `.part` over `final_path`, only when the `.part` is still a
 /// regular file and (when `id` is given) the very file that was written;
-/// then removes the sidecar.
-pub(crate) fn commit(part: &Part, final_path: &Path, id: Option<FileId>) -> io::Result<()> {
+/// then removes the sidecar (when one may be there: `sidecar`).
+pub(crate) fn commit(
+    part: &Part,
+    final_path: &Path,
+    id: Option<FileId>,
+    sidecar: bool,
+) -> io::Result<()> {
     let m = fs::symlink_metadata(&part.path)?;
     if !m.file_type().is_file() || id.is_some_and(|id| FileId::from_meta(&m) != id) {
         let _ = fs::remove_file(&part.path);
@@ -362,7 +413,9 @@ pub(crate) fn commit(part: &Part, final_path: &Path, id: Option<FileId>) -> io::
         ));
     }
     fs::rename(&part.path, final_path)?;
-    let _ = fs::remove_file(&part.meta);
+    if sidecar {
+        let _ = fs::remove_file(&part.meta);
+    }
     Ok(())
 }
 
@@ -425,9 +478,62 @@ mod tests {
         // Swapped for a symlink after writing: not committed.
         fs::remove_file(&part.path).unwrap();
         std::os::unix::fs::symlink(&outside, &part.path).unwrap();
-        assert!(commit(&part, &fin, Some(id)).is_err());
+        assert!(commit(&part, &fin, Some(id), true).is_err());
         assert!(fs::symlink_metadata(&fin).is_err());
         assert_eq!(fs::read(&outside).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn a_new_part_replaces_whatever_was_planted_at_its_name() {
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        let fin = d.path().join("f.fits");
+        let part = Part::of(&fin);
+        let plants: [(&str, &dyn Fn()); 4] = [
+            ("symlink", &|| {
+                std::os::unix::fs::symlink(&outside, &part.path).unwrap()
+            }),
+            ("hard link", &|| {
+                fs::hard_link(&outside, &part.path).unwrap()
+            }),
+            ("fifo", &|| {
+                let c = std::ffi::CString::new(part.path.as_os_str().as_encoded_bytes()).unwrap();
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }),
+            ("old part", &|| fs::write(&part.path, b"old bytes").unwrap()),
+        ];
+        for (what, plant) in plants {
+            plant();
+            fs::write(&part.meta, b"{}").unwrap();
+            let mut f = part.open(true).unwrap();
+            f.write_all(b"new").unwrap();
+            drop(f);
+            let m = fs::symlink_metadata(&part.path).unwrap();
+            assert!(m.file_type().is_file() && m.nlink() == 1, "{what}");
+            assert_eq!(fs::read(&part.path).unwrap(), b"new", "{what}");
+            assert!(!part.meta.exists(), "{what}: the old sidecar stays");
+            assert_eq!(fs::read(&outside).unwrap(), b"precious", "{what}");
+            fs::remove_file(&part.path).unwrap();
+        }
+    }
+
+    #[test]
+    fn folders_are_made_below_a_missing_dest_and_never_through_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("dest/deeper");
+        create_dirs(&root, "JWST/jw01").unwrap();
+        assert!(root.join("JWST/jw01").is_dir());
+        create_dirs(&root, "JWST/jw01").unwrap();
+        create_dirs(&d.path().join("flat"), "").unwrap();
+        assert!(d.path().join("flat").is_dir());
+        std::os::unix::fs::symlink(d.path(), root.join("HST")).unwrap();
+        assert!(create_dirs(&root, "HST/ib1").is_err());
+        assert!(!d.path().join("ib1").exists());
+        fs::write(root.join("TESS"), b"").unwrap();
+        assert!(create_dirs(&root, "TESS/s0001").is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::http::{header_str, status_error};
 use super::part::{FileId, Meta, Part, Ranges, Validator};
 use super::{
     etag_md5, finish, make_dirs, read_span, Answer, Attempt, Check, ContentRange, Creds, Done,
-    Joined, Lead, OnDisk, Req, Span, TransferError,
+    Joined, Lead, OnDisk, Req, Span, TransferError, Written,
 };
 use crate::job::Downloader;
 
@@ -180,7 +180,11 @@ impl Downloader {
         finish(
             &part,
             t.path,
-            id,
+            Written {
+                file: None,
+                id,
+                sidecar: true,
+            },
             md5.as_deref(),
             None,
             Done {
@@ -413,7 +417,7 @@ impl Downloader {
         let got = self
             .stream_body(
                 t.id,
-                (&mut response, file),
+                (&mut response, &file),
                 span,
                 None,
                 &part.path,
