@@ -17,9 +17,10 @@
 //! opened without following a symlink and without blocking (a FIFO), must
 //! be a regular file, and is read line by line within a size bound. The
 //! state record is read into an index of a hash and a size per path, not
-//! a copy of every line, so a million-file DEST costs tens of MiB.
+//! a copy of every line, so a million-file DEST costs tens of MiB. Whole
+//! records (`verify`, `--update`) are copied into an unnamed temporary file
+//! as they are read and read back one at a time from where the index says.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -265,7 +266,8 @@ impl Dest {
     pub(crate) fn load_state(&self, files: usize, records: bool) -> anyhow::Result<StateIndex> {
         let mut index = StateIndex {
             sizes: U64Map::default(),
-            records: HashMap::new(),
+            spots: U64Map::default(),
+            kept: None,
         };
         let meta = self.root.join(META_DIR);
         let dir = match fs::read_dir(&meta) {
@@ -288,6 +290,15 @@ impl Dest {
             index.sizes.reserve(files.min(1 << 24));
         }
         let bound = max_state_bytes(files);
+        // With `records`, each whole record read is kept in an unnamed
+        // temporary file and indexed by where it lies: memory holds no copy
+        // of a line (`verify` and `--update` of a million files).
+        let mut spill = match records {
+            true => Some(Spill::new().map_err(|e| {
+                anyhow::Error::new(e).context("Cannot make a temporary file for the state records")
+            })?),
+            false => None,
+        };
         for path in names {
             let f = open_meta(&path, OpenOptions::new().read(true))?;
             let len = f.metadata().map_err(|e| unwritable(&path, e))?.len();
@@ -318,16 +329,26 @@ impl Dest {
                             .context(format!("Cannot read `{}`", path.display())))
                     }
                 }
-                if records {
-                    let Ok(r) = serde_json::from_slice::<StateRecord>(&line) else {
-                        continue;
-                    };
-                    index.sizes.insert(hash64(r.path.as_bytes()), r.size);
-                    index.records.insert(r.path.clone(), r);
-                } else if let Ok(r) = serde_json::from_slice::<PathSize>(&line) {
-                    index.sizes.insert(hash64(r.path.as_bytes()), r.size);
+                // Only a whole record counts: `verify` and `--update` read
+                // it back.
+                let Ok(r) = serde_json::from_slice::<StateRecord>(&line) else {
+                    continue;
+                };
+                let key = hash64(r.path.as_bytes());
+                if let Some(spill) = spill.as_mut() {
+                    let spot = spill.keep(&line).map_err(|e| {
+                        anyhow::Error::new(e)
+                            .context("Cannot keep the state records in a temporary file")
+                    })?;
+                    index.spots.insert(key, spot);
                 }
+                index.sizes.insert(key, r.size);
             }
+        }
+        if let Some(spill) = spill {
+            index.kept = Some(spill.done().map_err(|e| {
+                anyhow::Error::new(e).context("Cannot keep the state records in a temporary file")
+            })?);
         }
         Ok(index)
     }
@@ -675,8 +696,59 @@ struct PathSize<'a> {
 pub(crate) struct StateIndex {
     /// Hash of a path -> its recorded size.
     sizes: U64Map<u64>,
-    /// Path -> its whole record (only when asked for).
-    records: HashMap<String, StateRecord>,
+    /// Hash of a path -> where its whole record lies in `kept` (only when
+    /// asked for).
+    spots: U64Map<Spot>,
+    /// The whole records read, one line each, in an unnamed temporary file.
+    kept: Option<File>,
+}
+
+/// Where a whole state record lies in [`StateIndex`]'s temporary file:
+/// its offset and length, packed (`offset << 17 | length`; a line is at
+/// most [`MAX_STATE_LINE`] bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Spot(u64);
+
+impl Spot {
+    const LEN_BITS: u32 = 17;
+
+    fn offset(self) -> u64 {
+        self.0 >> Self::LEN_BITS
+    }
+
+    fn len(self) -> usize {
+        (self.0 & ((1 << Self::LEN_BITS) - 1)) as usize
+    }
+}
+
+/// The temporary file whole records are copied into as they are read.
+struct Spill {
+    out: io::BufWriter<File>,
+    len: u64,
+}
+
+impl Spill {
+    fn new() -> io::Result<Spill> {
+        Ok(Spill {
+            out: io::BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
+            len: 0,
+        })
+    }
+
+    /// Appends one record's line; returns where it lies.
+    fn keep(&mut self, line: &[u8]) -> io::Result<Spot> {
+        debug_assert!(line.len() <= MAX_STATE_LINE);
+        let spot = Spot(self.len << Spot::LEN_BITS | line.len() as u64);
+        self.out.write_all(line)?;
+        self.len += line.len() as u64;
+        Ok(spot)
+    }
+
+    fn done(self) -> io::Result<File> {
+        self.out
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
+    }
 }
 
 impl StateIndex {
@@ -690,15 +762,78 @@ impl StateIndex {
         self.sizes.get(&key).copied()
     }
 
-    /// Returns every whole record (loaded with `records`), the last per
-    /// path.
-    pub(crate) fn into_records(self) -> impl Iterator<Item = StateRecord> {
-        self.records.into_values()
+    /// Returns true if and only if a record lists `rel`.
+    pub(crate) fn lists(&self, rel: &str) -> bool {
+        self.sizes.contains_key(&hash64(rel.as_bytes()))
+    }
+
+    /// Returns the number of paths recorded.
+    pub(crate) fn len(&self) -> usize {
+        self.sizes.len()
+    }
+
+    /// Returns the sizes recorded, summed (saturating: a hostile record's
+    /// size must not overflow).
+    pub(crate) fn total_size(&self) -> u64 {
+        self.sizes.values().fold(0, |n, s| n.saturating_add(*s))
     }
 
     /// Takes the whole record of `rel` (loaded with `records`).
     pub(crate) fn take(&mut self, rel: &str) -> Option<StateRecord> {
-        self.records.remove(rel)
+        let spot = self.spots.remove(&hash64(rel.as_bytes()))?;
+        // Another path of the same hash is not this one's record.
+        self.read(spot).ok().filter(|r| r.path == rel)
+    }
+
+    /// Reads back the whole record at `spot`.
+    pub(crate) fn read(&mut self, spot: Spot) -> io::Result<StateRecord> {
+        let f = self
+            .kept
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no state records were kept"))?;
+        f.seek(SeekFrom::Start(spot.offset()))?;
+        let mut line = vec![0; spot.len()];
+        f.read_exact(&mut line)?;
+        serde_json::from_slice(&line).map_err(io::Error::other)
+    }
+
+    /// Returns where every whole record lies (loaded with `records`), the
+    /// last per path, in the order they were recorded.
+    pub(crate) fn spots(&self) -> Vec<Spot> {
+        let mut spots: Vec<Spot> = self.spots.values().copied().collect();
+        spots.sort_unstable();
+        spots
+    }
+
+    /// Reads back the records at `spots` (in order, ascending), one after
+    /// another through a buffer.
+    pub(crate) fn records<'a>(
+        &self,
+        spots: &'a [Spot],
+    ) -> io::Result<impl Iterator<Item = io::Result<(Spot, StateRecord)>> + 'a> {
+        let f = match &self.kept {
+            Some(f) => f.try_clone()?,
+            None => tempfile::tempfile()?,
+        };
+        let mut reader = BufReader::with_capacity(1 << 16, f);
+        let mut at: Option<u64> = None;
+        Ok(spots.iter().map(move |&spot| {
+            if at != Some(spot.offset()) {
+                match at {
+                    Some(now) if spot.offset() > now => {
+                        reader.seek_relative((spot.offset() - now) as i64)?
+                    }
+                    _ => {
+                        reader.seek(SeekFrom::Start(spot.offset()))?;
+                    }
+                }
+            }
+            let mut line = vec![0; spot.len()];
+            reader.read_exact(&mut line)?;
+            at = Some(spot.offset() + spot.len() as u64);
+            let r = serde_json::from_slice(&line).map_err(io::Error::other)?;
+            Ok((spot, r))
+        }))
     }
 }
 
@@ -945,5 +1080,45 @@ mod tests {
         assert_eq!(s.size("c"), Some(3));
         assert_eq!(s.size("b"), None);
         assert_eq!(s.take("a").map(|r| r.size), Some(5));
+    }
+
+    #[test]
+    fn whole_records_are_read_back_from_disk_the_last_per_path() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = Dest::open(d.path(), None).unwrap();
+        for (path, size) in [("a", 1), ("b", 2), ("a", 3), ("c", u64::MAX)] {
+            dest.record(&StateRecord {
+                etag: Some(format!("\"{path}{size}\"")),
+                ..rec(path, size)
+            })
+            .unwrap();
+        }
+        dest.flush().unwrap();
+        // A line that is JSON with a path and size but not a whole record
+        // counts for neither `--update` nor `verify`.
+        let p = d.path().join(META_DIR).join("state.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"path\":\"b\",\"size\":9}\n").unwrap();
+        drop(f);
+        let mut s = dest.load_state(4, true).unwrap();
+        assert_eq!((s.len(), s.total_size()), (3, u64::MAX));
+        assert!(s.lists("a") && s.lists("b") && !s.lists("d"));
+        let spots = s.spots();
+        let read: Vec<(String, u64, Option<String>)> = s
+            .records(&spots)
+            .unwrap()
+            .map(|r| r.map(|(_, r)| (r.path, r.size, r.etag)).unwrap())
+            .collect();
+        let want = |p: &str, n: u64| (p.to_string(), n, Some(format!("\"{p}{n}\"")));
+        // In the order recorded, the last line per path.
+        assert_eq!(read, [want("b", 2), want("a", 3), want("c", u64::MAX)]);
+        assert_eq!(s.read(spots[1]).unwrap().size, 3);
+        assert_eq!(s.take("b").map(|r| r.size), Some(2));
+        assert!(s.take("b").is_none(), "taken once");
+        assert!(s.take("d").is_none());
+        // Without `records`, nothing is kept.
+        let mut s = dest.load_state(4, false).unwrap();
+        assert_eq!(s.size("b"), Some(9));
+        assert!(s.spots().is_empty() && s.take("a").is_none());
     }
 }

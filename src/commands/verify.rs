@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::cli::VerifyArgs;
-use crate::dest::{Dest, StateRecord, META_DIR};
+use crate::dest::{Dest, Spot, StateIndex, StateRecord, META_DIR};
 
 /// The plan size whose state-record bound `verify` reads within.
 const VERIFY_FILES: usize = 1 << 18;
@@ -237,7 +237,7 @@ enum Local {
 struct Finding {
     path: String,
     problem: Problem,
-    record: Option<usize>,
+    record: Option<Spot>,
 }
 
 /// Runs `verify`. Returns 0 when the mirror is clean, 1 when not.
@@ -246,51 +246,44 @@ pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
     let t0 = Instant::now();
     let root = cfg.dest.clone();
     check_root(&root)?;
-    let mut records: Vec<StateRecord> = Dest::read_only(&root)
-        // Bounded as for a plan of VERIFY_FILES files (4 GiB of records):
-        // never followed, never blocked on, never read past that.
-        .load_state(VERIFY_FILES, true)?
-        .into_records()
-        .collect();
-    if records.is_empty() {
+    // Bounded as for a plan of VERIFY_FILES files (4 GiB of records): never
+    // followed, never blocked on, never read past that. The records stay
+    // in a temporary file, read back one at a time: memory holds a few
+    // bytes a file, not the records.
+    let mut index = Dest::read_only(&root).load_state(VERIFY_FILES, true)?;
+    if index.len() == 0 {
         return Err(UsageError(format!(
             "`{}` holds no record of downloaded files (`{META_DIR}/state.jsonl`): nothing to verify; is it a folder `mastdl fetch` filled?",
             root.display()
         ))
         .into());
     }
-    records.sort_by(|a, b| a.path.cmp(&b.path));
-    let total = total_size(records.iter());
-    let bar = progress_bar(cfg.bar, total);
-    let local = check_local(&root, &records, &bar).await;
+    // In the order they were recorded: the temporary file is read straight
+    // through.
+    let spots = index.spots();
+    let recorded = Recorded {
+        files: index.len(),
+        bytes: index.total_size(),
+    };
+    let bar = progress_bar(cfg.bar, recorded.bytes);
+    let local = check_local(&root, &index, &spots, &bar).await?;
     bar.finish_and_clear();
-    let mut findings = Vec::new();
-    let mut unhashed = 0;
-    let mut sound = Vec::new();
-    for (i, l) in local.into_iter().enumerate() {
-        match l {
-            Local::Ok { hashed } => {
-                unhashed += usize::from(!hashed);
-                sound.push(i);
-            }
-            Local::Bad(problem) => findings.push(Finding {
-                path: records[i].path.clone(),
-                problem,
-                record: Some(i),
-            }),
-        }
-    }
+    let Checked {
+        mut findings,
+        sound,
+        unhashed,
+    } = local;
     if cfg.remote {
-        findings.extend(check_remote(&cfg, &records, &sound).await?);
+        findings.extend(check_remote(&cfg, &index, &sound).await?);
     }
     if cfg.extra {
-        findings.extend(extra_files(&root, &records));
+        findings.extend(extra_files(&root, &index));
     }
     findings.sort_by(|a, b| a.path.cmp(&b.path));
-    let repair = Repair::of(&cfg, &records, &findings);
+    let repair = Repair::of(&cfg, &mut index, &findings);
     // stderr first: the problems are reported, and the exit code is
     // theirs, whatever becomes of stdout (`| head`, a closed pipe).
-    report(&cfg, &records, &findings, &repair, unhashed, t0.elapsed());
+    report(&cfg, recorded, &findings, &repair, unhashed, t0.elapsed());
     if cfg.print_repair {
         if let Err(e) = repair.print() {
             if e.kind() != io::ErrorKind::BrokenPipe {
@@ -347,25 +340,75 @@ fn progress_bar(shown: bool, total: u64) -> ProgressBar {
     bar
 }
 
-/// Checks every record's file, one hashing thread per core at most;
-/// returns the results in the records' order.
-async fn check_local(root: &Path, records: &[StateRecord], bar: &ProgressBar) -> Vec<Local> {
+/// How many files the records list, and their bytes.
+#[derive(Debug, Clone, Copy)]
+struct Recorded {
+    files: usize,
+    bytes: u64,
+}
+
+/// What the local check found: the problems, where the records of the
+/// sound files lie (in order), and how many had no MD5 to check.
+struct Checked {
+    findings: Vec<Finding>,
+    sound: Vec<Spot>,
+    unhashed: usize,
+}
+
+/// Checks the file of every record at `spots`, one hashing thread per
+/// core at most, reading the records back one at a time.
+async fn check_local(
+    root: &Path,
+    index: &StateIndex,
+    spots: &[Spot],
+    bar: &ProgressBar,
+) -> anyhow::Result<Checked> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(16));
-    let mut out: Vec<(usize, Local)> = stream::iter(records.iter().cloned().enumerate())
-        .map(|(i, r)| {
+    let mut out = Checked {
+        findings: Vec::new(),
+        sound: Vec::new(),
+        unhashed: 0,
+    };
+    let mut checks = stream::iter(records_of(index, spots)?)
+        .map(|read| {
             let (root, bar) = (root.to_path_buf(), bar.clone());
             async move {
+                let (spot, r) = read?;
+                let path = r.path.clone();
                 let checked = tokio::task::spawn_blocking(move || check_one(&root, &r, &bar))
                     .await
                     .unwrap_or_else(|e| Local::Bad(Problem::Unreadable(e.to_string())));
-                (i, checked)
+                anyhow::Ok((spot, path, checked))
             }
         })
-        .buffer_unordered(threads)
-        .collect()
-        .await;
-    out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, l)| l).collect()
+        .buffer_unordered(threads);
+    while let Some(checked) = checks.next().await {
+        match checked? {
+            (spot, _, Local::Ok { hashed }) => {
+                out.unhashed += usize::from(!hashed);
+                out.sound.push(spot);
+            }
+            (spot, path, Local::Bad(problem)) => out.findings.push(Finding {
+                path,
+                problem,
+                record: Some(spot),
+            }),
+        }
+    }
+    out.sound.sort_unstable();
+    Ok(out)
+}
+
+/// Reads back the records at `spots`, in order.
+fn records_of<'a>(
+    index: &StateIndex,
+    spots: &'a [Spot],
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(Spot, StateRecord)>> + 'a> {
+    let context = "Cannot read the state records back from their temporary file";
+    Ok(index
+        .records(spots)
+        .map_err(|e| anyhow::Error::new(e).context(context))?
+        .map(move |r| r.map_err(|e| anyhow::Error::new(e).context(context))))
 }
 
 /// Checks one record's file: present, a regular file, its size, its MD5.
@@ -451,12 +494,6 @@ fn md5_of(path: &Path, bar: &ProgressBar) -> io::Result<Option<String>> {
     ))
 }
 
-/// Returns the records' total size, saturating (a hostile record's size
-/// must not overflow).
-fn total_size<'a>(records: impl Iterator<Item = &'a StateRecord>) -> u64 {
-    records.fold(0, |n, r| n.saturating_add(r.size))
-}
-
 /// Returns where the record's file came from: the archive's download URL
 /// for a `mast:` URI, the recorded URL itself otherwise (re-rooted at
 /// `--base-url` when given, as `fetch` re-roots script URLs).
@@ -477,21 +514,22 @@ fn source_url(cfg: &Config, r: &StateRecord) -> Option<Url> {
     Some(url)
 }
 
-/// Asks the source of each sound file (`sound`: indexes into `records`)
-/// whether it changed, at most `-j` at once.
+/// Asks the source of each sound file (`sound`: where their records lie,
+/// in order) whether it changed, at most `-j` at once.
 async fn check_remote(
     cfg: &Config,
-    records: &[StateRecord],
-    sound: &[usize],
+    index: &StateIndex,
+    sound: &[Spot],
 ) -> anyhow::Result<Vec<Finding>> {
     let net = &cfg.network;
     let http: Http = super::http(&net.base, &net.client, cfg.jobs, Vec::new())?;
     let policy = Policy::new(REMOTE_RETRIES);
     let cancel = CancellationToken::new();
     let (http, policy, cancel) = (&http, &policy, &cancel);
-    let found: Vec<Option<Finding>> = stream::iter(sound.iter().copied())
-        .map(|i| async move {
-            let r = &records[i];
+    let found: Vec<anyhow::Result<Option<Finding>>> = stream::iter(records_of(index, sound)?)
+        .map(|read| async move {
+            let (spot, r) = read?;
+            let r = &r;
             let problem = match source_url(cfg, r) {
                 None => Some(Problem::Unchecked(format!(
                     "no source URL is known for `{}`",
@@ -524,16 +562,20 @@ async fn check_remote(
                     }
                 }
             };
-            problem.map(|problem| Finding {
+            Ok(problem.map(|problem| Finding {
                 path: r.path.clone(),
                 problem,
-                record: Some(i),
-            })
+                record: Some(spot),
+            }))
         })
         .buffer_unordered(cfg.jobs)
         .collect()
         .await;
-    Ok(found.into_iter().flatten().collect())
+    let mut out = Vec::new();
+    for f in found {
+        out.extend(f?);
+    }
+    Ok(out)
 }
 
 /// Returns true if and only if a file's name is mastdl's own bookkeeping:
@@ -552,8 +594,7 @@ fn is_own(rel: &str, top: bool) -> bool {
 
 /// Lists what lies below DEST that no record lists (symlinks are listed,
 /// never followed; `.mastdl` is skipped).
-fn extra_files(root: &Path, records: &[StateRecord]) -> Vec<Finding> {
-    let recorded: HashSet<&str> = records.iter().map(|r| r.path.as_str()).collect();
+fn extra_files(root: &Path, index: &StateIndex) -> Vec<Finding> {
     let mut found = Vec::new();
     let mut todo = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel)) = todo.pop() {
@@ -578,7 +619,7 @@ fn extra_files(root: &Path, records: &[StateRecord]) -> Vec<Finding> {
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
             if is_dir {
                 todo.push((entry.path(), path));
-            } else if !recorded.contains(path.as_str()) && !is_own(&path, top) {
+            } else if !index.lists(&path) && !is_own(&path, top) {
                 found.push(Finding {
                     path,
                     problem: Problem::Extra,
@@ -623,19 +664,28 @@ impl Repair {
     /// A record with no known source, or whose path or URL holds a control
     /// character, is left out (said on stderr): the script never carries
     /// one to the terminal or the reader.
-    fn of(cfg: &Config, records: &[StateRecord], findings: &[Finding]) -> Repair {
+    fn of(cfg: &Config, index: &mut StateIndex, findings: &[Finding]) -> Repair {
         let mut repair = Repair {
             lines: Vec::new(),
             left_out: Vec::new(),
         };
         let mut seen = HashSet::new();
         for f in findings.iter().filter(|f| f.problem.repairable()) {
-            let Some(r) = f.record.map(|i| &records[i]) else {
+            let Some(spot) = f.record else {
                 continue;
             };
-            if !seen.insert(r.path.as_str()) {
+            if !seen.insert(spot) {
                 continue;
             }
+            let r = match index.read(spot) {
+                Ok(r) => r,
+                Err(_) => {
+                    let why = "its record could not be read back";
+                    repair.left_out.push((escape(&f.path), why));
+                    continue;
+                }
+            };
+            let r = &r;
             let Some(url) = source_url(cfg, r) else {
                 repair
                     .left_out
@@ -685,16 +735,16 @@ impl Repair {
 /// repair command on stderr.
 fn report(
     cfg: &Config,
-    records: &[StateRecord],
+    recorded: Recorded,
     findings: &[Finding],
     repair: &Repair,
     unhashed: usize,
     elapsed: Duration,
 ) {
     let count = |kind: Kind| findings.iter().filter(|f| f.problem.kind() == kind).count();
-    let bad_records: HashSet<usize> = findings.iter().filter_map(|f| f.record).collect();
-    let ok = records.len() - bad_records.len();
-    let bytes = total_size(records.iter());
+    let bad_records: HashSet<Spot> = findings.iter().filter_map(|f| f.record).collect();
+    let ok = recorded.files.saturating_sub(bad_records.len());
+    let bytes = recorded.bytes;
     let left_out =
         |path: &str, why: &str| format!("verify: `{path}` is left out of the repair script: {why}");
     let command = (!repair.lines.is_empty()).then(|| repair_command(cfg));
@@ -709,7 +759,7 @@ fn report(
                 "level": "warn", "message": left_out(path, why)}));
         }
         let mut summary = json!({"ts": progress::ts(), "event": "summary",
-            "recorded": records.len(), "ok": ok,
+            "recorded": recorded.files, "ok": ok,
             "unhashed": unhashed, "bytes": bytes, "duration_ms": elapsed.as_millis() as u64,
             "clean": findings.is_empty(), "repair": command});
         for kind in Kind::ALL {
@@ -748,7 +798,7 @@ fn report(
     };
     progress::say(format!(
         "verify: {} files recorded ({}): {} in {:.1}s{unhashed}",
-        records.len(),
+        recorded.files,
         human_bytes(bytes),
         parts.join(", "),
         elapsed.as_secs_f64()

@@ -315,10 +315,12 @@ pub(crate) const SIDECAR_MIN: u64 = 4 << 20;
 /// (a strong ETag or a date, RFC 9110 §13.1.5) or — without one — the
 /// total recorded when it was started and at least [`RESUME_OVERLAP`]
 /// bytes to compare. Anything else is discarded.
-fn resumable(part: &Part) -> Option<Resume> {
-    // Nothing at the `.part`, nothing to resume: its sidecar is not looked
-    // for (a first run's every file).
-    let have = part.look()?;
+///
+/// `have` is what [`Part::look`] found at the `.part` (its length, or
+/// `None` for something else, removed); nothing there, nothing to resume,
+/// and its sidecar is not looked for (a first run's every file).
+fn resumable(part: &Part, have: Option<Option<u64>>) -> Option<Resume> {
+    let have = have?;
     let meta = part.load();
     match (have, meta) {
         (Some(have), Some(meta))
@@ -513,13 +515,17 @@ fn split_here(
 }
 
 /// Returns what a `.part` that an earlier attempt filled by ranges needs
-/// to go on by ranges: its total and validator.
-fn ranged_resume(t: &Attempt<'_>, part: &Part) -> Option<(u64, Validator)> {
+/// to go on by ranges: its total and validator. `have`: as for
+/// [`resumable`] (nothing at the `.part`, no ranges done).
+fn ranged_resume(
+    t: &Attempt<'_>,
+    part: &Part,
+    have: Option<Option<u64>>,
+) -> Option<(u64, Validator)> {
     if t.md5_from_etag {
         return None;
     }
-    // Nothing at the `.part`, no ranges done: its sidecar is not looked for.
-    part.look()?;
+    have?;
     let m = part.load()?;
     let v = m.validator?;
     v.if_range()?;
@@ -605,16 +611,14 @@ impl Downloader {
     pub(crate) async fn download(&self, t: &Attempt<'_>) -> Result<Done, TransferError> {
         let http = &self.http;
         let part = Part::of(t.path);
-        // One look at the `.part` decides for a first run's every file:
-        // nothing there, nothing to resume (and no sidecar looked for).
-        let found = part.look().is_some();
-        if found {
-            if let Some((total, v)) = ranged_resume(t, &part) {
-                let slots = Slots::Budget(&self.throttle);
-                return self.download_ranged(t, total, Some(&v), slots).await;
-            }
+        // One look at the `.part` serves both checks; for a first run's
+        // every file it finds nothing, and no sidecar is looked for.
+        let have = part.look();
+        if let Some((total, v)) = ranged_resume(t, &part, have) {
+            let slots = Slots::Budget(&self.throttle);
+            return self.download_ranged(t, total, Some(&v), slots).await;
         }
-        let resume = if found { resumable(&part) } else { None };
+        let resume = resumable(&part, have);
         let have = resume.as_ref().map_or(0, |r| r.have);
         let headers = resume_headers(resume.as_ref());
         let Answer {
@@ -1058,7 +1062,7 @@ mod tests {
         let fin = d.path().join("a.fits");
         let part = Part::of(&fin);
         std::fs::write(&part.meta, b"{}").unwrap();
-        assert!(resumable(&part).is_none());
+        assert!(resumable(&part, part.look()).is_none());
         drop(part.open(true).unwrap());
         assert!(
             !part.meta.exists(),

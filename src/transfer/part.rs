@@ -483,6 +483,7 @@ mod tests {
         assert_eq!(fs::read(&outside).unwrap(), b"precious");
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_new_part_replaces_whatever_was_planted_at_its_name() {
         use std::io::Write;
@@ -520,6 +521,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn folders_are_made_below_a_missing_dest_and_never_through_a_symlink() {
         let d = tempfile::tempdir().unwrap();
