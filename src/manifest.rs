@@ -683,6 +683,22 @@ fn write_pages(
     Ok(digest)
 }
 
+/// Returns true if and only if `rest` is what follows `.pages-` in the
+/// name of a manifest's pages folder: 8 random letters and digits.
+fn is_pages_id(rest: &str) -> bool {
+    rest.len() == 8 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Returns true if and only if `name`, at DEST's top, is the pages folder
+/// of a manifest (`MANIFEST.pages-XXXXXXXX`, a shard's
+/// `MANIFEST.K-of-N.pages-XXXXXXXX`): mastdl's own, no product.
+pub(crate) fn is_pages_folder(name: &str) -> bool {
+    name.starts_with("MANIFEST")
+        && name
+            .rsplit_once(".pages-")
+            .is_some_and(|(_, rest)| is_pages_id(rest))
+}
+
 /// Removes the page folders of earlier manifests of `stem` (all but `keep`).
 fn remove_old_pages(dest: &Path, stem: &str, keep: Option<&str>) {
     let prefix = format!("{stem}.pages-");
@@ -691,11 +707,7 @@ fn remove_old_pages(dest: &Path, stem: &str, keep: Option<&str>) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let ours = name.starts_with(&prefix)
-            && name.len() == prefix.len() + 8
-            && name[prefix.len()..]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric());
+        let ours = name.strip_prefix(&prefix).is_some_and(is_pages_id);
         if ours && Some(name.as_str()) != keep {
             // A symlink there is removed, never followed.
             let _ = match e.file_type() {

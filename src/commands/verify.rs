@@ -593,7 +593,8 @@ fn is_own(rel: &str, top: bool) -> bool {
 }
 
 /// Lists what lies below DEST that no record lists (symlinks are listed,
-/// never followed; `.mastdl` is skipped).
+/// never followed; `.mastdl` and the manifests' pages folders are
+/// skipped).
 fn extra_files(root: &Path, index: &StateIndex) -> Vec<Finding> {
     let mut found = Vec::new();
     let mut todo = vec![(root.to_path_buf(), String::new())];
@@ -615,8 +616,12 @@ fn extra_files(root: &Path, index: &StateIndex) -> Vec<Finding> {
             if top && name == META_DIR {
                 continue;
             }
-            let path = if top { name } else { format!("{rel}/{name}") };
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && top && crate::manifest::is_pages_folder(&name) {
+                // A multi-page MANIFEST.HTML's pages.
+                continue;
+            }
+            let path = if top { name } else { format!("{rel}/{name}") };
             if is_dir {
                 todo.push((entry.path(), path));
             } else if !index.lists(&path) && !is_own(&path, top) {
