@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::UsageError;
 use crate::manifest::Source;
-use crate::plan::{hash64, Shard, U64Map};
+use crate::plan::{hash128, hash64, Shard, U128Map, U64Map};
 
 pub(crate) use crate::layout::META_DIR;
 
@@ -266,7 +266,7 @@ impl Dest {
     pub(crate) fn load_state(&self, files: usize, records: bool) -> anyhow::Result<StateIndex> {
         let mut index = StateIndex {
             sizes: U64Map::default(),
-            spots: U64Map::default(),
+            spots: U128Map::default(),
             kept: None,
         };
         let meta = self.root.join(META_DIR);
@@ -334,15 +334,18 @@ impl Dest {
                 let Ok(r) = serde_json::from_slice::<StateRecord>(&line) else {
                     continue;
                 };
-                let key = hash64(r.path.as_bytes());
+                // Whole records are told apart by 128 bits of the path: two
+                // paths taken for one (a file never verified) are out of
+                // reach, even for a crafted list.
+                let key = hash128(r.path.as_bytes());
                 if let Some(spill) = spill.as_mut() {
                     let spot = spill.keep(&line).map_err(|e| {
                         anyhow::Error::new(e)
                             .context("Cannot keep the state records in a temporary file")
                     })?;
-                    index.spots.insert(key, spot);
+                    index.spots.insert(key, (spot, r.size));
                 }
-                index.sizes.insert(key, r.size);
+                index.sizes.insert(key as u64, r.size);
             }
         }
         if let Some(spill) = spill {
@@ -696,9 +699,9 @@ struct PathSize<'a> {
 pub(crate) struct StateIndex {
     /// Hash of a path -> its recorded size.
     sizes: U64Map<u64>,
-    /// Hash of a path -> where its whole record lies in `kept` (only when
-    /// asked for).
-    spots: U64Map<Spot>,
+    /// 128-bit hash of a path -> where its whole record lies in `kept`, and
+    /// its size (only when asked for).
+    spots: U128Map<(Spot, u64)>,
     /// The whole records read, one line each, in an unnamed temporary file.
     kept: Option<File>,
 }
@@ -709,6 +712,9 @@ pub(crate) struct StateIndex {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Spot(u64);
 
+// Every line kept fits the length's bits.
+const _: () = assert!(MAX_STATE_LINE < 1 << Spot::LEN_BITS);
+
 impl Spot {
     const LEN_BITS: u32 = 17;
 
@@ -718,6 +724,33 @@ impl Spot {
 
     fn len(self) -> usize {
         (self.0 & ((1 << Self::LEN_BITS) - 1)) as usize
+    }
+}
+
+/// Fills `buf` from `f` at `offset`, leaving the file's position alone.
+fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt as _;
+        f.read_exact_at(buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::FileExt as _;
+        let mut done = 0;
+        while done < buf.len() {
+            match f.seek_read(&mut buf[done..], offset + done as u64)? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => done += n,
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let mut f = f;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
     }
 }
 
@@ -737,7 +770,9 @@ impl Spill {
 
     /// Appends one record's line; returns where it lies.
     fn keep(&mut self, line: &[u8]) -> io::Result<Spot> {
-        debug_assert!(line.len() <= MAX_STATE_LINE);
+        if line.len() > MAX_STATE_LINE || self.len >= 1 << (64 - Spot::LEN_BITS) {
+            return Err(io::Error::other("more state records than can be indexed"));
+        }
         let spot = Spot(self.len << Spot::LEN_BITS | line.len() as u64);
         self.out.write_all(line)?;
         self.len += line.len() as u64;
@@ -762,45 +797,51 @@ impl StateIndex {
         self.sizes.get(&key).copied()
     }
 
-    /// Returns true if and only if a record lists `rel`.
+    /// Returns true if and only if a whole record lists `rel` (loaded with
+    /// `records`).
     pub(crate) fn lists(&self, rel: &str) -> bool {
-        self.sizes.contains_key(&hash64(rel.as_bytes()))
+        self.spots.contains_key(&hash128(rel.as_bytes()))
     }
 
-    /// Returns the number of paths recorded.
+    /// Returns the number of paths whole records list (loaded with
+    /// `records`).
     pub(crate) fn len(&self) -> usize {
-        self.sizes.len()
+        self.spots.len()
     }
 
-    /// Returns the sizes recorded, summed (saturating: a hostile record's
-    /// size must not overflow).
+    /// Returns the sizes whole records list, summed (saturating: a hostile
+    /// record's size must not overflow).
     pub(crate) fn total_size(&self) -> u64 {
-        self.sizes.values().fold(0, |n, s| n.saturating_add(*s))
+        self.spots
+            .values()
+            .fold(0, |n, (_, s)| n.saturating_add(*s))
     }
 
-    /// Takes the whole record of `rel` (loaded with `records`).
-    pub(crate) fn take(&mut self, rel: &str) -> Option<StateRecord> {
-        let spot = self.spots.remove(&hash64(rel.as_bytes()))?;
+    /// Takes the whole record of `rel` (loaded with `records`). An error
+    /// is the temporary file failing to give it back.
+    pub(crate) fn take(&mut self, rel: &str) -> io::Result<Option<StateRecord>> {
+        let Some((spot, _)) = self.spots.remove(&hash128(rel.as_bytes())) else {
+            return Ok(None);
+        };
         // Another path of the same hash is not this one's record.
-        self.read(spot).ok().filter(|r| r.path == rel)
+        Ok(Some(self.read(spot)?).filter(|r| r.path == rel))
     }
 
     /// Reads back the whole record at `spot`.
-    pub(crate) fn read(&mut self, spot: Spot) -> io::Result<StateRecord> {
+    pub(crate) fn read(&self, spot: Spot) -> io::Result<StateRecord> {
         let f = self
             .kept
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| io::Error::other("no state records were kept"))?;
-        f.seek(SeekFrom::Start(spot.offset()))?;
         let mut line = vec![0; spot.len()];
-        f.read_exact(&mut line)?;
+        read_at(f, &mut line, spot.offset())?;
         serde_json::from_slice(&line).map_err(io::Error::other)
     }
 
     /// Returns where every whole record lies (loaded with `records`), the
     /// last per path, in the order they were recorded.
     pub(crate) fn spots(&self) -> Vec<Spot> {
-        let mut spots: Vec<Spot> = self.spots.values().copied().collect();
+        let mut spots: Vec<Spot> = self.spots.values().map(|(s, _)| *s).collect();
         spots.sort_unstable();
         spots
     }
@@ -1079,7 +1120,7 @@ mod tests {
         assert_eq!(s.size("a"), Some(5));
         assert_eq!(s.size("c"), Some(3));
         assert_eq!(s.size("b"), None);
-        assert_eq!(s.take("a").map(|r| r.size), Some(5));
+        assert_eq!(s.take("a").unwrap().map(|r| r.size), Some(5));
     }
 
     #[test]
@@ -1113,12 +1154,12 @@ mod tests {
         // In the order recorded, the last line per path.
         assert_eq!(read, [want("b", 2), want("a", 3), want("c", u64::MAX)]);
         assert_eq!(s.read(spots[1]).unwrap().size, 3);
-        assert_eq!(s.take("b").map(|r| r.size), Some(2));
-        assert!(s.take("b").is_none(), "taken once");
-        assert!(s.take("d").is_none());
+        assert_eq!(s.take("b").unwrap().map(|r| r.size), Some(2));
+        assert!(s.take("b").unwrap().is_none(), "taken once");
+        assert!(s.take("d").unwrap().is_none());
         // Without `records`, nothing is kept.
         let mut s = dest.load_state(4, false).unwrap();
         assert_eq!(s.size("b"), Some(9));
-        assert!(s.spots().is_empty() && s.take("a").is_none());
+        assert!(s.spots().is_empty() && s.take("a").unwrap().is_none());
     }
 }

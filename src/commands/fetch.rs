@@ -678,7 +678,17 @@ async fn run_all(
         .enumerate()
     {
         let p = p.context("Cannot read the plan back")?;
-        let Some(task) = outcomes.task(i, || state.take(&p.rel)) else {
+        let mut unread = None;
+        let task = outcomes.task(i, || {
+            state.take(&p.rel).unwrap_or_else(|e| {
+                unread = Some(e);
+                None
+            })
+        });
+        if let Some(e) = unread {
+            return Err(anyhow::Error::new(e).context("Cannot read the state records back"));
+        }
+        let Some(task) = task else {
             continue;
         };
         let permit = tokio::select! {

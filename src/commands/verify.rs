@@ -250,7 +250,7 @@ pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
     // followed, never blocked on, never read past that. The records stay
     // in a temporary file, read back one at a time: memory holds a few
     // bytes a file, not the records.
-    let mut index = Dest::read_only(&root).load_state(VERIFY_FILES, true)?;
+    let index = Dest::read_only(&root).load_state(VERIFY_FILES, true)?;
     if index.len() == 0 {
         return Err(UsageError(format!(
             "`{}` holds no record of downloaded files (`{META_DIR}/state.jsonl`): nothing to verify; is it a folder `mastdl fetch` filled?",
@@ -266,8 +266,9 @@ pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
         bytes: index.total_size(),
     };
     let bar = progress_bar(cfg.bar, recorded.bytes);
-    let local = check_local(&root, &index, &spots, &bar).await?;
+    let local = check_local(&root, &index, &spots, &bar).await;
     bar.finish_and_clear();
+    let local = local?;
     let Checked {
         mut findings,
         sound,
@@ -280,7 +281,7 @@ pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
         findings.extend(extra_files(&root, &index));
     }
     findings.sort_by(|a, b| a.path.cmp(&b.path));
-    let repair = Repair::of(&cfg, &mut index, &findings);
+    let repair = Repair::of(&cfg, &index, &findings);
     // stderr first: the problems are reported, and the exit code is
     // theirs, whatever becomes of stdout (`| head`, a closed pipe).
     report(&cfg, recorded, &findings, &repair, unhashed, t0.elapsed());
@@ -669,7 +670,7 @@ impl Repair {
     /// A record with no known source, or whose path or URL holds a control
     /// character, is left out (said on stderr): the script never carries
     /// one to the terminal or the reader.
-    fn of(cfg: &Config, index: &mut StateIndex, findings: &[Finding]) -> Repair {
+    fn of(cfg: &Config, index: &StateIndex, findings: &[Finding]) -> Repair {
         let mut repair = Repair {
             lines: Vec::new(),
             left_out: Vec::new(),

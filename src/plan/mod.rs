@@ -352,6 +352,9 @@ fn mix_hash(bytes: &[u8], k: [u64; 3]) -> u64 {
 /// A map keyed by a [`hash64`] value, which it uses as it is (no second hash).
 pub(crate) type U64Map<V> = HashMap<u64, V, std::hash::BuildHasherDefault<KeyIsHash>>;
 
+/// A map keyed by a [`hash128`].
+pub(crate) type U128Map<V> = HashMap<u128, V, std::hash::BuildHasherDefault<KeyIsHash>>;
+
 /// The hasher of [`U64Map`]: the key is already a hash.
 #[derive(Default)]
 pub(crate) struct KeyIsHash(u64);
@@ -374,8 +377,9 @@ impl std::hash::Hasher for KeyIsHash {
 }
 
 /// Returns a 128-bit hash of `bytes`: two [`hash64`]-like hashes with
-/// different constants, so two URIs taken for one are out of reach.
-fn hash128(bytes: &[u8]) -> u128 {
+/// different constants (its low half is [`hash64`]), so two URIs (or two
+/// recorded paths) taken for one are out of reach.
+pub(crate) fn hash128(bytes: &[u8]) -> u128 {
     let high = mix_hash(
         bytes,
         [
