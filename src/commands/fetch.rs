@@ -215,13 +215,16 @@ async fn signal() -> Exit {
 
 /// Returns the size of a file when it is complete: a regular file (a
 /// symlink may point anywhere) of the size the input or the state record
-/// expects, if either does.
+/// expects, if either does. Where neither does, an empty file is not: it is
+/// what a power loss leaves of a file whose bytes were not yet on disk
+/// (and whose record was lost with them), and one request settles it.
 fn complete_size(found: Option<(bool, u64)>, expect: Option<u64>) -> Option<u64> {
     let (true, len) = found? else {
         return None;
     };
     match expect {
         Some(s) if s != len => None,
+        None if len == 0 => None,
         _ => Some(len),
     }
 }

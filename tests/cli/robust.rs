@@ -242,3 +242,40 @@ fn a_table_row_with_blank_product_facts_fails_the_product_filters() {
         );
     }
 }
+
+/// An empty file at a final path that no record and no input size
+/// expects (what a power loss leaves of a file not yet written back, its
+/// record lost with it) is fetched again; an empty product recorded as
+/// empty is complete.
+#[test]
+fn an_empty_file_nothing_expects_is_fetched_again_a_recorded_empty_one_is_not() {
+    const EMPTY: &str = "mast:HST/product/ib1f04020_raw.fits";
+    let body = bytes(7, 5000);
+    let m = super::archive_with(&[
+        (super::B, Product::new(body.clone())),
+        (EMPTY, Product::new(Vec::new())),
+    ]);
+    let e = Env::new();
+    let list = e.write("uris.txt", &format!("{}\n{EMPTY}\n", super::B));
+    let b_path = e.dest().join("HST/ib1f01020/ib1f01020_raw.fits");
+    std::fs::create_dir_all(b_path.parent().unwrap()).unwrap();
+    std::fs::write(&b_path, b"").unwrap();
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        std::fs::read(&b_path).unwrap() == body,
+        "the empty file stayed"
+    );
+    assert_eq!(m.seen_for(super::B).len(), 1);
+    let empty = e.dest().join("HST/ib1f04020/ib1f04020_raw.fits");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    // Recorded as empty: complete, no request.
+    let r = e.fetch(&m, &[list.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        m.seen_for(EMPTY).len(),
+        1,
+        "a recorded empty file is complete"
+    );
+    assert_eq!(m.seen_for(super::B).len(), 1);
+}
