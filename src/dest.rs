@@ -334,9 +334,9 @@ impl Dest {
                 let Ok(r) = serde_json::from_slice::<StateRecord>(&line) else {
                     continue;
                 };
-                // Whole records are told apart by 128 bits of the path: two
-                // paths taken for one (a file never verified) are out of
-                // reach, even for a crafted list.
+                // Whole records are told apart by 128 bits of the path (two
+                // 64-bit hashes), not 64: two paths taken for one, a file
+                // never verified, would take a deliberately crafted pair.
                 let key = hash128(r.path.as_bytes());
                 if let Some(spill) = spill.as_mut() {
                     let spot = spill.keep(&line).map_err(|e| {

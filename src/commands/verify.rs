@@ -475,11 +475,14 @@ fn md5_of(path: &Path, bar: &ProgressBar) -> io::Result<Option<String>> {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if !f.metadata()?.is_file() {
+    let meta = f.metadata()?;
+    if !meta.is_file() {
         return Ok(None);
     }
     let mut h = Md5::new();
-    let mut buf = vec![0u8; HASH_BUFFER];
+    // No larger than the file (a small file costs no 1 MiB to zero).
+    let fits = usize::try_from(meta.len().saturating_add(1)).unwrap_or(HASH_BUFFER);
+    let mut buf = vec![0u8; fits.clamp(4096, HASH_BUFFER)];
     loop {
         let n = match f.read(&mut buf) {
             Ok(0) => break,

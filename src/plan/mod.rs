@@ -355,7 +355,8 @@ pub(crate) type U64Map<V> = HashMap<u64, V, std::hash::BuildHasherDefault<KeyIsH
 /// A map keyed by a [`hash128`].
 pub(crate) type U128Map<V> = HashMap<u128, V, std::hash::BuildHasherDefault<KeyIsHash>>;
 
-/// The hasher of [`U64Map`]: the key is already a hash.
+/// The hasher of [`U64Map`] and [`U128Map`] (and the plan's URI set):
+/// the key is already a hash.
 #[derive(Default)]
 pub(crate) struct KeyIsHash(u64);
 
