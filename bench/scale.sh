@@ -69,8 +69,9 @@ else
 fi
 for n in $COUNTS; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "--counts: not a count: $n"; done
 can_mount() { [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null && command -v losetup >/dev/null; }
+FRESH_AUTO=0
 if [ "$FRESH_FS" = auto ]; then
-  FRESH_FS=0; [ "$QUICK" = 0 ] && can_mount && FRESH_FS=1
+  FRESH_FS=0; [ "$QUICK" = 0 ] && can_mount && FRESH_FS=1 && FRESH_AUTO=1
 fi
 [ "$FRESH_FS" = 0 ] || can_mount || die "--fresh-fs needs root, mkfs.ext4 and losetup"
 
@@ -131,6 +132,7 @@ stop_nginx() {
 # sized for N files of 1 KiB and their manifests, on a loop device with
 # direct I/O (no second copy in the page cache).
 MOUNTED=
+MOUNTED_ONCE=
 make_dest() {
   local dest=$1 n=$2 img loop
   if [ "$FRESH_FS" = 0 ]; then
@@ -139,12 +141,23 @@ make_dest() {
   fi
   img=$dest.img
   rm -rf "$dest" "$img"; mkdir -p "$dest"
-  truncate -s $((n * 8 + 512 * 1024))K "$img"
-  mkfs.ext4 -q -F -N $((n + n / 50 + 65536)) -E lazy_itable_init=0,lazy_journal_init=0 "$img" \
-    || die "mkfs.ext4 $img failed"
-  loop=$(losetup --find --show --direct-io=on "$img") || die "losetup $img failed"
-  mount "$loop" "$dest" || { losetup -d "$loop"; die "mount $loop failed"; }
-  MOUNTED=$dest
+  if truncate -s $((n * 8 + 512 * 1024))K "$img" \
+    && mkfs.ext4 -q -F -N $((n + n / 50 + 65536)) -E lazy_itable_init=0,lazy_journal_init=0 "$img" \
+    && loop=$(losetup --find --show --direct-io=on "$img"); then
+    if mount "$loop" "$dest"; then
+      MOUNTED=$dest
+      MOUNTED_ONCE=1
+      sync
+      return
+    fi
+    losetup -d "$loop" || true
+  fi
+  rm -f "$img"
+  # Chosen by default and not allowed here (a container without loop
+  # devices): plain folders for every count, said once.
+  [ "$FRESH_AUTO" = 1 ] && [ -z "$MOUNTED_ONCE" ] || die "cannot make a file system for $dest (--no-fresh-fs uses plain folders)"
+  say "cannot make a file system for $dest: plain folders for every count (--no-fresh-fs)"
+  FRESH_FS=0
   sync
 }
 drop_dest() {
