@@ -293,6 +293,7 @@ impl Dest {
         // With `records`, each whole record read is kept in an unnamed
         // temporary file and indexed by where it lies: memory holds no copy
         // of a line (`verify` and `--update` of a million files).
+        let kept = |e: io::Error| anyhow::Error::new(e).context(KEEP_FAILED);
         let mut spill = match records {
             true => Some(Spill::new().map_err(|e| {
                 anyhow::Error::new(e).context("Cannot make a temporary file for the state records")
@@ -311,12 +312,12 @@ impl Dest {
                 ))
                 .into());
             }
-            if !records {
+            let Some(spill) = spill.as_mut() else {
                 index_sizes(f.take(bound), &mut index.sizes).map_err(|e| {
                     anyhow::Error::new(e).context(format!("Cannot read `{}`", path.display()))
                 })?;
                 continue;
-            }
+            };
             let mut reader = BufReader::with_capacity(1 << 16, f.take(bound));
             let mut line = Vec::with_capacity(512);
             loop {
@@ -338,20 +339,14 @@ impl Dest {
                 // 64-bit hashes), not 64: two paths taken for one, a file
                 // never verified, would take a deliberately crafted pair.
                 let key = hash128(r.path.as_bytes());
-                if let Some(spill) = spill.as_mut() {
-                    let spot = spill.keep(&line).map_err(|e| {
-                        anyhow::Error::new(e)
-                            .context("Cannot keep the state records in a temporary file")
-                    })?;
-                    index.spots.insert(key, (spot, r.size));
-                }
+                let spot = spill.keep(&line).map_err(kept)?;
+                index.spots.insert(key, (spot, r.size));
+                // The low half of a hash128 is the path's hash64.
                 index.sizes.insert(key as u64, r.size);
             }
         }
         if let Some(spill) = spill {
-            index.kept = Some(spill.done().map_err(|e| {
-                anyhow::Error::new(e).context("Cannot keep the state records in a temporary file")
-            })?);
+            index.kept = Some(spill.done().map_err(kept)?);
         }
         Ok(index)
     }
@@ -754,6 +749,9 @@ fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     }
 }
 
+/// What a failure to keep the whole state records says.
+const KEEP_FAILED: &str = "Cannot keep the state records in a temporary file";
+
 /// The temporary file whole records are copied into as they are read.
 struct Spill {
     out: io::BufWriter<File>,
@@ -827,14 +825,18 @@ impl StateIndex {
         Ok(Some(self.read(spot)?).filter(|r| r.path == rel))
     }
 
+    /// Returns the temporary file of the whole records (loaded with
+    /// `records`).
+    fn kept(&self) -> io::Result<&File> {
+        self.kept
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no state records were kept"))
+    }
+
     /// Reads back the whole record at `spot`.
     pub(crate) fn read(&self, spot: Spot) -> io::Result<StateRecord> {
-        let f = self
-            .kept
-            .as_ref()
-            .ok_or_else(|| io::Error::other("no state records were kept"))?;
         let mut line = vec![0; spot.len()];
-        read_at(f, &mut line, spot.offset())?;
+        read_at(self.kept()?, &mut line, spot.offset())?;
         serde_json::from_slice(&line).map_err(io::Error::other)
     }
 
@@ -852,11 +854,7 @@ impl StateIndex {
         &self,
         spots: &'a [Spot],
     ) -> io::Result<impl Iterator<Item = io::Result<(Spot, StateRecord)>> + 'a> {
-        let f = match &self.kept {
-            Some(f) => f.try_clone()?,
-            None => tempfile::tempfile()?,
-        };
-        let mut reader = BufReader::with_capacity(1 << 16, f);
+        let mut reader = BufReader::with_capacity(1 << 16, self.kept()?.try_clone()?);
         let mut at: Option<u64> = None;
         Ok(spots.iter().map(move |&spot| {
             if at != Some(spot.offset()) {

@@ -291,21 +291,24 @@ impl Outcomes {
     }
 
     /// Returns what is to be done with job `i` (`None`: it is decided);
-    /// `record` gives the state record of a file to check.
-    pub(crate) fn task(
+    /// `record` gives the state record of a file to check (its error is
+    /// returned).
+    pub(crate) fn task<E>(
         &self,
         i: usize,
-        record: impl FnOnce() -> Option<StateRecord>,
-    ) -> Option<Task> {
-        let s = self.slots.get(i)?;
-        match s.state {
+        record: impl FnOnce() -> Result<Option<StateRecord>, E>,
+    ) -> Result<Option<Task>, E> {
+        let Some(s) = self.slots.get(i) else {
+            return Ok(None);
+        };
+        Ok(match s.state {
             SlotState::Fetch => Some(Task::Fetch),
             SlotState::Check => Some(Task::Check {
                 size: s.bytes,
-                record: record(),
+                record: record()?,
             }),
             _ => None,
-        }
+        })
     }
 
     /// Returns the number of jobs to download or check.

@@ -681,17 +681,8 @@ async fn run_all(
         .enumerate()
     {
         let p = p.context("Cannot read the plan back")?;
-        let mut unread = None;
-        let task = outcomes.task(i, || {
-            state.take(&p.rel).unwrap_or_else(|e| {
-                unread = Some(e);
-                None
-            })
-        });
-        if let Some(e) = unread {
-            return Err(anyhow::Error::new(e).context("Cannot read the state records back"));
-        }
-        let Some(task) = task else {
+        let task = outcomes.task(i, || state.take(&p.rel));
+        let Some(task) = task.context("Cannot read the state records back")? else {
             continue;
         };
         let permit = tokio::select! {

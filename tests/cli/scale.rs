@@ -14,16 +14,6 @@ use serde_json::Value;
 use super::mock::{bytes, Product};
 use super::{archive_with, Env, Run};
 
-/// Runs `fetch LIST` into `e`'s DEST with `rows` rows per HTML page.
-fn fetch_paged(e: &Env, base: &str, list: &Path, rows: usize) -> Run {
-    let mut c = e.cmd();
-    c.args(["fetch", "--base-url", base, "-d"])
-        .arg(e.dest())
-        .arg(list)
-        .env("MASTDL_HTML_PAGE_ROWS", rows.to_string());
-    Run::from(c.output().unwrap())
-}
-
 /// Returns the `href` values of an HTML text.
 fn hrefs(html: &str) -> Vec<String> {
     html.split("href=\"")
@@ -111,7 +101,7 @@ fn a_large_runs_manifests_say_what_a_small_runs_say_and_every_row_is_reachable()
     let small = Env::new();
     let head = format!("{}\n{}\n{}\n", uris[..5].join("\n"), uris[2], uris[5]);
     let list = small.write("uris.txt", &head);
-    let r = fetch_paged(&small, &m.base, &list, 1000);
+    let r = small.fetch_paged(&m.base, &list, 1000);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let s = small.manifest();
     assert!(
@@ -126,7 +116,7 @@ fn a_large_runs_manifests_say_what_a_small_runs_say_and_every_row_is_reachable()
     let big = Env::new();
     let text = format!("{head}{}\n{}\n", uris[6..].join("\n"), uris[30]);
     let list = big.write("uris.txt", &text);
-    let r = fetch_paged(&big, &m.base, &list, 7);
+    let r = big.fetch_paged(&m.base, &list, 7);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let b = big.manifest();
     let (sf, bf) = (
@@ -191,18 +181,9 @@ fn a_large_runs_manifests_say_what_a_small_runs_say_and_every_row_is_reachable()
 
     // A re-run (everything SKIPPED now but the missing ones) replaces the
     // pages folder: one stays.
-    let r = fetch_paged(&big, &m.base, &list, 7);
+    let r = big.fetch_paged(&m.base, &list, 7);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    let folders: Vec<_> = std::fs::read_dir(big.dest())
-        .unwrap()
-        .flatten()
-        .filter(|d| {
-            d.file_name()
-                .to_string_lossy()
-                .starts_with("MANIFEST.pages-")
-        })
-        .collect();
-    assert_eq!(folders.len(), 1);
+    assert_eq!(big.page_folders(), 1);
     assert_eq!(walk_html(&big.dest()).0.len(), 60);
 }
 
@@ -224,7 +205,7 @@ fn a_run_killed_while_writing_manifests_leaves_a_readable_one() {
         std::fs::write(dir.join(name), b"x").unwrap();
     }
     let list = e.write("uris.txt", &text);
-    let r = fetch_paged(&e, &m.base, &list, 50);
+    let r = e.fetch_paged(&m.base, &list, 50);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(e.manifest()["skipped"], n);
     let mut killed = 0;
@@ -265,7 +246,7 @@ fn a_run_killed_while_writing_manifests_leaves_a_readable_one() {
         }
     }
     assert!(killed > 0, "never caught a run writing its manifests");
-    let r = fetch_paged(&e, &m.base, &list, 50);
+    let r = e.fetch_paged(&m.base, &list, 50);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let left: Vec<String> = names(&e.dest())
         .into_iter()

@@ -114,6 +114,29 @@ impl Env {
     pub fn html(&self) -> String {
         std::fs::read_to_string(self.dest().join("MANIFEST.HTML")).unwrap()
     }
+
+    /// Runs `fetch LIST` into DEST with `rows` rows per HTML page.
+    pub fn fetch_paged(&self, base: &str, list: &Path, rows: usize) -> Run {
+        let mut c = self.cmd();
+        c.args(["fetch", "--base-url", base, "-d"])
+            .arg(self.dest())
+            .arg(list)
+            .env("MASTDL_HTML_PAGE_ROWS", rows.to_string());
+        Run::from(c.output().unwrap())
+    }
+
+    /// Returns the number of pages folders (`MANIFEST.pages-*`) in DEST.
+    pub fn page_folders(&self) -> usize {
+        std::fs::read_dir(self.dest())
+            .unwrap()
+            .flatten()
+            .filter(|d| {
+                d.file_name()
+                    .to_string_lossy()
+                    .starts_with("MANIFEST.pages-")
+            })
+            .count()
+    }
 }
 
 impl Default for Env {

@@ -170,22 +170,8 @@ fn extra_files_and_json_events() {
     let list = e.write("uris.txt", &format!("{A}\n{B}\n{IUE}\n"));
     // One row a page: MANIFEST.HTML's pages are in a folder beside it,
     // mastdl's own, never extra.
-    let mut c = e.cmd();
-    c.args(["fetch", "--base-url", &m.base, "-d"])
-        .arg(e.dest())
-        .arg(&list)
-        .env("MASTDL_HTML_PAGE_ROWS", "1");
-    assert_eq!(Run::from(c.output().unwrap()).code, 0);
-    let pages = std::fs::read_dir(e.dest())
-        .unwrap()
-        .flatten()
-        .filter(|d| {
-            d.file_name()
-                .to_string_lossy()
-                .starts_with("MANIFEST.pages-")
-        })
-        .count();
-    assert_eq!(pages, 1, "a pages folder");
+    assert_eq!(e.fetch_paged(&m.base, &list, 1).code, 0);
+    assert_eq!(e.page_folders(), 1, "a pages folder");
     std::fs::write(e.dest().join("HST/ib1f01020/stray.fits"), b"x").unwrap();
     std::fs::write(e.dest().join("HST/ib1f01020/left.fits.part"), b"x").unwrap();
     assert_eq!(e.verify(&m, &[]).code, 0, "extra files only with --extra");
