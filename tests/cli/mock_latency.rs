@@ -70,8 +70,8 @@ pub struct Seen {
     pub status: u16,
     /// Body bytes written.
     pub sent: u64,
-    /// Order of events on the server: when the request arrived, when its
-    /// head was written.
+    /// Order of events on the server: when the request arrived, when the
+    /// writing of its head began.
     pub arrived: u64,
     pub head_sent: u64,
 }
@@ -375,10 +375,13 @@ fn serve(s: TcpStream, conn: usize, stats: &Stats, stop: &AtomicBool, script: &S
             text.push_str("Connection: close\r\n");
         }
         text.push_str("\r\n");
+        // Numbered before the write: no client can see the head before
+        // then, and a thread put aside between the write and the count
+        // must not let a request the head itself set off count as earlier.
+        let head_sent = stats.events.fetch_add(1, Ordering::SeqCst);
         if out.write_all(text.as_bytes()).is_err() {
             return;
         }
-        let head_sent = stats.events.fetch_add(1, Ordering::SeqCst);
         let stop_at = if matches!(answer, Answer::CutHalf) {
             from + len / 2
         } else {
